@@ -1,0 +1,119 @@
+//! One call: which service and method, with which arguments.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Per-call key/value pairs carried on the wire next to the arguments (Dubbo's
+/// "attachments"). Kept in insertion order; small, so a vector beats a map.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attachments(Vec<(String, String)>);
+
+impl Attachments {
+    /// No attachments.
+    pub fn new() -> Attachments {
+        Attachments(Vec::new())
+    }
+    /// The value of a key.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    }
+    /// Sets a key, replacing an existing one.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        let key = key.into();
+        let value = value.into();
+        match self
+            .0
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&key))
+        {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key, value)),
+        }
+    }
+    /// Removes a key.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        let i = self
+            .0
+            .iter()
+            .position(|(k, _)| k.eq_ignore_ascii_case(key))?;
+        Some(self.0.remove(i).1)
+    }
+    /// All pairs in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One call of a method of a service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    /// The service interface, e.g. `org.apache.dubbo.demo.DemoService`.
+    pub interface: Arc<str>,
+    /// Service group, if any.
+    pub group: Option<Arc<str>>,
+    /// Service version, if any.
+    pub version: Option<Arc<str>>,
+    /// The method name as the wire spells it (`sayHello`).
+    pub method: Arc<str>,
+    /// Positional arguments.
+    pub args: Vec<Value>,
+    /// Attachments sent with the call.
+    pub attachments: Attachments,
+    /// Time the caller still grants this call, if bounded.
+    pub timeout: Option<Duration>,
+}
+
+impl Invocation {
+    /// A call of `method` on `interface` with positional `args`.
+    pub fn new(
+        interface: impl Into<Arc<str>>,
+        method: impl Into<Arc<str>>,
+        args: Vec<Value>,
+    ) -> Self {
+        Invocation {
+            interface: interface.into(),
+            group: None,
+            version: None,
+            method: method.into(),
+            args,
+            attachments: Attachments::new(),
+            timeout: None,
+        }
+    }
+    /// Sets the version.
+    pub fn with_version(mut self, version: Option<&str>) -> Self {
+        self.version = version.filter(|v| !v.is_empty()).map(Arc::from);
+        self
+    }
+    /// Sets the group.
+    pub fn with_group(mut self, group: Option<&str>) -> Self {
+        self.group = group.filter(|g| !g.is_empty()).map(Arc::from);
+        self
+    }
+    /// Sets the timeout.
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+    /// The service key `[group/]interface[:version]`.
+    pub fn service_key(&self) -> String {
+        crate::url::service_key(
+            self.group.as_deref(),
+            &self.interface,
+            self.version.as_deref(),
+        )
+    }
+}

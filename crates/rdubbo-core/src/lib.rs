@@ -1,0 +1,29 @@
+//! Core types shared by every rdubbo crate.
+//!
+//! - [`Url`]: Apache Dubbo's URL model (`protocol://user:pass@host:port/path?k=v`), parsed and
+//!   formatted losslessly, with Java-compatible [`url::encode`]/[`url::decode`].
+//! - [`Invocation`]: one call (service, method, JSON arguments, attachments, deadline).
+//! - [`RpcError`]: what can go wrong with a call, with the codes that cross the wire.
+//! - [`Invoker`]: the one abstraction for "something that answers an invocation", used on both
+//!   sides: a protocol client is an invoker, and so is a provider-side service dispatcher.
+//!
+//! ```
+//! use rdubbo_core::Url;
+//!
+//! let url: Url = "jsonrpc://127.0.0.1:30880/org.apache.dubbo.demo.DemoService?version=1.0.0"
+//!     .parse()
+//!     .unwrap();
+//! assert_eq!(url.port(), Some(30880));
+//! assert_eq!(url.service_key(), "org.apache.dubbo.demo.DemoService:1.0.0");
+//! ```
+
+pub mod error;
+pub mod invocation;
+pub mod invoker;
+pub mod url;
+
+pub use error::{RpcError, RpcResult};
+pub use invocation::{Attachments, Invocation};
+pub use invoker::{BoxFuture, Invoker, Protocol, ServiceInfo};
+pub use serde_json::Value;
+pub use url::{Url, UrlError};
