@@ -1,0 +1,268 @@
+//! The JSON-RPC consumer: an [`Invoker`] calling one provider over pooled HTTP/1.1.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rdubbo_core::error::codes;
+use rdubbo_core::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, Url, Value};
+
+use crate::codec;
+
+/// Settings of a [`JsonRpcClient`].
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Timeout of a call that sets none (overridden by the URL's `timeout`). Default 1 s.
+    pub timeout: Duration,
+    /// Largest response body accepted. Default 8 MiB.
+    pub max_response_size: usize,
+    /// How long an idle pooled connection is kept. Default 90 s.
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per provider. Default 256.
+    pub max_idle_per_host: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            timeout: Duration::from_millis(1000),
+            max_response_size: 8 * 1024 * 1024,
+            pool_idle_timeout: Duration::from_secs(90),
+            max_idle_per_host: 256,
+        }
+    }
+}
+
+/// Calls one JSON-RPC provider; cheap to clone.
+#[derive(Clone)]
+pub struct JsonRpcClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: Client<HttpConnector, Full<Bytes>>,
+    uri: Uri,
+    addr: String,
+    url: Url,
+    config: ClientConfig,
+    next_id: AtomicU32,
+}
+
+static TIMEOUT: HeaderName = HeaderName::from_static("timeout");
+static X_METHOD: HeaderName = HeaderName::from_static("x-method");
+static X_SERVICES: HeaderName = HeaderName::from_static("x-services");
+static X_PROXY_ID: HeaderName = HeaderName::from_static("x-proxy-id");
+static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+impl JsonRpcClient {
+    /// A client for the provider at `url` (`jsonrpc://host:port/path?timeout=…`).
+    pub fn new(url: &Url) -> RpcResult<JsonRpcClient> {
+        JsonRpcClient::with_config(url, ClientConfig::default())
+    }
+
+    /// A client with explicit settings.
+    pub fn with_config(url: &Url, mut config: ClientConfig) -> RpcResult<JsonRpcClient> {
+        let port = url
+            .port()
+            .ok_or_else(|| RpcError::Invalid(format!("provider URL {url} has no port")))?;
+        if url.host().is_empty() {
+            return Err(RpcError::Invalid(format!("provider URL {url} has no host")));
+        }
+        let addr = format!("{}:{}", url.host(), port);
+        let uri: Uri = format!("http://{addr}/{}", url.path())
+            .parse()
+            .map_err(|e| RpcError::Invalid(format!("provider URL {url}: {e}")))?;
+        if let Some(ms) = url
+            .param_non_empty("timeout")
+            .and_then(|t| t.parse::<u64>().ok())
+        {
+            config.timeout = Duration::from_millis(ms);
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.timeout.max(Duration::from_millis(100))));
+        let http = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.max_idle_per_host)
+            .build(connector);
+        Ok(JsonRpcClient {
+            inner: Arc::new(Inner {
+                http,
+                uri,
+                addr,
+                url: url.clone(),
+                config,
+                next_id: AtomicU32::new(0),
+            }),
+        })
+    }
+
+    /// The provider URL this client calls.
+    pub fn url(&self) -> &Url {
+        &self.inner.url
+    }
+}
+
+impl Invoker for JsonRpcClient {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.call(inv).await })
+    }
+}
+
+impl Inner {
+    fn timeout_for(&self, inv: &Invocation) -> Duration {
+        inv.timeout.unwrap_or_else(|| {
+            let default = self.config.timeout.as_millis() as u64;
+            Duration::from_millis(self.url.method_param_or(&inv.method, "timeout", default))
+        })
+    }
+
+    async fn call(&self, inv: Invocation) -> RpcResult<Value> {
+        let timeout = self.timeout_for(&inv);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) & 0x7FFF_FFFF;
+        let mut body = Vec::with_capacity(64);
+        codec::encode_request(&mut body, &inv.method, &inv.args, id)?;
+        let mut req = Request::post(self.uri.clone())
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| RpcError::Invalid(e.to_string()))?;
+        let h = req.headers_mut();
+        h.insert(CONTENT_TYPE, APPLICATION_JSON.clone());
+        h.insert(ACCEPT, APPLICATION_JSON.clone());
+        h.insert(
+            TIMEOUT.clone(),
+            HeaderValue::from(timeout.as_nanos().min(u64::MAX as u128) as u64),
+        );
+        if let Ok(v) = HeaderValue::from_str(&inv.method) {
+            h.insert(X_METHOD.clone(), v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&inv.interface) {
+            h.insert(X_SERVICES.clone(), v);
+        }
+        h.insert(X_PROXY_ID.clone(), HeaderValue::from_static("rdubbo"));
+        if let Some(v) = inv
+            .version
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            h.insert(HeaderName::from_static("version"), v);
+        }
+        if let Some(g) = inv
+            .group
+            .as_deref()
+            .and_then(|g| HeaderValue::from_str(g).ok())
+        {
+            h.insert(HeaderName::from_static("group"), g);
+        }
+        for (k, v) in inv.attachments.iter() {
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+                RpcError::Invalid(format!("attachment key {k:?} is not a valid header name"))
+            })?;
+            let value = HeaderValue::from_str(v).map_err(|_| {
+                RpcError::Invalid(format!(
+                    "attachment {k:?} has a value that is not a valid header value"
+                ))
+            })?;
+            h.insert(name, value);
+        }
+        match tokio::time::timeout(timeout, self.exchange(req, id)).await {
+            Ok(r) => r,
+            Err(_) => Err(RpcError::Timeout(timeout)),
+        }
+    }
+
+    async fn exchange(&self, req: Request<Full<Bytes>>, id: u32) -> RpcResult<Value> {
+        let resp = self.http.request(req).await.map_err(|e| {
+            let reason = error_chain(&e);
+            if e.is_connect() {
+                RpcError::Connect {
+                    addr: self.addr.clone(),
+                    reason,
+                }
+            } else {
+                RpcError::Transport {
+                    addr: self.addr.clone(),
+                    reason,
+                }
+            }
+        })?;
+        let status = resp.status();
+        let body = Limited::new(resp.into_body(), self.config.max_response_size)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    RpcError::Limit(format!(
+                        "response from {} exceeds {} bytes",
+                        self.addr, self.config.max_response_size
+                    ))
+                } else {
+                    RpcError::Transport {
+                        addr: self.addr.clone(),
+                        reason: e.to_string(),
+                    }
+                }
+            })?
+            .to_bytes();
+        let parsed = codec::decode_response(&body);
+        match parsed {
+            Ok(r) => {
+                if let Some(err) = r.error {
+                    return Err(RpcError::Remote {
+                        code: err.code,
+                        message: err.message,
+                        data: err.data,
+                    });
+                }
+                if !status.is_success() {
+                    return Err(status_error(status, &self.addr));
+                }
+                if r.id.as_u64() != Some(u64::from(id)) {
+                    return Err(RpcError::Codec(format!(
+                        "response id {} does not match request id {id}",
+                        r.id
+                    )));
+                }
+                r.result
+                    .ok_or_else(|| RpcError::Codec("response has neither result nor error".into()))
+            }
+            Err(_) if !status.is_success() => Err(status_error(status, &self.addr)),
+            Err(e) => Err(RpcError::Codec(format!("invalid JSON-RPC response: {e}"))),
+        }
+    }
+}
+
+fn status_error(status: StatusCode, addr: &str) -> RpcError {
+    match status {
+        StatusCode::SERVICE_UNAVAILABLE => {
+            RpcError::remote(codes::SERVER_BUSY, format!("{addr} answered HTTP {status}"))
+        }
+        StatusCode::NOT_FOUND => RpcError::remote(
+            codes::METHOD_NOT_FOUND,
+            format!("{addr} answered HTTP {status}"),
+        ),
+        _ => RpcError::Transport {
+            addr: addr.to_owned(),
+            reason: format!("HTTP {status}"),
+        },
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

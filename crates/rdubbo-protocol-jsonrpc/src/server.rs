@@ -1,0 +1,584 @@
+//! The JSON-RPC provider: an HTTP/1.1 server with limits and a graceful stop.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rdubbo_core::error::codes;
+use rdubbo_core::{Attachments, Invocation, Invoker, RpcError, ServiceInfo};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::codec::{self, Body, Entry, ErrorObject};
+use crate::timeout::parse_timeout_header;
+
+/// Limits and defaults of a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Open connections at once; more are answered 503 and closed. Default 1024.
+    pub max_connections: usize,
+    /// Largest request body in bytes; larger ones are answered 413. Default 8 MiB.
+    pub max_body_size: usize,
+    /// Requests being served at once; more are answered 503 (retryable). Default 4096.
+    pub max_concurrent_requests: usize,
+    /// Time a client gets to send a request's headers (slowloris guard). Default 10 s.
+    pub header_read_timeout: Duration,
+    /// Longest time a call may run when the request sends no `Timeout`, and the cap on any
+    /// `Timeout` it sends. Default 60 s.
+    pub default_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_connections: 1024,
+            max_body_size: 8 * 1024 * 1024,
+            max_concurrent_requests: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            default_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One exported service.
+#[derive(Clone)]
+struct Export {
+    info: ServiceInfo,
+    interface: Arc<str>,
+    version: Option<Arc<str>>,
+    group: Option<Arc<str>>,
+    invoker: Arc<dyn Invoker>,
+}
+
+/// Builds a [`JsonRpcServer`].
+#[derive(Default)]
+pub struct ServerBuilder {
+    config: ServerConfig,
+    routes: HashMap<String, Vec<Export>>,
+}
+
+impl ServerBuilder {
+    /// Sets [`ServerConfig::max_connections`].
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n;
+        self
+    }
+    /// Sets [`ServerConfig::max_body_size`].
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.config.max_body_size = bytes;
+        self
+    }
+    /// Sets [`ServerConfig::max_concurrent_requests`].
+    pub fn max_concurrent_requests(mut self, n: usize) -> Self {
+        self.config.max_concurrent_requests = n;
+        self
+    }
+    /// Sets [`ServerConfig::header_read_timeout`].
+    pub fn header_read_timeout(mut self, t: Duration) -> Self {
+        self.config.header_read_timeout = t;
+        self
+    }
+    /// Sets [`ServerConfig::default_timeout`].
+    pub fn default_timeout(mut self, t: Duration) -> Self {
+        self.config.default_timeout = t;
+        self
+    }
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+    /// Exports a service at `POST /<path>`. Several services may share a path if they differ
+    /// by version or group; requests choose with `version`/`group` headers.
+    pub fn export(mut self, path: &str, info: ServiceInfo, invoker: Arc<dyn Invoker>) -> Self {
+        let export = Export {
+            interface: Arc::from(info.interface.as_str()),
+            version: info
+                .version
+                .as_deref()
+                .filter(|v| !v.is_empty())
+                .map(Arc::from),
+            group: info
+                .group
+                .as_deref()
+                .filter(|g| !g.is_empty())
+                .map(Arc::from),
+            info,
+            invoker,
+        };
+        self.routes
+            .entry(path.trim_start_matches('/').to_owned())
+            .or_default()
+            .push(export);
+        self
+    }
+    /// Binds `addr` (port 0 picks a free port) and starts serving.
+    pub async fn bind(self, addr: SocketAddr) -> std::io::Result<JsonRpcServer> {
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let shared = Arc::new(Shared {
+            limiter: Semaphore::new(self.config.max_concurrent_requests),
+            config: self.config,
+            routes: self.routes,
+            draining: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
+        });
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
+        Ok(JsonRpcServer {
+            local_addr,
+            shared,
+            stop_tx,
+            task,
+        })
+    }
+}
+
+struct Shared {
+    config: ServerConfig,
+    routes: HashMap<String, Vec<Export>>,
+    limiter: Semaphore,
+    draining: AtomicBool,
+    connections: AtomicUsize,
+}
+
+/// A running JSON-RPC server.
+pub struct JsonRpcServer {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop_tx: watch::Sender<Option<Duration>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl JsonRpcServer {
+    /// A builder with default limits.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+    /// The exported services with the path each is served at.
+    pub fn exports(&self) -> Vec<(String, ServiceInfo)> {
+        let mut v: Vec<(String, ServiceInfo)> = self
+            .shared
+            .routes
+            .iter()
+            .flat_map(|(p, es)| es.iter().map(move |e| (p.clone(), e.info.clone())))
+            .collect();
+        v.sort_by(|a, b| (&a.0, &a.1.version).cmp(&(&b.0, &b.1.version)));
+        v
+    }
+    /// Open connections right now.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+    /// Stops gracefully: stops accepting at once, answers requests that arrive meanwhile with a
+    /// retryable "shutting down" error, lets in-flight calls finish for up to `drain`, then
+    /// closes every connection.
+    pub async fn shutdown(self, drain: Duration) {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        let _ = self.stop_tx.send(Some(drain));
+        let _ = self.task.await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<Option<Duration>>,
+) {
+    let mut conns = JoinSet::new();
+    let drain = loop {
+        tokio::select! {
+            changed = stop.changed() => {
+                match (changed, *stop.borrow()) {
+                    (Ok(()), Some(d)) => break d,
+                    (Err(_), _) => break Duration::ZERO,
+                    _ => continue,
+                }
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    if shared.connections.load(Ordering::Relaxed) >= shared.config.max_connections {
+                        let limit = shared.config.max_connections;
+                        conns.spawn(reject_connection(stream, limit));
+                        continue;
+                    }
+                    shared.connections.fetch_add(1, Ordering::Relaxed);
+                    conns.spawn(serve_connection(stream, shared.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    // EMFILE and friends: keep serving the connections we have, try again soon.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    };
+    drop(listener);
+    let drained =
+        tokio::time::timeout(drain, async { while conns.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = conns.len(),
+            "drain deadline passed; closing remaining connections"
+        );
+        conns.abort_all();
+        while conns.join_next().await.is_some() {}
+    }
+}
+
+async fn reject_connection(mut stream: TcpStream, limit: usize) {
+    let body = error_body(
+        &Value::Null,
+        codes::SERVER_BUSY,
+        &format!("too many connections (limit {limit})"),
+    );
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&body).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<Option<Duration>>,
+) {
+    let svc_shared = shared.clone();
+    let service = hyper::service::service_fn(move |req| handle(svc_shared.clone(), req));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.config.header_read_timeout)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.as_mut().await;
+        }
+    }
+    shared.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+type HttpResponse = Response<Full<Bytes>>;
+
+fn error_body(id: &Value, code: i64, message: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + message.len());
+    codec::encode_error(
+        &mut out,
+        id,
+        &ErrorObject {
+            code,
+            message: message.to_owned(),
+            data: None,
+        },
+    );
+    out
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn error_response(status: StatusCode, code: i64, message: &str) -> HttpResponse {
+    json_response(status, error_body(&Value::Null, code, message))
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpResponse, Infallible> {
+    Ok(handle_inner(&shared, req).await)
+}
+
+async fn handle_inner(shared: &Shared, req: Request<Incoming>) -> HttpResponse {
+    if req.method() == Method::OPTIONS {
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+        return resp;
+    }
+    if req.method() != Method::POST {
+        let mut resp = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            codes::INVALID_REQUEST,
+            &format!(
+                "method {} not allowed: JSON-RPC is served by POST",
+                req.method()
+            ),
+        );
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+        return resp;
+    }
+    let path = req.uri().path().trim_start_matches('/');
+    let Some(exports) = shared.routes.get(path) else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            codes::METHOD_NOT_FOUND,
+            &format!("no service at /{path}"),
+        );
+    };
+    if shared.draining.load(Ordering::Relaxed) {
+        let mut resp = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::SHUTTING_DOWN,
+            "provider is shutting down",
+        );
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        return resp;
+    }
+    let Ok(_permit) = shared.limiter.try_acquire() else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::SERVER_BUSY,
+            &format!(
+                "too many concurrent requests (limit {})",
+                shared.config.max_concurrent_requests
+            ),
+        );
+    };
+    let headers = req.headers();
+    let Some(export) = select_export(exports, headers) else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            codes::METHOD_NOT_FOUND,
+            &format!(
+                "no service at /{path} with version {:?} and group {:?}",
+                header_str(headers, "version").unwrap_or(""),
+                header_str(headers, "group").unwrap_or("")
+            ),
+        );
+    };
+    let timeout = header_str(headers, "timeout")
+        .and_then(parse_timeout_header)
+        .map(|t| t.min(shared.config.default_timeout))
+        .unwrap_or(shared.config.default_timeout);
+    let attachments = attachments_from(headers);
+
+    let max = shared.config.max_body_size;
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return too_large(max);
+    }
+    let body = match Limited::new(req.into_body(), max).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(max),
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                codes::PARSE_ERROR,
+                &format!("cannot read request body: {e}"),
+            )
+        }
+    };
+
+    let call = |request: codec::Request| {
+        let inv = Invocation {
+            interface: export.interface.clone(),
+            group: export.group.clone(),
+            version: export.version.clone(),
+            method: Arc::from(request.method),
+            args: request.params,
+            attachments: attachments.clone(),
+            timeout: Some(timeout),
+        };
+        let invoker = export.invoker.clone();
+        async move {
+            let method = inv.method.clone();
+            let iface = inv.interface.clone();
+            match tokio::time::timeout(timeout, invoker.invoke(inv)).await {
+                Ok(r) => r,
+                Err(_) => Err(RpcError::remote(
+                    codes::SERVER_TIMEOUT,
+                    format!("{iface}.{method} did not finish within {timeout:?} on the provider"),
+                )),
+            }
+        }
+    };
+
+    match codec::decode_body(&body) {
+        Err(e) => json_response(StatusCode::OK, error_body(&Value::Null, e.code, &e.message)),
+        Ok(Body::Single(entry)) => {
+            let mut out = Vec::with_capacity(128);
+            if answer(&mut out, entry, &call).await {
+                json_response(StatusCode::OK, out)
+            } else {
+                no_content()
+            }
+        }
+        Ok(Body::Batch(entries)) => {
+            let mut out = Vec::with_capacity(128 * entries.len());
+            out.push(b'[');
+            let mut any = false;
+            for entry in entries {
+                let mark = out.len();
+                if any {
+                    out.push(b',');
+                }
+                if answer(&mut out, entry, &call).await {
+                    any = true;
+                } else {
+                    out.truncate(mark);
+                }
+            }
+            out.push(b']');
+            if any {
+                json_response(StatusCode::OK, out)
+            } else {
+                no_content()
+            }
+        }
+    }
+}
+
+/// Serves one entry, appending its response; returns false for a notification.
+async fn answer<F, Fut>(out: &mut Vec<u8>, entry: Entry, call: &F) -> bool
+where
+    F: Fn(codec::Request) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, RpcError>>,
+{
+    match entry {
+        Err(e) => {
+            let id = e.id.unwrap_or(Value::Null);
+            codec::encode_error(
+                out,
+                &id,
+                &ErrorObject {
+                    code: e.code,
+                    message: e.message,
+                    data: None,
+                },
+            );
+            true
+        }
+        Ok(request) => {
+            let id = request.id.clone();
+            let result = call(request).await;
+            let Some(id) = id else {
+                return false;
+            };
+            match result {
+                Ok(v) => codec::encode_result(out, &id, &v),
+                Err(e) => {
+                    let data = match &e {
+                        RpcError::Remote { data, .. } => data.clone(),
+                        _ => None,
+                    };
+                    codec::encode_error(
+                        out,
+                        &id,
+                        &ErrorObject {
+                            code: e.code(),
+                            message: e.message(),
+                            data,
+                        },
+                    )
+                }
+            }
+            true
+        }
+    }
+}
+
+fn no_content() -> HttpResponse {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
+}
+
+fn too_large(max: usize) -> HttpResponse {
+    let mut resp = error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        codes::INVALID_REQUEST,
+        &format!("request body exceeds the limit of {max} bytes"),
+    );
+    resp.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+fn select_export<'a>(exports: &'a [Export], headers: &HeaderMap) -> Option<&'a Export> {
+    let version = header_str(headers, "version").filter(|v| !v.is_empty());
+    let group = header_str(headers, "group").filter(|g| !g.is_empty());
+    let matching = |e: &&Export| e.version.as_deref() == version && e.group.as_deref() == group;
+    if let Some(e) = exports.iter().find(matching) {
+        return Some(e);
+    }
+    match (version, exports) {
+        // A caller that names no version is served by the only export there is.
+        (None, [only]) if group.is_none() || only.group.as_deref() == group => Some(only),
+        _ => None,
+    }
+}
+
+/// Headers that are HTTP's own, not call attachments.
+const NOT_ATTACHMENTS: &[&str] = &[
+    "host",
+    "content-type",
+    "content-length",
+    "accept",
+    "accept-encoding",
+    "connection",
+    "keep-alive",
+    "user-agent",
+    "transfer-encoding",
+    "te",
+    "expect",
+    "upgrade",
+];
+
+fn attachments_from(headers: &HeaderMap) -> Attachments {
+    let mut a = Attachments::new();
+    for (name, value) in headers {
+        let n = name.as_str();
+        if NOT_ATTACHMENTS.contains(&n) {
+            continue;
+        }
+        if let Ok(v) = value.to_str() {
+            a.insert(n, v);
+        }
+    }
+    a
+}
