@@ -1,0 +1,385 @@
+//! `#[rdubbo::service]`: turns a trait into a Dubbo service definition.
+//!
+//! Use it through the `rdubbo` crate (`#[rdubbo::service(...)]`); the generated code refers to
+//! `::rdubbo`. For a trait `Greeter` it generates:
+//! - the trait itself, with `Send + Sync + 'static` supertraits and each `async fn` turned into
+//!   a method returning a `Send` future, so implementations are written with plain `async fn`;
+//! - `GreeterServer<T>`, the provider-side dispatcher: an `Invoker` that decodes positional
+//!   arguments, calls `T`'s method and encodes the result;
+//! - `GreeterClient`, the typed consumer stub over any `Arc<dyn Invoker>`.
+//!
+//! Method names on the wire are lowerCamelCase (`say_hello` → `sayHello`) unless a method
+//! says otherwise with `#[rdubbo(name = "...")]`.
+
+use proc_macro::TokenStream;
+use proc_macro2::TokenStream as TokenStream2;
+use quote::{format_ident, quote};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{
+    parse_macro_input, parse_quote, Error, Expr, ExprLit, FnArg, GenericArgument, ItemTrait, Lit,
+    Meta, MetaNameValue, Pat, PathArguments, ReturnType, Token, TraitItem, Type,
+};
+
+/// Defines a service from a trait. Arguments (all optional): `interface = "..."` (default:
+/// the trait name), `version = "..."`, `group = "..."`.
+#[proc_macro_attribute]
+pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let args =
+        parse_macro_input!(attr with Punctuated::<MetaNameValue, Token![,]>::parse_terminated);
+    let item = parse_macro_input!(item as ItemTrait);
+    match expand(args, item) {
+        Ok(ts) => ts.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+struct Method {
+    ident: syn::Ident,
+    wire: String,
+    docs: Vec<syn::Attribute>,
+    args: Vec<(syn::Ident, Type)>,
+    output: Type,
+    ok: Type,
+}
+
+fn string_value(expr: &Expr) -> syn::Result<String> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Ok(s.value()),
+        other => Err(Error::new(other.span(), "expected a string literal")),
+    }
+}
+
+fn lower_camel(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for (i, c) in name.chars().enumerate() {
+        if c == '_' && i > 0 {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `RpcResult<T>` / `Result<T, E>` → `T`.
+fn ok_type(ty: &Type) -> Option<Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    args.args.iter().find_map(|a| match a {
+        GenericArgument::Type(t) => Some(t.clone()),
+        _ => None,
+    })
+}
+
+fn expand(
+    args: Punctuated<MetaNameValue, Token![,]>,
+    mut item: ItemTrait,
+) -> syn::Result<TokenStream2> {
+    let mut interface = item.ident.to_string();
+    let mut version: Option<String> = None;
+    let mut group: Option<String> = None;
+    for nv in &args {
+        let key = nv
+            .path
+            .get_ident()
+            .map(|i| i.to_string())
+            .unwrap_or_default();
+        let value = string_value(&nv.value)?;
+        match key.as_str() {
+            "interface" => interface = value,
+            "version" => version = Some(value).filter(|v| !v.is_empty()),
+            "group" => group = Some(value).filter(|g| !g.is_empty()),
+            _ => {
+                return Err(Error::new(
+                    nv.path.span(),
+                    "unknown argument: expected interface, version or group",
+                ))
+            }
+        }
+    }
+    if !item.generics.params.is_empty() {
+        return Err(Error::new(
+            item.generics.span(),
+            "service traits cannot be generic",
+        ));
+    }
+
+    let mut methods = Vec::new();
+    for ti in item.items.iter_mut() {
+        let TraitItem::Fn(f) = ti else {
+            return Err(Error::new(
+                ti.span(),
+                "a service trait holds only async methods",
+            ));
+        };
+        let sig = &mut f.sig;
+        if sig.asyncness.is_none() {
+            return Err(Error::new(
+                sig.fn_token.span(),
+                "service methods must be `async fn`",
+            ));
+        }
+        if !sig.generics.params.is_empty() {
+            return Err(Error::new(
+                sig.generics.span(),
+                "service methods cannot be generic",
+            ));
+        }
+        let mut inputs = sig.inputs.iter();
+        match inputs.next() {
+            Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
+            Some(other) => return Err(Error::new(other.span(), "service methods take `&self`")),
+            None => return Err(Error::new(sig.span(), "service methods take `&self`")),
+        }
+        let mut margs = Vec::new();
+        for input in inputs {
+            let FnArg::Typed(pt) = input else {
+                return Err(Error::new(input.span(), "unexpected receiver"));
+            };
+            let Pat::Ident(pi) = &*pt.pat else {
+                return Err(Error::new(
+                    pt.pat.span(),
+                    "arguments must be plain identifiers",
+                ));
+            };
+            margs.push((pi.ident.clone(), (*pt.ty).clone()));
+        }
+        let ReturnType::Type(_, output) = &sig.output else {
+            return Err(Error::new(
+                sig.span(),
+                "service methods return `RpcResult<T>`",
+            ));
+        };
+        let output = (**output).clone();
+        let ok = ok_type(&output)
+            .ok_or_else(|| Error::new(output.span(), "service methods return `RpcResult<T>`"))?;
+
+        let mut wire = lower_camel(&sig.ident.to_string());
+        let mut keep = Vec::new();
+        for a in f.attrs.drain(..) {
+            if a.path().is_ident("rdubbo") {
+                let nv: MetaNameValue = match &a.meta {
+                    Meta::List(l) => l.parse_args()?,
+                    other => {
+                        return Err(Error::new(
+                            other.span(),
+                            "expected #[rdubbo(name = \"...\")]",
+                        ))
+                    }
+                };
+                if !nv.path.is_ident("name") {
+                    return Err(Error::new(nv.path.span(), "expected `name = \"...\"`"));
+                }
+                wire = string_value(&nv.value)?;
+            } else {
+                keep.push(a);
+            }
+        }
+        f.attrs = keep;
+        let docs = f
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("doc"))
+            .cloned()
+            .collect();
+
+        sig.asyncness = None;
+        sig.output =
+            parse_quote!(-> impl ::std::future::Future<Output = #output> + ::std::marker::Send);
+        methods.push(Method {
+            ident: sig.ident.clone(),
+            wire,
+            docs,
+            args: margs,
+            output,
+            ok,
+        });
+    }
+    item.supertraits.push(parse_quote!(::std::marker::Send));
+    item.supertraits.push(parse_quote!(::std::marker::Sync));
+    item.supertraits.push(parse_quote!('static));
+
+    let vis = &item.vis;
+    let name = &item.ident;
+    let server = format_ident!("{}Server", name);
+    let client = format_ident!("{}Client", name);
+    let opt = |v: &Option<String>| match v {
+        Some(s) => quote!(::std::option::Option::Some(#s)),
+        None => quote!(::std::option::Option::<&'static str>::None),
+    };
+    let version_tokens = opt(&version);
+    let group_tokens = opt(&group);
+    let wires: Vec<&String> = methods.iter().map(|m| &m.wire).collect();
+
+    let arms = methods.iter().map(|m| {
+        let ident = &m.ident;
+        let wire = &m.wire;
+        let n = m.args.len();
+        let decode = m.args.iter().enumerate().map(|(i, (arg, ty))| {
+            let arg_name = arg.to_string();
+            quote! {
+                let #arg: #ty = ::rdubbo::__private::from_arg(&interface, #wire, #i, #arg_name, args.next())?;
+            }
+        });
+        let names = m.args.iter().map(|(a, _)| a);
+        quote! {
+            #wire => {
+                if invocation.args.len() != #n {
+                    return ::std::result::Result::Err(::rdubbo::__private::wrong_arity(&interface, #wire, #n, invocation.args.len()));
+                }
+                let mut args = invocation.args.into_iter();
+                #(#decode)*
+                let out = inner.#ident(#(#names),*).await?;
+                ::rdubbo::__private::to_value(&out)
+            }
+        }
+    });
+
+    let client_methods = methods.iter().map(|m| {
+        let ident = &m.ident;
+        let wire = &m.wire;
+        let output = &m.output;
+        let ok = &m.ok;
+        let docs = &m.docs;
+        let params = m.args.iter().map(|(a, t)| quote!(#a: #t));
+        let encode = m
+            .args
+            .iter()
+            .map(|(a, _)| quote!(::rdubbo::__private::to_value(&#a)?));
+        quote! {
+            #(#docs)*
+            pub async fn #ident(&self, #(#params),*) -> #output {
+                let args = ::std::vec![#(#encode),*];
+                let value = self.call(#wire, args).await?;
+                ::rdubbo::__private::from_result::<#ok>(Self::INTERFACE, #wire, value)
+            }
+        }
+    });
+
+    let server_doc =
+        format!("Provider-side dispatcher of `{name}`: an `Invoker` serving `{interface}`.");
+    let client_doc = format!("Typed consumer stub of `{interface}` over any `Invoker`.");
+    Ok(quote! {
+        #item
+
+        #[doc = #server_doc]
+        #vis struct #server<T: #name> {
+            inner: ::std::sync::Arc<T>,
+        }
+
+        impl<T: #name> ::std::clone::Clone for #server<T> {
+            fn clone(&self) -> Self {
+                Self { inner: ::std::sync::Arc::clone(&self.inner) }
+            }
+        }
+
+        impl<T: #name> #server<T> {
+            /// Wraps a service implementation.
+            pub fn new(service: T) -> Self {
+                Self { inner: ::std::sync::Arc::new(service) }
+            }
+            /// Wraps a shared service implementation.
+            pub fn from_arc(service: ::std::sync::Arc<T>) -> Self {
+                Self { inner: service }
+            }
+            /// The exported identity: interface, version, group and wire method names.
+            pub fn info() -> ::rdubbo::ServiceInfo {
+                ::rdubbo::ServiceInfo {
+                    interface: ::std::string::String::from(#interface),
+                    version: #version_tokens.map(::std::string::String::from),
+                    group: #group_tokens.map(::std::string::String::from),
+                    methods: ::std::vec![#(::std::string::String::from(#wires)),*],
+                }
+            }
+        }
+
+        impl<T: #name> #server<T> {
+            async fn dispatch(
+                inner: ::std::sync::Arc<T>,
+                invocation: ::rdubbo::Invocation,
+            ) -> ::rdubbo::RpcResult<::rdubbo::Value> {
+                let interface = ::std::sync::Arc::clone(&invocation.interface);
+                match &*invocation.method {
+                    #(#arms)*
+                    other => ::std::result::Result::Err(::rdubbo::__private::method_not_found(&interface, other)),
+                }
+            }
+        }
+
+        impl<T: #name> ::rdubbo::Invoker for #server<T> {
+            fn invoke(
+                &self,
+                invocation: ::rdubbo::Invocation,
+            ) -> ::rdubbo::BoxFuture<'static, ::rdubbo::RpcResult<::rdubbo::Value>> {
+                ::std::boxed::Box::pin(Self::dispatch(::std::sync::Arc::clone(&self.inner), invocation))
+            }
+        }
+
+        #[doc = #client_doc]
+        #[derive(Clone)]
+        #vis struct #client {
+            invoker: ::std::sync::Arc<dyn ::rdubbo::Invoker>,
+            version: ::std::option::Option<::std::sync::Arc<str>>,
+            group: ::std::option::Option<::std::sync::Arc<str>>,
+            timeout: ::std::option::Option<::std::time::Duration>,
+        }
+
+        impl #client {
+            /// The interface name on the wire.
+            pub const INTERFACE: &'static str = #interface;
+            /// The version the service was defined with.
+            pub const VERSION: ::std::option::Option<&'static str> = #version_tokens;
+            /// The group the service was defined with.
+            pub const GROUP: ::std::option::Option<&'static str> = #group_tokens;
+
+            /// A stub calling through `invoker` (a protocol client, a cluster, a filter chain…).
+            pub fn new(invoker: ::std::sync::Arc<dyn ::rdubbo::Invoker>) -> Self {
+                Self {
+                    invoker,
+                    version: Self::VERSION.map(::std::sync::Arc::from),
+                    group: Self::GROUP.map(::std::sync::Arc::from),
+                    timeout: ::std::option::Option::None,
+                }
+            }
+            /// Calls another version (`None`: unversioned).
+            pub fn with_version(mut self, version: ::std::option::Option<&str>) -> Self {
+                self.version = version.filter(|v| !v.is_empty()).map(::std::sync::Arc::from);
+                self
+            }
+            /// Calls another group (`None`: no group).
+            pub fn with_group(mut self, group: ::std::option::Option<&str>) -> Self {
+                self.group = group.filter(|g| !g.is_empty()).map(::std::sync::Arc::from);
+                self
+            }
+            /// Sets the timeout of every call.
+            pub fn with_timeout(mut self, timeout: ::std::time::Duration) -> Self {
+                self.timeout = ::std::option::Option::Some(timeout);
+                self
+            }
+
+            async fn call(
+                &self,
+                method: &'static str,
+                args: ::std::vec::Vec<::rdubbo::Value>,
+            ) -> ::rdubbo::RpcResult<::rdubbo::Value> {
+                let mut invocation = ::rdubbo::Invocation::new(Self::INTERFACE, method, args);
+                invocation.version = self.version.clone();
+                invocation.group = self.group.clone();
+                invocation.timeout = self.timeout;
+                ::rdubbo::Invoker::invoke(&*self.invoker, invocation).await
+            }
+
+            #(#client_methods)*
+        }
+    })
+}

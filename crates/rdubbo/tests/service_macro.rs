@@ -1,0 +1,250 @@
+//! What `#[rdubbo::service]` generates, exercised in-process: the generated server is an
+//! `Invoker`, so the generated client can call it directly.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdubbo::error::codes;
+use rdubbo::generic::{GenericClient, GenericService};
+use rdubbo::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, ServiceInfo, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub age: u32,
+    pub tags: Vec<String>,
+}
+
+#[rdubbo::service(
+    interface = "com.example.UserService",
+    version = "2.0.0",
+    group = "blue"
+)]
+pub trait UserService {
+    /// No arguments.
+    async fn ping(&self) -> RpcResult<String>;
+    /// One struct argument.
+    async fn greet(&self, user: User) -> RpcResult<String>;
+    /// Three arguments of different kinds.
+    async fn make_user(&self, name: String, age: u32, tags: Option<Vec<String>>)
+        -> RpcResult<User>;
+    /// A map in, a number out.
+    async fn count(&self, scores: HashMap<String, i64>) -> RpcResult<i64>;
+    /// A renamed method.
+    #[rdubbo(name = "Echo")]
+    async fn echo_value(&self, v: Value) -> RpcResult<Value>;
+    /// Always fails with a service error.
+    async fn fail(&self, why: String) -> RpcResult<()>;
+}
+
+struct Impl;
+
+impl UserService for Impl {
+    async fn ping(&self) -> RpcResult<String> {
+        Ok("pong".into())
+    }
+    async fn greet(&self, user: User) -> RpcResult<String> {
+        Ok(format!("hi {} ({})", user.name, user.age))
+    }
+    async fn make_user(
+        &self,
+        name: String,
+        age: u32,
+        tags: Option<Vec<String>>,
+    ) -> RpcResult<User> {
+        Ok(User {
+            name,
+            age,
+            tags: tags.unwrap_or_default(),
+        })
+    }
+    async fn count(&self, scores: HashMap<String, i64>) -> RpcResult<i64> {
+        Ok(scores.values().sum())
+    }
+    async fn echo_value(&self, v: Value) -> RpcResult<Value> {
+        Ok(v)
+    }
+    async fn fail(&self, why: String) -> RpcResult<()> {
+        Err(RpcError::service(format!("refused: {why}")))
+    }
+}
+
+fn client() -> UserServiceClient {
+    UserServiceClient::new(Arc::new(UserServiceServer::new(Impl)))
+}
+
+fn server() -> Arc<dyn Invoker> {
+    Arc::new(UserServiceServer::new(Impl))
+}
+
+fn raw(method: &str, args: Vec<Value>) -> Invocation {
+    Invocation::new("com.example.UserService", method, args)
+}
+
+#[tokio::test]
+async fn typed_calls_with_zero_one_and_many_arguments() {
+    let c = client();
+    assert_eq!(c.ping().await.unwrap(), "pong");
+    let ann = User {
+        name: "Ann".into(),
+        age: 41,
+        tags: vec!["x".into()],
+    };
+    assert_eq!(c.greet(ann.clone()).await.unwrap(), "hi Ann (41)");
+    assert_eq!(
+        c.make_user("Ann".into(), 41, Some(vec!["x".into()]))
+            .await
+            .unwrap(),
+        ann
+    );
+    assert_eq!(
+        c.make_user("Bo".into(), 3, None).await.unwrap().tags,
+        Vec::<String>::new()
+    );
+    let scores = HashMap::from([("a".to_string(), 5), ("b".to_string(), -2)]);
+    assert_eq!(c.count(scores).await.unwrap(), 3);
+    assert_eq!(
+        c.echo_value(json!([1, {"k": null}])).await.unwrap(),
+        json!([1, {"k": null}])
+    );
+}
+
+#[tokio::test]
+async fn wire_names_and_service_info() {
+    let info = UserServiceServer::<Impl>::info();
+    assert_eq!(
+        info,
+        ServiceInfo {
+            interface: "com.example.UserService".into(),
+            version: Some("2.0.0".into()),
+            group: Some("blue".into()),
+            methods: ["ping", "greet", "makeUser", "count", "Echo", "fail"]
+                .map(String::from)
+                .to_vec(),
+        }
+    );
+    assert_eq!(UserServiceClient::INTERFACE, "com.example.UserService");
+    assert_eq!(UserServiceClient::VERSION, Some("2.0.0"));
+    assert_eq!(UserServiceClient::GROUP, Some("blue"));
+    // The dispatcher answers the wire names, not the Rust names.
+    let s = server();
+    let made = s
+        .invoke(raw("makeUser", vec![json!("Cy"), json!(7), Value::Null]))
+        .await
+        .unwrap();
+    assert_eq!(made, json!({"name": "Cy", "age": 7, "tags": []}));
+    let e = s.invoke(raw("make_user", vec![])).await.unwrap_err();
+    assert_eq!(e.code(), codes::METHOD_NOT_FOUND);
+    assert!(
+        e.to_string().contains("make_user") && e.to_string().contains("com.example.UserService"),
+        "{e}"
+    );
+    assert_eq!(
+        s.invoke(raw("Echo", vec![json!(1)])).await.unwrap(),
+        json!(1)
+    );
+}
+
+#[tokio::test]
+async fn bad_arguments_are_invalid_params_with_a_useful_message() {
+    let s = server();
+    let e = s.invoke(raw("greet", vec![])).await.unwrap_err();
+    assert_eq!(e.code(), codes::INVALID_PARAMS);
+    assert!(e.message().contains("takes 1 argument(s), got 0"), "{e}");
+    let e = s
+        .invoke(raw("greet", vec![json!({"name": 5})]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), codes::INVALID_PARAMS);
+    assert!(
+        e.message()
+            .contains("argument 0 (user) of com.example.UserService.greet"),
+        "{e}"
+    );
+    let e = s
+        .invoke(raw("makeUser", vec![json!("a"), json!(-1), Value::Null]))
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("argument 1 (age)"), "{e}");
+}
+
+#[tokio::test]
+async fn user_errors_travel_with_code_and_message() {
+    let e = client().fail("no".into()).await.unwrap_err();
+    assert_eq!(e, RpcError::service("refused: no"));
+}
+
+/// An invoker that records what it was asked, to see what the stub puts in an invocation.
+struct Recorder(std::sync::Mutex<Vec<Invocation>>);
+
+impl Invoker for Recorder {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+        self.0.lock().unwrap().push(inv);
+        Box::pin(async { Ok(json!("recorded")) })
+    }
+}
+
+#[tokio::test]
+async fn the_stub_fills_identity_and_timeout() {
+    let rec = Arc::new(Recorder(Default::default()));
+    let c = UserServiceClient::new(rec.clone())
+        .with_timeout(Duration::from_millis(250))
+        .with_version(Some("3.0"))
+        .with_group(None);
+    assert_eq!(c.ping().await.unwrap(), "recorded");
+    // A result of the wrong type is a codec error on the consumer.
+    let e = c.count(HashMap::new()).await.unwrap_err();
+    assert!(matches!(e, RpcError::Codec(_)), "{e}");
+    let calls = rec.0.lock().unwrap();
+    assert_eq!(&*calls[0].interface, "com.example.UserService");
+    assert_eq!(&*calls[0].method, "ping");
+    assert_eq!(calls[0].version.as_deref(), Some("3.0"));
+    assert_eq!(calls[0].group, None);
+    assert_eq!(calls[0].timeout, Some(Duration::from_millis(250)));
+    assert_eq!(calls[1].args, vec![json!({})]);
+}
+
+#[tokio::test]
+async fn generic_client_and_generic_service_meet_generated_code() {
+    // Generic client → generated server.
+    let g = GenericClient::new(server(), "com.example.UserService");
+    assert_eq!(g.call("ping", vec![]).await.unwrap(), json!("pong"));
+    assert_eq!(
+        g.call("greet", vec![json!({"name": "Di", "age": 9, "tags": []})])
+            .await
+            .unwrap(),
+        json!("hi Di (9)")
+    );
+    // Generated client → generic service.
+    let info = UserServiceServer::<Impl>::info();
+    let svc = GenericService::new(info, |inv: Invocation| async move {
+        match &*inv.method {
+            "ping" => Ok(json!(format!(
+                "generic {}",
+                inv.version.as_deref().unwrap_or("-")
+            ))),
+            _ => Err(RpcError::service("unsupported")),
+        }
+    });
+    let c = UserServiceClient::new(Arc::new(svc));
+    assert_eq!(c.ping().await.unwrap(), "generic 2.0.0");
+    assert_eq!(
+        c.fail("x".into()).await.unwrap_err(),
+        RpcError::service("unsupported")
+    );
+    // Names outside the service's method list never reach the handler.
+    let e = GenericClient::new(
+        Arc::new(GenericService::new(
+            UserServiceServer::<Impl>::info(),
+            |_inv: Invocation| async { Ok(Value::Null) },
+        )),
+        "com.example.UserService",
+    )
+    .call("other", vec![])
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), codes::METHOD_NOT_FOUND);
+}
