@@ -1,0 +1,463 @@
+//! `transport-bench`: measures rdubbo's transports side by side with their floor and ceiling.
+//!
+//! One run starts every server as its own process (so server CPU can be read from
+//! `/proc/<pid>/stat`), then, round after round, measures each transport with the same client
+//! loop shapes: a serial echo (latency percentiles) and a fixed number of calls kept in flight
+//! for a fixed time (calls/s, client and server CPU µs per call). Medians over the rounds are
+//! printed as a Markdown table for BENCHMARKS.md.
+//!
+//! - `raw-tcp`: a raw TCP ping-pong of a request-sized message (the floor).
+//! - `hyper`: a bare hyper HTTP/1.1 server answering a fixed JSON-RPC response body to a bare
+//!   hyper client (the ceiling for HTTP/1.1).
+//! - `jsonrpc`: rdubbo's JSON-RPC client calling rdubbo's JSON-RPC server (`echo`).
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use clap::{Parser, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+const SERVICE: &str = "org.apache.dubbo.demo.DemoService";
+const REQUEST_BODY: &[u8] =
+    br#"{"jsonrpc":"2.0","method":"echo","params":["hello, rdubbo"],"id":1}"#;
+const RESPONSE_BODY: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":"hello, rdubbo"}"#;
+
+#[derive(Parser)]
+#[command(about = "Side-by-side transport benchmark for rdubbo")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve one transport (used by `run`, which spawns these as child processes).
+    Server {
+        /// Which server.
+        kind: Kind,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// Run the comparison and print a Markdown table.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Transports to compare.
+    #[arg(long, value_delimiter = ',', default_value = "raw-tcp,hyper,jsonrpc")]
+    kinds: Vec<Kind>,
+    /// Serial calls per round (after 10% warm-up).
+    #[arg(long, default_value_t = 5000)]
+    serial_calls: u64,
+    /// Calls kept in flight in the throughput phase.
+    #[arg(long, default_value_t = 64)]
+    inflight: usize,
+    /// Seconds of the throughput phase per round.
+    #[arg(long, default_value_t = 4.0)]
+    seconds: f64,
+    /// Rounds; each kind is measured once per round, interleaved, and medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Kind {
+    RawTcp,
+    Hyper,
+    Jsonrpc,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::RawTcp => "raw-tcp",
+            Kind::Hyper => "hyper",
+            Kind::Jsonrpc => "jsonrpc",
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.cmd {
+        Cmd::Server { kind, listen } => rt.block_on(serve(kind, listen)),
+        Cmd::Run(args) => rt.block_on(run(args)),
+    }
+}
+
+// ---------------------------------------------------------------- servers
+
+async fn serve(kind: Kind, listen: SocketAddr) -> Result<()> {
+    match kind {
+        Kind::RawTcp => {
+            let listener = TcpListener::bind(listen).await?;
+            announce(listener.local_addr()?);
+            loop {
+                let (mut stream, _) = listener.accept().await?;
+                stream.set_nodelay(true)?;
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; REQUEST_BODY.len()];
+                    while stream.read_exact(&mut buf).await.is_ok() {
+                        if stream.write_all(&buf).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+        Kind::Hyper => {
+            let listener = TcpListener::bind(listen).await?;
+            announce(listener.local_addr()?);
+            loop {
+                let (stream, _) = listener.accept().await?;
+                stream.set_nodelay(true)?;
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        |req: hyper::Request<hyper::body::Incoming>| async move {
+                            let _body = req.into_body().collect().await?.to_bytes();
+                            let mut resp =
+                                hyper::Response::new(Full::new(Bytes::from_static(RESPONSE_BODY)));
+                            resp.headers_mut().insert(
+                                http::header::CONTENT_TYPE,
+                                http::HeaderValue::from_static("application/json"),
+                            );
+                            Ok::<_, hyper::Error>(resp)
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        }
+        Kind::Jsonrpc => {
+            let server = jsonrpc_server(listen).await?;
+            announce(server.local_addr());
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    }
+}
+
+async fn jsonrpc_server(listen: SocketAddr) -> Result<rdubbo_protocol_jsonrpc::JsonRpcServer> {
+    use rdubbo_core::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, ServiceInfo, Value};
+    struct Echo;
+    impl Invoker for Echo {
+        fn invoke(&self, mut inv: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+            Box::pin(async move {
+                match inv.args.pop() {
+                    Some(v) if inv.args.is_empty() => Ok(v),
+                    _ => Err(RpcError::remote(
+                        rdubbo_core::error::codes::INVALID_PARAMS,
+                        "echo takes one argument",
+                    )),
+                }
+            })
+        }
+    }
+    let info = ServiceInfo {
+        interface: SERVICE.into(),
+        version: None,
+        group: None,
+        methods: vec!["echo".into()],
+    };
+    Ok(rdubbo_protocol_jsonrpc::JsonRpcServer::builder()
+        .export(SERVICE, info, Arc::new(Echo))
+        .bind(listen)
+        .await?)
+}
+
+fn announce(addr: SocketAddr) {
+    println!("LISTENING {addr}");
+}
+
+// ---------------------------------------------------------------- clients
+
+/// One connection or client able to make one call at a time.
+enum Caller {
+    Raw(TcpStream, Vec<u8>),
+    Hyper(
+        hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+        http::Uri,
+    ),
+    Jsonrpc(Arc<dyn rdubbo_core::Invoker>),
+}
+
+impl Caller {
+    async fn connect(
+        kind: Kind,
+        addr: SocketAddr,
+        shared: &Option<Arc<dyn rdubbo_core::Invoker>>,
+    ) -> Result<Caller> {
+        Ok(match kind {
+            Kind::RawTcp => {
+                let s = TcpStream::connect(addr).await?;
+                s.set_nodelay(true)?;
+                Caller::Raw(s, vec![0u8; REQUEST_BODY.len()])
+            }
+            Kind::Hyper => {
+                let s = TcpStream::connect(addr).await?;
+                s.set_nodelay(true)?;
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s)).await?;
+                tokio::spawn(conn);
+                let uri: http::Uri = format!("http://{addr}/{SERVICE}").parse()?;
+                Caller::Hyper(sender, uri)
+            }
+            Kind::Jsonrpc => Caller::Jsonrpc(shared.clone().ok_or_else(|| anyhow!("no client"))?),
+        })
+    }
+
+    async fn call(&mut self) -> Result<()> {
+        match self {
+            Caller::Raw(s, buf) => {
+                s.write_all(REQUEST_BODY).await?;
+                s.read_exact(buf).await?;
+            }
+            Caller::Hyper(sender, uri) => {
+                sender.ready().await?;
+                let req = hyper::Request::post(uri.clone())
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .header(http::header::HOST, "127.0.0.1")
+                    .body(Full::new(Bytes::from_static(REQUEST_BODY)))?;
+                let resp = sender.send_request(req).await?;
+                let body = resp.into_body().collect().await?.to_bytes();
+                if body.is_empty() {
+                    bail!("empty body");
+                }
+            }
+            Caller::Jsonrpc(client) => {
+                let inv = rdubbo_core::Invocation::new(
+                    SERVICE,
+                    "echo",
+                    vec![serde_json::Value::String("hello, rdubbo".into())],
+                );
+                client.invoke(inv).await.map_err(|e| anyhow!("{e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn jsonrpc_client(addr: SocketAddr) -> Result<Arc<dyn rdubbo_core::Invoker>> {
+    let url: rdubbo_core::Url = format!("jsonrpc://{addr}/{SERVICE}?timeout=5000").parse()?;
+    Ok(Arc::new(rdubbo_protocol_jsonrpc::JsonRpcClient::new(&url)?))
+}
+
+// ---------------------------------------------------------------- measurement
+
+struct ServerProcess {
+    child: tokio::process::Child,
+    addr: SocketAddr,
+}
+
+impl ServerProcess {
+    async fn spawn(kind: Kind) -> Result<ServerProcess> {
+        let exe = std::env::current_exe()?;
+        let mut child = tokio::process::Command::new(exe)
+            .args(["server", kind.name()])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("server did not start in 30 s")??
+            .context("server exited")?;
+        let addr = line
+            .strip_prefix("LISTENING ")
+            .context("unexpected server output")?
+            .parse()?;
+        Ok(ServerProcess { child, addr })
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        self.child.id().map(process_cpu_seconds).unwrap_or(0.0)
+    }
+}
+
+/// utime + stime of a process, in seconds.
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+fn self_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    p50_us: f64,
+    p90_us: f64,
+    p99_us: f64,
+    calls_per_sec: f64,
+    client_cpu_us: f64,
+    server_cpu_us: f64,
+    errors: u64,
+}
+
+async fn measure(kind: Kind, server: &ServerProcess, args: &RunArgs) -> Result<Sample> {
+    let shared = match kind {
+        Kind::Jsonrpc => Some(jsonrpc_client(server.addr)?),
+        _ => None,
+    };
+    // Serial latency.
+    let mut caller = Caller::connect(kind, server.addr, &shared).await?;
+    for _ in 0..args.serial_calls / 10 {
+        caller.call().await?;
+    }
+    let mut hist = Histogram::<u64>::new(3)?;
+    for _ in 0..args.serial_calls {
+        let t = Instant::now();
+        caller.call().await?;
+        hist.record(t.elapsed().as_nanos() as u64)?;
+    }
+    drop(caller);
+
+    // Throughput with N in flight.
+    let calls = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut callers = Vec::with_capacity(args.inflight);
+    for _ in 0..args.inflight {
+        let mut c = Caller::connect(kind, server.addr, &shared).await?;
+        c.call().await?; // connect and warm every connection
+        callers.push(c);
+    }
+    let cpu_client0 = self_cpu_seconds();
+    let cpu_server0 = server.cpu_seconds();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(args.seconds);
+    let mut tasks = Vec::new();
+    for mut c in callers {
+        let (calls, errors, stop) = (calls.clone(), errors.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match c.call().await {
+                    Ok(()) => calls.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                };
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep_until(deadline.into()).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let n = calls.load(Ordering::Relaxed).max(1) as f64;
+    let cpu_client = self_cpu_seconds() - cpu_client0;
+    let cpu_server = server.cpu_seconds() - cpu_server0;
+    Ok(Sample {
+        p50_us: hist.value_at_quantile(0.50) as f64 / 1e3,
+        p90_us: hist.value_at_quantile(0.90) as f64 / 1e3,
+        p99_us: hist.value_at_quantile(0.99) as f64 / 1e3,
+        calls_per_sec: n / elapsed,
+        client_cpu_us: cpu_client / n * 1e6,
+        server_cpu_us: cpu_server / n * 1e6,
+        errors: errors.load(Ordering::Relaxed),
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    let mut servers = Vec::new();
+    for &kind in &args.kinds {
+        servers.push((kind, ServerProcess::spawn(kind).await?));
+    }
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); servers.len()];
+    for round in 0..args.rounds {
+        for (i, (kind, server)) in servers.iter().enumerate() {
+            let s = measure(*kind, server, &args).await?;
+            eprintln!(
+                "round {} {:>8}: p50 {:>7.1} µs  p99 {:>7.1} µs  {:>9.0} calls/s  cpu client {:>5.1} µs/call server {:>5.1} µs/call  errors {}",
+                round + 1,
+                kind.name(),
+                s.p50_us,
+                s.p99_us,
+                s.calls_per_sec,
+                s.client_cpu_us,
+                s.server_cpu_us,
+                s.errors
+            );
+            samples[i].push(s);
+        }
+    }
+    let floor = median(samples[0].iter().map(|s| s.p50_us).collect());
+    let hyper_tput = servers
+        .iter()
+        .position(|(k, _)| *k == Kind::Hyper)
+        .map(|i| median(samples[i].iter().map(|s| s.calls_per_sec).collect()));
+    println!(
+        "\nMedians of {} rounds; serial: {} calls; throughput: {} in flight for {} s.\n",
+        args.rounds, args.serial_calls, args.inflight, args.seconds
+    );
+    println!("| transport | serial p50 µs | p90 µs | p99 µs | p50 / {} | calls/s ({} in flight) | vs hyper | client CPU µs/call | server CPU µs/call | errors |", servers[0].0.name(), args.inflight);
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (i, (kind, _)) in servers.iter().enumerate() {
+        let m = |f: fn(&Sample) -> f64| median(samples[i].iter().map(f).collect());
+        let tput = m(|s| s.calls_per_sec);
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.2}× | {:.0} | {} | {:.1} | {:.1} | {} |",
+            kind.name(),
+            m(|s| s.p50_us),
+            m(|s| s.p90_us),
+            m(|s| s.p99_us),
+            m(|s| s.p50_us) / floor,
+            tput,
+            hyper_tput
+                .map(|h| format!("{:.0}%", tput / h * 100.0))
+                .unwrap_or_else(|| "–".into()),
+            m(|s| s.client_cpu_us),
+            m(|s| s.server_cpu_us),
+            samples[i].iter().map(|s| s.errors).sum::<u64>(),
+        );
+    }
+    Ok(())
+}

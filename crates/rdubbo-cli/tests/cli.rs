@@ -1,0 +1,179 @@
+//! End-to-end tests of the `rdubbo` command: they run the real binary and talk to it over
+//! loopback, as a user would.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rdubbo");
+
+/// A child process killed on drop, so a failing test leaves nothing behind.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `rdubbo demo provider` on a free port and returns it with the URL it serves.
+fn start_provider() -> (Running, String) {
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "provider",
+            "--protocol",
+            "jsonrpc",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rdubbo demo provider");
+    let stdout = child.stdout.take().expect("stdout");
+    let running = Running(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines
+        .next()
+        .expect("provider printed nothing")
+        .expect("read provider output");
+    let url = first
+        .strip_prefix("serving ")
+        .unwrap_or_else(|| panic!("unexpected provider output {first:?}"))
+        .to_owned();
+    // Keep draining stdout so the provider never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (running, url)
+}
+
+fn rdubbo(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run rdubbo")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn demo_prints_results_and_a_latency_summary() {
+    let out = rdubbo(&["demo", "--calls", "200"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains(r#"sayHello("rdubbo") -> "Hello rdubbo""#),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r#"echo({"name":"rdubbo""#), "{stdout}");
+    assert!(stdout.contains("200 serial echo calls"), "{stdout}");
+    assert!(stdout.contains("latency µs: p50"), "{stdout}");
+}
+
+#[test]
+fn call_both_versions_and_errors_against_a_provider_process() {
+    let (_provider, url) = start_provider();
+    assert!(url.contains("version=1.0.0"), "{url}");
+    let base = url.split('?').next().unwrap().to_owned();
+
+    let out = rdubbo(&["call", &url, "sayHello", r#"["world"]"#]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), r#""Hello world""#);
+
+    // The unversioned export answers at the same path.
+    let out = rdubbo(&["call", &base, "echo", r#"[{"a":[1,2,{"b":null}]}]"#]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), r#"{"a":[1,2,{"b":null}]}"#);
+
+    // A remote error prints its code and message and exits non-zero.
+    let out = rdubbo(&["call", &base, "noSuchMethod", "[]"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("-32601"), "{err}");
+    assert!(err.contains("noSuchMethod"), "{err}");
+
+    let out = rdubbo(&["call", &base, "sayHello", r#"[1, 2]"#]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("-32602"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Bad input on our side is a clear error, not a panic.
+    let out = rdubbo(&["call", &base, "sayHello", "not json"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("JSON array"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = rdubbo(&["call", "jsonrpc://127.0.0.1:notaport/x", "echo", "[]"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("invalid port"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn call_to_a_closed_port_fails_with_a_connect_error() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let out = rdubbo(&[
+        "call",
+        &format!("jsonrpc://127.0.0.1:{port}/org.apache.dubbo.demo.DemoService"),
+        "echo",
+        "[1]",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cannot connect"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn bench_reports_a_histogram_summary() {
+    let (_provider, url) = start_provider();
+    let out = rdubbo(&["bench", &url, "--calls", "500", "--concurrency", "8"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("500 ok, 0 errors"), "{stdout}");
+    for p in ["p50", "p90", "p99", "p99.9", "calls/s"] {
+        assert!(stdout.contains(p), "missing {p}: {stdout}");
+    }
+}
+
+#[test]
+fn provider_stops_gracefully_on_sigterm_and_exits_zero() {
+    let (mut provider, url) = start_provider();
+    let out = rdubbo(&["call", &url, "sayHello", r#"["x"]"#]);
+    assert!(out.status.success());
+    // SAFETY: kill(2) on the PID of our own child.
+    let rc = unsafe { libc::kill(provider.0.id() as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = provider.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "provider did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    // And it no longer answers.
+    let out = rdubbo(&["call", &url, "sayHello", r#"["x"]"#]);
+    assert!(!out.status.success());
+}
