@@ -5,16 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, HOST};
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rdubbo_core::error::codes;
 use rdubbo_core::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, Url, Value};
 
 use crate::codec;
+use crate::pool::{Pool, SendError};
 
 /// Settings of a [`JsonRpcClient`].
 #[derive(Debug, Clone)]
@@ -47,8 +45,10 @@ pub struct JsonRpcClient {
 }
 
 struct Inner {
-    http: Client<HttpConnector, Full<Bytes>>,
+    pool: Pool,
+    /// Origin-form request target: `/path`.
     uri: Uri,
+    host_header: HeaderValue,
     addr: String,
     url: Url,
     config: ClientConfig,
@@ -76,8 +76,10 @@ impl JsonRpcClient {
             return Err(RpcError::Invalid(format!("provider URL {url} has no host")));
         }
         let addr = format!("{}:{}", url.host(), port);
-        let uri: Uri = format!("http://{addr}/{}", url.path())
+        let uri: Uri = format!("/{}", url.path())
             .parse()
+            .map_err(|e| RpcError::Invalid(format!("provider URL {url}: {e}")))?;
+        let host_header = HeaderValue::from_str(&addr)
             .map_err(|e| RpcError::Invalid(format!("provider URL {url}: {e}")))?;
         if let Some(ms) = url
             .param_non_empty("timeout")
@@ -85,18 +87,18 @@ impl JsonRpcClient {
         {
             config.timeout = Duration::from_millis(ms);
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.timeout.max(Duration::from_millis(100))));
-        let http = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.max_idle_per_host)
-            .build(connector);
+        let pool = Pool::new(
+            url.host(),
+            port,
+            config.timeout.max(Duration::from_millis(100)),
+            config.pool_idle_timeout,
+            config.max_idle_per_host,
+        );
         Ok(JsonRpcClient {
             inner: Arc::new(Inner {
-                http,
+                pool,
                 uri,
+                host_header,
                 addr,
                 url: url.clone(),
                 config,
@@ -135,6 +137,7 @@ impl Inner {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| RpcError::Invalid(e.to_string()))?;
         let h = req.headers_mut();
+        h.insert(HOST, self.host_header.clone());
         h.insert(CONTENT_TYPE, APPLICATION_JSON.clone());
         h.insert(ACCEPT, APPLICATION_JSON.clone());
         h.insert(
@@ -180,19 +183,15 @@ impl Inner {
     }
 
     async fn exchange(&self, req: Request<Full<Bytes>>, id: u32) -> RpcResult<Value> {
-        let resp = self.http.request(req).await.map_err(|e| {
-            let reason = error_chain(&e);
-            if e.is_connect() {
-                RpcError::Connect {
-                    addr: self.addr.clone(),
-                    reason,
-                }
-            } else {
-                RpcError::Transport {
-                    addr: self.addr.clone(),
-                    reason,
-                }
-            }
+        let (resp, lease) = self.pool.send(req).await.map_err(|e| match e {
+            SendError::Connect(reason) => RpcError::Connect {
+                addr: self.addr.clone(),
+                reason,
+            },
+            SendError::Transport(reason) => RpcError::Transport {
+                addr: self.addr.clone(),
+                reason,
+            },
         })?;
         let status = resp.status();
         let body = Limited::new(resp.into_body(), self.config.max_response_size)
@@ -212,6 +211,7 @@ impl Inner {
                 }
             })?
             .to_bytes();
+        lease.release();
         let parsed = codec::decode_response(&body);
         match parsed {
             Ok(r) => {
@@ -254,15 +254,4 @@ fn status_error(status: StatusCode, addr: &str) -> RpcError {
             reason: format!("HTTP {status}"),
         },
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

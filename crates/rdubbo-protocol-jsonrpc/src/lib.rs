@@ -25,6 +25,7 @@
 
 mod client;
 pub mod codec;
+mod pool;
 mod protocol;
 mod server;
 mod timeout;

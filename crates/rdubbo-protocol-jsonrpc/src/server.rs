@@ -553,8 +553,14 @@ fn select_export<'a>(exports: &'a [Export], headers: &HeaderMap) -> Option<&'a E
     }
 }
 
-/// Headers that are HTTP's own, not call attachments.
+/// Headers that are HTTP's own or the protocol's, not call attachments.
 const NOT_ATTACHMENTS: &[&str] = &[
+    "timeout",
+    "x-method",
+    "x-services",
+    "x-proxy-id",
+    "version",
+    "group",
     "host",
     "content-type",
     "content-length",

@@ -1,0 +1,154 @@
+//! A keep-alive pool of HTTP/1.1 connections to one provider.
+//!
+//! HTTP/1.1 carries one request at a time per connection, so calls in flight each hold a
+//! connection; idle ones wait in a stack (the most recently used first, as its socket is
+//! warmest). A connection is taken out for a call and put back once the response body has
+//! been read; a call dropped midway (a timeout) drops its connection with it, which closes it.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Why a request got no response.
+pub(crate) enum SendError {
+    /// No connection could be made: the request was not sent.
+    Connect(String),
+    /// The connection failed after the request may have been sent.
+    Transport(String),
+}
+
+pub(crate) struct Pool {
+    host: String,
+    port: u16,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+    idle: Mutex<Vec<(SendRequest<Full<Bytes>>, Instant)>>,
+}
+
+/// A connection lent to one call.
+pub(crate) struct Lease<'a> {
+    pool: &'a Pool,
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl Pool {
+    pub(crate) fn new(
+        host: &str,
+        port: u16,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        max_idle: usize,
+    ) -> Pool {
+        Pool {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+            connect_timeout,
+            idle_timeout,
+            max_idle,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn pop_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((sender, since)) = idle.pop() {
+            if !sender.is_closed() && since.elapsed() < self.idle_timeout {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// An idle connection that is ready for a request. Right after a response the connection
+    /// may still be finishing the previous exchange: wait for it rather than open another.
+    async fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
+        while let Some(mut sender) = self.pop_idle() {
+            if sender.is_ready() || sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, SendError> {
+        let connect = TcpStream::connect((self.host.as_str(), self.port));
+        let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(SendError::Connect(e.to_string())),
+            Err(_) => {
+                return Err(SendError::Connect(format!(
+                    "no connection within {:?}",
+                    self.connect_timeout
+                )))
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| SendError::Connect(e.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "provider connection closed");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Sends `req` on an idle connection or a new one. A request that an idle connection
+    /// could not take (it was closing) is sent again on a new connection.
+    pub(crate) async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<(Response<Incoming>, Lease<'_>), SendError> {
+        let mut req = req;
+        if let Some(mut sender) = self.take_idle().await {
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, Lease { pool: self, sender })),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(SendError::Transport(error_chain(e.error()))),
+                },
+            }
+        }
+        let mut sender = self.connect().await?;
+        match sender.send_request(req).await {
+            Ok(resp) => Ok((resp, Lease { pool: self, sender })),
+            Err(e) => Err(SendError::Transport(error_chain(&e))),
+        }
+    }
+}
+
+impl Lease<'_> {
+    /// Gives the connection back once its response has been read completely.
+    pub(crate) fn release(self) {
+        if self.sender.is_closed() {
+            return;
+        }
+        let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.pool.max_idle {
+            idle.push((self.sender, Instant::now()));
+        }
+    }
+}
+
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
