@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of rdubbo on a Debian machine that has only the Rust toolchain:
-# installs the real peers the tests talk to (ZooKeeper, Caucho Hessian, curl), then checks
+# installs the real peers the tests talk to (curl as a foreign JSON-RPC client), then checks
 # formatting and lints, then runs every test of the workspace (unit, integration, interop,
 # property tests, doc tests). Servers the tests need are started and stopped by the tests.
 set -euo pipefail
@@ -8,9 +8,6 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
-[ -x /usr/share/zookeeper/bin/zkServer.sh ] || need+=(zookeeper)
-[ -f /usr/share/java/hessian.jar ] || need+=(libhessian-java)
-command -v javac >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing test peers: ${need[*]}"
   SUDO=""
