@@ -20,10 +20,12 @@
 pub mod error;
 pub mod invocation;
 pub mod invoker;
+pub mod registry;
 pub mod url;
 
 pub use error::{RpcError, RpcResult};
 pub use invocation::{Attachments, Invocation};
 pub use invoker::{BoxFuture, Invoker, Protocol, ServiceInfo};
+pub use registry::{NotifyListener, Registry, RegistryError, RegistryResult};
 pub use serde_json::Value;
 pub use url::{Url, UrlError};

@@ -1,0 +1,420 @@
+//! The registry abstraction shared by every registry (ZooKeeper, Nacos …).
+//!
+//! A registry stores URLs by service and category and tells subscribers about changes:
+//!
+//! - providers [`register`](Registry::register) their `jsonrpc://…`/`dubbo://…` URLs;
+//! - consumers register a `consumer://…` URL and [`subscribe`](Registry::subscribe) to the
+//!   categories they need (`providers`, `configurators`, `routers`);
+//! - every notification carries the **complete current list of one category**, as Java
+//!   Dubbo's `NotifyListener` does; an empty category is announced by a single
+//!   `empty://` URL with the category as a parameter (see [`empty_url`]).
+//!
+//! The [`RegistryCache`] keeps the last notified list of each service in a file so that a
+//! consumer that starts while its registry is unreachable can still call.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::url::keys;
+use crate::{BoxFuture, Url};
+
+/// The URL scheme of the placeholder that announces an empty category.
+pub const EMPTY_PROTOCOL: &str = "empty";
+
+/// What went wrong talking to a registry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The registry cannot be reached right now. Registrations and subscriptions that failed
+    /// this way are retried in the background.
+    #[error("registry unavailable: {0}")]
+    Unavailable(String),
+    /// The registry URL or a URL handed to the registry is not usable.
+    #[error("invalid registry request: {0}")]
+    Invalid(String),
+    /// The registry answered with an error.
+    #[error("registry error: {0}")]
+    Backend(String),
+    /// The registry was destroyed.
+    #[error("registry closed")]
+    Closed,
+}
+
+/// Result of a registry operation.
+pub type RegistryResult<T> = Result<T, RegistryError>;
+
+/// Receives the complete current list of one category each time it may have changed.
+pub trait NotifyListener: Send + Sync + 'static {
+    /// `urls` is never empty: an empty category arrives as one `empty://` URL.
+    fn notify(&self, urls: Vec<Url>);
+}
+
+impl<F: Fn(Vec<Url>) + Send + Sync + 'static> NotifyListener for F {
+    fn notify(&self, urls: Vec<Url>) {
+        self(urls)
+    }
+}
+
+/// A service registry.
+pub trait Registry: Send + Sync + 'static {
+    /// The registry's own URL (`zookeeper://127.0.0.1:2181?…`).
+    fn url(&self) -> &Url;
+
+    /// Whether the registry is connected right now.
+    fn is_available(&self) -> bool;
+
+    /// Publishes `url` (a provider, a consumer, a rule). Kept and re-published after a
+    /// reconnect or a session loss. On [`RegistryError::Unavailable`] the registration is
+    /// retried in the background until it succeeds or is unregistered.
+    fn register(&self, url: &Url) -> BoxFuture<'_, RegistryResult<()>>;
+
+    /// Withdraws a URL published with [`register`](Registry::register).
+    fn unregister(&self, url: &Url) -> BoxFuture<'_, RegistryResult<()>>;
+
+    /// Watches the categories named by `url`'s `category` parameter (default `providers`)
+    /// of its interface (`*` for every interface). The listener is notified with the
+    /// current list of each category as soon as it is known, then on every change.
+    fn subscribe(
+        &self,
+        url: &Url,
+        listener: Arc<dyn NotifyListener>,
+    ) -> BoxFuture<'_, RegistryResult<()>>;
+
+    /// Stops notifying `listener` about `url`.
+    fn unsubscribe(
+        &self,
+        url: &Url,
+        listener: &Arc<dyn NotifyListener>,
+    ) -> BoxFuture<'_, RegistryResult<()>>;
+
+    /// The URLs currently registered that match `url` (one read, no watch).
+    fn lookup(&self, url: &Url) -> BoxFuture<'_, RegistryResult<Vec<Url>>>;
+
+    /// Unregisters everything this client registered, stops all subscriptions and closes
+    /// the connection.
+    fn destroy(&self) -> BoxFuture<'_, ()>;
+}
+
+/// The placeholder Java Dubbo notifies for an empty category: the subscriber's URL with the
+/// `empty` scheme and `category=<category>`.
+pub fn empty_url(subscriber: &Url, category: &str) -> Url {
+    let mut url = subscriber.clone();
+    url.set_protocol(EMPTY_PROTOCOL);
+    url.set_param(keys::CATEGORY, category);
+    url
+}
+
+/// Whether `url` is an `empty://` placeholder.
+pub fn is_empty_url(url: &Url) -> bool {
+    url.protocol() == EMPTY_PROTOCOL
+}
+
+/// The categories a subscription URL asks for (`category` parameter, comma separated,
+/// default `providers`).
+pub fn subscribed_categories(url: &Url) -> Vec<String> {
+    match url.param_non_empty(keys::CATEGORY) {
+        None => vec![keys::PROVIDERS.to_owned()],
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty() && *c != keys::ANY && !c.starts_with('-'))
+            .map(str::to_owned)
+            .collect(),
+    }
+}
+
+/// The last notified URLs of each service, kept in a file in the format Java Dubbo's
+/// `AbstractRegistry` uses (a Java properties file: service key → the full URLs of all
+/// categories, separated by spaces).
+pub struct RegistryCache {
+    path: Option<PathBuf>,
+    entries: Mutex<BTreeMap<String, Vec<String>>>,
+}
+
+impl fmt::Debug for RegistryCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryCache")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl RegistryCache {
+    /// A cache kept only in memory.
+    pub fn in_memory() -> RegistryCache {
+        RegistryCache {
+            path: None,
+            entries: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A cache backed by `path`, loaded now if the file exists. A missing or unreadable file
+    /// gives an empty cache (a cache is an optimisation, never a reason not to start).
+    pub fn open(path: impl Into<PathBuf>) -> RegistryCache {
+        let path = path.into();
+        let entries = std::fs::read_to_string(&path)
+            .map(|text| parse_properties(&text))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    v.split(' ')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                )
+            })
+            .collect();
+        RegistryCache {
+            path: Some(path),
+            entries: Mutex::new(entries),
+        }
+    }
+
+    /// The cache file chosen by a registry URL: `file.cache=false` disables it, `file=PATH`
+    /// names it, otherwise `~/.rdubbo/rdubbo-registry-[<application>-]<host>-<port>.cache`.
+    pub fn for_registry(registry: &Url) -> RegistryCache {
+        if !registry.param_bool("file.cache", true) {
+            return RegistryCache::in_memory();
+        }
+        if let Some(file) = registry.param_non_empty("file") {
+            return RegistryCache::open(file);
+        }
+        let Some(home) = std::env::var_os("HOME") else {
+            return RegistryCache::in_memory();
+        };
+        let mut name = String::from("rdubbo-registry-");
+        if let Some(app) = registry.param_non_empty(keys::APPLICATION) {
+            name.push_str(app);
+            name.push('-');
+        }
+        name.push_str(registry.host());
+        name.push('-');
+        name.push_str(&registry.port().unwrap_or(0).to_string());
+        name.push_str(".cache");
+        RegistryCache::open(Path::new(&home).join(".rdubbo").join(name))
+    }
+
+    /// The file behind this cache, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The cached URLs of a service key (all categories), unparsable entries skipped.
+    pub fn get(&self, service_key: &str) -> Vec<Url> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(service_key)
+            .map(|urls| urls.iter().filter_map(|u| Url::parse(u).ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Replaces the URLs of one category of a service and writes the file.
+    pub fn put(&self, service_key: &str, category: &str, urls: &[Url]) {
+        let snapshot = {
+            let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            let list = entries.entry(service_key.to_owned()).or_default();
+            list.retain(|u| {
+                Url::parse(u)
+                    .map(|u| u.category() != category)
+                    .unwrap_or(false)
+            });
+            list.extend(urls.iter().map(|u| u.to_string()));
+            if self.path.is_none() {
+                return;
+            }
+            entries.clone()
+        };
+        if let Some(path) = &self.path {
+            if let Err(e) = write_properties(path, &snapshot) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the registry cache file");
+            }
+        }
+    }
+}
+
+fn write_properties(path: &Path, entries: &BTreeMap<String, Vec<String>>) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut text = String::from("#rdubbo registry cache\n");
+    for (key, urls) in entries {
+        text.push_str(&escape_property(key, true));
+        text.push('=');
+        text.push_str(&escape_property(&urls.join(" "), false));
+        text.push('\n');
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_data().ok();
+    std::fs::rename(&tmp, path)
+}
+
+/// Escapes as `java.util.Properties.store` does.
+fn escape_property(s: &str, is_key: bool) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for (i, c) in s.chars().enumerate() {
+        match c {
+            ' ' if i == 0 || is_key => out.push_str("\\ "),
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\x0c' => out.push_str("\\f"),
+            '=' | ':' | '#' | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    out.push_str(&format!("\\u{:04X}", unit));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Parses the subset of the Java properties format that `Properties.store` writes (one
+/// logical line per entry, backslash escapes, `#`/`!` comments).
+fn parse_properties(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let mut key = String::new();
+        let mut value = String::new();
+        let mut in_value = false;
+        let mut chars = line.chars().peekable();
+        let mut units: Vec<u16> = Vec::new();
+        while let Some(c) = chars.next() {
+            let target = if in_value { &mut value } else { &mut key };
+            if c == '\\' {
+                match chars.next() {
+                    Some('t') => target.push('\t'),
+                    Some('n') => target.push('\n'),
+                    Some('r') => target.push('\r'),
+                    Some('f') => target.push('\x0c'),
+                    Some('u') => {
+                        let hex: String = chars.by_ref().take(4).collect();
+                        if let Ok(unit) = u16::from_str_radix(&hex, 16) {
+                            units.push(unit);
+                            if let Some(Ok(c)) = char::decode_utf16(units.iter().copied()).next() {
+                                target.push(c);
+                                units.clear();
+                            } else if units.len() > 1 {
+                                units.clear();
+                            }
+                        }
+                    }
+                    Some(other) => target.push(other),
+                    None => {}
+                }
+            } else if !in_value && (c == '=' || c == ':') {
+                in_value = true;
+            } else {
+                target.push(c);
+            }
+        }
+        out.push((key, value));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_url_keeps_the_subscriber_and_names_the_category() {
+        let consumer: Url =
+            "consumer://127.0.0.1/demo.Api?interface=demo.Api&category=providers,routers"
+                .parse()
+                .unwrap();
+        let empty = empty_url(&consumer, "routers");
+        assert!(is_empty_url(&empty));
+        assert_eq!(empty.category(), "routers");
+        assert_eq!(empty.interface(), "demo.Api");
+    }
+
+    #[test]
+    fn categories_of_a_subscription() {
+        let u: Url = "consumer://h/x?category=providers,configurators,routers"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            subscribed_categories(&u),
+            vec!["providers", "configurators", "routers"]
+        );
+        let u: Url = "consumer://h/x".parse().unwrap();
+        assert_eq!(subscribed_categories(&u), vec!["providers"]);
+    }
+
+    #[test]
+    fn cache_file_round_trips_in_java_properties_format() {
+        let dir = std::env::temp_dir().join(format!("rdubbo-cache-test-{}", std::process::id()));
+        let path = dir.join("registry.cache");
+        let _ = std::fs::remove_file(&path);
+        let p1: Url = "jsonrpc://127.0.0.1:30880/demo.Api?interface=demo.Api&side=provider"
+            .parse()
+            .unwrap();
+        let cfg: Url = "empty://127.0.0.1/demo.Api?category=configurators"
+            .parse()
+            .unwrap();
+        {
+            let cache = RegistryCache::open(&path);
+            cache.put("g/demo.Api:1.0", "providers", std::slice::from_ref(&p1));
+            cache.put(
+                "g/demo.Api:1.0",
+                "configurators",
+                std::slice::from_ref(&cfg),
+            );
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("g/demo.Api\\:1.0=jsonrpc\\://127.0.0.1\\:30880/demo.Api?interface\\=demo.Api&side\\=provider empty\\://"),
+            "{text}"
+        );
+        let cache = RegistryCache::open(&path);
+        let urls = cache.get("g/demo.Api:1.0");
+        assert_eq!(urls.len(), 2);
+        assert_eq!(urls[0], p1);
+        // Replacing one category keeps the other.
+        cache.put("g/demo.Api:1.0", "providers", &[]);
+        let urls = RegistryCache::open(&path).get("g/demo.Api:1.0");
+        assert_eq!(urls, vec![cfg]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn properties_escapes_round_trip() {
+        for s in [
+            "a=b:c#d!e",
+            " lead",
+            "tab\tnew\nline",
+            "unicodé ✓ 𝄞",
+            "back\\slash",
+        ] {
+            let line = format!("{}={}", escape_property(s, true), escape_property(s, false));
+            let parsed = parse_properties(&line);
+            assert_eq!(parsed, vec![(s.to_owned(), s.to_owned())], "{line}");
+        }
+    }
+
+    #[test]
+    fn garbage_cache_file_gives_an_empty_cache() {
+        let parsed = parse_properties("\\u12\n=\n\\\n:::\n");
+        let _ = parsed; // must not panic
+        let cache = RegistryCache::in_memory();
+        assert!(cache.get("nothing").is_empty());
+    }
+}
