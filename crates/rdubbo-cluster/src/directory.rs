@@ -1,0 +1,216 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use rdubbo_core::registry::is_empty_url;
+use rdubbo_core::url::keys;
+use rdubbo_core::{Invoker, NotifyListener, Protocol, Url};
+use tokio::sync::watch;
+
+use crate::Health;
+
+/// One provider of a directory: its URL, an invoker calling it, and its health.
+pub struct Provider {
+    /// The provider URL as registered.
+    pub url: Url,
+    /// Calls this provider.
+    pub invoker: Arc<dyn Invoker>,
+    /// Outlier detection state.
+    pub health: Health,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("url", &self.url.to_string())
+            .finish()
+    }
+}
+
+/// The live provider list of one service reference.
+///
+/// Register it as the [`NotifyListener`] of a subscription with the consumer URL; it keeps
+/// only `providers` URLs that match the consumer (interface, group, version, enabled) and
+/// whose protocol is one of `protocols`. Invokers of providers that stay in the list are
+/// reused across notifications, so connection pools and health survive updates.
+pub struct Directory {
+    consumer: Url,
+    protocols: Vec<Arc<dyn Protocol>>,
+    providers: ArcSwap<Vec<Arc<Provider>>>,
+    /// Bumped on every update of the provider list; the first update marks readiness.
+    updates: watch::Sender<u64>,
+    update_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory")
+            .field("consumer", &self.consumer.to_string())
+            .field("providers", &self.providers.load().len())
+            .finish()
+    }
+}
+
+impl Directory {
+    /// An empty directory for `consumer` (its interface, group and version select the
+    /// providers) speaking `protocols`.
+    pub fn new(consumer: Url, protocols: Vec<Arc<dyn Protocol>>) -> Arc<Directory> {
+        Arc::new(Directory {
+            consumer,
+            protocols,
+            providers: ArcSwap::from_pointee(Vec::new()),
+            updates: watch::channel(0).0,
+            update_lock: Mutex::new(()),
+        })
+    }
+
+    /// The consumer URL.
+    pub fn consumer(&self) -> &Url {
+        &self.consumer
+    }
+
+    /// The service key of the reference.
+    pub fn service_key(&self) -> String {
+        self.consumer.service_key()
+    }
+
+    /// The current providers.
+    pub fn providers(&self) -> Arc<Vec<Arc<Provider>>> {
+        self.providers.load_full()
+    }
+
+    /// How many provider lists were received so far.
+    pub fn updates(&self) -> u64 {
+        *self.updates.borrow()
+    }
+
+    /// A receiver that changes on every provider list update.
+    pub fn subscribe_updates(&self) -> watch::Receiver<u64> {
+        self.updates.subscribe()
+    }
+
+    /// Waits until the first provider list arrived (true) or `timeout` passed (false).
+    pub async fn wait_ready(&self, timeout: std::time::Duration) -> bool {
+        let mut rx = self.updates.subscribe();
+        tokio::time::timeout(
+            timeout,
+            async move { rx.wait_for(|n| *n > 0).await.is_ok() },
+        )
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Replaces the provider list with `urls` (the full `providers` category).
+    pub fn update(&self, urls: &[Url]) {
+        let _guard = self.update_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.providers.load_full();
+        let mut by_key: HashMap<String, Arc<Provider>> = current
+            .iter()
+            .map(|p| (p.url.to_string(), p.clone()))
+            .collect();
+        let mut next = Vec::with_capacity(urls.len());
+        for url in urls {
+            if is_empty_url(url) {
+                continue;
+            }
+            if !self.consumer.matches_provider(url) || !url.param_bool(keys::ENABLED, true) {
+                continue;
+            }
+            let key = url.to_string();
+            if let Some(existing) = by_key.remove(&key) {
+                next.push(existing);
+                continue;
+            }
+            let Some(protocol) = self.protocols.iter().find(|p| p.name() == url.protocol()) else {
+                tracing::debug!(url = %url, "ignoring a provider of a protocol this consumer does not speak");
+                continue;
+            };
+            match protocol.refer(url) {
+                Ok(invoker) => next.push(Arc::new(Provider {
+                    url: url.clone(),
+                    invoker,
+                    health: Health::default(),
+                })),
+                Err(e) => tracing::warn!(url = %url, error = %e, "ignoring a provider URL"),
+            }
+        }
+        if next.is_empty() {
+            tracing::warn!(service = %self.service_key(), "no provider for {}", self.service_key());
+        } else {
+            tracing::info!(service = %self.service_key(), providers = next.len(), "provider list updated");
+        }
+        self.providers.store(Arc::new(next));
+        self.updates.send_modify(|n| *n += 1);
+    }
+}
+
+impl NotifyListener for Directory {
+    fn notify(&self, urls: Vec<Url>) {
+        let category = urls.first().map(|u| u.category().to_owned());
+        match category.as_deref() {
+            Some(keys::PROVIDERS) => self.update(&urls),
+            // Routers and configurators are applied by the cluster layer of a later
+            // release; they never change the provider list here.
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdubbo_core::{BoxFuture, Invocation, RpcResult, Value};
+
+    struct Echo;
+    impl Invoker for Echo {
+        fn invoke(&self, _: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+            Box::pin(async { Ok(Value::Null) })
+        }
+    }
+    struct Jsonrpc;
+    impl Protocol for Jsonrpc {
+        fn name(&self) -> &'static str {
+            "jsonrpc"
+        }
+        fn refer(&self, _: &Url) -> RpcResult<Arc<dyn Invoker>> {
+            Ok(Arc::new(Echo))
+        }
+    }
+
+    fn url(s: &str) -> Url {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn filters_protocols_versions_and_disabled_and_reuses_invokers() {
+        let consumer = url("consumer://127.0.0.1/demo.Api?interface=demo.Api&version=1.0.0");
+        let dir = Directory::new(consumer.clone(), vec![Arc::new(Jsonrpc)]);
+        let a = url("jsonrpc://127.0.0.1:1/demo.Api?interface=demo.Api&version=1.0.0");
+        let dubbo = url("dubbo://127.0.0.1:2/demo.Api?interface=demo.Api&version=1.0.0");
+        let v2 = url("jsonrpc://127.0.0.1:3/demo.Api?interface=demo.Api&version=2.0.0");
+        let off =
+            url("jsonrpc://127.0.0.1:4/demo.Api?interface=demo.Api&version=1.0.0&enabled=false");
+        dir.notify(vec![a.clone(), dubbo, v2, off]);
+        let first = dir.providers();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].url, a);
+        first[0].health.failure();
+        let b = url("jsonrpc://127.0.0.1:5/demo.Api?interface=demo.Api&version=1.0.0");
+        dir.notify(vec![a.clone(), b]);
+        let second = dir.providers();
+        assert_eq!(second.len(), 2);
+        assert!(
+            Arc::ptr_eq(&first[0], &second[0]),
+            "kept providers are reused"
+        );
+        // Rules never empty the list; an empty providers category does.
+        dir.notify(vec![rdubbo_core::registry::empty_url(&consumer, "routers")]);
+        assert_eq!(dir.providers().len(), 2);
+        dir.notify(vec![rdubbo_core::registry::empty_url(
+            &consumer,
+            "providers",
+        )]);
+        assert!(dir.providers().is_empty());
+        assert_eq!(dir.updates(), 3);
+    }
+}

@@ -1,0 +1,20 @@
+//! The consumer side between "here are the providers" and "call one".
+//!
+//! - [`Directory`]: the live provider list of one service reference, fed by registry
+//!   notifications ([`NotifyListener`](rdubbo_core::NotifyListener)). It keeps the last
+//!   list while the registry is unreachable (registries only ever replace it with what the
+//!   registry says), ignores provider URLs of protocols this consumer does not speak, and
+//!   filters by group, version and `enabled`.
+//! - [`Health`]: per-provider outlier detection. A refused connection, a reset or a timeout
+//!   ejects the provider for a back-off period that doubles with each consecutive failure,
+//!   so a stale registry node costs at most one fast failed attempt.
+//! - [`FailoverInvoker`]: picks a provider (round-robin over healthy ones), and on a
+//!   retryable failure tries another one, never the same twice while another exists.
+
+mod directory;
+mod failover;
+mod health;
+
+pub use directory::{Directory, Provider};
+pub use failover::FailoverInvoker;
+pub use health::Health;
