@@ -37,7 +37,13 @@
 pub use rdubbo_core::*;
 pub use rdubbo_macros::service;
 
+pub mod consumer;
 pub mod generic;
+#[cfg(feature = "jsonrpc")]
+pub mod provider;
+pub mod registry;
+
+pub use rdubbo_cluster as cluster;
 
 /// Dubbo's JSON-RPC 2.0 over HTTP: server, client and codec.
 #[cfg(feature = "jsonrpc")]
@@ -45,7 +51,10 @@ pub use rdubbo_protocol_jsonrpc as jsonrpc;
 
 /// The names most programs need.
 pub mod prelude {
+    pub use crate::consumer::Reference;
     pub use crate::generic::{GenericClient, GenericService};
+    #[cfg(feature = "jsonrpc")]
+    pub use crate::provider::Provider;
     pub use crate::{service, Invocation, Invoker, RpcError, RpcResult, ServiceInfo, Url, Value};
 }
 

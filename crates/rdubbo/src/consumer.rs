@@ -1,0 +1,256 @@
+//! Calling services: a [`Reference`] is an [`Invoker`] for one service, either bound to
+//! one provider URL or fed by a registry, with failover across providers.
+//!
+//! ```no_run
+//! # async fn run() -> rdubbo::RpcResult<()> {
+//! use rdubbo::consumer::Reference;
+//! let registry = rdubbo::registry::connect("zookeeper://127.0.0.1:2181").await?;
+//! let demo = Reference::builder("org.apache.dubbo.demo.DemoService")
+//!     .version("1.0.0")
+//!     .registry(registry)
+//!     .build()
+//!     .await?;
+//! let client = rdubbo::generic::GenericClient::new(std::sync::Arc::new(demo));
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdubbo_cluster::{Directory, FailoverInvoker};
+
+use crate::registry::{now_millis, sorted_params};
+use crate::{
+    BoxFuture, Invocation, Invoker, NotifyListener, Protocol, Registry, RegistryError, RpcError,
+    RpcResult, Url, Value,
+};
+
+/// Builds a [`Reference`].
+pub struct ReferenceBuilder {
+    interface: String,
+    version: Option<String>,
+    group: Option<String>,
+    application: String,
+    registry: Option<Arc<dyn Registry>>,
+    direct: Option<Url>,
+    protocols: Vec<Arc<dyn Protocol>>,
+    retries: usize,
+    check: bool,
+    wait: Duration,
+}
+
+/// A service reference: calls go to one of the live providers, with failover.
+pub struct Reference {
+    cluster: FailoverInvoker,
+    registry: Option<Arc<dyn Registry>>,
+    consumer: Url,
+    listener: Arc<dyn NotifyListener>,
+}
+
+impl Reference {
+    /// A builder for `interface`.
+    pub fn builder(interface: &str) -> ReferenceBuilder {
+        ReferenceBuilder {
+            interface: interface.to_owned(),
+            version: None,
+            group: None,
+            application: "rdubbo-consumer".to_owned(),
+            registry: None,
+            direct: None,
+            protocols: default_protocols(),
+            retries: 2,
+            check: true,
+            wait: Duration::from_secs(3),
+        }
+    }
+
+    /// The live provider list.
+    pub fn directory(&self) -> &Arc<Directory> {
+        self.cluster.directory()
+    }
+
+    /// The consumer URL (as registered in `consumers`).
+    pub fn consumer_url(&self) -> &Url {
+        &self.consumer
+    }
+
+    /// Unsubscribes and unregisters the consumer.
+    pub async fn close(&self) {
+        if let Some(registry) = &self.registry {
+            let subscribe = subscription_url(&self.consumer);
+            let _ = registry.unsubscribe(&subscribe, &self.listener).await;
+            let _ = registry.unregister(&self.consumer).await;
+        }
+    }
+}
+
+impl Invoker for Reference {
+    fn invoke(&self, mut invocation: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+        if invocation.version.is_none() {
+            invocation.version = self.consumer.version().map(Into::into);
+        }
+        if invocation.group.is_none() {
+            invocation.group = self.consumer.group().map(Into::into);
+        }
+        self.cluster.invoke(invocation)
+    }
+}
+
+fn default_protocols() -> Vec<Arc<dyn Protocol>> {
+    #[allow(unused_mut)]
+    let mut protocols: Vec<Arc<dyn Protocol>> = Vec::new();
+    #[cfg(feature = "jsonrpc")]
+    protocols.push(Arc::new(rdubbo_protocol_jsonrpc::JsonRpcProtocol::default()));
+    protocols
+}
+
+fn subscription_url(consumer: &Url) -> Url {
+    consumer
+        .clone()
+        .with_param("category", "providers,configurators,routers")
+}
+
+impl ReferenceBuilder {
+    /// Service version.
+    pub fn version(mut self, version: &str) -> Self {
+        self.version = Some(version.to_owned()).filter(|v| !v.is_empty());
+        self
+    }
+    /// Service group.
+    pub fn group(mut self, group: &str) -> Self {
+        self.group = Some(group.to_owned()).filter(|v| !v.is_empty());
+        self
+    }
+    /// The `application` parameter of the consumer URL.
+    pub fn application(mut self, name: &str) -> Self {
+        self.application = name.to_owned();
+        self
+    }
+    /// Discover providers through `registry`.
+    pub fn registry(mut self, registry: Arc<dyn Registry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+    /// Call this provider URL directly, no registry.
+    pub fn url(mut self, url: Url) -> Self {
+        self.direct = Some(url);
+        self
+    }
+    /// Replaces the protocols this consumer speaks (default: every protocol of this build).
+    pub fn protocols(mut self, protocols: Vec<Arc<dyn Protocol>>) -> Self {
+        self.protocols = protocols;
+        self
+    }
+    /// Extra attempts on other providers after a retryable failure (default 2).
+    pub fn retries(mut self, retries: usize) -> Self {
+        self.retries = retries;
+        self
+    }
+    /// With `check` (the default, as in Dubbo), [`build`](Self::build) fails when no
+    /// provider is known within the wait; without it the reference starts empty and calls
+    /// fail with "no provider" until one appears.
+    pub fn check(mut self, check: bool) -> Self {
+        self.check = check;
+        self
+    }
+    /// How long [`build`](Self::build) waits for the first provider list (default 3 s).
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    fn consumer_url(&self) -> Url {
+        let mut params: Vec<(String, String)> = vec![
+            ("application".into(), crate::url::encode(&self.application)),
+            ("category".into(), "consumers".into()),
+            ("check".into(), self.check.to_string()),
+            ("dubbo".into(), "2.0.2".into()),
+            ("interface".into(), self.interface.clone()),
+            ("pid".into(), std::process::id().to_string()),
+            (
+                "release".into(),
+                format!("rdubbo-{}", env!("CARGO_PKG_VERSION")),
+            ),
+            ("retries".into(), self.retries.to_string()),
+            ("side".into(), "consumer".into()),
+            ("timestamp".into(), now_millis().to_string()),
+        ];
+        if let Some(v) = &self.version {
+            params.push(("version".into(), v.clone()));
+        }
+        if let Some(g) = &self.group {
+            params.push(("group".into(), g.clone()));
+        }
+        let text = format!(
+            "consumer://127.0.0.1/{}?{}",
+            self.interface,
+            sorted_params(&mut params)
+        );
+        Url::parse(&text)
+            .unwrap_or_else(|_| Url::new("consumer", "127.0.0.1", None, &self.interface))
+    }
+
+    /// Subscribes (or binds the direct URL) and returns the reference.
+    pub async fn build(self) -> RpcResult<Reference> {
+        let consumer = self.consumer_url();
+        let directory = Directory::new(
+            consumer.clone().with_param("category", "providers"),
+            self.protocols.clone(),
+        );
+        let listener: Arc<dyn NotifyListener> = directory.clone();
+        let cluster = FailoverInvoker::new(directory.clone(), self.retries);
+        if let Some(mut url) = self.direct.clone() {
+            // A direct URL stands for a provider of exactly this reference.
+            url.set_param("interface", self.interface.clone());
+            if let Some(v) = &self.version {
+                url.set_param("version", v.clone());
+            }
+            if let Some(g) = &self.group {
+                url.set_param("group", g.clone());
+            }
+            directory.update(&[url]);
+            if directory.providers().is_empty() {
+                return Err(RpcError::Invalid(format!(
+                    "no protocol of this build can call {}",
+                    self.direct
+                        .as_ref()
+                        .map(|u| u.to_string())
+                        .unwrap_or_default()
+                )));
+            }
+            return Ok(Reference {
+                cluster,
+                registry: None,
+                consumer,
+                listener,
+            });
+        }
+        let Some(registry) = self.registry.clone() else {
+            return Err(RpcError::Invalid(
+                "a reference needs a registry or a provider URL".into(),
+            ));
+        };
+        let registry_err = |e: RegistryError| RpcError::Invalid(e.to_string());
+        if let Err(e) = registry.register(&consumer).await {
+            tracing::warn!(error = %e, "consumer registration failed; retrying in the background");
+        }
+        registry
+            .subscribe(&subscription_url(&consumer), listener.clone())
+            .await
+            .map_err(registry_err)?;
+        let ready = directory.wait_ready(self.wait).await;
+        if self.check && (!ready || directory.providers().is_empty()) {
+            let _ = registry
+                .unsubscribe(&subscription_url(&consumer), &listener)
+                .await;
+            let _ = registry.unregister(&consumer).await;
+            return Err(RpcError::NoProvider(consumer.service_key()));
+        }
+        Ok(Reference {
+            cluster,
+            registry: Some(registry),
+            consumer,
+            listener,
+        })
+    }
+}
