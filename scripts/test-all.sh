@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of rdubbo on a Debian machine that has only the Rust toolchain:
-# installs the real peers the tests talk to (curl as a foreign JSON-RPC client), then checks
+# installs the real peers the tests talk to (curl as a foreign JSON-RPC client, the Debian
+# ZooKeeper server and its zkCli.sh, which the tests start on loopback ports of their own
+# and stop by PID), then checks
 # formatting and lints, then runs every test of the workspace (unit, integration, interop,
 # property tests, doc tests). Servers the tests need are started and stopped by the tests.
 set -euo pipefail
@@ -8,6 +10,8 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
+[ -f /usr/share/java/zookeeper.jar ] && [ -x /usr/share/zookeeper/bin/zkCli.sh ] || need+=(zookeeper)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing test peers: ${need[*]}"
   SUDO=""

@@ -11,12 +11,13 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use rdubbo::{Invoker, RpcError, Value};
 
-use crate::target::{parse_args, Target};
+use crate::target::{parse_args, Discovery, Target};
 
 /// Arguments of `rdubbo bench`.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Provider URL, e.g. jsonrpc://127.0.0.1:30880/org.apache.dubbo.demo.DemoService
+    /// Provider URL, e.g. jsonrpc://127.0.0.1:30880/org.apache.dubbo.demo.DemoService, or
+    /// the interface name with --registry
     provider_url: String,
     /// Method to call.
     #[arg(long, default_value = "echo")]
@@ -36,6 +37,8 @@ pub struct BenchArgs {
     /// Per-call timeout in milliseconds.
     #[arg(long)]
     timeout: Option<u64>,
+    #[command(flatten)]
+    discovery: Discovery,
 }
 
 /// What the workers accumulate.
@@ -48,8 +51,18 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
-    let target =
-        Target::from_provider_url(&args.provider_url, args.timeout.map(Duration::from_millis))?;
+    let target = Target::resolve(
+        &args.provider_url,
+        &args.discovery,
+        args.timeout.map(Duration::from_millis),
+    )
+    .await?;
+    let result = bench(&target, &args).await;
+    target.close().await;
+    result
+}
+
+async fn bench(target: &Target, args: &BenchArgs) -> Result<ExitCode> {
     let call_args: Arc<Vec<Value>> = Arc::new(parse_args(&args.args)?);
     let (limit, duration) = match (args.calls, args.duration) {
         (Some(n), _) => (n, Duration::from_secs(3600)),
@@ -133,7 +146,13 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     let h = &totals.histogram;
     let ok = h.len();
     let errors: u64 = totals.errors.values().sum();
-    println!("target:      {}", args.provider_url);
+    match (&args.discovery.registry, target.providers()) {
+        (Some(registry), Some(providers)) => {
+            println!("target:      {} via {registry}", args.provider_url);
+            println!("providers:   {}", providers.join(", "));
+        }
+        _ => println!("target:      {}", args.provider_url),
+    }
     println!("method:      {} {}", args.method, args.args);
     println!("concurrency: {}", args.concurrency);
     println!(

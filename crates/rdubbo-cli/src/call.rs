@@ -6,12 +6,13 @@ use std::time::Duration;
 use anyhow::Result;
 use rdubbo::{Invoker, RpcError};
 
-use crate::target::{parse_args, Target};
+use crate::target::{parse_args, Discovery, Target};
 
 /// Arguments of `rdubbo call`.
 #[derive(clap::Args)]
 pub struct CallArgs {
-    /// Provider URL, e.g. jsonrpc://127.0.0.1:30880/org.apache.dubbo.demo.DemoService
+    /// Provider URL, e.g. jsonrpc://127.0.0.1:30880/org.apache.dubbo.demo.DemoService, or
+    /// the interface name with --registry
     provider_url: String,
     /// Method name as the wire spells it, e.g. sayHello
     method: String,
@@ -24,11 +25,23 @@ pub struct CallArgs {
     /// Attachment sent with the call, as key=value (repeatable).
     #[arg(long = "attachment", value_name = "KEY=VALUE")]
     attachments: Vec<String>,
+    #[command(flatten)]
+    discovery: Discovery,
 }
 
 pub async fn run(args: CallArgs) -> Result<ExitCode> {
-    let target =
-        Target::from_provider_url(&args.provider_url, args.timeout.map(Duration::from_millis))?;
+    let target = Target::resolve(
+        &args.provider_url,
+        &args.discovery,
+        args.timeout.map(Duration::from_millis),
+    )
+    .await?;
+    let result = call(&target, &args).await;
+    target.close().await;
+    result
+}
+
+async fn call(target: &Target, args: &CallArgs) -> Result<ExitCode> {
     let mut invocation = target.invocation(&args.method, parse_args(&args.args)?);
     for kv in &args.attachments {
         let Some((k, v)) = kv.split_once('=') else {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
+use rdubbo::provider::Provider;
 use rdubbo::{Invoker, RpcResult, ServiceInfo, Url, Value};
 use rdubbo_protocol_jsonrpc::{JsonRpcClient, JsonRpcServer};
 
@@ -67,6 +68,10 @@ struct ProviderArgs {
     /// Longest time in-flight calls get to finish on shutdown, in seconds.
     #[arg(long, default_value_t = 10.0)]
     drain_timeout: f64,
+    /// Seconds between unregistering and refusing calls on shutdown (consumers drop this
+    /// provider meanwhile).
+    #[arg(long, default_value_t = 1.0)]
+    unregister_wait: f64,
 }
 
 pub async fn run(args: DemoArgs) -> Result<ExitCode> {
@@ -92,18 +97,6 @@ async fn start_provider(listen: SocketAddr) -> Result<JsonRpcServer> {
         .with_context(|| format!("cannot listen on {listen}"))
 }
 
-fn provider_urls(addr: SocketAddr) -> Vec<String> {
-    let methods = DemoServiceServer::<Demo>::info().methods.join(",");
-    ["version=1.0.0&", ""]
-        .iter()
-        .map(|v| {
-            format!(
-                "jsonrpc://{addr}/{DEMO_INTERFACE}?{v}interface={DEMO_INTERFACE}&methods={methods}&side=provider"
-            )
-        })
-        .collect()
-}
-
 async fn provider(args: ProviderArgs) -> Result<ExitCode> {
     if args.protocol != "jsonrpc" {
         bail!(
@@ -111,25 +104,61 @@ async fn provider(args: ProviderArgs) -> Result<ExitCode> {
             args.protocol
         );
     }
-    if let Some(registry) = &args.registry {
-        bail!("registry {registry}: registries are not supported by this build yet");
-    }
     if !args.drain_timeout.is_finite() || args.drain_timeout < 0.0 {
         bail!("--drain-timeout must be a non-negative number of seconds");
     }
-    let server = start_provider(args.listen).await?;
-    let addr = server.local_addr();
-    for url in provider_urls(addr) {
+    if !args.unregister_wait.is_finite() || args.unregister_wait < 0.0 {
+        bail!("--unregister-wait must be a non-negative number of seconds");
+    }
+    let registry = match &args.registry {
+        Some(url) => Some(
+            rdubbo::registry::connect(url)
+                .await
+                .with_context(|| format!("registry {url}"))?,
+        ),
+        None => None,
+    };
+    let invoker: Arc<dyn Invoker> = Arc::new(DemoServiceServer::new(Demo));
+    let versioned = DemoServiceServer::<Demo>::info();
+    let unversioned = ServiceInfo {
+        version: None,
+        ..versioned.clone()
+    };
+    let mut builder = Provider::builder(args.listen)
+        .application("rdubbo-demo-provider")
+        .export(versioned, invoker.clone())
+        .export(unversioned, invoker)
+        .unregister_wait(Duration::from_secs_f64(args.unregister_wait))
+        .drain(Duration::from_secs_f64(args.drain_timeout));
+    if let Some(registry) = &registry {
+        builder = builder.registry(registry.clone());
+    }
+    let provider = builder
+        .start()
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    for url in provider.urls() {
         println!("serving {url}");
     }
+    if let Some(registry) = &registry {
+        println!("registered in {}", registry.url());
+    }
     wait_for_stop_signal().await?;
-    eprintln!(
-        "stopping: draining in-flight calls (up to {} s)",
-        args.drain_timeout
-    );
-    server
-        .shutdown(Duration::from_secs_f64(args.drain_timeout))
-        .await;
+    if registry.is_some() {
+        eprintln!(
+            "stopping: unregistered, waiting {} s for consumers, then draining in-flight calls (up to {} s)",
+            args.unregister_wait, args.drain_timeout
+        );
+    } else {
+        eprintln!(
+            "stopping: draining in-flight calls (up to {} s)",
+            args.drain_timeout
+        );
+    }
+    provider.stop().await;
+    if let Some(registry) = registry {
+        registry.destroy().await;
+    }
     eprintln!("stopped");
     Ok(ExitCode::SUCCESS)
 }

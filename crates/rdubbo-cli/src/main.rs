@@ -1,9 +1,10 @@
 //! The `rdubbo` command line: run a demo, serve the demo service, call and load-test any
-//! provider.
+//! provider directly or through a registry, list a registry's services.
 
 mod bench;
 mod call;
 mod demo;
+mod ls;
 mod target;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ enum Command {
     Call(call::CallArgs),
     /// Load-test a provider: progress bar, then an HDR-histogram latency summary.
     Bench(bench::BenchArgs),
+    /// List the services of a registry with their providers and consumers.
+    Ls(ls::LsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -54,6 +57,7 @@ fn main() -> std::process::ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Call(args) => call::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Ls(args) => ls::run(args).await,
         }
     });
     match result {

@@ -1,4 +1,5 @@
-//! What `call` and `bench` talk to: a provider URL today, a registry + interface later.
+//! What `call` and `bench` talk to: one provider URL, or an interface discovered through a
+//! registry (`--registry zookeeper://… <interface>`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,10 +7,26 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use rdubbo::{Invocation, Invoker, Url, Value};
 
+/// Where `call` and `bench` find the service.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Discovery {
+    /// Discover providers through this registry (zookeeper://127.0.0.1:2181); the first
+    /// argument is then the interface name instead of a provider URL.
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Service version (with --registry).
+    #[arg(long = "service-version", value_name = "VERSION")]
+    pub version: Option<String>,
+    /// Service group (with --registry).
+    #[arg(long)]
+    pub group: Option<String>,
+}
+
 /// A resolved call target: an invoker plus the service identity to put in invocations.
 #[derive(Clone)]
 pub struct Target {
     invoker: Arc<dyn Invoker>,
+    reference: Option<(Arc<rdubbo::consumer::Reference>, Arc<dyn rdubbo::Registry>)>,
     interface: String,
     version: Option<String>,
     group: Option<String>,
@@ -41,11 +58,73 @@ impl Target {
             timeout.unwrap_or_else(|| Duration::from_millis(url.param_or("timeout", 1000u64)));
         Ok(Target {
             invoker,
+            reference: None,
             interface: url.interface().to_owned(),
             version: url.version().map(str::to_owned),
             group: url.group().map(str::to_owned),
             timeout,
         })
+    }
+
+    /// A target for `target`: a provider URL, or with `--registry` an interface name.
+    pub async fn resolve(
+        target: &str,
+        discovery: &Discovery,
+        timeout: Option<Duration>,
+    ) -> Result<Target> {
+        let Some(registry_url) = &discovery.registry else {
+            if discovery.version.is_some() || discovery.group.is_some() {
+                bail!("--service-version and --group go with --registry; put them in the provider URL instead");
+            }
+            return Target::from_provider_url(target, timeout);
+        };
+        if target.contains("://") {
+            bail!("with --registry, give the interface name, not a URL (got {target:?})");
+        }
+        let registry = rdubbo::registry::connect(registry_url)
+            .await
+            .with_context(|| format!("registry {registry_url}"))?;
+        if !registry.is_available() {
+            bail!("registry {registry_url} is not reachable");
+        }
+        let mut builder = rdubbo::consumer::Reference::builder(target)
+            .application("rdubbo-cli")
+            .registry(registry.clone())
+            .check(false);
+        if let Some(v) = &discovery.version {
+            builder = builder.version(v);
+        }
+        if let Some(g) = &discovery.group {
+            builder = builder.group(g);
+        }
+        let reference = Arc::new(builder.build().await?);
+        Ok(Target {
+            invoker: reference.clone(),
+            reference: Some((reference, registry)),
+            interface: target.to_owned(),
+            version: discovery.version.clone().filter(|v| !v.is_empty()),
+            group: discovery.group.clone().filter(|g| !g.is_empty()),
+            timeout: timeout.unwrap_or(Duration::from_millis(1000)),
+        })
+    }
+
+    /// Providers known for this target, when discovered through a registry.
+    pub fn providers(&self) -> Option<Vec<String>> {
+        self.reference.as_ref().map(|(r, _)| {
+            r.directory()
+                .providers()
+                .iter()
+                .map(|p| p.url.address())
+                .collect()
+        })
+    }
+
+    /// Unregisters the consumer and closes the registry session, if any.
+    pub async fn close(&self) {
+        if let Some((reference, registry)) = &self.reference {
+            reference.close().await;
+            registry.destroy().await;
+        }
     }
 
     /// An invocation of `method` with `args` on this target.

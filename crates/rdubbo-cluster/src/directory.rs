@@ -147,11 +147,10 @@ impl Directory {
 impl NotifyListener for Directory {
     fn notify(&self, urls: Vec<Url>) {
         let category = urls.first().map(|u| u.category().to_owned());
-        match category.as_deref() {
-            Some(keys::PROVIDERS) => self.update(&urls),
-            // Routers and configurators are applied by the cluster layer of a later
-            // release; they never change the provider list here.
-            _ => {}
+        // Routers and configurators are applied by the cluster layer of a later release;
+        // they never change the provider list here.
+        if category.as_deref() == Some(keys::PROVIDERS) {
+            self.update(&urls);
         }
     }
 }

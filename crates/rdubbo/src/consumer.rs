@@ -97,11 +97,10 @@ impl Invoker for Reference {
 }
 
 fn default_protocols() -> Vec<Arc<dyn Protocol>> {
-    #[allow(unused_mut)]
-    let mut protocols: Vec<Arc<dyn Protocol>> = Vec::new();
-    #[cfg(feature = "jsonrpc")]
-    protocols.push(Arc::new(rdubbo_protocol_jsonrpc::JsonRpcProtocol::default()));
-    protocols
+    vec![
+        #[cfg(feature = "jsonrpc")]
+        Arc::new(rdubbo_protocol_jsonrpc::JsonRpcProtocol::default()),
+    ]
 }
 
 fn subscription_url(consumer: &Url) -> Url {

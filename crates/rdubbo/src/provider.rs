@@ -153,7 +153,7 @@ impl ProviderBuilder {
             .iter()
             .map(|(info, _)| {
                 provider_url(
-                    &info,
+                    info,
                     &host,
                     addr.port(),
                     anyhost,
