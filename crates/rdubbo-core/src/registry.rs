@@ -417,4 +417,18 @@ mod tests {
         let cache = RegistryCache::in_memory();
         assert!(cache.get("nothing").is_empty());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn properties_round_trip_any_text(key in "\\PC*", value in "\\PC*") {
+            let line = format!("{}={}", escape_property(&key, true), escape_property(&value, false));
+            let parsed = parse_properties(&line);
+            proptest::prop_assert_eq!(parsed, vec![(key, value)]);
+        }
+
+        #[test]
+        fn any_cache_file_text_parses_without_panic(text in "\\PC*(\n\\PC*){0,5}") {
+            let _ = parse_properties(&text);
+        }
+    }
 }

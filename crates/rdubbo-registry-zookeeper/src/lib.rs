@@ -1064,4 +1064,14 @@ mod tests {
         ];
         assert_eq!(decode_children(&consumer, &children), vec![good]);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_node_names_decode_without_panic(names in proptest::collection::vec("\\PC*", 0..8), tail in "[%0-9A-Za-z.=&]*") {
+            let consumer: Url = "consumer://h/x?interface=*&group=*&version=*&category=*".parse().unwrap();
+            let mut children = names;
+            children.push(format!("jsonrpc%3A%2F%2F{tail}"));
+            let _ = decode_children(&consumer, &children);
+        }
+    }
 }

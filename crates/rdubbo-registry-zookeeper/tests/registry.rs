@@ -307,3 +307,76 @@ async fn session_expiry_recreates_nodes_and_rearms_watches() {
     provider_side.destroy().await;
     consumer_side.destroy().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_while_zookeeper_is_down_is_retried_until_it_is_back() {
+    init_tracing();
+    let mut zk = ZkServer::start();
+    let reg = registry(&zk, "").await;
+    zk.stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reg.is_available() {
+        assert!(Instant::now() < deadline, "still claims to be connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Never a panic, never a hang: a clear "unavailable" error, and a retry later.
+    let p = provider_url(30009);
+    let err = tokio::time::timeout(Duration::from_secs(5), reg.register(&p))
+        .await
+        .expect("register must not hang while ZooKeeper is down")
+        .unwrap_err();
+    assert!(
+        matches!(err, rdubbo_core::RegistryError::Unavailable(_)),
+        "{err}"
+    );
+    assert_eq!(reg.pending_registrations(), vec![p.clone()]);
+    zk.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if zk
+            .cli(&["ls", "/dubbo/demo.Api/providers"])
+            .contains(&p.to_encoded())
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "registration was not retried");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(reg.pending_registrations().is_empty());
+    reg.destroy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_credentials_protect_the_nodes() {
+    init_tracing();
+    let zk = ZkServer::start();
+    let url: Url = format!(
+        "zookeeper://alice:secret@{}?session=2000&file.cache=false&group=secured",
+        zk.address()
+    )
+    .parse()
+    .unwrap();
+    let reg = ZookeeperRegistry::connect(&url).await.unwrap();
+    let p = provider_url(30010);
+    reg.register(&p).await.unwrap();
+    let acl = zk.cli(&[
+        "getAcl",
+        &format!("/secured/demo.Api/providers/{}", p.to_encoded()),
+    ]);
+    assert!(!acl.contains("'world,'anyone"), "{acl}");
+    // The same credentials see it; a client without them is refused.
+    let rec = Arc::new(Recorder::default());
+    let other = ZookeeperRegistry::connect(&url).await.unwrap();
+    other.subscribe(&consumer_url(), rec.clone()).await.unwrap();
+    rec.wait("providers", Duration::from_secs(5), |u| {
+        providers(u) == ["127.0.0.1:30010"]
+    })
+    .await;
+    let ls = zk.cli(&["ls", "/secured/demo.Api/providers"]);
+    assert!(
+        ls.contains("Insufficient permission") || ls.contains("NoAuth"),
+        "{ls}"
+    );
+    other.destroy().await;
+    reg.destroy().await;
+}

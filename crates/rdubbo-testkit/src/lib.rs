@@ -229,13 +229,14 @@ impl ZkServer {
         std::fs::create_dir_all(&data).expect("data dir");
     }
 
-    /// Runs `zkCli.sh -server <addr> <args…>` and returns its standard output.
+    /// Runs `zkCli.sh -server <addr> <args…>` and returns what it printed.
     pub fn cli(&self, args: &[&str]) -> String {
         zk_cli(&self.address(), args)
     }
 }
 
-/// Runs the Debian `zkCli.sh` against `server` with one command.
+/// Runs the Debian `zkCli.sh` against `server` with one command and returns what it
+/// printed (standard output, then standard error).
 pub fn zk_cli(server: &str, args: &[&str]) -> String {
     let out = Command::new(ZK_CLI)
         .arg("-server")
@@ -244,7 +245,9 @@ pub fn zk_cli(server: &str, args: &[&str]) -> String {
         .stdin(Stdio::null())
         .output()
         .expect("cannot run zkCli.sh");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    text
 }
 
 /// A ZooKeeper ensemble of several servers on loopback.

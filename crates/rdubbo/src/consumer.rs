@@ -2,7 +2,7 @@
 //! one provider URL or fed by a registry, with failover across providers.
 //!
 //! ```no_run
-//! # async fn run() -> rdubbo::RpcResult<()> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use rdubbo::consumer::Reference;
 //! let registry = rdubbo::registry::connect("zookeeper://127.0.0.1:2181").await?;
 //! let demo = Reference::builder("org.apache.dubbo.demo.DemoService")
@@ -10,7 +10,10 @@
 //!     .registry(registry)
 //!     .build()
 //!     .await?;
-//! let client = rdubbo::generic::GenericClient::new(std::sync::Arc::new(demo));
+//! let client = rdubbo::generic::GenericClient::new(
+//!     std::sync::Arc::new(demo),
+//!     "org.apache.dubbo.demo.DemoService",
+//! );
 //! # Ok(()) }
 //! ```
 
