@@ -642,6 +642,8 @@ async fn run_subscription(inner: Arc<Inner>, sub: Arc<Subscription>) {
     let categories = subscribed_categories(&sub.url);
     let interface = sub.url.interface().to_owned();
     let mut notified_once = false;
+    // After a reconnect or a new session the full lists are notified again, changed or not.
+    let mut force = false;
     loop {
         let Some(conn) = ({
             // While not connected and nothing was notified yet, answer from the cache.
@@ -679,20 +681,21 @@ async fn run_subscription(inner: Arc<Inner>, sub: Arc<Subscription>) {
             }
             tokio::select! {
                 _ = tokio::time::sleep(inner.config.retry_period) => {}
-                _ = conn_renewed(&mut conns, conn.generation) => {}
+                _ = conn_renewed(&mut conns, conn.generation) => force = true,
                 _ = until_true(&mut cancel) => return,
             }
             continue;
         }
         for (category, urls) in lists {
-            inner.deliver(&sub, &category, urls, false);
+            inner.deliver(&sub, &category, urls, force);
         }
         notified_once = true;
+        force = false;
         drop(conn.client);
         let fired = select_all(watchers.into_iter().map(|w| Box::pin(w.changed())));
         tokio::select! {
             _ = fired => {}
-            _ = conn_renewed(&mut conns, conn.generation) => {}
+            _ = conn_renewed(&mut conns, conn.generation) => force = true,
             _ = until_true(&mut cancel) => return,
         }
     }

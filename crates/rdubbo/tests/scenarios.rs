@@ -356,10 +356,13 @@ async fn seven_scenarios_in_sequence() {
     // 2.7 stop the providers and ZooKeeper, then start ZooKeeper and a provider:
     // everything recovers by itself. The nodes of the stopped providers may come back
     // with ZooKeeper until their sessions expire; the consumer survives those too.
-    drop(d); // killed: no unregistration, its node stays until its session expires
-    reg_d.destroy().await;
     zk.stop();
-    c.stop().await; // cannot unregister: ZooKeeper is down
+    // Neither can unregister while ZooKeeper is down: D dies abruptly (its server is
+    // dropped), C stops gracefully. Their nodes come back with ZooKeeper, stale, until
+    // their sessions expire.
+    drop(d);
+    reg_d.destroy().await;
+    c.stop().await;
     reg_c.destroy().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     zk.restart();
