@@ -7,7 +7,7 @@ use rdubbo_core::url::keys;
 use rdubbo_core::{Invoker, NotifyListener, Protocol, Url};
 use tokio::sync::watch;
 
-use crate::Health;
+use crate::{CallStats, Health};
 
 /// One provider of a directory: its URL, an invoker calling it, and its health.
 pub struct Provider {
@@ -17,6 +17,10 @@ pub struct Provider {
     pub invoker: Arc<dyn Invoker>,
     /// Outlier detection state.
     pub health: Health,
+    /// Calls in flight, successes, failures, latency.
+    pub stats: CallStats,
+    /// The URL as a string: identity of the provider across notifications.
+    pub key: String,
 }
 
 impl std::fmt::Debug for Provider {
@@ -130,6 +134,8 @@ impl Directory {
                     url: url.clone(),
                     invoker,
                     health: Health::default(),
+                    stats: CallStats::default(),
+                    key,
                 })),
                 Err(e) => tracing::warn!(url = %url, error = %e, "ignoring a provider URL"),
             }

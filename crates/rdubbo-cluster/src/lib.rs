@@ -14,7 +14,11 @@
 mod directory;
 mod failover;
 mod health;
+pub mod loadbalance;
+mod stats;
 
 pub use directory::{Directory, Provider};
 pub use failover::FailoverInvoker;
 pub use health::Health;
+pub use loadbalance::LoadBalance;
+pub use stats::{ActiveCall, CallStats};

@@ -1,0 +1,78 @@
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Per-provider call statistics used by the load balancers and shown by `rdubbo bench`.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    active: AtomicUsize,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    succeeded_us: AtomicU64,
+}
+
+/// A call in flight; counts as active until finished or dropped.
+#[derive(Debug)]
+pub struct ActiveCall<'a> {
+    stats: &'a CallStats,
+    done: bool,
+}
+
+impl CallStats {
+    /// Marks a call as started.
+    pub fn begin(&self) -> ActiveCall<'_> {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        ActiveCall {
+            stats: self,
+            done: false,
+        }
+    }
+
+    /// Calls in flight.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Successful calls so far.
+    pub fn succeeded(&self) -> u64 {
+        self.succeeded.load(Ordering::Relaxed)
+    }
+
+    /// Failed calls so far.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Mean latency of successful calls in µs (0 before the first).
+    pub fn mean_latency_us(&self) -> u64 {
+        let n = self.succeeded();
+        if n == 0 {
+            0
+        } else {
+            self.succeeded_us.load(Ordering::Relaxed) / n
+        }
+    }
+}
+
+impl ActiveCall<'_> {
+    /// Records the outcome.
+    pub fn finish(mut self, elapsed: Duration, ok: bool) {
+        if ok {
+            self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .succeeded_us
+                .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        } else {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.done = true;
+    }
+}
+
+impl Drop for ActiveCall<'_> {
+    fn drop(&mut self) {
+        self.stats.active.fetch_sub(1, Ordering::Relaxed);
+        if !self.done {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
