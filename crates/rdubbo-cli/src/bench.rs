@@ -176,6 +176,15 @@ async fn bench(target: &Target, args: &BenchArgs) -> Result<ExitCode> {
     for (kind, n) in &totals.errors {
         println!("errors:      {n} × {kind}");
     }
+    if let Some(stats) = target.provider_stats() {
+        let total: u64 = stats.iter().map(|(_, ok, _)| ok).sum();
+        for (addr, ok, failed) in stats {
+            println!(
+                "provider:    {addr}  {ok} ok ({:.1}%), {failed} failed",
+                100.0 * ok as f64 / total.max(1) as f64
+            );
+        }
+    }
     Ok(if errors == 0 && ok > 0 {
         ExitCode::SUCCESS
     } else {

@@ -119,6 +119,17 @@ impl Target {
         })
     }
 
+    /// Calls per provider (address, succeeded, failed), when discovered through a registry.
+    pub fn provider_stats(&self) -> Option<Vec<(String, u64, u64)>> {
+        self.reference.as_ref().map(|(r, _)| {
+            r.directory()
+                .providers()
+                .iter()
+                .map(|p| (p.url.address(), p.stats.succeeded(), p.stats.failed()))
+                .collect()
+        })
+    }
+
     /// Unregisters the consumer and closes the registry session, if any.
     pub async fn close(&self) {
         if let Some((reference, registry)) = &self.reference {

@@ -8,17 +8,18 @@
 //! - [`Health`]: per-provider outlier detection. A refused connection, a reset or a timeout
 //!   ejects the provider for a back-off period that doubles with each consecutive failure,
 //!   so a stale registry node costs at most one fast failed attempt.
-//! - [`FailoverInvoker`]: picks a provider (round-robin over healthy ones), and on a
-//!   retryable failure tries another one, never the same twice while another exists.
+//! - [`ClusterInvoker`]: the strategies of Dubbo's `cluster=` (failover, failfast, failsafe,
+//!   failback, forking, broadcast) over the balancers of `loadbalance=`
+//!   ([`loadbalance`]); failover never tries the same provider twice while another exists.
 
+mod cluster;
 mod directory;
-mod failover;
 mod health;
 pub mod loadbalance;
 mod stats;
 
+pub use cluster::{ClusterInvoker, Strategy};
 pub use directory::{Directory, Provider};
-pub use failover::FailoverInvoker;
 pub use health::Health;
 pub use loadbalance::LoadBalance;
 pub use stats::{ActiveCall, CallStats};

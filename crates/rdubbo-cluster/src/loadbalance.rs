@@ -219,8 +219,11 @@ impl LoadBalance for PowerOfTwo {
 #[derive(Debug, Default)]
 pub struct ConsistentHash {
     /// Per service method: the ring and the identity of the provider list it was built for.
-    rings: Mutex<HashMap<String, (u64, Arc<Vec<(u64, usize)>>)>>,
+    rings: Mutex<HashMap<String, (u64, Ring)>>,
 }
+
+/// Points of a hash ring: (hash, provider index), sorted.
+type Ring = Arc<Vec<(u64, usize)>>;
 
 fn hash_of(value: &impl Hash) -> u64 {
     let mut h = DefaultHasher::new();

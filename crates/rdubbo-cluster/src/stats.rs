@@ -44,12 +44,10 @@ impl CallStats {
 
     /// Mean latency of successful calls in µs (0 before the first).
     pub fn mean_latency_us(&self) -> u64 {
-        let n = self.succeeded();
-        if n == 0 {
-            0
-        } else {
-            self.succeeded_us.load(Ordering::Relaxed) / n
-        }
+        self.succeeded_us
+            .load(Ordering::Relaxed)
+            .checked_div(self.succeeded())
+            .unwrap_or(0)
     }
 }
 

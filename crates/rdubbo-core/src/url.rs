@@ -197,6 +197,16 @@ impl Url {
                 })
                 .collect()
         });
+        if protocol.is_empty()
+            && userinfo.is_none()
+            && host.is_empty()
+            && port.is_none()
+            && path.is_empty()
+            && params.is_none()
+        {
+            // Nothing but separators ("/"): there is no URL here.
+            return Err(UrlError::Empty);
+        }
         Ok(Url {
             protocol,
             username,

@@ -20,7 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdubbo_cluster::{Directory, FailoverInvoker};
+use rdubbo_cluster::{ClusterInvoker, Directory};
 
 use crate::registry::{now_millis, sorted_params};
 use crate::{
@@ -40,11 +40,12 @@ pub struct ReferenceBuilder {
     retries: usize,
     check: bool,
     wait: Duration,
+    params: Vec<(String, String)>,
 }
 
 /// A service reference: calls go to one of the live providers, with failover.
 pub struct Reference {
-    cluster: FailoverInvoker,
+    cluster: ClusterInvoker,
     registry: Option<Arc<dyn Registry>>,
     consumer: Url,
     listener: Arc<dyn NotifyListener>,
@@ -64,6 +65,7 @@ impl Reference {
             retries: 2,
             check: true,
             wait: Duration::from_secs(3),
+            params: Vec::new(),
         }
     }
 
@@ -155,6 +157,23 @@ impl ReferenceBuilder {
         self.check = check;
         self
     }
+    /// The cluster strategy (`failover` by default, `failfast`, `failsafe`, `failback`,
+    /// `forking`, `broadcast`).
+    pub fn cluster(self, name: &str) -> Self {
+        self.param("cluster", name)
+    }
+    /// The load balancer (`random` by default, `roundrobin`, `leastactive`,
+    /// `shortestresponse`, `consistenthash`, `p2c`).
+    pub fn loadbalance(self, name: &str) -> Self {
+        self.param("loadbalance", name)
+    }
+    /// Any other consumer URL parameter (`forks`, `methods.<m>.retries`, `hash.arguments` …).
+    pub fn param(mut self, key: &str, value: &str) -> Self {
+        self.params.retain(|(k, _)| k != key);
+        self.params
+            .push((key.to_owned(), crate::url::encode(value)));
+        self
+    }
     /// How long [`build`](Self::build) waits for the first provider list (default 3 s).
     pub fn wait(mut self, wait: Duration) -> Self {
         self.wait = wait;
@@ -183,6 +202,10 @@ impl ReferenceBuilder {
         if let Some(g) = &self.group {
             params.push(("group".into(), g.clone()));
         }
+        for (k, v) in &self.params {
+            params.retain(|(key, _)| key != k);
+            params.push((k.clone(), v.clone()));
+        }
         let text = format!(
             "consumer://127.0.0.1/{}?{}",
             self.interface,
@@ -200,7 +223,7 @@ impl ReferenceBuilder {
             self.protocols.clone(),
         );
         let listener: Arc<dyn NotifyListener> = directory.clone();
-        let cluster = FailoverInvoker::new(directory.clone(), self.retries);
+        let cluster = ClusterInvoker::new(directory.clone())?;
         if let Some(mut url) = self.direct.clone() {
             // A direct URL stands for a provider of exactly this reference.
             url.set_param("interface", self.interface.clone());

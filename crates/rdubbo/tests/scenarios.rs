@@ -245,13 +245,15 @@ async fn seven_scenarios_in_sequence() {
     let reg_b = registry(url.clone()).await;
     let b = provider(&reg_b, "B").await;
     wait_providers(&consumer, 2, Duration::from_secs(5)).await;
+    // Weighted random (Dubbo's default) over equal weights: both get calls. The chance
+    // that one of them gets fewer than 5 of 60 is below 1e-11.
     let mut seen = BTreeMap::new();
-    for _ in 0..20 {
+    for _ in 0..60 {
         let who = consumer.invoke(call("whoami")).await.unwrap();
         *seen.entry(who.as_str().unwrap().to_owned()).or_insert(0) += 1;
     }
-    assert_eq!(seen.get("A"), Some(&10), "{seen:?}");
-    assert_eq!(seen.get("B"), Some(&10), "{seen:?}");
+    assert!(seen.get("A").copied().unwrap_or(0) >= 5, "{seen:?}");
+    assert!(seen.get("B").copied().unwrap_or(0) >= 5, "{seen:?}");
 
     // 2.3 a second reference names a service nobody provides: it fails fast, the other
     // service is unaffected (the rate-limited report has its own test below).
