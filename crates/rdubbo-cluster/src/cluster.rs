@@ -200,11 +200,23 @@ impl State {
         } else {
             untried
         };
-        let healthy: Vec<Arc<Provider>> = pool
+        let (mut healthy, mut ejected): (Vec<Arc<Provider>>, Vec<Arc<Provider>>) = pool
             .iter()
-            .filter(|p| !p.health.is_ejected(now))
             .cloned()
-            .collect();
+            .partition(|p| !p.health.is_ejected(now));
+        // Never eject more than `ejection.max.percent` (default 90) of the pool: beyond it
+        // the providers with the fewest consecutive failures are let back in, so that a
+        // blip that hits everyone does not take the whole service out.
+        let max_percent: usize = self
+            .directory
+            .consumer()
+            .param_or("ejection.max.percent", 90usize)
+            .min(100);
+        let max_ejected = pool.len() * max_percent / 100;
+        if ejected.len() > max_ejected {
+            ejected.sort_by_key(|p| std::cmp::Reverse(p.health.consecutive_failures()));
+            healthy.extend(ejected.drain(max_ejected..));
+        }
         let candidates = if healthy.is_empty() { pool } else { healthy };
         Some(
             self.balancer(&invocation.method)
@@ -558,5 +570,31 @@ mod tests {
             .unwrap();
         let err = ClusterInvoker::new(Directory::new(consumer, vec![])).unwrap_err();
         assert!(err.to_string().contains("loadbalance=best"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn ejection_is_capped_at_a_share_of_the_pool() {
+        // Four refusing providers: with a 50% cap, after the first failures at most two
+        // stay ejected, so later calls still reach the others instead of one forever.
+        let (cluster, calls) = setup_with(&[1, 1, 1, 1], "ejection.max.percent=50&retries=0");
+        for _ in 0..8 {
+            let _ = cluster.invoke(inv()).await;
+        }
+        let providers = cluster.directory().providers();
+        let now = Instant::now();
+        let ejected = providers
+            .iter()
+            .filter(|p| p.health.is_ejected(now))
+            .count();
+        assert_eq!(ejected, 4, "every failing provider is marked");
+        // But selection only skips two of them.
+        let tried: Vec<usize> = Vec::new();
+        let mut reached = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let p = cluster.state.select(&providers, &tried, &inv()).unwrap();
+            reached.insert(Arc::as_ptr(&p) as usize);
+        }
+        assert_eq!(reached.len(), 2, "exactly the re-admitted half is used");
+        assert_eq!(calls.lock().unwrap().len(), 8);
     }
 }
