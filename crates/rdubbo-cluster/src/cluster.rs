@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rdubbo_core::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, Value};
 
 use crate::loadbalance::{self, LoadBalance};
-use crate::{Directory, Provider};
+use crate::{configurator, Directory, Provider};
 
 /// Interval between two "no provider" reports of one service.
 const NO_PROVIDER_REPORT_EVERY: Duration = Duration::from_secs(10);
@@ -161,11 +161,30 @@ impl State {
         RpcError::NoProvider(service)
     }
 
-    fn balancer(&self, method: &str) -> Arc<dyn LoadBalance> {
-        let name: String =
+    /// A call parameter as Dubbo resolves it: set by a configurator, else by the
+    /// consumer, else by the provider URL (method-level keys first at each step).
+    fn param(&self, provider: Option<&Provider>, method: &str, key: &str) -> Option<String> {
+        if let Some(p) = provider {
+            if let Some(v) = configurator::lookup(&p.overrides, method, key) {
+                return Some(v.to_owned());
+            }
+        }
+        let consumer: String =
             self.directory
                 .consumer()
-                .method_param_or(method, "loadbalance", "random".to_owned());
+                .method_param_or(method, key, String::new());
+        if !consumer.is_empty() {
+            return Some(consumer);
+        }
+        provider
+            .map(|p| p.url.method_param_or(method, key, String::new()))
+            .filter(|v| !v.is_empty())
+    }
+
+    fn balancer(&self, providers: &[Arc<Provider>], method: &str) -> Arc<dyn LoadBalance> {
+        let name = self
+            .param(providers.first().map(|p| &**p), method, "loadbalance")
+            .unwrap_or_else(|| "random".to_owned());
         let mut cache = self.balancers.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .entry(name.clone())
@@ -219,13 +238,21 @@ impl State {
         }
         let candidates = if healthy.is_empty() { pool } else { healthy };
         Some(
-            self.balancer(&invocation.method)
+            self.balancer(providers, &invocation.method)
                 .select(&candidates, invocation),
         )
     }
 
-    /// One attempt on one provider, with stats and health bookkeeping.
-    async fn attempt(provider: &Provider, invocation: Invocation) -> RpcResult<Value> {
+    /// One attempt on one provider, with stats and health bookkeeping. A call without a
+    /// deadline gets the provider's configured `timeout` (ms), if any.
+    async fn attempt(provider: &Provider, mut invocation: Invocation) -> RpcResult<Value> {
+        if invocation.timeout.is_none() {
+            let ms = configurator::lookup(&provider.overrides, &invocation.method, "timeout")
+                .and_then(|v| v.parse::<u64>().ok());
+            if let Some(ms) = ms {
+                invocation.timeout = Some(Duration::from_millis(ms));
+            }
+        }
         let call = provider.stats.begin();
         let started = Instant::now();
         let result = provider.invoker.invoke(invocation).await;
@@ -364,11 +391,15 @@ impl State {
     async fn call(self: Arc<Self>, invocation: Invocation) -> RpcResult<Value> {
         match self.strategy {
             Strategy::Failover => {
-                let retries: usize = self.directory.consumer().method_param_or(
-                    &invocation.method,
-                    "retries",
-                    2usize,
-                );
+                let providers = self.directory.providers();
+                let retries: usize = self
+                    .param(
+                        providers.first().map(|p| &**p),
+                        &invocation.method,
+                        "retries",
+                    )
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(2);
                 self.failover(invocation, retries).await
             }
             Strategy::Failfast => self.failover(invocation, 0).await,
@@ -574,13 +605,15 @@ mod tests {
 
     #[tokio::test]
     async fn ejection_is_capped_at_a_share_of_the_pool() {
-        // Four refusing providers: with a 50% cap, after the first failures at most two
-        // stay ejected, so later calls still reach the others instead of one forever.
+        // Four failing providers with a 50% cap: every one is marked, but selection skips
+        // only two of them, so a blip that hits everyone cannot take the service out.
         let (cluster, calls) = setup_with(&[1, 1, 1, 1], "ejection.max.percent=50&retries=0");
-        for _ in 0..8 {
-            let _ = cluster.invoke(inv()).await;
-        }
         let providers = cluster.directory().providers();
+        for (i, p) in providers.iter().enumerate() {
+            for _ in 0..=i {
+                p.health.failure();
+            }
+        }
         let now = Instant::now();
         let ejected = providers
             .iter()
@@ -595,6 +628,9 @@ mod tests {
             reached.insert(Arc::as_ptr(&p) as usize);
         }
         assert_eq!(reached.len(), 2, "exactly the re-admitted half is used");
-        assert_eq!(calls.lock().unwrap().len(), 8);
+        // The re-admitted ones are those with the fewest consecutive failures.
+        assert!(reached.contains(&(Arc::as_ptr(&providers[0]) as usize)));
+        assert!(reached.contains(&(Arc::as_ptr(&providers[1]) as usize)));
+        assert!(calls.lock().unwrap().is_empty());
     }
 }

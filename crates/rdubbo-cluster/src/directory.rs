@@ -7,7 +7,7 @@ use rdubbo_core::url::keys;
 use rdubbo_core::{Invoker, NotifyListener, Protocol, Url};
 use tokio::sync::watch;
 
-use crate::{CallStats, Health};
+use crate::{configurator, CallStats, Health};
 
 /// One provider of a directory: its URL, an invoker calling it, and its health.
 pub struct Provider {
@@ -15,12 +15,14 @@ pub struct Provider {
     pub url: Url,
     /// Calls this provider.
     pub invoker: Arc<dyn Invoker>,
-    /// Outlier detection state.
-    pub health: Health,
+    /// Outlier detection state (kept while the provider stays in the list).
+    pub health: Arc<Health>,
     /// Calls in flight, successes, failures, latency.
-    pub stats: CallStats,
-    /// The URL as a string: identity of the provider across notifications.
+    pub stats: Arc<CallStats>,
+    /// The registered URL as a string: identity of the provider across notifications.
     pub key: String,
+    /// Parameters set by `override://` rules (see [`configurator`](crate::configurator)).
+    pub overrides: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -41,6 +43,8 @@ pub struct Directory {
     consumer: Url,
     protocols: Vec<Arc<dyn Protocol>>,
     providers: ArcSwap<Vec<Arc<Provider>>>,
+    /// Last notified provider URLs and configurators.
+    raw: Mutex<(Vec<Url>, Vec<Url>)>,
     /// Bumped on every update of the provider list; the first update marks readiness.
     updates: watch::Sender<u64>,
     update_lock: Mutex<()>,
@@ -63,6 +67,7 @@ impl Directory {
             consumer,
             protocols,
             providers: ArcSwap::from_pointee(Vec::new()),
+            raw: Mutex::new((Vec::new(), Vec::new())),
             updates: watch::channel(0).0,
             update_lock: Mutex::new(()),
         })
@@ -107,11 +112,33 @@ impl Directory {
     /// Replaces the provider list with `urls` (the full `providers` category).
     pub fn update(&self, urls: &[Url]) {
         let _guard = self.update_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let rules = {
+            let mut raw = self.raw.lock().unwrap_or_else(|e| e.into_inner());
+            raw.0 = urls.to_vec();
+            raw.1.clone()
+        };
+        self.rebuild(urls, &rules);
+    }
+
+    /// Replaces the `override://` rules (the full `configurators` category) and applies
+    /// them to the current providers.
+    pub fn update_configurators(&self, rules: &[Url]) {
+        let _guard = self.update_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let urls = {
+            let mut raw = self.raw.lock().unwrap_or_else(|e| e.into_inner());
+            raw.1 = rules.iter().filter(|u| !is_empty_url(u)).cloned().collect();
+            raw.0.clone()
+        };
+        if !urls.is_empty() || self.updates() > 0 {
+            self.rebuild(&urls, rules);
+        }
+    }
+
+    fn rebuild(&self, urls: &[Url], rules: &[Url]) {
+        let application = self.consumer.param_non_empty(keys::APPLICATION);
         let current = self.providers.load_full();
-        let mut by_key: HashMap<String, Arc<Provider>> = current
-            .iter()
-            .map(|p| (p.url.to_string(), p.clone()))
-            .collect();
+        let mut by_key: HashMap<&str, &Arc<Provider>> =
+            current.iter().map(|p| (p.key.as_str(), p)).collect();
         let mut next = Vec::with_capacity(urls.len());
         for url in urls {
             if is_empty_url(url) {
@@ -120,9 +147,25 @@ impl Directory {
             if !self.consumer.matches_provider(url) || !url.param_bool(keys::ENABLED, true) {
                 continue;
             }
+            let (configured, overrides) = configurator::configure(url, rules, application);
+            if configured.param_bool("disabled", false) {
+                tracing::info!(provider = %url.address(), "provider disabled by a configurator");
+                continue;
+            }
             let key = url.to_string();
-            if let Some(existing) = by_key.remove(&key) {
-                next.push(existing);
+            if let Some(existing) = by_key.remove(key.as_str()) {
+                if existing.overrides == overrides {
+                    next.push(existing.clone());
+                } else {
+                    next.push(Arc::new(Provider {
+                        url: configured,
+                        invoker: existing.invoker.clone(),
+                        health: existing.health.clone(),
+                        stats: existing.stats.clone(),
+                        key,
+                        overrides,
+                    }));
+                }
                 continue;
             }
             let Some(protocol) = self.protocols.iter().find(|p| p.name() == url.protocol()) else {
@@ -131,11 +174,12 @@ impl Directory {
             };
             match protocol.refer(url) {
                 Ok(invoker) => next.push(Arc::new(Provider {
-                    url: url.clone(),
+                    url: configured,
                     invoker,
-                    health: Health::default(),
-                    stats: CallStats::default(),
+                    health: Arc::default(),
+                    stats: Arc::default(),
                     key,
+                    overrides,
                 })),
                 Err(e) => tracing::warn!(url = %url, error = %e, "ignoring a provider URL"),
             }
@@ -153,10 +197,11 @@ impl Directory {
 impl NotifyListener for Directory {
     fn notify(&self, urls: Vec<Url>) {
         let category = urls.first().map(|u| u.category().to_owned());
-        // Routers and configurators are applied by the cluster layer of a later release;
-        // they never change the provider list here.
-        if category.as_deref() == Some(keys::PROVIDERS) {
-            self.update(&urls);
+        match category.as_deref() {
+            Some(keys::PROVIDERS) => self.update(&urls),
+            Some(keys::CONFIGURATORS) => self.update_configurators(&urls),
+            // Routers are not applied yet; they never change the provider list.
+            _ => {}
         }
     }
 }
@@ -217,5 +262,56 @@ mod tests {
         )]);
         assert!(dir.providers().is_empty());
         assert_eq!(dir.updates(), 3);
+    }
+
+    #[test]
+    fn configurators_change_and_disable_providers_and_removal_restores() {
+        let consumer = url("consumer://127.0.0.1/demo.Api?interface=demo.Api&application=web");
+        let dir = Directory::new(consumer, vec![Arc::new(Jsonrpc)]);
+        let a = url("jsonrpc://10.0.0.1:1/demo.Api?interface=demo.Api&weight=100");
+        let b = url("jsonrpc://10.0.0.2:2/demo.Api?interface=demo.Api&weight=100");
+        dir.notify(vec![a.clone(), b.clone()]);
+        let before = dir.providers();
+        before[0]
+            .stats
+            .begin()
+            .finish(std::time::Duration::from_millis(1), true);
+        dir.notify(vec![
+            url("override://10.0.0.1:1/demo.Api?category=configurators&weight=900&timeout=50"),
+            url("override://10.0.0.2:2/demo.Api?category=configurators&disabled=true"),
+        ]);
+        let after = dir.providers();
+        assert_eq!(after.len(), 1, "the disabled provider is out");
+        assert_eq!(after[0].url.param("weight"), Some("900"));
+        assert_eq!(
+            after[0].overrides,
+            vec![
+                ("weight".into(), "900".into()),
+                ("timeout".into(), "50".into())
+            ]
+        );
+        assert_eq!(
+            after[0].stats.succeeded(),
+            1,
+            "stats survive a configuration change"
+        );
+        // The rules go away: back to what the providers registered.
+        dir.notify(vec![rdubbo_core::registry::empty_url(
+            dir.consumer(),
+            "configurators",
+        )]);
+        let restored = dir.providers();
+        assert_eq!(restored.len(), 2);
+        assert_eq!(restored[0].url, a);
+        assert!(restored[0].overrides.is_empty());
+        // A provider list arriving later is configured too.
+        dir.notify(vec![url(
+            "override://0.0.0.0/demo.Api?category=configurators&weight=5",
+        )]);
+        dir.notify(vec![a, b]);
+        assert!(dir
+            .providers()
+            .iter()
+            .all(|p| p.url.param("weight") == Some("5")));
     }
 }

@@ -13,6 +13,7 @@
 //!   ([`loadbalance`]); failover never tries the same provider twice while another exists.
 
 mod cluster;
+pub mod configurator;
 mod directory;
 mod health;
 pub mod loadbalance;

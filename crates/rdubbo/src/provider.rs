@@ -27,6 +27,7 @@ pub struct ProviderBuilder {
     unregister_wait: Duration,
     drain: Duration,
     server_config: Option<ServerConfig>,
+    params: Vec<(String, String)>,
 }
 
 /// Running services, registered in their registries.
@@ -50,6 +51,7 @@ impl Provider {
             unregister_wait: Duration::from_secs(1),
             drain: Duration::from_secs(10),
             server_config: None,
+            params: Vec::new(),
         }
     }
 
@@ -123,6 +125,14 @@ impl ProviderBuilder {
         self
     }
 
+    /// An extra parameter of the provider URLs (`weight`, `warmup`, `loadbalance` …).
+    pub fn param(mut self, key: &str, value: &str) -> Self {
+        self.params.retain(|(k, _)| k != key);
+        self.params
+            .push((key.to_owned(), crate::url::encode(value)));
+        self
+    }
+
     /// Server limits.
     pub fn server_config(mut self, config: ServerConfig) -> Self {
         self.server_config = Some(config);
@@ -152,14 +162,18 @@ impl ProviderBuilder {
             .services
             .iter()
             .map(|(info, _)| {
-                provider_url(
+                let mut url = provider_url(
                     info,
                     &host,
                     addr.port(),
                     anyhost,
                     &self.application,
                     &timestamp,
-                )
+                );
+                for (k, v) in &self.params {
+                    url.set_param(k, v.clone());
+                }
+                url
             })
             .collect();
         for registry in &self.registries {

@@ -1,0 +1,206 @@
+//! Dynamic configuration: `override://` URLs in a service's `configurators` folder change
+//! provider parameters at runtime, with Dubbo 2.7's matching rules.
+//!
+//! - `override://0.0.0.0/<iface>?…` applies to every provider of the service;
+//!   `override://<host>:<port>/<iface>?…` to one provider (port 0 or none: every provider
+//!   on that host is not targeted on the consumer side, as in Dubbo — use `0.0.0.0` with
+//!   `providers=<host:port,…>` or give the port);
+//! - `application=<name>` limits it to consumers of that application, `~key=value` to
+//!   providers whose `key` has that value; `enabled=false` switches the rule off;
+//! - `disabled=true` takes the provider out of the list; `weight`, `timeout`, `retries`,
+//!   `loadbalance` (also per method as `<method>.<key>`) change how it is called;
+//! - rules apply in order: `0.0.0.0` before specific hosts, then by `priority`.
+
+use rdubbo_core::registry::is_empty_url;
+use rdubbo_core::Url;
+
+/// Keys of a rule that select what it applies to rather than set anything.
+const CONDITION_KEYS: &[&str] = &[
+    "category",
+    "check",
+    "dynamic",
+    "enabled",
+    "group",
+    "version",
+    "interface",
+    "application",
+    "side",
+    "configVersion",
+    "compatible_config",
+    "providers",
+    "priority",
+    "anyhost",
+    "timestamp",
+    "pid",
+    "dubbo",
+];
+
+/// Whether `rule` is an active override or absent rule.
+fn active(rule: &Url) -> bool {
+    !is_empty_url(rule)
+        && matches!(rule.protocol(), "override" | "absent")
+        && rule.param_bool("enabled", true)
+}
+
+/// Whether `rule` applies to `provider` as seen by the consumer of `application`.
+pub fn matches(rule: &Url, provider: &Url, application: Option<&str>) -> bool {
+    if !active(rule) {
+        return false;
+    }
+    let any_host = rule.host() == "0.0.0.0" || rule.host().is_empty();
+    match rule.port().filter(|p| *p != 0) {
+        Some(port) => {
+            if provider.port() != Some(port) || !(any_host || rule.host() == provider.host()) {
+                return false;
+            }
+        }
+        None => {
+            if !any_host {
+                return false;
+            }
+        }
+    }
+    if let Some(list) = rule.param_non_empty("providers") {
+        let address = provider.address();
+        if !list
+            .split(',')
+            .any(|a| a.trim() == address || a.trim() == "0.0.0.0")
+        {
+            return false;
+        }
+    }
+    let rule_app = rule
+        .param_non_empty("application")
+        .or(rule.username().filter(|u| !u.is_empty()));
+    if let Some(app) = rule_app {
+        if app != "*" && Some(app) != application {
+            return false;
+        }
+    }
+    if let Some(side) = rule.param_non_empty("side") {
+        if side != "consumer" && side != "*" {
+            return false;
+        }
+    }
+    for (key, value) in rule.params() {
+        if let Some(target) = key.strip_prefix('~') {
+            if !value.is_empty() && value != "*" && provider.param(target) != Some(value) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Applies every matching rule to `provider`; returns the configured URL and the
+/// parameters the rules set (in order).
+pub fn configure(
+    provider: &Url,
+    rules: &[Url],
+    application: Option<&str>,
+) -> (Url, Vec<(String, String)>) {
+    let mut ordered: Vec<&Url> = rules
+        .iter()
+        .filter(|r| matches(r, provider, application))
+        .collect();
+    ordered.sort_by_key(|r| {
+        let specific = !(r.host() == "0.0.0.0" || r.host().is_empty());
+        (specific, r.param_or("priority", 0i64))
+    });
+    let mut url = provider.clone();
+    let mut set: Vec<(String, String)> = Vec::new();
+    for rule in ordered {
+        let absent = rule.protocol() == "absent";
+        for (key, value) in rule.params() {
+            if key.starts_with('~') || CONDITION_KEYS.contains(&key) {
+                continue;
+            }
+            if absent && url.param(key).is_some() {
+                continue;
+            }
+            url.set_param(key, value);
+            set.retain(|(k, _)| k != key);
+            set.push((key.to_owned(), value.to_owned()));
+        }
+    }
+    (url, set)
+}
+
+/// `methods.<m>.<key>`, `<m>.<key>`, then `<key>` in a list of set parameters.
+pub fn lookup<'a>(set: &'a [(String, String)], method: &str, key: &str) -> Option<&'a str> {
+    let v3 = format!("methods.{method}.{key}");
+    let v2 = format!("{method}.{key}");
+    for k in [v3.as_str(), v2.as_str(), key] {
+        if let Some((_, v)) = set
+            .iter()
+            .rev()
+            .find(|(name, v)| name == k && !v.is_empty())
+        {
+            return Some(v.as_str());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        s.parse().unwrap()
+    }
+
+    fn provider(port: u16) -> Url {
+        url(&format!(
+            "jsonrpc://10.0.0.1:{port}/demo.Api?interface=demo.Api&weight=100&application=shop&region=eu"
+        ))
+    }
+
+    #[test]
+    fn scopes_of_a_rule() {
+        let p = provider(20880);
+        let all = url("override://0.0.0.0/demo.Api?category=configurators&weight=200");
+        assert!(matches(&all, &p, Some("web")));
+        let one = url("override://10.0.0.1:20880/demo.Api?weight=300");
+        assert!(matches(&one, &p, None));
+        assert!(!matches(&one, &provider(20881), None));
+        let host_only = url("override://10.0.0.1/demo.Api?weight=300");
+        assert!(!matches(&host_only, &p, None));
+        let listed = url("override://0.0.0.0/demo.Api?providers=10.0.0.1:20881&weight=1");
+        assert!(!matches(&listed, &p, None));
+        assert!(matches(&listed, &provider(20881), None));
+        let app = url("override://0.0.0.0/demo.Api?application=web&timeout=5");
+        assert!(matches(&app, &p, Some("web")));
+        assert!(!matches(&app, &p, Some("batch")));
+        let tilde = url("override://0.0.0.0/demo.Api?~region=us&timeout=5");
+        assert!(!matches(&tilde, &p, None));
+        let off = url("override://0.0.0.0/demo.Api?enabled=false&weight=1");
+        assert!(!matches(&off, &p, None));
+        let provider_side = url("override://0.0.0.0/demo.Api?side=provider&threads=5");
+        assert!(!matches(&provider_side, &p, None));
+        let empty = url("empty://0.0.0.0/demo.Api?category=configurators");
+        assert!(!matches(&empty, &p, None));
+    }
+
+    #[test]
+    fn specific_rules_win_and_absent_only_fills_gaps() {
+        let p = provider(20880);
+        let rules = vec![
+            url("override://10.0.0.1:20880/demo.Api?weight=300&category=configurators&dynamic=false"),
+            url("override://0.0.0.0/demo.Api?weight=200&timeout=50&sayHello.retries=5"),
+            url("absent://0.0.0.0/demo.Api?weight=1&loadbalance=roundrobin"),
+        ];
+        let (configured, set) = configure(&p, &rules, None);
+        assert_eq!(configured.param("weight"), Some("300"));
+        assert_eq!(configured.param("timeout"), Some("50"));
+        assert_eq!(configured.param("loadbalance"), Some("roundrobin"));
+        assert_eq!(configured.param("category"), None);
+        assert_eq!(lookup(&set, "sayHello", "retries"), Some("5"));
+        assert_eq!(lookup(&set, "echo", "retries"), None);
+        assert_eq!(lookup(&set, "echo", "weight"), Some("300"));
+        // No rule: unchanged.
+        let (same, set) = configure(&p, &[], None);
+        assert_eq!(same, p);
+        assert!(set.is_empty());
+    }
+}
