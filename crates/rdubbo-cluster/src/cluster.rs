@@ -273,7 +273,7 @@ impl State {
         let mut last_error = None;
         for _ in 0..=retries {
             // Re-read the list on every attempt: it may have changed meanwhile.
-            let providers = self.directory.providers();
+            let providers = self.directory.list(&invocation);
             let Some(provider) = self.select(&providers, &tried, &invocation) else {
                 break;
             };
@@ -289,7 +289,7 @@ impl State {
 
     async fn forking(&self, invocation: Invocation) -> RpcResult<Value> {
         let forks: usize = self.directory.consumer().param_or("forks", 2usize).max(1);
-        let providers = self.directory.providers();
+        let providers = self.directory.list(&invocation);
         let mut chosen: Vec<Arc<Provider>> = Vec::new();
         let mut tried = Vec::new();
         while chosen.len() < forks.min(providers.len()) {
@@ -322,7 +322,7 @@ impl State {
     }
 
     async fn broadcast(&self, invocation: Invocation) -> RpcResult<Value> {
-        let providers = self.directory.providers();
+        let providers = self.directory.list(&invocation);
         if providers.is_empty() {
             return Err(self.no_provider());
         }
@@ -391,7 +391,7 @@ impl State {
     async fn call(self: Arc<Self>, invocation: Invocation) -> RpcResult<Value> {
         match self.strategy {
             Strategy::Failover => {
-                let providers = self.directory.providers();
+                let providers = self.directory.list(&invocation);
                 let retries: usize = self
                     .param(
                         providers.first().map(|p| &**p),

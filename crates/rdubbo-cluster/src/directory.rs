@@ -4,10 +4,10 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use rdubbo_core::registry::is_empty_url;
 use rdubbo_core::url::keys;
-use rdubbo_core::{Invoker, NotifyListener, Protocol, Url};
+use rdubbo_core::{Invocation, Invoker, NotifyListener, Protocol, Url};
 use tokio::sync::watch;
 
-use crate::{configurator, CallStats, Health};
+use crate::{configurator, router, CallStats, Health};
 
 /// One provider of a directory: its URL, an invoker calling it, and its health.
 pub struct Provider {
@@ -43,6 +43,8 @@ pub struct Directory {
     consumer: Url,
     protocols: Vec<Arc<dyn Protocol>>,
     providers: ArcSwap<Vec<Arc<Provider>>>,
+    /// Condition rules from the `routers` category.
+    routers: ArcSwap<Vec<router::ConditionRule>>,
     /// Last notified provider URLs and configurators.
     raw: Mutex<(Vec<Url>, Vec<Url>)>,
     /// Bumped on every update of the provider list; the first update marks readiness.
@@ -68,6 +70,7 @@ impl Directory {
             protocols,
             providers: ArcSwap::from_pointee(Vec::new()),
             raw: Mutex::new((Vec::new(), Vec::new())),
+            routers: ArcSwap::from_pointee(Vec::new()),
             updates: watch::channel(0).0,
             update_lock: Mutex::new(()),
         })
@@ -86,6 +89,24 @@ impl Directory {
     /// The current providers.
     pub fn providers(&self) -> Arc<Vec<Arc<Provider>>> {
         self.providers.load_full()
+    }
+
+    /// The providers for one call: the current list after tag routing and the condition
+    /// rules.
+    pub fn list(&self, invocation: &Invocation) -> Vec<Arc<Provider>> {
+        let mut providers = router::route_by_tag(self.providers().to_vec(), invocation);
+        for rule in self.routers.load().iter() {
+            providers = rule.route(providers, &self.consumer, invocation);
+        }
+        providers
+    }
+
+    /// Replaces the condition rules (the full `routers` category); malformed rules are
+    /// reported and ignored.
+    pub fn update_routers(&self, urls: &[Url]) {
+        let rules = router::parse_routers(urls);
+        tracing::info!(service = %self.service_key(), rules = rules.len(), "router rules updated");
+        self.routers.store(Arc::new(rules));
     }
 
     /// How many provider lists were received so far.
@@ -200,7 +221,7 @@ impl NotifyListener for Directory {
         match category.as_deref() {
             Some(keys::PROVIDERS) => self.update(&urls),
             Some(keys::CONFIGURATORS) => self.update_configurators(&urls),
-            // Routers are not applied yet; they never change the provider list.
+            Some(keys::ROUTERS) => self.update_routers(&urls),
             _ => {}
         }
     }
@@ -313,5 +334,72 @@ mod tests {
             .providers()
             .iter()
             .all(|p| p.url.param("weight") == Some("5")));
+    }
+
+    #[test]
+    fn condition_rules_and_tags_route_calls() {
+        let consumer = url("consumer://10.20.1.1/demo.Api?interface=demo.Api&application=web");
+        let dir = Directory::new(consumer.clone(), vec![Arc::new(Jsonrpc)]);
+        dir.notify(vec![
+            url("jsonrpc://10.30.0.1:1/demo.Api?interface=demo.Api"),
+            url("jsonrpc://10.40.0.1:2/demo.Api?interface=demo.Api"),
+            url("jsonrpc://10.40.0.2:3/demo.Api?interface=demo.Api&dubbo.tag=gray"),
+        ]);
+        let call = Invocation::new("demo.Api", "echo", vec![]);
+        let hosts = |ps: Vec<Arc<Provider>>| {
+            ps.iter()
+                .map(|p| p.url.host().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            hosts(dir.list(&call)),
+            ["10.30.0.1", "10.40.0.1"],
+            "untagged calls avoid tagged providers"
+        );
+        let mut gray = call.clone();
+        gray.attachments.insert("dubbo.tag", "gray");
+        assert_eq!(hosts(dir.list(&gray)), ["10.40.0.2"]);
+        let mut blue = call.clone();
+        blue.attachments.insert("dubbo.tag", "blue");
+        assert_eq!(
+            hosts(dir.list(&blue)),
+            ["10.30.0.1", "10.40.0.1"],
+            "unknown tag falls back"
+        );
+        blue.attachments.insert("dubbo.force.tag", "true");
+        assert!(dir.list(&blue).is_empty());
+
+        let rule = |text: &str, extra: &str| {
+            url(&format!(
+                "condition://0.0.0.0/demo.Api?category=routers&rule={}{extra}",
+                rdubbo_core::url::encode(text)
+            ))
+        };
+        dir.notify(vec![rule("host = 10.20.* => host = 10.30.*", "")]);
+        assert_eq!(hosts(dir.list(&call)), ["10.30.0.1"]);
+        // Method conditions.
+        dir.notify(vec![rule("method = sayHello => host = 10.40.*", "")]);
+        assert_eq!(hosts(dir.list(&call)), ["10.30.0.1", "10.40.0.1"]);
+        let hello = Invocation::new("demo.Api", "sayHello", vec![]);
+        assert_eq!(hosts(dir.list(&hello)), ["10.40.0.1"]);
+        // An empty result is not applied unless forced.
+        dir.notify(vec![rule("=> host = 10.99.*", "")]);
+        assert_eq!(dir.list(&call).len(), 2);
+        dir.notify(vec![rule("=> host = 10.99.*", "&force=true")]);
+        assert!(dir.list(&call).is_empty());
+        // Blacklist: consumers of application web get nothing.
+        dir.notify(vec![rule("application = web =>", "")]);
+        assert!(dir.list(&call).is_empty());
+        // A malformed rule is ignored, the good one beside it applies.
+        dir.notify(vec![
+            rule("host = => port", ""),
+            rule("=> host != 10.30.0.1", "&priority=1"),
+        ]);
+        assert_eq!(hosts(dir.list(&call)), ["10.40.0.1"]);
+        // $-references: providers on the consumer's own host only.
+        dir.notify(vec![rule("=> host = $host", "&force=true")]);
+        assert!(dir.list(&call).is_empty());
+        dir.notify(vec![rdubbo_core::registry::empty_url(&consumer, "routers")]);
+        assert_eq!(dir.list(&call).len(), 2);
     }
 }

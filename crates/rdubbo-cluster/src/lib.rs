@@ -17,6 +17,7 @@ pub mod configurator;
 mod directory;
 mod health;
 pub mod loadbalance;
+pub mod router;
 mod stats;
 
 pub use cluster::{ClusterInvoker, Strategy};

@@ -1,0 +1,309 @@
+//! Routers: condition rules (`condition://` URLs in a service's `routers` folder, with the
+//! rule in the `rule` parameter) and tag routing by the `dubbo.tag` attachment.
+//!
+//! A condition rule reads `<when> => <then>`: when the consumer and the call match
+//! `<when>` (empty: always), only providers matching `<then>` are used (empty: none — a
+//! blacklist). Conditions are `key = v1,v2` or `key != v`, joined with `&`; values may use
+//! `*` as a wildcard at either end and `$key` for the consumer's own value. Keys: `host`,
+//! `port`, `protocol`, `application`, `method`, or any URL parameter. If the result is
+//! empty and the rule is not `force=true`, it is not applied. Rules run by ascending
+//! `priority`; `enabled=false` switches one off. A malformed rule is reported and ignored:
+//! traffic is never affected by a rule that cannot be read.
+
+use std::sync::Arc;
+
+use rdubbo_core::registry::is_empty_url;
+use rdubbo_core::{Invocation, Url};
+
+use crate::Provider;
+
+/// The attachment that selects tagged providers.
+pub const TAG_KEY: &str = "dubbo.tag";
+/// The attachment that forbids falling back to untagged providers.
+pub const FORCE_TAG_KEY: &str = "dubbo.force.tag";
+
+/// A condition `key = values` or `key != values`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Condition {
+    key: String,
+    negate: bool,
+    values: Vec<String>,
+}
+
+/// One parsed condition rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionRule {
+    when: Vec<Condition>,
+    /// `None`: the `then` part is empty (blacklist).
+    then: Option<Vec<Condition>>,
+    force: bool,
+    priority: i64,
+    text: String,
+}
+
+/// Why a rule could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed condition rule {rule:?}: {reason}")]
+pub struct RuleError {
+    /// The rule text.
+    pub rule: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn parse_conditions(text: &str, rule: &str) -> Result<Vec<Condition>, RuleError> {
+    let mut out = Vec::new();
+    for part in text.split('&').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, negate, values) = if let Some(i) = part.find("!=") {
+            (&part[..i], true, &part[i + 2..])
+        } else if let Some(i) = part.find('=') {
+            (&part[..i], false, &part[i + 1..])
+        } else {
+            return Err(RuleError {
+                rule: rule.to_owned(),
+                reason: format!("{part:?} is not `key = value` or `key != value`"),
+            });
+        };
+        let key = key.trim();
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return Err(RuleError {
+                rule: rule.to_owned(),
+                reason: format!("bad key in {part:?}"),
+            });
+        }
+        let values: Vec<String> = values
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if values.is_empty() {
+            return Err(RuleError {
+                rule: rule.to_owned(),
+                reason: format!("no value in {part:?}"),
+            });
+        }
+        out.push(Condition {
+            key: key.to_owned(),
+            negate,
+            values,
+        });
+    }
+    Ok(out)
+}
+
+impl ConditionRule {
+    /// Parses `when => then` with the rule URL's `force` and `priority`.
+    pub fn parse(text: &str, force: bool, priority: i64) -> Result<ConditionRule, RuleError> {
+        let text = text.trim();
+        let (when, then) = match text.find("=>") {
+            Some(i) => (&text[..i], Some(&text[i + 2..])),
+            None => {
+                return Err(RuleError {
+                    rule: text.to_owned(),
+                    reason: "missing `=>`".into(),
+                })
+            }
+        };
+        let when = parse_conditions(when, text)?;
+        let then = match then.map(str::trim) {
+            Some(t) if !t.is_empty() => Some(parse_conditions(t, text)?),
+            _ => None,
+        };
+        Ok(ConditionRule {
+            when,
+            then,
+            force,
+            priority,
+            text: text.to_owned(),
+        })
+    }
+
+    /// Reads a `condition://` (or `route://`) router URL.
+    pub fn from_url(url: &Url) -> Result<ConditionRule, RuleError> {
+        let rule = url.param_non_empty("rule").ok_or_else(|| RuleError {
+            rule: url.to_string(),
+            reason: "no `rule` parameter".into(),
+        })?;
+        let rule = rdubbo_core::url::decode(rule).map_err(|e| RuleError {
+            rule: rule.to_owned(),
+            reason: e.to_string(),
+        })?;
+        ConditionRule::parse(
+            &rule,
+            url.param_bool("force", false),
+            url.param_or("priority", 0),
+        )
+    }
+
+    /// The rule text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Applies the rule to `providers` for a call by `consumer`.
+    pub fn route(
+        &self,
+        providers: Vec<Arc<Provider>>,
+        consumer: &Url,
+        invocation: &Invocation,
+    ) -> Vec<Arc<Provider>> {
+        if !matches_all(&self.when, consumer, Some(invocation), consumer) {
+            return providers;
+        }
+        let Some(then) = &self.then else {
+            return Vec::new();
+        };
+        let kept: Vec<Arc<Provider>> = providers
+            .iter()
+            .filter(|p| matches_all(then, &p.url, None, consumer))
+            .cloned()
+            .collect();
+        if kept.is_empty() && !self.force {
+            tracing::warn!(rule = %self.text, "condition rule selects no provider; not applied");
+            return providers;
+        }
+        kept
+    }
+}
+
+fn value_of<'a>(key: &str, url: &'a Url, invocation: Option<&'a Invocation>) -> Option<String> {
+    match key {
+        "host" => Some(url.host().to_owned()),
+        "port" => url.port().map(|p| p.to_string()),
+        "protocol" => Some(url.protocol().to_owned()),
+        "address" => Some(url.address()),
+        "method" | "methods" if invocation.is_some() => invocation.map(|i| i.method.to_string()),
+        other => url.param(other).map(str::to_owned),
+    }
+}
+
+fn glob(pattern: &str, value: &str) -> bool {
+    match (pattern.strip_prefix('*'), pattern.strip_suffix('*')) {
+        _ if pattern == "*" => true,
+        (Some(rest), _) if rest.ends_with('*') => value.contains(&rest[..rest.len() - 1]),
+        (Some(suffix), _) => value.ends_with(suffix),
+        (None, Some(prefix)) => value.starts_with(prefix),
+        (None, None) => value == pattern,
+    }
+}
+
+fn matches_all(
+    conditions: &[Condition],
+    url: &Url,
+    invocation: Option<&Invocation>,
+    consumer: &Url,
+) -> bool {
+    conditions.iter().all(|c| {
+        let value = value_of(&c.key, url, invocation);
+        let hit = value.as_deref().is_some_and(|v| {
+            c.values
+                .iter()
+                .any(|pattern| match pattern.strip_prefix('$') {
+                    Some(reference) => value_of(reference, consumer, None).as_deref() == Some(v),
+                    None => glob(pattern, v),
+                })
+        });
+        hit != c.negate
+    })
+}
+
+/// Parses router URLs, skipping (and reporting) those that are off, not condition rules
+/// or malformed; sorted by priority.
+pub fn parse_routers(urls: &[Url]) -> Vec<ConditionRule> {
+    let mut rules: Vec<ConditionRule> = urls
+        .iter()
+        .filter(|u| !is_empty_url(u) && u.param_bool("enabled", true))
+        .filter(|u| matches!(u.protocol(), "condition" | "route"))
+        .filter_map(|u| match ConditionRule::from_url(u) {
+            Ok(rule) => Some(rule),
+            Err(e) => {
+                tracing::error!(error = %e, "ignoring a router rule");
+                None
+            }
+        })
+        .collect();
+    rules.sort_by_key(|r| r.priority);
+    rules
+}
+
+/// Tag routing: a call with the `dubbo.tag` attachment goes to providers whose URL has
+/// that `dubbo.tag`; if there is none, to untagged providers unless `dubbo.force.tag` is
+/// `true`. A call without a tag goes to untagged providers (to all of them when every
+/// provider is tagged).
+pub fn route_by_tag(providers: Vec<Arc<Provider>>, invocation: &Invocation) -> Vec<Arc<Provider>> {
+    let tag = invocation
+        .attachments
+        .get(TAG_KEY)
+        .filter(|t| !t.is_empty());
+    let untagged = |p: &Arc<Provider>| p.url.param_non_empty(TAG_KEY).is_none();
+    match tag {
+        Some(tag) => {
+            let tagged: Vec<Arc<Provider>> = providers
+                .iter()
+                .filter(|p| p.url.param(TAG_KEY) == Some(tag))
+                .cloned()
+                .collect();
+            if !tagged.is_empty() || invocation.attachments.get(FORCE_TAG_KEY) == Some("true") {
+                tagged
+            } else {
+                providers.into_iter().filter(untagged).collect()
+            }
+        }
+        None => {
+            if providers.iter().any(untagged) {
+                providers.into_iter().filter(untagged).collect()
+            } else {
+                providers
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects() {
+        let r = ConditionRule::parse("host = 10.20.* => host = 10.30.*", false, 0).unwrap();
+        assert_eq!(r.when.len(), 1);
+        assert!(ConditionRule::parse("=> host != 10.0.0.1", false, 0)
+            .unwrap()
+            .when
+            .is_empty());
+        assert!(ConditionRule::parse("host = 1.2.3.4 =>", false, 0)
+            .unwrap()
+            .then
+            .is_none());
+        for bad in [
+            "host = 1.2.3.4",
+            "host => x",
+            "host = => port = 1",
+            "a b = c => d = e",
+        ] {
+            let err = ConditionRule::parse(bad, false, 0).unwrap_err();
+            assert!(
+                err.to_string().contains("malformed condition rule"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn glob_patterns() {
+        assert!(glob("10.20.*", "10.20.1.1"));
+        assert!(!glob("10.20.*", "10.30.1.1"));
+        assert!(glob("*.1", "10.20.1.1"));
+        assert!(glob("*20*", "10.20.1.1"));
+        assert!(glob("*", "x"));
+        assert!(glob("a", "a") && !glob("a", "b"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_rule_text_parses_or_errors_without_panic(text in "[a-z0-9.*$=!&, >-]{0,40}") {
+            let _ = ConditionRule::parse(&text, false, 0);
+        }
+    }
+}
