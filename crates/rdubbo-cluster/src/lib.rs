@@ -15,6 +15,7 @@
 mod cluster;
 pub mod configurator;
 mod directory;
+pub mod filter;
 mod health;
 pub mod loadbalance;
 pub mod router;
@@ -22,6 +23,7 @@ mod stats;
 
 pub use cluster::{ClusterInvoker, Strategy};
 pub use directory::{Directory, Provider};
+pub use filter::Filter;
 pub use health::Health;
 pub use loadbalance::LoadBalance;
 pub use stats::{ActiveCall, CallStats};

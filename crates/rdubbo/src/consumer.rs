@@ -20,6 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rdubbo_cluster::filter::{self, with_filters, Filter, Side};
 use rdubbo_cluster::{ClusterInvoker, Directory};
 
 use crate::registry::{now_millis, sorted_params};
@@ -41,11 +42,13 @@ pub struct ReferenceBuilder {
     check: bool,
     wait: Duration,
     params: Vec<(String, String)>,
+    filters: Vec<Arc<dyn Filter>>,
 }
 
 /// A service reference: calls go to one of the live providers, with failover.
 pub struct Reference {
     cluster: ClusterInvoker,
+    invoker: Arc<dyn Invoker>,
     registry: Option<Arc<dyn Registry>>,
     consumer: Url,
     listener: Arc<dyn NotifyListener>,
@@ -66,6 +69,7 @@ impl Reference {
             check: true,
             wait: Duration::from_secs(3),
             params: Vec::new(),
+            filters: Vec::new(),
         }
     }
 
@@ -97,7 +101,7 @@ impl Invoker for Reference {
         if invocation.group.is_none() {
             invocation.group = self.consumer.group().map(Into::into);
         }
-        self.cluster.invoke(invocation)
+        self.invoker.invoke(invocation)
     }
 }
 
@@ -174,6 +178,12 @@ impl ReferenceBuilder {
             .push((key.to_owned(), crate::url::encode(value)));
         self
     }
+    /// Adds a filter around the calls of this reference (the first added sees calls
+    /// first). `actives` and `accesslog` parameters add built-in filters inside them.
+    pub fn filter(mut self, filter: Arc<dyn Filter>) -> Self {
+        self.filters.push(filter);
+        self
+    }
     /// How long [`build`](Self::build) waits for the first provider list (default 3 s).
     pub fn wait(mut self, wait: Duration) -> Self {
         self.wait = wait;
@@ -224,6 +234,9 @@ impl ReferenceBuilder {
         );
         let listener: Arc<dyn NotifyListener> = directory.clone();
         let cluster = ClusterInvoker::new(directory.clone())?;
+        let mut filters = self.filters.clone();
+        filters.extend(filter::from_url(&consumer, Side::Consumer));
+        let invoker = with_filters(Arc::new(cluster.clone()), &filters);
         if let Some(mut url) = self.direct.clone() {
             // A direct URL stands for a provider of exactly this reference.
             url.set_param("interface", self.interface.clone());
@@ -245,6 +258,7 @@ impl ReferenceBuilder {
             }
             return Ok(Reference {
                 cluster,
+                invoker,
                 registry: None,
                 consumer,
                 listener,
@@ -273,6 +287,7 @@ impl ReferenceBuilder {
         }
         Ok(Reference {
             cluster,
+            invoker,
             registry: Some(registry),
             consumer,
             listener,

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use rdubbo_protocol_jsonrpc::{JsonRpcServer, ServerConfig};
 
+use crate::cluster::filter::{self, with_filters, Filter, Side};
 use crate::registry::{now_millis, sorted_params};
 use crate::{Invoker, Registry, ServiceInfo, Url};
 
@@ -28,6 +29,7 @@ pub struct ProviderBuilder {
     drain: Duration,
     server_config: Option<ServerConfig>,
     params: Vec<(String, String)>,
+    filters: Vec<Arc<dyn Filter>>,
 }
 
 /// Running services, registered in their registries.
@@ -52,6 +54,7 @@ impl Provider {
             drain: Duration::from_secs(10),
             server_config: None,
             params: Vec::new(),
+            filters: Vec::new(),
         }
     }
 
@@ -133,6 +136,14 @@ impl ProviderBuilder {
         self
     }
 
+    /// Adds a filter around every exported service (the first added sees calls first).
+    /// Built-in filters asked for by parameters (`accesslog`, `tps`, `executes`) run
+    /// inside the ones added here.
+    pub fn filter(mut self, filter: Arc<dyn Filter>) -> Self {
+        self.filters.push(filter);
+        self
+    }
+
     /// Server limits.
     pub fn server_config(mut self, config: ServerConfig) -> Self {
         self.server_config = Some(config);
@@ -148,7 +159,14 @@ impl ProviderBuilder {
             builder = builder.config(config);
         }
         for (info, invoker) in &self.services {
-            builder = builder.export(&info.interface, info.clone(), invoker.clone());
+            let mut filters = self.filters.clone();
+            let mut template = Url::new("jsonrpc", "0.0.0.0", None, &info.interface);
+            for (k, v) in &self.params {
+                template.set_param(k, v.clone());
+            }
+            filters.extend(filter::from_url(&template, Side::Provider));
+            let invoker = with_filters(invoker.clone(), &filters);
+            builder = builder.export(&info.interface, info.clone(), invoker);
         }
         let server = builder.bind(self.listen).await?;
         let addr = server.local_addr();
