@@ -271,7 +271,18 @@ impl State {
     async fn failover(&self, invocation: Invocation, retries: usize) -> RpcResult<Value> {
         let mut tried: Vec<usize> = Vec::new();
         let mut last_error = None;
+        // One deadline for the whole call: each attempt gets what is left of it, and the
+        // provider is told that remaining budget.
+        let deadline = invocation.timeout.map(|t| (Instant::now() + t, t));
+        let mut invocation = invocation;
         for _ in 0..=retries {
+            if let Some((deadline, total)) = deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(last_error.unwrap_or(RpcError::Timeout(total)));
+                }
+                invocation.timeout = Some(left);
+            }
             // Re-read the list on every attempt: it may have changed meanwhile.
             let providers = self.directory.list(&invocation);
             let Some(provider) = self.select(&providers, &tried, &invocation) else {

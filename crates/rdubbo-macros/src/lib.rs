@@ -321,7 +321,11 @@ fn expand(
                 &self,
                 invocation: ::rdubbo::Invocation,
             ) -> ::rdubbo::BoxFuture<'static, ::rdubbo::RpcResult<::rdubbo::Value>> {
-                ::std::boxed::Box::pin(Self::dispatch(::std::sync::Arc::clone(&self.inner), invocation))
+                let context = ::rdubbo::__private::incoming(&invocation);
+                ::std::boxed::Box::pin(::rdubbo::__private::scoped(
+                    context,
+                    Self::dispatch(::std::sync::Arc::clone(&self.inner), invocation),
+                ))
             }
         }
 
@@ -376,6 +380,7 @@ fn expand(
                 invocation.version = self.version.clone();
                 invocation.group = self.group.clone();
                 invocation.timeout = self.timeout;
+                ::rdubbo::__private::outgoing(&mut invocation);
                 ::rdubbo::Invoker::invoke(&*self.invoker, invocation).await
             }
 

@@ -119,3 +119,49 @@ async fn user_filters_on_both_sides_and_executes_limit() {
     assert_eq!(busy, 1);
     provider.stop().await;
 }
+
+#[rdubbo::service(interface = "demo.Context", version = "1.0.0")]
+pub trait ContextService {
+    /// Answers the `tenant` attachment and whether a deadline was known.
+    async fn whoami(&self) -> RpcResult<(Option<String>, bool)>;
+}
+
+struct Ctx;
+
+impl ContextService for Ctx {
+    async fn whoami(&self) -> RpcResult<(Option<String>, bool)> {
+        let call = rdubbo::context::current().expect("served calls have a context");
+        Ok((
+            call.attachments.get("tenant").map(str::to_owned),
+            call.remaining()
+                .is_some_and(|r| r <= Duration::from_secs(2)),
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_code_reads_attachments_and_its_deadline() {
+    let provider = Provider::builder("127.0.0.1:0".parse().unwrap())
+        .export(
+            ContextServiceServer::<Ctx>::info(),
+            Arc::new(ContextServiceServer::new(Ctx)),
+        )
+        .start()
+        .await
+        .unwrap();
+    let reference = Reference::builder("demo.Context")
+        .version("1.0.0")
+        .url(provider.urls()[0].clone())
+        .build()
+        .await
+        .unwrap();
+    let client =
+        ContextServiceClient::new(Arc::new(reference)).with_timeout(Duration::from_secs(2));
+    assert_eq!(client.whoami().await.unwrap(), (None, true));
+    let mut extra = rdubbo::Attachments::new();
+    extra.insert("tenant", "acme");
+    let answer = rdubbo::context::with_attachments(extra, client.whoami()).await;
+    assert_eq!(answer.unwrap(), (Some("acme".to_owned()), true));
+    assert!(rdubbo::context::current().is_none());
+    provider.stop().await;
+}
