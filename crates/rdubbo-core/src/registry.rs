@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::url::keys;
 use crate::{BoxFuture, Url};
@@ -129,10 +131,24 @@ pub fn subscribed_categories(url: &Url) -> Vec<String> {
 /// The last notified URLs of each service, kept in a file in the format Java Dubbo's
 /// `AbstractRegistry` uses (a Java properties file: service key → the full URLs of all
 /// categories, separated by spaces).
+///
+/// Updates are kept in memory at once and written to the file in batches by a background
+/// thread (at most one write per 100 ms, none while nothing changed), so a burst of
+/// notifications costs one write, never one per notification. [`flush`](Self::flush)
+/// writes pending changes now; dropping the cache flushes too.
 pub struct RegistryCache {
     path: Option<PathBuf>,
-    entries: Mutex<BTreeMap<String, Vec<String>>>,
+    shared: Arc<CacheShared>,
 }
+
+struct CacheShared {
+    entries: Mutex<BTreeMap<String, Vec<String>>>,
+    dirty: AtomicBool,
+    writer_running: AtomicBool,
+}
+
+/// Delay that gathers a burst of updates into one write.
+const CACHE_WRITE_DELAY: Duration = Duration::from_millis(100);
 
 impl fmt::Debug for RegistryCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -145,9 +161,17 @@ impl fmt::Debug for RegistryCache {
 impl RegistryCache {
     /// A cache kept only in memory.
     pub fn in_memory() -> RegistryCache {
+        RegistryCache::with(None, BTreeMap::new())
+    }
+
+    fn with(path: Option<PathBuf>, entries: BTreeMap<String, Vec<String>>) -> RegistryCache {
         RegistryCache {
-            path: None,
-            entries: Mutex::new(BTreeMap::new()),
+            path,
+            shared: Arc::new(CacheShared {
+                entries: Mutex::new(entries),
+                dirty: AtomicBool::new(false),
+                writer_running: AtomicBool::new(false),
+            }),
         }
     }
 
@@ -169,10 +193,7 @@ impl RegistryCache {
                 )
             })
             .collect();
-        RegistryCache {
-            path: Some(path),
-            entries: Mutex::new(entries),
-        }
+        RegistryCache::with(Some(path), entries)
     }
 
     /// The cache file chosen by a registry URL: `file.cache=false` disables it, `file=PATH`
@@ -206,17 +227,17 @@ impl RegistryCache {
 
     /// The cached URLs of a service key (all categories), unparsable entries skipped.
     pub fn get(&self, service_key: &str) -> Vec<Url> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let entries = self.shared.lock();
         entries
             .get(service_key)
             .map(|urls| urls.iter().filter_map(|u| Url::parse(u).ok()).collect())
             .unwrap_or_default()
     }
 
-    /// Replaces the URLs of one category of a service and writes the file.
+    /// Replaces the URLs of one category of a service; the file is written soon after.
     pub fn put(&self, service_key: &str, category: &str, urls: &[Url]) {
-        let snapshot = {
-            let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut entries = self.shared.lock();
             let list = entries.entry(service_key.to_owned()).or_default();
             list.retain(|u| {
                 Url::parse(u)
@@ -224,15 +245,62 @@ impl RegistryCache {
                     .unwrap_or(false)
             });
             list.extend(urls.iter().map(|u| u.to_string()));
-            if self.path.is_none() {
-                return;
-            }
-            entries.clone()
+        }
+        let Some(path) = self.path.clone() else {
+            return;
         };
+        self.shared.dirty.store(true, Ordering::Release);
+        if self.shared.writer_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let shared = self.shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("rdubbo-registry-cache".into())
+            .spawn(move || loop {
+                std::thread::sleep(CACHE_WRITE_DELAY);
+                if shared.dirty.swap(false, Ordering::AcqRel) {
+                    shared.write(&path);
+                    continue;
+                }
+                shared.writer_running.store(false, Ordering::Release);
+                // A put may have slipped in between the check and the store.
+                if !shared.dirty.load(Ordering::Acquire)
+                    || shared.writer_running.swap(true, Ordering::AcqRel)
+                {
+                    return;
+                }
+            });
+        if spawned.is_err() {
+            self.shared.writer_running.store(false, Ordering::Release);
+            self.flush();
+        }
+    }
+
+    /// Writes pending changes to the file now.
+    pub fn flush(&self) {
         if let Some(path) = &self.path {
-            if let Err(e) = write_properties(path, &snapshot) {
-                tracing::warn!(path = %path.display(), error = %e, "cannot write the registry cache file");
+            if self.shared.dirty.swap(false, Ordering::AcqRel) {
+                self.shared.write(path);
             }
+        }
+    }
+}
+
+impl Drop for RegistryCache {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+impl CacheShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<String>>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self, path: &Path) {
+        let snapshot = self.lock().clone();
+        if let Err(e) = write_properties(path, &snapshot) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the registry cache file");
         }
     }
 }
@@ -390,8 +458,38 @@ mod tests {
         assert_eq!(urls[0], p1);
         // Replacing one category keeps the other.
         cache.put("g/demo.Api:1.0", "providers", &[]);
+        cache.flush();
         let urls = RegistryCache::open(&path).get("g/demo.Api:1.0");
         assert_eq!(urls, vec![cfg]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_burst_of_updates_reaches_the_file_without_a_flush() {
+        let dir = std::env::temp_dir().join(format!("rdubbo-cache-burst-{}", std::process::id()));
+        let path = dir.join("registry.cache");
+        let _ = std::fs::remove_file(&path);
+        let cache = RegistryCache::open(&path);
+        for port in 1..=200u16 {
+            let u: Url = format!("jsonrpc://127.0.0.1:{port}/demo.Api?interface=demo.Api")
+                .parse()
+                .unwrap();
+            cache.put("demo.Api", "providers", &[u]);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.contains("127.0.0.1\\:200/") {
+                assert!(
+                    !text.contains("127.0.0.1\\:199/"),
+                    "only the last list is kept: {text}"
+                );
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "not written: {text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(cache);
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -990,6 +990,7 @@ impl Registry for ZookeeperRegistry {
                     tracing::debug!(url = %url, error = %e, "unregister at destroy failed");
                 }
             }
+            inner.cache.flush();
             inner.destroyed.store(true, Ordering::Release);
             inner.closed.send_replace(true);
             inner.conn.send_replace(None);
