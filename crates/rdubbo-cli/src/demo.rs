@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
+use rdubbo::consumer::Reference;
+use rdubbo::nacos::server::{NamingServer, NamingServerConfig};
 use rdubbo::provider::Provider;
-use rdubbo::{Invoker, RpcResult, ServiceInfo, Url, Value};
-use rdubbo_protocol_jsonrpc::{JsonRpcClient, JsonRpcServer};
+use rdubbo::{Invoker, RpcResult, ServiceInfo, Value};
 
 /// The interface every Dubbo quick-start serves.
 pub const DEMO_INTERFACE: &str = "org.apache.dubbo.demo.DemoService";
@@ -45,6 +46,10 @@ pub struct DemoArgs {
     /// Serial calls timed for the latency summary.
     #[arg(long, default_value_t = 2000)]
     calls: u64,
+    /// Registry for provider and consumer (e.g. zookeeper://127.0.0.1:2181). Default: an
+    /// embedded Nacos-compatible naming server started in this process on a free port.
+    #[arg(long)]
+    registry: Option<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -77,24 +82,8 @@ struct ProviderArgs {
 pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     match args.command {
         Some(DemoCommand::Provider(p)) => provider(p).await,
-        None => demo(args.calls).await,
+        None => demo(args.calls, args.registry).await,
     }
-}
-
-/// Starts the demo provider (both versions at one path) on `listen`.
-async fn start_provider(listen: SocketAddr) -> Result<JsonRpcServer> {
-    let invoker: Arc<dyn Invoker> = Arc::new(DemoServiceServer::new(Demo));
-    let versioned = DemoServiceServer::<Demo>::info();
-    let unversioned = ServiceInfo {
-        version: None,
-        ..versioned.clone()
-    };
-    JsonRpcServer::builder()
-        .export(DEMO_INTERFACE, versioned, invoker.clone())
-        .export(DEMO_INTERFACE, unversioned, invoker)
-        .bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))
 }
 
 async fn provider(args: ProviderArgs) -> Result<ExitCode> {
@@ -163,7 +152,7 @@ async fn provider(args: ProviderArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_stop_signal() -> Result<()> {
+pub async fn wait_for_stop_signal() -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
@@ -174,13 +163,64 @@ async fn wait_for_stop_signal() -> Result<()> {
     Ok(())
 }
 
-async fn demo(calls: u64) -> Result<ExitCode> {
-    let server = start_provider("127.0.0.1:0".parse()?).await?;
-    let addr = server.local_addr();
-    let url: Url =
-        format!("jsonrpc://{addr}/{DEMO_INTERFACE}?version=1.0.0&timeout=3000").parse()?;
-    println!("provider: {url}");
-    let client = DemoServiceClient::new(Arc::new(JsonRpcClient::new(&url)?));
+async fn demo(calls: u64, registry_url: Option<String>) -> Result<ExitCode> {
+    let embedded = match registry_url {
+        Some(_) => None,
+        None => Some(
+            NamingServer::start(NamingServerConfig {
+                listen: "127.0.0.1:0".parse()?,
+                ..Default::default()
+            })
+            .await
+            .context("cannot start the embedded registry")?,
+        ),
+    };
+    let registry_url = match (&registry_url, &embedded) {
+        (Some(url), _) => url.clone(),
+        (None, Some(server)) => {
+            println!(
+                "registry: embedded naming server {} (console http://{}/)",
+                server.registry_url(),
+                server.local_addr()
+            );
+            server.registry_url()
+        }
+        (None, None) => unreachable!("an embedded registry is started when none is given"),
+    };
+    let registry = rdubbo::registry::connect(&registry_url)
+        .await
+        .with_context(|| format!("registry {registry_url}"))?;
+    let invoker: Arc<dyn Invoker> = Arc::new(DemoServiceServer::new(Demo));
+    let versioned = DemoServiceServer::<Demo>::info();
+    let unversioned = ServiceInfo {
+        version: None,
+        ..versioned.clone()
+    };
+    let provider = Provider::builder("127.0.0.1:0".parse()?)
+        .application("rdubbo-demo-provider")
+        .export(versioned, invoker.clone())
+        .export(unversioned, invoker)
+        .registry(registry.clone())
+        .unregister_wait(Duration::ZERO)
+        .start()
+        .await
+        .context("cannot start the demo provider")?;
+    for url in provider.urls() {
+        println!("provider: {url}");
+    }
+    let reference = Reference::builder(DEMO_INTERFACE)
+        .version("1.0.0")
+        .application("rdubbo-demo-consumer")
+        .registry(registry.clone())
+        .wait(Duration::from_secs(10))
+        .build()
+        .await
+        .context("the consumer found no provider in the registry")?;
+    for p in reference.directory().providers().iter() {
+        println!("consumer discovered {} through {registry_url}", p.url);
+    }
+    let reference = Arc::new(reference);
+    let client = DemoServiceClient::new(reference.clone());
 
     let greeting = client.say_hello("rdubbo".to_owned()).await?;
     println!("sayHello(\"rdubbo\") -> {greeting:?}");
@@ -204,7 +244,7 @@ async fn demo(calls: u64) -> Result<ExitCode> {
     let secs = start.elapsed().as_secs_f64();
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
     println!(
-        "{calls} serial echo calls over jsonrpc/HTTP on loopback: {:.0} calls/s",
+        "{calls} serial echo calls over jsonrpc/HTTP on loopback, discovered through the registry: {:.0} calls/s",
         calls as f64 / secs.max(1e-9)
     );
     println!(
@@ -214,6 +254,11 @@ async fn demo(calls: u64) -> Result<ExitCode> {
         us(0.99),
         hist.max() as f64 / 1e3
     );
-    server.shutdown(Duration::from_secs(5)).await;
+    reference.close().await;
+    provider.stop().await;
+    registry.destroy().await;
+    if let Some(server) = embedded {
+        server.stop().await;
+    }
     Ok(ExitCode::SUCCESS)
 }

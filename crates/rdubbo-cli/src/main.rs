@@ -5,6 +5,7 @@ mod bench;
 mod call;
 mod demo;
 mod ls;
+mod registry;
 mod target;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// List the services of a registry with their providers and consumers.
     Ls(ls::LsArgs),
+    /// Run the embedded Nacos-compatible naming server (single node) until SIGINT/SIGTERM.
+    Registry(registry::RegistryArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,6 +61,7 @@ fn main() -> std::process::ExitCode {
             Command::Call(args) => call::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Ls(args) => ls::run(args).await,
+            Command::Registry(args) => registry::run(args).await,
         }
     });
     match result {

@@ -46,6 +46,10 @@ pub mod registry;
 
 pub use rdubbo_cluster as cluster;
 
+/// The Nacos registry client and the embedded naming server (`rdubbo registry`).
+#[cfg(feature = "nacos")]
+pub use rdubbo_registry_nacos as nacos;
+
 /// Dubbo's JSON-RPC 2.0 over HTTP: server, client and codec.
 #[cfg(feature = "jsonrpc")]
 pub use rdubbo_protocol_jsonrpc as jsonrpc;

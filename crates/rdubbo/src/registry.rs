@@ -15,10 +15,13 @@ pub fn supported_schemes() -> &'static [&'static str] {
     &[
         #[cfg(feature = "zookeeper")]
         "zookeeper",
+        #[cfg(feature = "nacos")]
+        "nacos",
     ]
 }
 
-/// Connects to the registry named by `url` (`zookeeper://host:port?backup=…`). Waits for
+/// Connects to the registry named by `url` (`zookeeper://host:port?backup=…`,
+/// `nacos://host:8848?namespace=…&group=…`). Waits for
 /// the first session up to the URL's `timeout`; a registry that is down is not an error
 /// unless `check=true` (operations are retried until it is back).
 pub async fn connect(url: &str) -> RegistryResult<Arc<dyn Registry>> {
@@ -34,6 +37,10 @@ pub async fn connect_url(url: &Url) -> RegistryResult<Arc<dyn Registry>> {
         #[cfg(feature = "zookeeper")]
         "zookeeper" | "zk" => Ok(Arc::new(
             rdubbo_registry_zookeeper::ZookeeperRegistry::connect(url).await?,
+        )),
+        #[cfg(feature = "nacos")]
+        "nacos" => Ok(Arc::new(
+            rdubbo_registry_nacos::NacosRegistry::connect(url).await?,
         )),
         other => Err(RegistryError::Invalid(format!(
             "unsupported registry {other:?} (supported: {})",
