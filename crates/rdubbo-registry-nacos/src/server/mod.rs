@@ -130,6 +130,8 @@ pub struct ServerStats {
     pub pushes_acked: u64,
     /// Pushes sent again for want of an ack.
     pub pushes_resent: u64,
+    /// Successful logins.
+    pub logins: u64,
 }
 
 struct Shared {
@@ -143,6 +145,7 @@ struct Shared {
     requests: AtomicU64,
     beats: AtomicU64,
     registrations: AtomicU64,
+    logins: AtomicU64,
 }
 
 impl Shared {
@@ -211,6 +214,7 @@ impl NamingServer {
             requests: AtomicU64::new(0),
             beats: AtomicU64::new(0),
             registrations: AtomicU64::new(0),
+            logins: AtomicU64::new(0),
         });
         let tasks = vec![
             tokio::spawn(accept_loop(listener, shared.clone())),
@@ -256,6 +260,7 @@ impl NamingServer {
             pushes_sent: p.sent.load(Ordering::Relaxed),
             pushes_acked: p.acked.load(Ordering::Relaxed),
             pushes_resent: p.resent.load(Ordering::Relaxed),
+            logins: self.shared.logins.load(Ordering::Relaxed),
         }
     }
 
@@ -614,6 +619,7 @@ fn login(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpResponse> {
         }
         tokens.insert(token.clone(), now + ttl);
     }
+    shared.logins.fetch_add(1, Ordering::Relaxed);
     Ok(json_response(&json!({
         "accessToken": token,
         "tokenTtl": ttl.as_secs(),
