@@ -2,7 +2,9 @@
 # Runs every test of rdubbo on a Debian machine that has only the Rust toolchain:
 # installs the real peers the tests talk to (curl as a foreign JSON-RPC client, the Debian
 # ZooKeeper server and its zkCli.sh, which the tests start on loopback ports of their own
-# and stop by PID), then checks
+# and stop by PID; Node.js for the official npm `nacos` client and Debian's Chromium for
+# the registry console, both driven by tests that install their npm packages into
+# target/tmp on first use), then checks
 # formatting and lints, then runs every test of the workspace (unit, integration, interop,
 # property tests, doc tests). Servers the tests need are started and stopped by the tests.
 set -euo pipefail
@@ -12,6 +14,9 @@ need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
 [ -f /usr/share/java/zookeeper.jar ] && [ -x /usr/share/zookeeper/bin/zkCli.sh ] || need+=(zookeeper)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing test peers: ${need[*]}"
   SUDO=""

@@ -17,7 +17,11 @@ async fn start_at(listen: SocketAddr, config: NamingServerConfig) -> NamingServe
 }
 
 async fn start() -> NamingServer {
-    start_at("127.0.0.1:0".parse().unwrap(), NamingServerConfig::default()).await
+    start_at(
+        "127.0.0.1:0".parse().unwrap(),
+        NamingServerConfig::default(),
+    )
+    .await
 }
 
 fn provider(port: u16, extra: &str) -> Url {
@@ -116,7 +120,10 @@ async fn register_subscribe_and_follow_changes_by_push() {
     let found = consumers.lookup(&consumer()).await.unwrap();
     assert_eq!(found.len(), 1);
     let stats = server.stats();
-    assert!(stats.pushes_sent >= 3 && stats.pushes_acked >= 3, "{stats:?}");
+    assert!(
+        stats.pushes_sent >= 3 && stats.pushes_acked >= 3,
+        "{stats:?}"
+    );
 
     // destroy deregisters everything it registered.
     providers.destroy().await;
@@ -168,14 +175,20 @@ async fn a_restarted_server_learns_the_instances_again_from_beats() {
         if found.iter().any(|u| u.port() == Some(9201)) {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(10), "never registered again");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "never registered again"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eprintln!("instance back {:?} after the restart", t.elapsed());
     // The consumer never saw its list emptied while the server was away.
     let lists = seen.0.lock().unwrap().clone();
     assert!(
-        lists.iter().skip(1).all(|l| l.iter().all(|u| u.protocol() != "empty")),
+        lists
+            .iter()
+            .skip(1)
+            .all(|l| l.iter().all(|u| u.protocol() != "empty")),
         "{lists:?}"
     );
     p.destroy().await;
@@ -202,9 +215,13 @@ async fn fails_over_to_a_server_that_answers() {
     r.destroy().await;
     assert_eq!(server.stats().instances, 0);
     // Nothing answers at all: a clear error, and check=true refuses to start.
-    let err = NacosRegistry::connect(&format!("nacos://{dead}?check=true&timeout=500").parse().unwrap())
-        .await
-        .unwrap_err();
+    let err = NacosRegistry::connect(
+        &format!("nacos://{dead}?check=true&timeout=500")
+            .parse()
+            .unwrap(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("unavailable"), "{err}");
 }
 

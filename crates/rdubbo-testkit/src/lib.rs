@@ -344,3 +344,66 @@ impl ZkEnsemble {
         format!("127.0.0.1:{}", self.nodes[i].client_port)
     }
 }
+
+/// Installs npm packages (e.g. `nacos@2.6.3`) into `dir` unless `dir/node_modules/<name>`
+/// is already there, and returns `dir`. Serialized within the process; panics with npm's
+/// output when the install fails.
+pub fn npm_install(dir: &std::path::Path, packages: &[&str]) -> std::path::PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            let name = match p.rfind('@') {
+                Some(0) | None => p,
+                Some(i) => &p[..i],
+            };
+            !dir.join("node_modules")
+                .join(name)
+                .join("package.json")
+                .exists()
+        })
+        .collect();
+    if !missing.is_empty() {
+        std::fs::create_dir_all(dir).expect("create the npm directory");
+        if !dir.join("package.json").exists() {
+            std::fs::write(dir.join("package.json"), "{\"private\":true}\n")
+                .expect("write package.json");
+        }
+        let out = std::process::Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+            .args(&missing)
+            .current_dir(dir)
+            .output()
+            .expect("run npm (is Node.js installed? scripts/test-all.sh installs it)");
+        assert!(
+            out.status.success(),
+            "npm install {missing:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    dir.to_path_buf()
+}
+
+/// A child process that is killed (by its PID) when dropped, also when a test panics.
+///
+/// No parent-death signal is set: Linux sends it when the spawning *thread* exits, and
+/// tests spawn from short-lived blocking threads. Scripts driven by a test should exit when
+/// their stdin closes, which happens when the test process dies.
+pub struct ChildGuard(pub std::process::Child);
+
+impl ChildGuard {
+    /// Starts `command`.
+    pub fn spawn(command: &mut std::process::Command) -> std::io::Result<ChildGuard> {
+        command.spawn().map(ChildGuard)
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

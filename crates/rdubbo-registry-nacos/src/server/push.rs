@@ -145,24 +145,27 @@ impl Pushes {
             tracing::debug!(%target, size = bytes.len(), "service too large to push; client polls");
             return;
         }
+        // Recorded before sending: on loopback the ack can come back before send_to returns.
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if pending.len() >= max_pending {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            } else {
+                pending.insert(
+                    seq,
+                    Pending {
+                        target,
+                        packet: bytes.clone(),
+                        sent_at: Instant::now(),
+                        attempts: 1,
+                    },
+                );
+            }
+        }
         if let Err(e) = socket.send_to(&bytes, target).await {
             tracing::debug!(%target, error = %e, "push failed");
         }
         self.sent.fetch_add(1, Ordering::Relaxed);
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if pending.len() >= max_pending {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        pending.insert(
-            seq,
-            Pending {
-                target,
-                packet: bytes,
-                sent_at: Instant::now(),
-                attempts: 1,
-            },
-        );
     }
 
     /// Handles a datagram from a client: a `push-ack` clears its push.
