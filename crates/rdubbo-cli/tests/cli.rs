@@ -71,6 +71,15 @@ fn demo_prints_results_and_a_latency_summary() {
     );
     assert!(stdout.contains(r#"echo({"name":"rdubbo""#), "{stdout}");
     assert!(stdout.contains("200 serial echo calls"), "{stdout}");
+    // Provider and consumer met through the embedded registry.
+    assert!(
+        stdout.contains("registry: embedded naming server nacos://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("consumer discovered jsonrpc://127.0.0.1:"),
+        "{stdout}"
+    );
     assert!(stdout.contains("latency µs: p50"), "{stdout}");
 }
 

@@ -361,9 +361,16 @@ fn json_response(value: &impl serde::Serialize) -> HttpResponse {
     r
 }
 
+/// A refused request: status and body.
+struct Reject(StatusCode, String);
+
+fn reject(status: StatusCode, body: impl Into<String>) -> Reject {
+    Reject(status, body.into())
+}
+
 /// A Nacos-style client error: HTTP 400, `caused: <message>;`.
-fn bad(message: impl std::fmt::Display) -> HttpResponse {
-    text(StatusCode::BAD_REQUEST, format!("caused: {message};"))
+fn bad(message: impl std::fmt::Display) -> Reject {
+    Reject(StatusCode::BAD_REQUEST, format!("caused: {message};"))
 }
 
 /// Request parameters: the query string, then a form body.
@@ -377,12 +384,12 @@ impl Params {
             .filter(|v| !v.is_empty())
     }
 
-    fn required(&self, key: &str) -> Result<&str, HttpResponse> {
+    fn required(&self, key: &str) -> Result<&str, Reject> {
         self.get(key)
             .ok_or_else(|| bad(format!("Param '{key}' is required.")))
     }
 
-    fn bool(&self, key: &str, default: bool) -> Result<bool, HttpResponse> {
+    fn bool(&self, key: &str, default: bool) -> Result<bool, Reject> {
         match self.get(key) {
             None => Ok(default),
             Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
@@ -393,7 +400,7 @@ impl Params {
         }
     }
 
-    fn port(&self, key: &str) -> Result<u16, HttpResponse> {
+    fn port(&self, key: &str) -> Result<u16, Reject> {
         let v = self.required(key)?;
         v.trim().parse::<u16>().map_err(|_| {
             bad(format!(
@@ -429,7 +436,7 @@ fn valid_ip(ip: &str) -> bool {
 }
 
 /// (key, group, plain service name) of a request.
-fn service_of(p: &Params) -> Result<(ServiceKey, String, String), HttpResponse> {
+fn service_of(p: &Params) -> Result<(ServiceKey, String, String), Reject> {
     let namespace = p.get("namespaceId").unwrap_or(DEFAULT_NAMESPACE).to_owned();
     let name = p.required("serviceName")?;
     let default_group = p.get("groupName").unwrap_or(DEFAULT_GROUP);
@@ -452,7 +459,7 @@ fn service_of(p: &Params) -> Result<(ServiceKey, String, String), HttpResponse> 
     ))
 }
 
-fn cluster_of(p: &Params, key: &str) -> Result<String, HttpResponse> {
+fn cluster_of(p: &Params, key: &str) -> Result<String, Reject> {
     let c = p.get(key).unwrap_or(DEFAULT_CLUSTER);
     if !valid_cluster(c) {
         return Err(bad(format!("Param '{key}' is illegal: {c:?}")));
@@ -460,7 +467,7 @@ fn cluster_of(p: &Params, key: &str) -> Result<String, HttpResponse> {
     Ok(c.to_owned())
 }
 
-fn ip_of(p: &Params) -> Result<String, HttpResponse> {
+fn ip_of(p: &Params) -> Result<String, Reject> {
     let ip = p.required("ip")?;
     if !valid_ip(ip) {
         return Err(bad(format!("Param 'ip' is illegal: {ip:?}")));
@@ -468,7 +475,7 @@ fn ip_of(p: &Params) -> Result<String, HttpResponse> {
     Ok(ip.to_owned())
 }
 
-fn weight_of(p: &Params, default: f64) -> Result<f64, HttpResponse> {
+fn weight_of(p: &Params, default: f64) -> Result<f64, Reject> {
     match p.get("weight") {
         None => Ok(default),
         Some(v) => match v.trim().parse::<f64>() {
@@ -483,7 +490,7 @@ fn weight_of(p: &Params, default: f64) -> Result<f64, HttpResponse> {
 fn metadata_of(
     shared: &Shared,
     raw: Option<&str>,
-) -> Result<Option<BTreeMap<String, String>>, HttpResponse> {
+) -> Result<Option<BTreeMap<String, String>>, Reject> {
     let Some(raw) = raw else { return Ok(None) };
     if raw.len() > shared.config.max_metadata_size {
         return Err(bad(format!(
@@ -548,7 +555,7 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Ht
     let path = path.trim_end_matches('/');
     if path.starts_with("/nacos/v1/ns") {
         if let Err(r) = authorize(shared, &p, bearer.as_deref()) {
-            return r;
+            return text(r.0, r.1);
         }
     }
     let result = match (&method, path) {
@@ -565,20 +572,20 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Ht
         (&Method::GET, "" | "/index.html" | "/nacos") => Ok(console_page()),
         (&Method::GET, "/rdubbo/console/api") => {
             if let Err(r) = authorize(shared, &p, bearer.as_deref()) {
-                return r;
+                return text(r.0, r.1);
             }
             Ok(console_data(shared))
         }
-        (_, p) if p.starts_with("/nacos/") => Err(text(
+        (_, p) if p.starts_with("/nacos/") => Err(reject(
             StatusCode::NOT_FOUND,
             format!("caused: no such API: {method} {p};"),
         )),
-        _ => Err(text(StatusCode::NOT_FOUND, "not found")),
+        _ => Err(reject(StatusCode::NOT_FOUND, "not found")),
     };
-    result.unwrap_or_else(|r| r)
+    result.unwrap_or_else(|r| text(r.0, r.1))
 }
 
-fn authorize(shared: &Shared, p: &Params, bearer: Option<&str>) -> Result<(), HttpResponse> {
+fn authorize(shared: &Shared, p: &Params, bearer: Option<&str>) -> Result<(), Reject> {
     let Some((user, pass)) = &shared.config.auth else {
         return Ok(());
     };
@@ -586,26 +593,26 @@ fn authorize(shared: &Shared, p: &Params, bearer: Option<&str>) -> Result<(), Ht
         let tokens = shared.tokens.lock().unwrap_or_else(|e| e.into_inner());
         return match tokens.get(token) {
             Some(expiry) if *expiry > Instant::now() => Ok(()),
-            Some(_) => Err(text(StatusCode::FORBIDDEN, "token expired!")),
-            None => Err(text(StatusCode::FORBIDDEN, "token invalid!")),
+            Some(_) => Err(reject(StatusCode::FORBIDDEN, "token expired!")),
+            None => Err(reject(StatusCode::FORBIDDEN, "token invalid!")),
         };
     }
     match (p.get("username"), p.get("password")) {
         (Some(u), Some(pw)) if u == user && pw == pass => Ok(()),
-        (Some(_), _) => Err(text(StatusCode::FORBIDDEN, "unknown user!")),
-        _ => Err(text(
+        (Some(_), _) => Err(reject(StatusCode::FORBIDDEN, "unknown user!")),
+        _ => Err(reject(
             StatusCode::FORBIDDEN,
             "no accessToken: log in at /nacos/v1/auth/login first",
         )),
     }
 }
 
-fn login(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpResponse> {
+fn login(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
     let user = p.required("username")?;
     let pass = p.required("password")?;
     if let Some((u, pw)) = &shared.config.auth {
         if user != u || pass != pw {
-            return Err(text(StatusCode::FORBIDDEN, "unknown user!"));
+            return Err(reject(StatusCode::FORBIDDEN, "unknown user!"));
         }
     }
     let token = format!("{:032x}", fastrand::u128(..));
@@ -615,7 +622,7 @@ fn login(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpResponse> {
         let now = Instant::now();
         tokens.retain(|_, exp| *exp > now);
         if tokens.len() >= 100_000 {
-            return Err(text(StatusCode::SERVICE_UNAVAILABLE, "too many sessions"));
+            return Err(reject(StatusCode::SERVICE_UNAVAILABLE, "too many sessions"));
         }
         tokens.insert(token.clone(), now + ttl);
     }
@@ -627,7 +634,7 @@ fn login(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpResponse> {
     })))
 }
 
-fn register(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpResponse> {
+fn register(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
     shared.registrations.fetch_add(1, Ordering::Relaxed);
     let (key, _, _) = service_of(p)?;
     let inst = Instance {
@@ -650,7 +657,7 @@ fn register(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpResponse> {
         .instance(&key, &inst.cluster, &inst.ip, inst.port)
         .is_some();
     if !exists && store.counts().1 >= shared.config.max_instances {
-        return Err(text(
+        return Err(reject(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "caused: too many instances (limit {});",
@@ -660,7 +667,7 @@ fn register(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpResponse> {
     }
     let changed = store
         .register(&key, inst)
-        .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, format!("caused: {e};")))?;
+        .map_err(|e| reject(StatusCode::INTERNAL_SERVER_ERROR, format!("caused: {e};")))?;
     drop(store);
     if changed {
         shared.changed(key);
@@ -668,7 +675,7 @@ fn register(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpResponse> {
     Ok(text(StatusCode::OK, "ok"))
 }
 
-fn deregister(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpResponse> {
+fn deregister(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
     let (key, _, _) = service_of(p)?;
     let ip = ip_of(p)?;
     let port = p.port("port")?;
@@ -676,14 +683,14 @@ fn deregister(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpResponse>
     let removed = shared
         .store()
         .deregister(&key, &cluster, &ip, port)
-        .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, format!("caused: {e};")))?;
+        .map_err(|e| reject(StatusCode::INTERNAL_SERVER_ERROR, format!("caused: {e};")))?;
     if removed {
         shared.changed(key);
     }
     Ok(text(StatusCode::OK, "ok"))
 }
 
-fn update(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpResponse> {
+fn update(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
     let (key, _, _) = service_of(p)?;
     let ip = ip_of(p)?;
     let port = p.port("port")?;
@@ -708,7 +715,7 @@ fn update(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpResponse> {
     };
     let changed = store
         .register(&key, inst)
-        .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, format!("caused: {e};")))?;
+        .map_err(|e| reject(StatusCode::INTERNAL_SERVER_ERROR, format!("caused: {e};")))?;
     drop(store);
     if changed {
         shared.changed(key);
@@ -728,7 +735,7 @@ struct BeatInfo {
     metadata: Option<BTreeMap<String, serde_json::Value>>,
 }
 
-fn beat(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpResponse> {
+fn beat(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
     shared.beats.fetch_add(1, Ordering::Relaxed);
     let (key, _, _) = service_of(p)?;
     let info = match p.get("beat") {
@@ -814,7 +821,7 @@ fn beat(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpResponse> {
     })
 }
 
-fn list(shared: &Shared, peer: SocketAddr, p: &Params) -> Result<HttpResponse, HttpResponse> {
+fn list(shared: &Shared, peer: SocketAddr, p: &Params) -> Result<HttpResponse, Reject> {
     let (key, group, _) = service_of(p)?;
     let clusters = p.get("clusters").unwrap_or("").to_owned();
     if clusters
@@ -875,7 +882,7 @@ fn list(shared: &Shared, peer: SocketAddr, p: &Params) -> Result<HttpResponse, H
     Ok(json_response(&value))
 }
 
-fn one_instance(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpResponse> {
+fn one_instance(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
     let (key, _, _) = service_of(p)?;
     let ip = ip_of(p)?;
     let port = p.port("port")?;
@@ -901,7 +908,7 @@ fn one_instance(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpRespons
                 "metadata": h.metadata,
             })))
         }
-        _ => Err(text(
+        _ => Err(reject(
             StatusCode::NOT_FOUND,
             format!(
                 "caused: no ips found for cluster {cluster} in service {};",
@@ -911,7 +918,7 @@ fn one_instance(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpRespons
     }
 }
 
-fn service_list(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpResponse> {
+fn service_list(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
     let namespace = p.get("namespaceId").unwrap_or(DEFAULT_NAMESPACE);
     let group = p.get("groupName").unwrap_or(DEFAULT_GROUP);
     let page_no: usize = match p.get("pageNo") {
@@ -949,11 +956,11 @@ fn service_list(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpRespons
     Ok(json_response(&json!({"count": count, "doms": page})))
 }
 
-fn service_detail(shared: &Shared, p: &Params) -> Result<HttpResponse, HttpResponse> {
+fn service_detail(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
     let (key, group, service) = service_of(p)?;
     let store = shared.store();
     let Some(svc) = store.services.get(&key) else {
-        return Err(text(
+        return Err(reject(
             StatusCode::NOT_FOUND,
             format!("caused: service not found: {};", key.grouped),
         ));

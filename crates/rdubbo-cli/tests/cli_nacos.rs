@@ -1,0 +1,293 @@
+//! `rdubbo registry` as a process of its own: the demo provider registers in it, `ls`,
+//! `call` and `bench` find the provider through it, SIGTERM deregisters it, persistent
+//! instances survive a restart of the registry.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rdubbo_testkit::free_port;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rdubbo");
+const DEMO: &str = "org.apache.dubbo.demo.DemoService";
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rdubbo(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run rdubbo")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Starts `rdubbo <args>` and reads stdout until a line starting with `until`; returns
+/// the process and the lines read.
+fn start(args: &[&str], until: &str) -> (Running, Vec<String>) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn rdubbo");
+    let stdout = child.stdout.take().expect("stdout");
+    let running = Running(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("read output");
+        let done = line.starts_with(until);
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    assert!(
+        seen.last().is_some_and(|l| l.starts_with(until)),
+        "{seen:?}"
+    );
+    (running, seen)
+}
+
+fn stop(mut p: Running) {
+    // SAFETY: kill(2) on the PID of a child we started and have not reaped.
+    unsafe {
+        libc::kill(p.0.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = p.0.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn http(addr: &str, method: &str, target: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default(),
+    )
+}
+
+fn data_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cli-registry-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn start_registry(addr: &str, dir: &std::path::Path) -> Running {
+    let (registry, lines) = start(
+        &[
+            "registry",
+            "--listen",
+            addr,
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ],
+        "data:",
+    );
+    assert!(lines[0].contains(&format!("nacos://{addr}")), "{lines:?}");
+    registry
+}
+
+#[test]
+fn demo_provider_is_found_through_rdubbo_registry_and_leaves_it_on_sigterm() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let dir = data_dir();
+    let registry = start_registry(&addr, &dir);
+    let url = format!("nacos://{addr}");
+
+    let (provider, lines) = start(
+        &[
+            "demo",
+            "provider",
+            "--listen",
+            "127.0.0.1:0",
+            "--registry",
+            &url,
+            "--unregister-wait",
+            "0.2",
+        ],
+        "registered in ",
+    );
+    let serving: Vec<&String> = lines.iter().filter(|l| l.starts_with("serving ")).collect();
+    assert_eq!(serving.len(), 2, "{lines:?}");
+
+    // In the registry under Dubbo's Nacos names.
+    let (s, body) = http(
+        &addr,
+        "GET",
+        "/nacos/v1/ns/service/list?pageNo=1&pageSize=50",
+    );
+    assert_eq!(s, 200);
+    assert!(body.contains(&format!("providers:{DEMO}:1.0.0:")), "{body}");
+    assert!(body.contains(&format!("providers:{DEMO}::")), "{body}");
+
+    let out = rdubbo(&["ls", &url]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(
+        table.contains(DEMO) && table.contains("rdubbo-demo-provider"),
+        "{table}"
+    );
+
+    let out = rdubbo(&[
+        "call",
+        "--registry",
+        &url,
+        "--service-version",
+        "1.0.0",
+        DEMO,
+        "sayHello",
+        r#"["nacos"]"#,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), r#""Hello nacos""#);
+    let out = rdubbo(&[
+        "bench",
+        "--registry",
+        &url,
+        DEMO,
+        "--calls",
+        "300",
+        "--concurrency",
+        "4",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("300 ok, 0 errors"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // The whole demo against this registry instead of its embedded one.
+    let out = rdubbo(&["demo", "--calls", "50", "--registry", &url]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("50 serial echo calls"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    stop(provider);
+    let (_, body) = http(
+        &addr,
+        "GET",
+        &format!("/nacos/v1/ns/instance/list?serviceName=providers%3A{DEMO}%3A1.0.0%3A"),
+    );
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list["hosts"].as_array().unwrap().len(), 0, "{body}");
+    stop(registry);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn persistent_instances_survive_a_registry_restart() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let dir = data_dir().with_extension("persist");
+    let _ = std::fs::remove_dir_all(&dir);
+    let registry = start_registry(&addr, &dir);
+    let (s, b) = http(
+        &addr,
+        "POST",
+        "/nacos/v1/ns/instance?serviceName=stored-svc&ip=127.0.0.1&port=7777&ephemeral=false&metadata=%7B%22k%22%3A%22v%22%7D",
+    );
+    assert_eq!((s, b.as_str()), (200, "ok"));
+    let (s, _) = http(
+        &addr,
+        "POST",
+        "/nacos/v1/ns/instance?serviceName=stored-svc&ip=127.0.0.1&port=7778",
+    );
+    assert_eq!(s, 200);
+    stop(registry);
+
+    let registry = start_registry(&addr, &dir);
+    let (_, body) = http(
+        &addr,
+        "GET",
+        "/nacos/v1/ns/instance/list?serviceName=stored-svc",
+    );
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let hosts = list["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 1, "only the persistent instance: {body}");
+    assert_eq!(hosts[0]["port"], 7777);
+    assert_eq!(hosts[0]["metadata"]["k"], "v");
+    assert_eq!(hosts[0]["ephemeral"], false);
+    stop(registry);
+
+    // A second registry on the same data dir refuses to start with a clear error (the
+    // database is locked by the first).
+    let registry = start_registry(&addr, &dir);
+    let other = format!("127.0.0.1:{}", free_port());
+    let out = rdubbo(&[
+        "registry",
+        "--listen",
+        &other,
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cannot open"),
+        "{}",
+        text(&out.stderr)
+    );
+    stop(registry);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn registry_arguments_are_checked() {
+    let out = rdubbo(&[
+        "registry",
+        "--listen",
+        "127.0.0.1:1",
+        "--beat-timeout=-3",
+        "--in-memory",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--beat-timeout"),
+        "{}",
+        text(&out.stderr)
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = rdubbo(&["registry", "--listen", &addr, "--in-memory"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cannot listen on"),
+        "{}",
+        text(&out.stderr)
+    );
+}
