@@ -425,8 +425,10 @@ impl Store {
             clusters: clusters.to_owned(),
             cache_millis,
             hosts,
+            // A service that is gone answers with the newest change time of the store, so
+            // that clients never take its empty list for stale data.
             last_ref_time: if last_ref_time == 0 {
-                now_ms()
+                now_ms().max(self.last_stamp)
             } else {
                 last_ref_time
             },
@@ -592,6 +594,29 @@ mod tests {
         assert_eq!(info.hosts[0].metadata["k"], "v");
         assert!(!info.hosts[0].ephemeral);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_removed_service_never_looks_older_than_its_last_list() {
+        // Many changes within one millisecond push the change stamps ahead of the clock;
+        // the empty list of a removed service must still be newer than its last list.
+        let mut s = Store::open(None).unwrap();
+        let k = key("fast");
+        let mut last = 0;
+        for port in 1..200 {
+            s.register(&k, inst("127.0.0.1", port, true)).unwrap();
+            let info = s.service_info(&k, "DEFAULT_GROUP", "", false, 3000);
+            assert!(info.last_ref_time > last);
+            last = info.last_ref_time;
+            s.deregister(&k, "DEFAULT", "127.0.0.1", port).unwrap();
+            let gone = s.service_info(&k, "DEFAULT_GROUP", "", false, 3000);
+            assert!(gone.hosts.is_empty());
+            assert!(
+                gone.last_ref_time >= last,
+                "{} < {last}",
+                gone.last_ref_time
+            );
+        }
     }
 
     #[test]
