@@ -401,7 +401,7 @@ async fn push(runs: usize) -> Result<()> {
         let base = format!("serviceName=providers%3Abench.Pushed%3A%3A&ip=127.0.0.1&port={port}");
         let t = Instant::now();
         let meta = form_urlencoded::byte_serialize(
-            format!(r#"{{"protocol":"jsonrpc","interface":"bench.Pushed","path":"bench.Pushed","category":"providers","side":"provider"}}"#)
+            r#"{"protocol":"jsonrpc","interface":"bench.Pushed","path":"bench.Pushed","category":"providers","side":"provider"}"#
                 .as_bytes(),
         )
         .collect::<String>();
