@@ -99,6 +99,7 @@ async fn provider(args: ProviderArgs) -> Result<ExitCode> {
     if !args.unregister_wait.is_finite() || args.unregister_wait < 0.0 {
         bail!("--unregister-wait must be a non-negative number of seconds");
     }
+    let signals = StopSignals::install()?;
     let registry = match &args.registry {
         Some(url) => Some(
             rdubbo::registry::connect(url)
@@ -132,7 +133,7 @@ async fn provider(args: ProviderArgs) -> Result<ExitCode> {
     if let Some(registry) = &registry {
         println!("registered in {}", registry.url());
     }
-    wait_for_stop_signal().await?;
+    signals.wait().await;
     if registry.is_some() {
         eprintln!(
             "stopping: unregistered, waiting {} s for consumers, then draining in-flight calls (up to {} s)",
@@ -152,15 +153,30 @@ async fn provider(args: ProviderArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn wait_for_stop_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT watchers, installed before a process announces that it is ready, so
+/// that a signal sent right after the announcement stops it gracefully.
+pub struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the watchers.
+    pub fn install() -> Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+        })
     }
-    Ok(())
+
+    /// Waits for the first of them.
+    pub async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 async fn demo(calls: u64, registry_url: Option<String>) -> Result<ExitCode> {

@@ -67,6 +67,7 @@ pub async fn run(args: RegistryArgs) -> Result<ExitCode> {
         auth: args.username.zip(args.password),
         ..Default::default()
     };
+    let signals = super::demo::StopSignals::install()?;
     let server = NamingServer::start(config)
         .await
         .context("cannot start the registry")?;
@@ -80,7 +81,7 @@ pub async fn run(args: RegistryArgs) -> Result<ExitCode> {
         Some(d) => println!("data: {}", d.display()),
         None => println!("data: in memory"),
     }
-    super::demo::wait_for_stop_signal().await?;
+    signals.wait().await;
     let stats = server.stats();
     server.stop().await;
     eprintln!(
