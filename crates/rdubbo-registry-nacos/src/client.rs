@@ -824,15 +824,13 @@ async fn follow(
     listener: Arc<dyn NotifyListener>,
 ) {
     let names = names_for(&sub_url, &category);
-    let (mut receivers, group) = {
+    let mut receivers: Vec<_> = {
         let Some(i) = inner.upgrade() else { return };
-        let r: Vec<_> = names
+        names
             .iter()
             .map(|n| i.watch(&model::grouped(&i.group, n)))
-            .collect();
-        (r, i.group.clone())
+            .collect()
     };
-    let _ = group;
     let mut last: Option<Vec<Url>> = None;
     let mut next_poll = tokio::time::Instant::now();
     let mut interval = Duration::from_secs(10);
