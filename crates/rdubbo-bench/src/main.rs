@@ -11,6 +11,8 @@
 //!   hyper client (the ceiling for HTTP/1.1).
 //! - `jsonrpc`: rdubbo's JSON-RPC client calling rdubbo's JSON-RPC server (`echo`).
 
+mod procstats;
+
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -312,11 +314,7 @@ fn process_cpu_seconds(pid: u32) -> f64 {
 }
 
 fn self_cpu_seconds() -> f64 {
-    // SAFETY: getrusage writes into the struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    procstats::cpu_ms() / 1e3
 }
 
 #[derive(Clone, Copy, Default)]

@@ -17,6 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod procstats;
+
+use procstats::{cpu_ms, rss_kib};
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use rdubbo_core::{NotifyListener, Registry, Url};
@@ -166,27 +170,6 @@ fn dubbo_metadata(port: u16) -> String {
         "version": "1.0.0", "port": port.to_string(),
     });
     form_urlencoded::byte_serialize(meta.to_string().as_bytes()).collect()
-}
-
-fn rss_kib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(f64::NAN)
-}
-
-fn cpu_ms() -> f64 {
-    // SAFETY: getrusage writes into the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    ru.ru_utime.tv_sec as f64 * 1e3
-        + ru.ru_utime.tv_usec as f64 / 1e3
-        + ru.ru_stime.tv_sec as f64 * 1e3
-        + ru.ru_stime.tv_usec as f64 / 1e3
 }
 
 /// Runs `connections` connections for `seconds`, each sending `make(conn, i)`; returns

@@ -13,6 +13,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod procstats;
+
+use procstats::{cpu_ms, rss_kib};
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use rdubbo_core::{NotifyListener, Registry, Url};
@@ -279,25 +283,7 @@ async fn recovery(runs: usize) -> Result<()> {
 }
 
 fn rusage() -> (f64, f64) {
-    // SAFETY: getrusage writes into the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let cpu = ru.ru_utime.tv_sec as f64 * 1e3
-        + ru.ru_utime.tv_usec as f64 / 1e3
-        + ru.ru_stime.tv_sec as f64 * 1e3
-        + ru.ru_stime.tv_usec as f64 / 1e3;
-    (cpu, rss_kib())
-}
-
-fn rss_kib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(f64::NAN)
+    (cpu_ms(), rss_kib())
 }
 
 /// The watching consumer: subscribes to every service, reports when all lists are
