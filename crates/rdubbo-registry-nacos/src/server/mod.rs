@@ -467,6 +467,20 @@ fn cluster_of(p: &Params, key: &str) -> Result<String, Reject> {
     Ok(c.to_owned())
 }
 
+/// The instance a request names: (service, cluster, ip, port). The cluster comes from
+/// `cluster_key` (`clusterName`, or `cluster` on the one-instance call).
+fn instance_of(p: &Params, cluster_key: &str) -> Result<(ServiceKey, String, String, u16), Reject> {
+    let (key, _, _) = service_of(p)?;
+    let ip = ip_of(p)?;
+    let port = p.port("port")?;
+    let cluster = cluster_of(p, cluster_key)?;
+    Ok((key, cluster, ip, port))
+}
+
+fn storage_error(e: String) -> Reject {
+    reject(StatusCode::INTERNAL_SERVER_ERROR, format!("caused: {e};"))
+}
+
 fn ip_of(p: &Params) -> Result<String, Reject> {
     let ip = p.required("ip")?;
     if !valid_ip(ip) {
@@ -665,9 +679,7 @@ fn register(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
             ),
         ));
     }
-    let changed = store
-        .register(&key, inst)
-        .map_err(|e| reject(StatusCode::INTERNAL_SERVER_ERROR, format!("caused: {e};")))?;
+    let changed = store.register(&key, inst).map_err(storage_error)?;
     drop(store);
     if changed {
         shared.changed(key);
@@ -676,14 +688,11 @@ fn register(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
 }
 
 fn deregister(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
-    let (key, _, _) = service_of(p)?;
-    let ip = ip_of(p)?;
-    let port = p.port("port")?;
-    let cluster = cluster_of(p, "clusterName")?;
+    let (key, cluster, ip, port) = instance_of(p, "clusterName")?;
     let removed = shared
         .store()
         .deregister(&key, &cluster, &ip, port)
-        .map_err(|e| reject(StatusCode::INTERNAL_SERVER_ERROR, format!("caused: {e};")))?;
+        .map_err(storage_error)?;
     if removed {
         shared.changed(key);
     }
@@ -691,10 +700,7 @@ fn deregister(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
 }
 
 fn update(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
-    let (key, _, _) = service_of(p)?;
-    let ip = ip_of(p)?;
-    let port = p.port("port")?;
-    let cluster = cluster_of(p, "clusterName")?;
+    let (key, cluster, ip, port) = instance_of(p, "clusterName")?;
     let metadata = metadata_of(shared, p.get("metadata"))?;
     let mut store = shared.store();
     let Some(old) = store.instance(&key, &cluster, &ip, port).cloned() else {
@@ -713,9 +719,7 @@ fn update(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
         metadata: metadata.unwrap_or_else(|| old.metadata.clone()),
         ..old
     };
-    let changed = store
-        .register(&key, inst)
-        .map_err(|e| reject(StatusCode::INTERNAL_SERVER_ERROR, format!("caused: {e};")))?;
+    let changed = store.register(&key, inst).map_err(storage_error)?;
     drop(store);
     if changed {
         shared.changed(key);
@@ -883,13 +887,12 @@ fn list(shared: &Shared, peer: SocketAddr, p: &Params) -> Result<HttpResponse, R
 }
 
 fn one_instance(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
-    let (key, _, _) = service_of(p)?;
-    let ip = ip_of(p)?;
-    let port = p.port("port")?;
-    let cluster = match p.get("cluster") {
-        Some(_) => cluster_of(p, "cluster")?,
-        None => cluster_of(p, "clusterName")?,
+    let cluster_key = if p.get("cluster").is_some() {
+        "cluster"
+    } else {
+        "clusterName"
     };
+    let (key, cluster, ip, port) = instance_of(p, cluster_key)?;
     let healthy_only = p.bool("healthyOnly", false)?;
     let store = shared.store();
     match store.instance(&key, &cluster, &ip, port) {
