@@ -2,20 +2,12 @@
 //! loopback, as a user would.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rdubbo");
+mod common;
 
-/// A child process killed on drop, so a failing test leaves nothing behind.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{rdubbo, text, Running, BIN};
 
 /// Starts `rdubbo demo provider` on a free port and returns it with the URL it serves.
 fn start_provider() -> (Running, String) {
@@ -46,14 +38,6 @@ fn start_provider() -> (Running, String) {
     // Keep draining stdout so the provider never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     (running, url)
-}
-
-fn rdubbo(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run rdubbo")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]

@@ -5,30 +5,15 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdubbo_testkit::free_port;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rdubbo");
+mod common;
+
+use common::{rdubbo, text, Running, BIN};
 const DEMO: &str = "org.apache.dubbo.demo.DemoService";
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rdubbo(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run rdubbo")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Starts `rdubbo <args>` and reads stdout until a line starting with `until`; returns
 /// the process and the lines read.

@@ -2,30 +2,15 @@
 //! `call` and `bench` find it through the registry, SIGTERM unregisters it.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdubbo_testkit::ZkServer;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rdubbo");
+mod common;
+
+use common::{rdubbo, text, Running, BIN};
 const DEMO: &str = "org.apache.dubbo.demo.DemoService";
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rdubbo(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run rdubbo")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Starts `rdubbo demo provider --registry …` and returns it with the URLs it registered.
 fn start_provider(registry: &str) -> (Running, Vec<String>) {
