@@ -1,0 +1,619 @@
+//! The Hessian 2.0 reader.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::value::{List, Map, Object, Value};
+
+/// Default limit on nesting of lists, maps and objects.
+pub const DEFAULT_MAX_DEPTH: usize = 128;
+
+/// A class definition seen in the stream.
+#[derive(Debug)]
+pub(crate) struct ClassDef {
+    pub(crate) name: String,
+    pub(crate) fields: Vec<String>,
+}
+
+/// A list, map or object begun in the stream: where it starts, and whether it is still
+/// being read (a reference to it then is a cycle).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slot {
+    pub(crate) pos: usize,
+    pub(crate) open: bool,
+}
+
+/// Which container a tag begins.
+pub(crate) enum ListKind {
+    /// Items up to `Z`.
+    Variable,
+    /// This many items.
+    Fixed(usize),
+}
+
+/// A Hessian 2.0 input stream over a byte slice.
+///
+/// One decoder is one stream: class definitions, type names and back-references carry
+/// from one value to the next, as in a Dubbo request body. Every length in the input is
+/// checked against the bytes that are left before anything is allocated; nesting is limited
+/// ([`Decoder::max_depth`]) and so is the number of values back-references may expand to
+/// ([`Decoder::max_values`]), so hostile input yields an [`Error`], never a panic or an
+/// unbounded allocation.
+#[derive(Debug)]
+pub struct Decoder<'de> {
+    pub(crate) input: &'de [u8],
+    pub(crate) pos: usize,
+    pub(crate) classes: Vec<Arc<ClassDef>>,
+    pub(crate) types: Vec<String>,
+    pub(crate) refs: Vec<Slot>,
+    /// Greater than zero while re-reading a referenced value: nothing is defined then.
+    pub(crate) replay: u32,
+    pub(crate) depth: usize,
+    max_depth: usize,
+    pub(crate) budget: usize,
+    max_values: usize,
+}
+
+impl<'de> Decoder<'de> {
+    /// A decoder reading `input` from its start.
+    pub fn new(input: &'de [u8]) -> Decoder<'de> {
+        let max_values = input.len().saturating_mul(2).saturating_add(1_000_000);
+        Decoder {
+            input,
+            pos: 0,
+            classes: Vec::new(),
+            types: Vec::new(),
+            refs: Vec::new(),
+            replay: 0,
+            depth: 0,
+            max_depth: DEFAULT_MAX_DEPTH,
+            budget: max_values,
+            max_values,
+        }
+    }
+
+    /// Sets the nesting limit (default [`DEFAULT_MAX_DEPTH`]).
+    pub fn max_depth(mut self, depth: usize) -> Self {
+        self.max_depth = depth;
+        self
+    }
+
+    /// Sets how many values one stream may decode to, counting the copies that
+    /// back-references expand to (default: twice the input length plus one million).
+    pub fn max_values(mut self, n: usize) -> Self {
+        self.max_values = n;
+        self.budget = n;
+        self
+    }
+
+    /// The read position.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Whether every byte has been read.
+    pub fn is_at_end(&self) -> bool {
+        self.pos >= self.input.len()
+    }
+
+    /// The bytes not read yet.
+    pub fn remaining(&self) -> &'de [u8] {
+        &self.input[self.pos.min(self.input.len())..]
+    }
+
+    pub(crate) fn peek(&self) -> Result<u8> {
+        self.input.get(self.pos).copied().ok_or(Error::Eof(self.pos))
+    }
+
+    pub(crate) fn byte(&mut self) -> Result<u8> {
+        let b = self.peek()?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'de [u8]> {
+        let end = self.pos.checked_add(n).ok_or(Error::Eof(self.pos))?;
+        if end > self.input.len() {
+            return Err(Error::Eof(self.input.len()));
+        }
+        let s = &self.input[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let s = self.take(N)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+
+    pub(crate) fn u16(&mut self) -> Result<usize> {
+        Ok(u16::from_be_bytes(self.array()?) as usize)
+    }
+
+    pub(crate) fn unexpected(&self, tag: u8, expected: &'static str) -> Error {
+        Error::UnexpectedTag {
+            tag,
+            pos: self.pos.saturating_sub(1),
+            expected,
+        }
+    }
+
+    pub(crate) fn spend(&mut self) -> Result<()> {
+        if self.budget == 0 {
+            return Err(Error::TooLarge(self.max_values));
+        }
+        self.budget -= 1;
+        Ok(())
+    }
+
+    pub(crate) fn enter(&mut self) -> Result<()> {
+        self.depth += 1;
+        if self.depth > self.max_depth {
+            return Err(Error::TooDeep(self.max_depth));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn leave(&mut self) {
+        self.depth -= 1;
+    }
+
+    /// Records a container starting at `pos`; returns its slot (None while replaying).
+    pub(crate) fn open_slot(&mut self, pos: usize) -> Option<usize> {
+        if self.replay > 0 {
+            return None;
+        }
+        self.refs.push(Slot { pos, open: true });
+        Some(self.refs.len() - 1)
+    }
+
+    pub(crate) fn close_slot(&mut self, slot: Option<usize>) {
+        if let Some(i) = slot {
+            self.refs[i].open = false;
+        }
+    }
+
+    /// Reads an int in any of its forms, after its tag.
+    pub(crate) fn int_after(&mut self, tag: u8) -> Result<Option<i32>> {
+        Ok(Some(match tag {
+            0x80..=0xbf => i32::from(tag) - 0x90,
+            0xc0..=0xcf => ((i32::from(tag) - 0xc8) << 8) | i32::from(self.byte()?),
+            0xd0..=0xd7 => {
+                let [b1, b2] = self.array()?;
+                ((i32::from(tag) - 0xd4) << 16) | (i32::from(b1) << 8) | i32::from(b2)
+            }
+            b'I' => i32::from_be_bytes(self.array()?),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// Reads a long in any of its forms, after its tag.
+    pub(crate) fn long_after(&mut self, tag: u8) -> Result<Option<i64>> {
+        Ok(Some(match tag {
+            0xd8..=0xef => i64::from(tag) - 0xe0,
+            0xf0..=0xff => ((i64::from(tag) - 0xf8) << 8) | i64::from(self.byte()?),
+            0x38..=0x3f => {
+                let [b1, b2] = self.array()?;
+                ((i64::from(tag) - 0x3c) << 16) | (i64::from(b1) << 8) | i64::from(b2)
+            }
+            0x59 => i64::from(i32::from_be_bytes(self.array()?)),
+            b'L' => i64::from_be_bytes(self.array()?),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// Reads a double in any of its forms, after its tag.
+    pub(crate) fn double_after(&mut self, tag: u8) -> Result<Option<f64>> {
+        Ok(Some(match tag {
+            0x5b => 0.0,
+            0x5c => 1.0,
+            0x5d => f64::from(self.byte()? as i8),
+            0x5e => f64::from(i16::from_be_bytes(self.array()?)),
+            0x5f => 0.001 * f64::from(i32::from_be_bytes(self.array()?)),
+            b'D' => f64::from_bits(u64::from_be_bytes(self.array()?)),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// Reads a date after its tag, in milliseconds.
+    pub(crate) fn date_after(&mut self, tag: u8) -> Result<Option<i64>> {
+        Ok(Some(match tag {
+            0x4a => i64::from_be_bytes(self.array()?),
+            0x4b => i64::from(i32::from_be_bytes(self.array()?)) * 60_000,
+            _ => return Ok(None),
+        }))
+    }
+
+    /// Reads an int value (any int form; a long that fits is accepted too).
+    pub fn read_int(&mut self) -> Result<i32> {
+        let tag = self.byte()?;
+        if let Some(i) = self.int_after(tag)? {
+            return Ok(i);
+        }
+        if let Some(l) = self.long_after(tag)? {
+            return i32::try_from(l).map_err(|_| Error::OutOfRange {
+                value: l.to_string(),
+                target: "i32",
+            });
+        }
+        Err(self.unexpected(tag, "an int"))
+    }
+
+    /// Reads a length or count: an int that must be ≥ 0.
+    pub(crate) fn read_len(&mut self) -> Result<usize> {
+        let at = self.pos;
+        let n = self.read_int()?;
+        usize::try_from(n).map_err(|_| Error::UnexpectedTag {
+            tag: self.input[at],
+            pos: at,
+            expected: "a length ≥ 0",
+        })
+    }
+
+    /// Whether `tag` starts a string.
+    pub(crate) fn is_string_tag(tag: u8) -> bool {
+        matches!(tag, 0x00..=0x1f | 0x30..=0x33 | b'R' | b'S')
+    }
+
+    /// Reads a string after its first tag, into `out`.
+    pub(crate) fn string_after(&mut self, mut tag: u8, out: &mut String) -> Result<()> {
+        let mut pending: Option<u16> = None;
+        loop {
+            let (len, last) = match tag {
+                0x00..=0x1f => (tag as usize, true),
+                0x30..=0x33 => ((((tag - 0x30) as usize) << 8) | self.byte()? as usize, true),
+                b'S' => (self.u16()?, true),
+                b'R' => (self.u16()?, false),
+                _ => return Err(self.unexpected(tag, "a string chunk")),
+            };
+            self.utf8_units(len, out, &mut pending)?;
+            if last {
+                break;
+            }
+            tag = self.byte()?;
+        }
+        if pending.is_some() {
+            out.push(char::REPLACEMENT_CHARACTER);
+        }
+        Ok(())
+    }
+
+    /// If the string at the read position is one chunk of ASCII, borrows it.
+    pub(crate) fn borrowed_ascii(&mut self, tag: u8) -> Result<Option<&'de str>> {
+        let start = self.pos;
+        let len = match tag {
+            0x00..=0x1f => tag as usize,
+            0x30..=0x33 => (((tag - 0x30) as usize) << 8) | self.byte()? as usize,
+            b'S' => self.u16()?,
+            _ => return Ok(None),
+        };
+        let body = self.pos;
+        match self.input.get(body..body + len) {
+            Some(s) if s.is_ascii() => {
+                self.pos = body + len;
+                // ASCII is valid UTF-8.
+                Ok(std::str::from_utf8(s).ok())
+            }
+            _ => {
+                self.pos = start;
+                Ok(None)
+            }
+        }
+    }
+
+    fn utf8_units(&mut self, n: usize, out: &mut String, pending: &mut Option<u16>) -> Result<()> {
+        if pending.is_none() {
+            if let Some(s) = self.input.get(self.pos..self.pos + n) {
+                if s.is_ascii() {
+                    out.push_str(std::str::from_utf8(s).map_err(|_| Error::Utf8(self.pos))?);
+                    self.pos += n;
+                    return Ok(());
+                }
+            }
+        }
+        out.reserve(n.min(self.input.len() - self.pos.min(self.input.len())));
+        let mut units = 0;
+        while units < n {
+            let at = self.pos;
+            let b0 = self.byte()?;
+            let cont = |d: &mut Self| -> Result<u32> {
+                let b = d.byte()?;
+                if b & 0xc0 != 0x80 {
+                    return Err(Error::Utf8(at));
+                }
+                Ok(u32::from(b & 0x3f))
+            };
+            let (cp, width) = if b0 < 0x80 {
+                (u32::from(b0), 1)
+            } else if b0 & 0xe0 == 0xc0 {
+                ((u32::from(b0 & 0x1f) << 6) | cont(self)?, 1)
+            } else if b0 & 0xf0 == 0xe0 {
+                let c1 = cont(self)?;
+                let c2 = cont(self)?;
+                ((u32::from(b0 & 0x0f) << 12) | (c1 << 6) | c2, 1)
+            } else if b0 & 0xf8 == 0xf0 {
+                let c1 = cont(self)?;
+                let c2 = cont(self)?;
+                let c3 = cont(self)?;
+                ((u32::from(b0 & 0x07) << 18) | (c1 << 12) | (c2 << 6) | c3, 2)
+            } else {
+                return Err(Error::Utf8(at));
+            };
+            units += width;
+            match cp {
+                0xd800..=0xdbff => {
+                    if pending.replace(cp as u16).is_some() {
+                        out.push(char::REPLACEMENT_CHARACTER);
+                    }
+                }
+                0xdc00..=0xdfff => match pending.take() {
+                    Some(high) => {
+                        let c = 0x10000 + ((u32::from(high) - 0xd800) << 10) + (cp - 0xdc00);
+                        out.push(char::from_u32(c).unwrap_or(char::REPLACEMENT_CHARACTER));
+                    }
+                    None => out.push(char::REPLACEMENT_CHARACTER),
+                },
+                _ => {
+                    if pending.take().is_some() {
+                        out.push(char::REPLACEMENT_CHARACTER);
+                    }
+                    out.push(char::from_u32(cp).ok_or(Error::Utf8(at))?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a string value.
+    pub fn read_string(&mut self) -> Result<String> {
+        let tag = self.byte()?;
+        let mut s = String::new();
+        self.string_after(tag, &mut s)?;
+        Ok(s)
+    }
+
+    /// Whether `tag` starts binary data.
+    pub(crate) fn is_binary_tag(tag: u8) -> bool {
+        matches!(tag, 0x20..=0x2f | 0x34..=0x37 | b'A' | b'B')
+    }
+
+    /// Reads binary data after its first tag.
+    pub(crate) fn binary_after(&mut self, mut tag: u8) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        loop {
+            let (len, last) = match tag {
+                0x20..=0x2f => ((tag - 0x20) as usize, true),
+                0x34..=0x37 => ((((tag - 0x34) as usize) << 8) | self.byte()? as usize, true),
+                b'B' => (self.u16()?, true),
+                b'A' => (self.u16()?, false),
+                _ => return Err(self.unexpected(tag, "a binary chunk")),
+            };
+            out.extend_from_slice(self.take(len)?);
+            if last {
+                return Ok(out);
+            }
+            tag = self.byte()?;
+        }
+    }
+
+    /// Reads a type name or a type reference.
+    pub(crate) fn read_type(&mut self) -> Result<String> {
+        let tag = self.peek()?;
+        if Self::is_string_tag(tag) {
+            let t = self.read_string()?;
+            if self.replay == 0 {
+                self.types.push(t.clone());
+            }
+            Ok(t)
+        } else {
+            let at = self.pos;
+            let i = self.read_len()?;
+            self.types
+                .get(i)
+                .cloned()
+                .ok_or(Error::UnknownType { index: i, pos: at })
+        }
+    }
+
+    /// Reads a class definition after its `C`.
+    pub(crate) fn class_def(&mut self) -> Result<()> {
+        let name = self.read_string()?;
+        let n = self.read_len()?;
+        let mut fields = Vec::with_capacity(n.min(self.input.len() - self.pos));
+        for _ in 0..n {
+            fields.push(self.read_string()?);
+        }
+        if self.replay == 0 {
+            self.classes.push(Arc::new(ClassDef { name, fields }));
+        }
+        Ok(())
+    }
+
+    /// The class definition of an instance, after its tag (`O` or `0x60..0x6f`).
+    pub(crate) fn instance_class(&mut self, tag: u8) -> Result<Arc<ClassDef>> {
+        let at = self.pos - 1;
+        let index = if tag == b'O' {
+            self.read_len()?
+        } else {
+            (tag - 0x60) as usize
+        };
+        self.classes
+            .get(index)
+            .cloned()
+            .ok_or(Error::UnknownClass { index, pos: at })
+    }
+
+    /// The list form a tag begins, with its type name; None if the tag begins no list.
+    pub(crate) fn list_after(&mut self, tag: u8) -> Result<Option<(ListKind, Option<String>)>> {
+        Ok(Some(match tag {
+            0x55 => (ListKind::Variable, Some(self.read_type()?)),
+            b'V' => {
+                let t = self.read_type()?;
+                (ListKind::Fixed(self.read_len()?), Some(t))
+            }
+            0x57 => (ListKind::Variable, None),
+            0x58 => (ListKind::Fixed(self.read_len()?), None),
+            0x70..=0x77 => (ListKind::Fixed((tag - 0x70) as usize), Some(self.read_type()?)),
+            0x78..=0x7f => (ListKind::Fixed((tag - 0x78) as usize), None),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// A capacity for `n` announced items, bounded by the bytes left (every item takes one).
+    pub(crate) fn capacity(&self, n: usize) -> usize {
+        n.min(self.input.len().saturating_sub(self.pos))
+    }
+
+    /// Reads a back-reference index after its tag and checks it.
+    pub(crate) fn ref_after(&mut self) -> Result<(usize, Slot)> {
+        let at = self.pos - 1;
+        let index = self.read_len()?;
+        let slot = *self
+            .refs
+            .get(index)
+            .ok_or(Error::UnknownRef { index, pos: at })?;
+        Ok((index, slot))
+    }
+
+    /// Reads the next value.
+    pub fn read_value(&mut self) -> Result<Value> {
+        self.spend()?;
+        let start = self.pos;
+        let tag = self.byte()?;
+        match tag {
+            b'N' => return Ok(Value::Null),
+            b'T' => return Ok(Value::Bool(true)),
+            b'F' => return Ok(Value::Bool(false)),
+            _ => {}
+        }
+        if let Some(i) = self.int_after(tag)? {
+            return Ok(Value::Int(i));
+        }
+        if let Some(l) = self.long_after(tag)? {
+            return Ok(Value::Long(l));
+        }
+        if let Some(d) = self.double_after(tag)? {
+            return Ok(Value::Double(d));
+        }
+        if let Some(ms) = self.date_after(tag)? {
+            return Ok(Value::Date(ms));
+        }
+        if Self::is_string_tag(tag) {
+            let mut s = String::new();
+            self.string_after(tag, &mut s)?;
+            return Ok(Value::String(s));
+        }
+        if Self::is_binary_tag(tag) {
+            return Ok(Value::Binary(self.binary_after(tag)?));
+        }
+        match tag {
+            b'C' => {
+                self.class_def()?;
+                self.budget += 1;
+                self.read_value()
+            }
+            0x51 => {
+                let (index, slot) = self.ref_after()?;
+                if slot.open {
+                    return Ok(Value::Ref(index as u32));
+                }
+                let back = self.pos;
+                self.pos = slot.pos;
+                self.replay += 1;
+                self.refs[index].open = true;
+                let v = self.read_value();
+                self.refs[index].open = false;
+                self.replay -= 1;
+                self.pos = back;
+                v
+            }
+            b'H' | b'M' => {
+                let slot = self.open_slot(start);
+                self.enter()?;
+                let type_name = if tag == b'M' {
+                    Some(self.read_type()?)
+                } else {
+                    None
+                };
+                let mut entries = Vec::new();
+                while self.peek()? != b'Z' {
+                    let k = self.read_value()?;
+                    let v = self.read_value()?;
+                    entries.push((k, v));
+                }
+                self.pos += 1;
+                self.leave();
+                self.close_slot(slot);
+                Ok(Value::Map(Map {
+                    type_name,
+                    entries,
+                }))
+            }
+            b'O' | 0x60..=0x6f => {
+                let def = self.instance_class(tag)?;
+                let slot = self.open_slot(start);
+                self.enter()?;
+                let mut fields = Vec::with_capacity(def.fields.len());
+                for name in &def.fields {
+                    fields.push((name.clone(), self.read_value()?));
+                }
+                self.leave();
+                self.close_slot(slot);
+                Ok(Value::Object(Object {
+                    class: def.name.clone(),
+                    fields,
+                }))
+            }
+            _ => {
+                let slot = self.open_slot(start);
+                let Some((kind, type_name)) = self.list_after(tag)? else {
+                    return Err(self.unexpected_at(start, tag));
+                };
+                self.enter()?;
+                let items = match kind {
+                    ListKind::Fixed(n) => {
+                        let mut items = Vec::with_capacity(self.capacity(n));
+                        for _ in 0..n {
+                            items.push(self.read_value()?);
+                        }
+                        items
+                    }
+                    ListKind::Variable => {
+                        let mut items = Vec::new();
+                        while self.peek()? != b'Z' {
+                            items.push(self.read_value()?);
+                        }
+                        self.pos += 1;
+                        items
+                    }
+                };
+                self.leave();
+                self.close_slot(slot);
+                Ok(Value::List(List { type_name, items }))
+            }
+        }
+    }
+
+    fn unexpected_at(&self, pos: usize, tag: u8) -> Error {
+        Error::UnexpectedTag {
+            tag,
+            pos,
+            expected: "the start of a value",
+        }
+    }
+}
+
+/// Decodes one value from `input`, which must hold exactly one value.
+pub fn decode_value(input: &[u8]) -> Result<Value> {
+    let mut d = Decoder::new(input);
+    let v = d.read_value()?;
+    if !d.is_at_end() {
+        return Err(Error::Message(format!(
+            "{} trailing bytes after the value",
+            input.len() - d.pos
+        )));
+    }
+    Ok(v)
+}
