@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of rdubbo on a Debian machine that has only the Rust toolchain:
 # installs the real peers the tests talk to (curl as a foreign JSON-RPC client, the Debian
-# ZooKeeper server and its zkCli.sh, which the tests start on loopback ports of their own
+# ZooKeeper server and its zkCli.sh, a JDK and Caucho Hessian (libhessian-java) for the
+# Hessian2 conformance peer that the codec's tests compile, which the tests start on loopback ports of their own
 # and stop by PID; Node.js for the official npm `nacos` client and Debian's Chromium for
 # the registry console, both driven by tests that install their npm packages into
 # target/tmp on first use), then checks
@@ -12,7 +13,8 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
-command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
+command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
+[ -f /usr/share/java/hessian.jar ] || need+=(libhessian-java)
 [ -f /usr/share/java/zookeeper.jar ] && [ -x /usr/share/zookeeper/bin/zkCli.sh ] || need+=(zookeeper)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)

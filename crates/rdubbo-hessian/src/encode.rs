@@ -32,6 +32,9 @@ pub struct Encoder {
     pub(crate) relearn: bool,
     /// The next i64 is a date (set by `Date`'s serialization).
     pub(crate) date_next: bool,
+    /// Enum constants written so far, by (enum, variant) → reference number: Java enum
+    /// constants are singletons, so a second occurrence is written as a reference.
+    pub(crate) enum_refs: HashMap<(&'static str, &'static str), u32>,
 }
 
 /// Where a stream's tables stood, to roll back to.
@@ -69,6 +72,7 @@ impl Encoder {
         self.struct_classes.retain(|_, (i, _)| *i < s.classes);
         self.class_count = s.classes;
         self.types.retain(|_, i| *i < s.types);
+        self.enum_refs.retain(|_, r| *r < s.refs);
         self.refs = s.refs;
     }
 
@@ -88,6 +92,7 @@ impl Encoder {
         self.struct_classes.clear();
         self.class_count = 0;
         self.types.clear();
+        self.enum_refs.clear();
         self.refs = 0;
     }
 

@@ -402,7 +402,13 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         _index: u32,
         variant: &'static str,
     ) -> Result<()> {
-        // A Java enum constant: an object of the enum class with its `name`.
+        // A Java enum constant: an object of the enum's class with its `name`; the same
+        // constant again is a reference to the first (Java writes singletons so).
+        if let Some(&r) = self.enum_refs.get(&(name, variant)) {
+            self.write_ref(r);
+            return Ok(());
+        }
+        self.enum_refs.insert((name, variant), self.refs);
         let key = (name, usize::MAX);
         let index = match self.struct_classes.get(&key) {
             Some((i, _)) => *i,
