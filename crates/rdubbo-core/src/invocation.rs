@@ -74,6 +74,10 @@ pub struct Invocation {
     pub attachments: Attachments,
     /// Time the caller still grants this call, if bounded.
     pub timeout: Option<Duration>,
+    /// Java parameter types in JVM descriptor form (`Ljava/lang/String;`, `J`, `[B` …),
+    /// one per argument, for protocols that select the method by its signature (`dubbo`).
+    /// Empty: inferred from the arguments.
+    pub parameter_types: Vec<String>,
 }
 
 impl Invocation {
@@ -91,7 +95,13 @@ impl Invocation {
             args,
             attachments: Attachments::new(),
             timeout: None,
+            parameter_types: Vec::new(),
         }
+    }
+    /// Sets the Java parameter types (JVM descriptors, one per argument).
+    pub fn with_parameter_types(mut self, types: Vec<String>) -> Self {
+        self.parameter_types = types;
+        self
     }
     /// Sets the version.
     pub fn with_version(mut self, version: Option<&str>) -> Self {

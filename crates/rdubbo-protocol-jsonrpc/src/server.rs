@@ -416,6 +416,7 @@ async fn handle_inner(shared: &Shared, req: Request<Incoming>) -> HttpResponse {
             args: request.params,
             attachments: attachments.clone(),
             timeout: Some(timeout),
+            parameter_types: Vec::new(),
         };
         let invoker = export.invoker.clone();
         async move {

@@ -1,0 +1,37 @@
+//! The Dubbo binary protocol (`dubbo://`, default port 20880) with Hessian2 bodies,
+//! interoperable with Java Dubbo, dubbo-go and other Dubbo clients.
+//!
+//! - [`DubboServer`]: the provider side, exports [`Invoker`](rdubbo_core::Invoker)s by
+//!   group/interface/version; limits on connections, pending requests per connection
+//!   (back-pressure), payload; heartbeats answered; readonly event and drain on shutdown.
+//! - [`DubboClient`]: the consumer side, multiplexed connections, heartbeat, reconnect with
+//!   back-off, payload limit; Java exceptions become [`RpcError::Remote`](rdubbo_core::RpcError)
+//!   with the exception class in `data` ([`java_exception`]).
+//! - [`codec`]: frames and bodies.
+//!
+//! Arguments travel as JSON values in an [`Invocation`](rdubbo_core::Invocation); their Java
+//! types come from `parameter_types` (JVM descriptors) or are inferred from the values.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use rdubbo_core::{Invocation, Invoker, Url};
+//! use rdubbo_protocol_dubbo::DubboClient;
+//!
+//! let url: Url = "dubbo://127.0.0.1:20880/org.apache.dubbo.demo.DemoService".parse()?;
+//! let client = DubboClient::new(&url)?;
+//! let answer = client
+//!     .invoke(Invocation::new("org.apache.dubbo.demo.DemoService", "sayHello", vec!["world".into()]))
+//!     .await?;
+//! println!("{answer}");
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod client;
+pub mod codec;
+mod protocol;
+mod server;
+
+pub use client::{java_exception, ClientConfig, DubboClient};
+pub use protocol::DubboProtocol;
+pub use server::{DubboServer, ServerBuilder, ServerConfig};

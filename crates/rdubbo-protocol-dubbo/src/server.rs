@@ -1,0 +1,527 @@
+//! The provider side: one task per connection reads frames, each request is served in its
+//! own task (at most `max_pending` per connection: past that the connection is simply not
+//! read, so TCP pushes back), one writer task per connection batches the responses.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdubbo_core::{error::codes, Attachments, Invocation, Invoker, RpcError, ServiceInfo};
+use rdubbo_hessian::{Encoder, Throwable, Value as HValue};
+use serde_json::Value as JValue;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::codec::{self, status, Header, ResponseBody, FLAG_EVENT, HEADER_LEN, HESSIAN2};
+
+/// Limits and timings of a [`DubboServer`].
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Open connections at most; more are closed at once (default 4096).
+    pub max_connections: usize,
+    /// Requests in progress per connection; past it the connection is not read until one
+    /// finishes (default 1024).
+    pub max_pending: usize,
+    /// Largest frame body accepted or sent (default 8 MiB).
+    pub payload: usize,
+    /// A connection with no traffic for three times this long is closed (default 60 s).
+    pub heartbeat: Duration,
+    /// Time given to a call when the request carries no `timeout` (default 30 s).
+    pub default_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_connections: 4096,
+            max_pending: 1024,
+            payload: codec::DEFAULT_PAYLOAD,
+            heartbeat: Duration::from_secs(60),
+            default_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+struct Export {
+    info: ServiceInfo,
+    invoker: Arc<dyn Invoker>,
+}
+
+struct Shared {
+    exports: HashMap<String, Export>,
+    config: ServerConfig,
+    connections: AtomicUsize,
+    in_flight: AtomicUsize,
+    draining: AtomicBool,
+    /// Writers of the open connections, to send the readonly event on shutdown.
+    writers: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
+    next_conn: AtomicU64,
+    bad_frames: AtomicU64,
+}
+
+/// Builds a [`DubboServer`].
+#[derive(Default)]
+pub struct ServerBuilder {
+    config: ServerConfig,
+    exports: Vec<(ServiceInfo, Arc<dyn Invoker>)>,
+}
+
+impl ServerBuilder {
+    /// Sets limits and timings.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Serves `invoker` as the service `info` (matched by group, interface, version).
+    pub fn export(mut self, info: ServiceInfo, invoker: Arc<dyn Invoker>) -> Self {
+        self.exports.push((info, invoker));
+        self
+    }
+
+    /// Binds and starts serving.
+    pub async fn bind(self, addr: SocketAddr) -> std::io::Result<DubboServer> {
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        let exports = self
+            .exports
+            .into_iter()
+            .map(|(info, invoker)| (info.service_key(), Export { info, invoker }))
+            .collect();
+        let shared = Arc::new(Shared {
+            exports,
+            config: self.config,
+            connections: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            writers: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(0),
+            bad_frames: AtomicU64::new(0),
+        });
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
+        Ok(DubboServer {
+            local_addr,
+            shared,
+            stop_tx,
+            task,
+        })
+    }
+}
+
+/// A running Dubbo protocol server.
+pub struct DubboServer {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop_tx: watch::Sender<Option<Duration>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DubboServer {
+    /// A builder.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// Frames refused as malformed since the start (each closed its connection).
+    pub fn bad_frames(&self) -> u64 {
+        self.shared.bad_frames.load(Ordering::Relaxed)
+    }
+
+    /// Stops gracefully: sends the readonly event to every consumer, stops accepting,
+    /// answers requests that arrive meanwhile with a retryable "shutting down" status, lets
+    /// in-flight calls finish for up to `drain`, then closes every connection.
+    pub async fn shutdown(self, drain: Duration) {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        let writers: Vec<_> = self
+            .shared
+            .writers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for w in writers {
+            let _ = w.try_send(readonly_event());
+        }
+        let _ = self.stop_tx.send(Some(drain));
+        let _ = self.task.await;
+    }
+}
+
+fn readonly_event() -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + 2);
+    let start = codec::begin_frame(&mut out, codec::FLAG_REQUEST | FLAG_EVENT | HESSIAN2, 0, 0);
+    let mut e = Encoder::with_buffer(out);
+    e.write_str(codec::READONLY_EVENT);
+    let mut out = e.into_bytes();
+    codec::finish_frame(&mut out, start);
+    out
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<Option<Duration>>,
+) {
+    let mut conns = JoinSet::new();
+    let drain = loop {
+        tokio::select! {
+            changed = stop.changed() => match (changed, *stop.borrow()) {
+                (Ok(()), Some(d)) => break d,
+                (Err(_), _) => break Duration::ZERO,
+                _ => continue,
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    if shared.connections.load(Ordering::Relaxed) >= shared.config.max_connections {
+                        tracing::warn!(%peer, limit = shared.config.max_connections, "too many connections; closing the new one");
+                        drop(stream);
+                        continue;
+                    }
+                    shared.connections.fetch_add(1, Ordering::Relaxed);
+                    conns.spawn(serve_connection(stream, peer, shared.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    };
+    drop(listener);
+    let deadline = tokio::time::Instant::now() + drain;
+    while shared.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if shared.in_flight.load(Ordering::SeqCst) > 0 {
+        tracing::warn!(
+            in_flight = shared.in_flight.load(Ordering::SeqCst),
+            "drain deadline passed; closing connections"
+        );
+    }
+    // Let the writers flush the last responses, then close.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    conns.abort_all();
+    while conns.join_next().await.is_some() {}
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    _stop: watch::Receiver<Option<Duration>>,
+) {
+    let (read, write) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(shared.config.max_pending.max(16));
+    let conn_id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    shared
+        .writers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(conn_id, tx.clone());
+    let writer = tokio::spawn(write_loop(write, rx));
+    if let Err(reason) = read_loop(read, tx, shared.clone()).await {
+        tracing::warn!(%peer, %reason, "closing connection");
+    }
+    shared
+        .writers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&conn_id);
+    // The writer ends once every response task has sent its answer.
+    let _ = writer.await;
+    shared.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Writes frames as they come, flushing when no more are queued.
+pub(crate) async fn write_loop(write: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut w = BufWriter::with_capacity(64 * 1024, write);
+    while let Some(frame) = rx.recv().await {
+        if w.write_all(&frame).await.is_err() {
+            return;
+        }
+        while let Ok(more) = rx.try_recv() {
+            if w.write_all(&more).await.is_err() {
+                return;
+            }
+        }
+        if w.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+/// Reads `len` bytes and throws them away (an over-limit body), without buffering them.
+pub(crate) async fn discard(read: &mut OwnedReadHalf, len: usize) -> std::io::Result<()> {
+    let mut left = len as u64;
+    let mut sink = [0u8; 8192];
+    while left > 0 {
+        let n = read.read(&mut sink[..(left.min(8192)) as usize]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+async fn read_loop(
+    mut read: OwnedReadHalf,
+    tx: mpsc::Sender<Vec<u8>>,
+    shared: Arc<Shared>,
+) -> Result<(), String> {
+    let pending = Arc::new(Semaphore::new(shared.config.max_pending));
+    let idle = shared.config.heartbeat * 3;
+    let mut head = [0u8; HEADER_LEN];
+    loop {
+        match tokio::time::timeout(idle, read.read_exact(&mut head)).await {
+            Err(_) => return Err(format!("no traffic for {idle:?}")),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(Ok(_)) => {}
+        }
+        let header = match Header::parse(&head) {
+            Ok(h) => h,
+            Err(e) => {
+                shared.bad_frames.fetch_add(1, Ordering::Relaxed);
+                return Err(format!("bad frame: {e}"));
+            }
+        };
+        if header.len > shared.config.payload {
+            discard(&mut read, header.len).await.map_err(|e| e.to_string())?;
+            if header.is_request() && header.is_two_way() {
+                let msg = format!(
+                    "Data length too large: {}, max payload: {}",
+                    header.len, shared.config.payload
+                );
+                let _ = tx
+                    .send(error_frame(header, status::BAD_REQUEST, &msg))
+                    .await;
+            }
+            continue;
+        }
+        let mut body = vec![0u8; header.len];
+        read.read_exact(&mut body)
+            .await
+            .map_err(|e| format!("reading a body of {} bytes: {e}", header.len))?;
+        if !header.is_request() {
+            // A response to our heartbeat, or to the readonly event: nothing to do.
+            continue;
+        }
+        if header.is_event() {
+            if header.is_two_way() {
+                let _ = tx.send(heartbeat_response(header)).await;
+            }
+            continue;
+        }
+        if header.serialization() != HESSIAN2 {
+            if header.is_two_way() {
+                let msg = format!(
+                    "serialization id {} is not supported, only hessian2 (2)",
+                    header.serialization()
+                );
+                let _ = tx
+                    .send(error_frame(header, status::SERIALIZATION_ERROR, &msg))
+                    .await;
+            }
+            continue;
+        }
+        // Back-pressure: at the limit, stop reading this connection until a call ends.
+        let permit = pending
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| "closed".to_string())?;
+        let shared = shared.clone();
+        let tx = tx.clone();
+        shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let answer = handle(&shared, header, body).await;
+            if let Some(frame) = answer {
+                let _ = tx.send(frame).await;
+            }
+            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+        });
+    }
+}
+
+fn response_flags() -> u8 {
+    HESSIAN2
+}
+
+fn heartbeat_response(h: Header) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + 1);
+    let start = codec::begin_frame(&mut out, response_flags() | FLAG_EVENT, status::OK, h.id);
+    out.push(b'N');
+    codec::finish_frame(&mut out, start);
+    out
+}
+
+/// A response with a non-OK status: the body is the message as one Hessian string.
+pub(crate) fn error_frame(h: Header, st: u8, message: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + message.len() + 3);
+    let start = codec::begin_frame(&mut out, response_flags(), st, h.id);
+    let mut e = Encoder::with_buffer(out);
+    e.write_str(message);
+    let mut out = e.into_bytes();
+    codec::finish_frame(&mut out, start);
+    out
+}
+
+async fn handle(shared: &Shared, header: Header, body: Vec<u8>) -> Option<Vec<u8>> {
+    let two_way = header.is_two_way();
+    let req = match codec::decode_request_body(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "bad request body");
+            return two_way.then(|| error_frame(header, status::BAD_REQUEST, &format!("bad request: {e}")));
+        }
+    };
+    if shared.draining.load(Ordering::SeqCst) {
+        return two_way.then(|| {
+            error_frame(
+                header,
+                status::SERVER_THREADPOOL_EXHAUSTED_ERROR,
+                "provider is shutting down; retry on another provider",
+            )
+        });
+    }
+    let group = req.attachment("group").filter(|g| !g.is_empty());
+    let key = rdubbo_core::url::service_key(group, req.service(), req.version.as_deref());
+    let Some(export) = shared.exports.get(&key) else {
+        let mut known: Vec<&str> = shared.exports.keys().map(String::as_str).collect();
+        known.sort();
+        return two_way.then(|| {
+            error_frame(
+                header,
+                status::SERVICE_NOT_FOUND,
+                &format!("Not found exported service: {key} in {known:?}"),
+            )
+        });
+    };
+    let timeout = req
+        .attachment("timeout")
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|t| *t > 0)
+        .map(Duration::from_millis)
+        .unwrap_or(shared.config.default_timeout);
+    let generic = matches!(req.method.as_str(), "$invoke" | "$invokeAsync");
+    let (method, args) = if generic {
+        let method = req.args.first().and_then(HValue::as_str).unwrap_or_default().to_string();
+        let args = match req.args.get(2) {
+            Some(HValue::List(l)) => l.items.iter().map(codec::hessian_to_json).collect(),
+            _ => Vec::new(),
+        };
+        (method, args)
+    } else {
+        (
+            req.method.clone(),
+            req.args.iter().map(codec::hessian_to_json).collect(),
+        )
+    };
+    let mut attachments = Attachments::new();
+    for (k, v) in &req.attachments {
+        if !matches!(k.as_str(), "path" | "interface" | "version" | "group" | "dubbo" | "timeout") {
+            attachments.insert(k.clone(), v.clone());
+        }
+    }
+    let inv = Invocation {
+        interface: Arc::from(export.info.interface.as_str()),
+        group: export.info.group.as_deref().map(Arc::from),
+        version: export.info.version.as_deref().map(Arc::from),
+        method: Arc::from(method.as_str()),
+        args,
+        attachments,
+        timeout: Some(timeout),
+        parameter_types: req.parameter_types.clone(),
+    };
+    let result = match tokio::time::timeout(timeout, export.invoker.invoke(inv)).await {
+        Ok(r) => r,
+        Err(_) => Err(RpcError::Timeout(timeout)),
+    };
+    if !two_way {
+        return None;
+    }
+    let attachments = codec::supports_response_attachments(&req.dubbo_version);
+    let body = match result {
+        Ok(v) => ResponseBody::Value(codec::json_to_hessian(&v, None, generic)),
+        Err(RpcError::Timeout(t)) => {
+            return Some(error_frame(
+                header,
+                status::SERVER_TIMEOUT,
+                &format!("Server side timeout: the call of {method} took longer than {t:?}"),
+            ))
+        }
+        Err(RpcError::Remote { code, message, .. })
+            if code == codes::SERVER_BUSY || code == codes::SHUTTING_DOWN =>
+        {
+            return Some(error_frame(
+                header,
+                status::SERVER_THREADPOOL_EXHAUSTED_ERROR,
+                &message,
+            ))
+        }
+        Err(e) => ResponseBody::Exception(exception_of(&e).to_value()),
+    };
+    let mut out = Vec::with_capacity(HEADER_LEN + 64);
+    let start = codec::begin_frame(&mut out, response_flags(), status::OK, header.id);
+    let mut e = Encoder::with_buffer(out);
+    codec::encode_response_body(&mut e, &body, attachments);
+    let mut out = e.into_bytes();
+    let len = codec::finish_frame(&mut out, start);
+    if len > shared.config.payload {
+        let msg = format!(
+            "Data length too large: {len}, max payload: {} (response of {method})",
+            shared.config.payload
+        );
+        tracing::warn!(%msg, "response over the payload limit");
+        return Some(error_frame(header, status::SERVICE_ERROR, &msg));
+    }
+    Some(out)
+}
+
+/// The Java exception a provider-side error travels as.
+fn exception_of(e: &RpcError) -> Throwable {
+    match e {
+        RpcError::Remote {
+            code,
+            message,
+            data,
+        } => {
+            let class = data
+                .as_ref()
+                .and_then(|d| d.get("exception").or_else(|| d.get("class")))
+                .and_then(JValue::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    if *code == codes::SERVICE_ERROR {
+                        "java.lang.RuntimeException".into()
+                    } else {
+                        "org.apache.dubbo.rpc.RpcException".into()
+                    }
+                });
+            Throwable::new(class, message.clone())
+        }
+        other => Throwable::new("org.apache.dubbo.rpc.RpcException", other.to_string()),
+    }
+}
