@@ -25,6 +25,11 @@ pub struct CallArgs {
     /// Attachment sent with the call, as key=value (repeatable).
     #[arg(long = "attachment", value_name = "KEY=VALUE")]
     attachments: Vec<String>,
+    /// Java parameter types for dubbo://, comma-separated: JVM descriptors (`J`,
+    /// `Ljava/lang/String;`) or Java names (`long`, `java.lang.String`, `int[]`); default:
+    /// inferred from the arguments
+    #[arg(long, value_name = "TYPES")]
+    types: Option<String>,
     #[command(flatten)]
     discovery: Discovery,
 }
@@ -43,6 +48,22 @@ pub async fn run(args: CallArgs) -> Result<ExitCode> {
 
 async fn call(target: &Target, args: &CallArgs) -> Result<ExitCode> {
     let mut invocation = target.invocation(&args.method, parse_args(&args.args)?);
+    if let Some(types) = &args.types {
+        let types: Vec<String> = types
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(java_descriptor)
+            .collect();
+        if types.len() != invocation.args.len() {
+            anyhow::bail!(
+                "--types names {} types for {} arguments",
+                types.len(),
+                invocation.args.len()
+            );
+        }
+        invocation.parameter_types = types;
+    }
     for kv in &args.attachments {
         let Some((k, v)) = kv.split_once('=') else {
             anyhow::bail!("attachment {kv:?} is not KEY=VALUE");
@@ -69,5 +90,38 @@ async fn call(target: &Target, args: &CallArgs) -> Result<ExitCode> {
             eprintln!("call failed: {e}");
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+/// A JVM descriptor for a Java type name (`long` → `J`, `java.lang.String` →
+/// `Ljava/lang/String;`, `int[]` → `[I`); descriptors pass through.
+fn java_descriptor(name: &str) -> String {
+    if let Some(element) = name.strip_suffix("[]") {
+        return format!("[{}", java_descriptor(element));
+    }
+    match name {
+        "int" => "I".into(),
+        "long" => "J".into(),
+        "double" => "D".into(),
+        "float" => "F".into(),
+        "boolean" => "Z".into(),
+        "byte" => "B".into(),
+        "short" => "S".into(),
+        "char" => "C".into(),
+        n if n.len() == 1 || n.starts_with('[') || (n.starts_with('L') && n.ends_with(';')) => {
+            n.to_string()
+        }
+        n => format!("L{};", n.replace('.', "/")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn java_names_become_descriptors() {
+        assert_eq!(super::java_descriptor("long"), "J");
+        assert_eq!(super::java_descriptor("java.lang.String"), "Ljava/lang/String;");
+        assert_eq!(super::java_descriptor("int[]"), "[I");
+        assert_eq!(super::java_descriptor("Ljava/util/Map;"), "Ljava/util/Map;");
     }
 }

@@ -61,12 +61,14 @@ enum DemoCommand {
 
 #[derive(clap::Args)]
 struct ProviderArgs {
-    /// Wire protocol.
-    #[arg(long, default_value = "jsonrpc")]
+    /// Wire protocol: jsonrpc (JSON-RPC 2.0 over HTTP) or dubbo (Dubbo binary protocol,
+    /// Hessian2).
+    #[arg(long, default_value = "jsonrpc", value_parser = ["jsonrpc", "dubbo"])]
     protocol: String,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:30880")]
-    listen: SocketAddr,
+    /// Address to listen on (default 127.0.0.1:30880 for jsonrpc, 127.0.0.1:20880 for
+    /// dubbo).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// Registry to register in, e.g. zookeeper://127.0.0.1:2181.
     #[arg(long)]
     registry: Option<String>,
@@ -87,12 +89,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
 }
 
 async fn provider(args: ProviderArgs) -> Result<ExitCode> {
-    if args.protocol != "jsonrpc" {
-        bail!(
-            "protocol {:?} is not supported by this build (supported: jsonrpc)",
-            args.protocol
-        );
-    }
+    let listen = args.listen.unwrap_or_else(|| {
+        let port = if args.protocol == "dubbo" { 20880 } else { 30880 };
+        SocketAddr::from(([127, 0, 0, 1], port))
+    });
     if !args.drain_timeout.is_finite() || args.drain_timeout < 0.0 {
         bail!("--drain-timeout must be a non-negative number of seconds");
     }
@@ -114,7 +114,8 @@ async fn provider(args: ProviderArgs) -> Result<ExitCode> {
         version: None,
         ..versioned.clone()
     };
-    let mut builder = Provider::builder(args.listen)
+    let mut builder = Provider::builder(listen)
+        .protocol(&args.protocol)
         .application("rdubbo-demo-provider")
         .export(versioned, invoker.clone())
         .export(unversioned, invoker)
@@ -126,7 +127,7 @@ async fn provider(args: ProviderArgs) -> Result<ExitCode> {
     let provider = builder
         .start()
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
     for url in provider.urls() {
         println!("serving {url}");
     }

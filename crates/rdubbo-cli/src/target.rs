@@ -34,7 +34,7 @@ pub struct Target {
 }
 
 impl Target {
-    /// A target for one provider URL (`jsonrpc://host:port/interface?version=…`).
+    /// A target for one provider URL (`jsonrpc://` or `dubbo://host:port/interface?version=…`).
     pub fn from_provider_url(url: &str, timeout: Option<Duration>) -> Result<Target> {
         let url: Url = url
             .parse()
@@ -44,11 +44,15 @@ impl Target {
                 rdubbo_protocol_jsonrpc::JsonRpcClient::new(&url)
                     .with_context(|| format!("cannot refer {url}"))?,
             ),
+            "dubbo" => Arc::new(
+                rdubbo::dubbo::DubboClient::new(&url)
+                    .with_context(|| format!("cannot refer {url}"))?,
+            ),
             "" => {
-                bail!("provider URL {url} has no protocol (expected jsonrpc://host:port/interface)")
+                bail!("provider URL {url} has no protocol (expected jsonrpc:// or dubbo://host:port/interface)")
             }
             other => {
-                bail!("protocol {other:?} is not supported by this build (supported: jsonrpc)")
+                bail!("protocol {other:?} is not supported by this build (supported: jsonrpc, dubbo)")
             }
         };
         if url.port().is_none() {

@@ -109,6 +109,8 @@ fn default_protocols() -> Vec<Arc<dyn Protocol>> {
     vec![
         #[cfg(feature = "jsonrpc")]
         Arc::new(rdubbo_protocol_jsonrpc::JsonRpcProtocol::default()),
+        #[cfg(feature = "dubbo")]
+        Arc::new(rdubbo_protocol_dubbo::DubboProtocol::default()),
     ]
 }
 

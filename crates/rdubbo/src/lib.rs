@@ -50,6 +50,14 @@ pub use rdubbo_cluster as cluster;
 #[cfg(feature = "nacos")]
 pub use rdubbo_registry_nacos as nacos;
 
+/// The Dubbo binary protocol (`dubbo://`, Hessian2): server, client and codec.
+#[cfg(feature = "dubbo")]
+pub use rdubbo_protocol_dubbo as dubbo;
+
+/// Hessian 2.0 serialization: serde and a dynamic value.
+#[cfg(feature = "dubbo")]
+pub use rdubbo_hessian as hessian;
+
 /// Dubbo's JSON-RPC 2.0 over HTTP: server, client and codec.
 #[cfg(feature = "jsonrpc")]
 pub use rdubbo_protocol_jsonrpc as jsonrpc;

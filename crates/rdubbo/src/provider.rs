@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdubbo_protocol_jsonrpc::{JsonRpcServer, ServerConfig};
+#[cfg(feature = "dubbo")]
+use rdubbo_protocol_dubbo::{DubboServer, ServerConfig as DubboConfig};
 
 use crate::cluster::filter::{self, with_filters, Filter, Side};
 use crate::registry::{now_millis, sorted_params};
@@ -30,11 +32,39 @@ pub struct ProviderBuilder {
     server_config: Option<ServerConfig>,
     params: Vec<(String, String)>,
     filters: Vec<Arc<dyn Filter>>,
+    protocol: String,
+    #[cfg(feature = "dubbo")]
+    dubbo_config: Option<DubboConfig>,
+}
+
+/// The server a provider runs, by protocol.
+enum Server {
+    JsonRpc(JsonRpcServer),
+    #[cfg(feature = "dubbo")]
+    Dubbo(DubboServer),
+}
+
+impl Server {
+    fn local_addr(&self) -> SocketAddr {
+        match self {
+            Server::JsonRpc(s) => s.local_addr(),
+            #[cfg(feature = "dubbo")]
+            Server::Dubbo(s) => s.local_addr(),
+        }
+    }
+
+    async fn shutdown(self, drain: Duration) {
+        match self {
+            Server::JsonRpc(s) => s.shutdown(drain).await,
+            #[cfg(feature = "dubbo")]
+            Server::Dubbo(s) => s.shutdown(drain).await,
+        }
+    }
 }
 
 /// Running services, registered in their registries.
 pub struct Provider {
-    server: JsonRpcServer,
+    server: Server,
     urls: Vec<Url>,
     registries: Vec<Arc<dyn Registry>>,
     unregister_wait: Duration,
@@ -55,6 +85,9 @@ impl Provider {
             server_config: None,
             params: Vec::new(),
             filters: Vec::new(),
+            protocol: "jsonrpc".to_owned(),
+            #[cfg(feature = "dubbo")]
+            dubbo_config: None,
         }
     }
 
@@ -144,7 +177,20 @@ impl ProviderBuilder {
         self
     }
 
-    /// Server limits.
+    /// The protocol to serve: `jsonrpc` (default) or `dubbo` (with the `dubbo` feature).
+    pub fn protocol(mut self, name: &str) -> Self {
+        self.protocol = name.to_owned();
+        self
+    }
+
+    /// Limits of the Dubbo protocol server (when serving `dubbo`).
+    #[cfg(feature = "dubbo")]
+    pub fn dubbo_config(mut self, config: DubboConfig) -> Self {
+        self.dubbo_config = Some(config);
+        self
+    }
+
+    /// Server limits of the JSON-RPC server.
     pub fn server_config(mut self, config: ServerConfig) -> Self {
         self.server_config = Some(config);
         self
@@ -154,21 +200,48 @@ impl ProviderBuilder {
     /// is unreachable does not stop the start: the registration is retried in the
     /// background.
     pub async fn start(self) -> std::io::Result<Provider> {
-        let mut builder = JsonRpcServer::builder();
-        if let Some(config) = self.server_config.clone() {
-            builder = builder.config(config);
-        }
-        for (info, invoker) in &self.services {
-            let mut filters = self.filters.clone();
-            let mut template = Url::new("jsonrpc", "0.0.0.0", None, &info.interface);
-            for (k, v) in &self.params {
-                template.set_param(k, v.clone());
+        let exports: Vec<(ServiceInfo, Arc<dyn Invoker>)> = self
+            .services
+            .iter()
+            .map(|(info, invoker)| {
+                let mut filters = self.filters.clone();
+                let mut template = Url::new(&self.protocol, "0.0.0.0", None, &info.interface);
+                for (k, v) in &self.params {
+                    template.set_param(k, v.clone());
+                }
+                filters.extend(filter::from_url(&template, Side::Provider));
+                (info.clone(), with_filters(invoker.clone(), &filters))
+            })
+            .collect();
+        let server = match self.protocol.as_str() {
+            "jsonrpc" => {
+                let mut builder = JsonRpcServer::builder();
+                if let Some(config) = self.server_config.clone() {
+                    builder = builder.config(config);
+                }
+                for (info, invoker) in exports {
+                    builder = builder.export(&info.interface.clone(), info, invoker);
+                }
+                Server::JsonRpc(builder.bind(self.listen).await?)
             }
-            filters.extend(filter::from_url(&template, Side::Provider));
-            let invoker = with_filters(invoker.clone(), &filters);
-            builder = builder.export(&info.interface, info.clone(), invoker);
-        }
-        let server = builder.bind(self.listen).await?;
+            #[cfg(feature = "dubbo")]
+            "dubbo" => {
+                let mut builder = DubboServer::builder();
+                if let Some(config) = self.dubbo_config.clone() {
+                    builder = builder.config(config);
+                }
+                for (info, invoker) in exports {
+                    builder = builder.export(info, invoker);
+                }
+                Server::Dubbo(builder.bind(self.listen).await?)
+            }
+            other => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("unknown protocol `{other}` (this build serves jsonrpc, dubbo)"),
+                ))
+            }
+        };
         let addr = server.local_addr();
         let (host, anyhost) = match &self.host {
             Some(h) => (h.clone(), false),
@@ -180,7 +253,8 @@ impl ProviderBuilder {
             .services
             .iter()
             .map(|(info, _)| {
-                let mut url = provider_url(
+                let mut url = protocol_provider_url(
+                    &self.protocol,
                     info,
                     &host,
                     addr.port(),
@@ -211,8 +285,23 @@ impl ProviderBuilder {
     }
 }
 
-/// The provider URL Java Dubbo would register for `info` (parameters sorted by key).
+/// The `jsonrpc://` provider URL Java Dubbo would register for `info` (parameters sorted
+/// by key).
 pub fn provider_url(
+    info: &ServiceInfo,
+    host: &str,
+    port: u16,
+    anyhost: bool,
+    application: &str,
+    timestamp: &str,
+) -> Url {
+    protocol_provider_url("jsonrpc", info, host, port, anyhost, application, timestamp)
+}
+
+/// The provider URL Java Dubbo would register for `info` served over `protocol`
+/// (parameters sorted by key).
+pub fn protocol_provider_url(
+    protocol: &str,
     info: &ServiceInfo,
     host: &str,
     port: u16,
@@ -246,9 +335,9 @@ pub fn provider_url(
         params.push(("group".into(), g.clone()));
     }
     let text = format!(
-        "jsonrpc://{host}:{port}/{}?{}",
+        "{protocol}://{host}:{port}/{}?{}",
         info.interface,
         sorted_params(&mut params)
     );
-    Url::parse(&text).unwrap_or_else(|_| Url::new("jsonrpc", host, Some(port), &info.interface))
+    Url::parse(&text).unwrap_or_else(|_| Url::new(protocol, host, Some(port), &info.interface))
 }
