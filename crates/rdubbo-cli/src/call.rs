@@ -120,7 +120,10 @@ mod tests {
     #[test]
     fn java_names_become_descriptors() {
         assert_eq!(super::java_descriptor("long"), "J");
-        assert_eq!(super::java_descriptor("java.lang.String"), "Ljava/lang/String;");
+        assert_eq!(
+            super::java_descriptor("java.lang.String"),
+            "Ljava/lang/String;"
+        );
         assert_eq!(super::java_descriptor("int[]"), "[I");
         assert_eq!(super::java_descriptor("Ljava/util/Map;"), "Ljava/util/Map;");
     }

@@ -90,7 +90,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
 
 async fn provider(args: ProviderArgs) -> Result<ExitCode> {
     let listen = args.listen.unwrap_or_else(|| {
-        let port = if args.protocol == "dubbo" { 20880 } else { 30880 };
+        let port = if args.protocol == "dubbo" {
+            20880
+        } else {
+            30880
+        };
         SocketAddr::from(([127, 0, 0, 1], port))
     });
     if !args.drain_timeout.is_finite() || args.drain_timeout < 0.0 {

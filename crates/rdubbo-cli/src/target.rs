@@ -52,7 +52,9 @@ impl Target {
                 bail!("provider URL {url} has no protocol (expected jsonrpc:// or dubbo://host:port/interface)")
             }
             other => {
-                bail!("protocol {other:?} is not supported by this build (supported: jsonrpc, dubbo)")
+                bail!(
+                    "protocol {other:?} is not supported by this build (supported: jsonrpc, dubbo)"
+                )
             }
         };
         if url.port().is_none() {

@@ -102,7 +102,10 @@ impl<'de> Decoder<'de> {
     }
 
     pub(crate) fn peek(&self) -> Result<u8> {
-        self.input.get(self.pos).copied().ok_or(Error::Eof(self.pos))
+        self.input
+            .get(self.pos)
+            .copied()
+            .ok_or(Error::Eof(self.pos))
     }
 
     pub(crate) fn byte(&mut self) -> Result<u8> {
@@ -337,7 +340,10 @@ impl<'de> Decoder<'de> {
                 let c1 = cont(self)?;
                 let c2 = cont(self)?;
                 let c3 = cont(self)?;
-                ((u32::from(b0 & 0x07) << 18) | (c1 << 12) | (c2 << 6) | c3, 2)
+                (
+                    (u32::from(b0 & 0x07) << 18) | (c1 << 12) | (c2 << 6) | c3,
+                    2,
+                )
             } else {
                 return Err(Error::Utf8(at));
             };
@@ -455,7 +461,10 @@ impl<'de> Decoder<'de> {
             }
             0x57 => (ListKind::Variable, None),
             0x58 => (ListKind::Fixed(self.read_len()?), None),
-            0x70..=0x77 => (ListKind::Fixed((tag - 0x70) as usize), Some(self.read_type()?)),
+            0x70..=0x77 => (
+                ListKind::Fixed((tag - 0x70) as usize),
+                Some(self.read_type()?),
+            ),
             0x78..=0x7f => (ListKind::Fixed((tag - 0x78) as usize), None),
             _ => return Ok(None),
         }))
@@ -546,10 +555,7 @@ impl<'de> Decoder<'de> {
                 self.pos += 1;
                 self.leave();
                 self.close_slot(slot);
-                Ok(Value::Map(Map {
-                    type_name,
-                    entries,
-                }))
+                Ok(Value::Map(Map { type_name, entries }))
             }
             b'O' | 0x60..=0x6f => {
                 let def = self.instance_class(tag)?;

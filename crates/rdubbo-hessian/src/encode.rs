@@ -9,6 +9,11 @@ use crate::value::{List, Map, Object, Value};
 /// Longest chunk of a string or binary before a continuation chunk (`R` / `A`).
 const CHUNK: usize = 0x8000;
 
+/// A serde struct's identity: its name and how many fields it serializes.
+pub(crate) type StructKey = (&'static str, usize);
+/// Field names of a serde struct, in order.
+pub(crate) type Fields = Arc<[&'static str]>;
+
 /// A Hessian 2.0 output stream.
 ///
 /// One encoder is one stream: class definitions, type names and back-reference numbers are
@@ -21,7 +26,7 @@ pub struct Encoder {
     /// Class definitions written from [`Value`]s: (class, fields) → index.
     value_classes: HashMap<(String, Vec<String>), usize>,
     /// Class definitions written from serde structs: (name, field count) → index, fields.
-    pub(crate) struct_classes: HashMap<(&'static str, usize), (usize, Arc<[&'static str]>)>,
+    pub(crate) struct_classes: HashMap<StructKey, (usize, Fields)>,
     pub(crate) class_count: usize,
     types: HashMap<String, usize>,
     /// Lists, maps and objects begun so far (the numbers back-references use).
@@ -284,7 +289,8 @@ impl Encoder {
         if n <= 0x0f {
             self.buf.push(0x20 + n as u8);
         } else if n <= 0x3ff {
-            self.buf.extend_from_slice(&[0x34 + (n >> 8) as u8, n as u8]);
+            self.buf
+                .extend_from_slice(&[0x34 + (n >> 8) as u8, n as u8]);
         } else {
             self.buf.push(b'B');
             self.buf.extend_from_slice(&(n as u16).to_be_bytes());
@@ -423,10 +429,7 @@ impl Encoder {
                     self.write_value(item);
                 }
             }
-            Value::Map(Map {
-                type_name,
-                entries,
-            }) => {
+            Value::Map(Map { type_name, entries }) => {
                 self.write_map_begin(type_name.as_deref());
                 for (k, v) in entries {
                     self.write_value(k);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::ser::{self, Serialize};
 
-use crate::encode::Encoder;
+use crate::encode::{Encoder, Fields, StructKey};
 use crate::error::{Error, Result};
 
 /// The newtype-struct name by which [`crate::Date`] tells the serializer it is a date.
@@ -23,7 +23,7 @@ pub(crate) const DATE_TOKEN: &str = "$rdubbo_hessian::Date";
 thread_local! {
     /// Field lists of the structs serialized so far, by (name, field count): with them, a
     /// class definition can be written before the first instance's values.
-    static SCHEMAS: RefCell<HashMap<(&'static str, usize), Arc<[&'static str]>>> =
+    static SCHEMAS: RefCell<HashMap<StructKey, Fields>> =
         RefCell::new(HashMap::new());
 }
 

@@ -152,10 +152,8 @@ impl Throwable {
                             .field("fileName")
                             .and_then(Value::as_str)
                             .map(str::to_string),
-                        line_number: f
-                            .field("lineNumber")
-                            .and_then(Value::as_i64)
-                            .unwrap_or(-1) as i32,
+                        line_number: f.field("lineNumber").and_then(Value::as_i64).unwrap_or(-1)
+                            as i32,
                     }),
                     _ => None,
                 })

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use rdubbo_hessian::{
-    decode_value, encode_value, from_slice, to_bytes, BigDecimal, Bytes, Date, List, Map, Throwable, Value,
+    decode_value, encode_value, from_slice, to_bytes, BigDecimal, Bytes, Date, List, Map,
+    Throwable, Value,
 };
 use serde::{Deserialize, Serialize};
 
@@ -308,7 +309,10 @@ fn corpus() -> Vec<Case> {
         ]),
     ));
     c.push(value_case("map empty", Value::map(vec![])));
-    c.push(value_case("map one", Value::map(vec![("a".into(), 1.into())])));
+    c.push(value_case(
+        "map one",
+        Value::map(vec![("a".into(), 1.into())]),
+    ));
     c.push(value_case(
         "treemap",
         Value::Map(Map {
@@ -336,7 +340,10 @@ fn corpus() -> Vec<Case> {
         "HessianPeer$Address",
         vec![("city", "Shared".into()), ("zip", 1.into())],
     );
-    let mut case = value_case("shared ref", Value::list(vec![shared.clone(), shared.clone()]));
+    let mut case = value_case(
+        "shared ref",
+        Value::list(vec![shared.clone(), shared.clone()]),
+    );
     // Java writes the second as a reference; so does rdubbo when told to (below).
     case.ours = None;
     c.push(case);

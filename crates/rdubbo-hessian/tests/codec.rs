@@ -47,10 +47,7 @@ fn longs_use_the_spec_forms() {
         (-262144, &[0x38, 0x00, 0x00]),
         (262143, &[0x3f, 0xff, 0xff]),
         (262144, &[0x59, 0x00, 0x04, 0x00, 0x00]),
-        (
-            i64::from(i32::MAX) + 1,
-            &[b'L', 0, 0, 0, 0, 0x80, 0, 0, 0],
-        ),
+        (i64::from(i32::MAX) + 1, &[b'L', 0, 0, 0, 0, 0x80, 0, 0, 0]),
     ];
     for (v, bytes) in cases {
         assert_eq!(enc(|e| e.write_long(*v)), *bytes, "long {v}");
@@ -334,16 +331,16 @@ fn throwables_read_from_java_shape() {
 fn hostile_input_gives_errors() {
     let cases: &[&[u8]] = &[
         b"",
-        b"\x05abc",                  // string shorter than its length
-        b"\x58\xd7\xff\xff",         // list of 262143 items, none present
-        b"\x72\x95",                 // typed list naming an unknown type ref
-        b"\x61",                     // instance of an undefined class
-        b"\x51\x90",                 // reference to nothing
-        b"H\x90",                    // map without end
-        b"\x02\xff\xfe",             // bad UTF-8
-        b"C\x01A\xd7\xff\xff",       // class with 262143 fields, none present
-        b"\x40",                     // reserved tag
-        b"R\xff\xff",                // string chunk without data
+        b"\x05abc",            // string shorter than its length
+        b"\x58\xd7\xff\xff",   // list of 262143 items, none present
+        b"\x72\x95",           // typed list naming an unknown type ref
+        b"\x61",               // instance of an undefined class
+        b"\x51\x90",           // reference to nothing
+        b"H\x90",              // map without end
+        b"\x02\xff\xfe",       // bad UTF-8
+        b"C\x01A\xd7\xff\xff", // class with 262143 fields, none present
+        b"\x40",               // reserved tag
+        b"R\xff\xff",          // string chunk without data
     ];
     for c in cases {
         assert!(decode_value(c).is_err(), "{c:x?} decoded");
@@ -353,16 +350,17 @@ fn hostile_input_gives_errors() {
     let deep = vec![0x79u8; 100_000];
     assert_eq!(decode_value(&deep), Err(Error::TooDeep(128)));
     // References that double at every level stop at the budget.
-    let mut bomb = Vec::new();
-    for _ in 0..40 {
-        bomb.push(0x7a); // list of two
-    }
+    // Level k is [level k+1, ref level k+1]: 2^40 values from 122 bytes.
+    let mut bomb = vec![0x7a; 40];
     bomb.push(0x78);
-    // Close each level's second item with a reference to the list just finished.
     for i in (1..=40u8).rev() {
-        bomb.extend_from_slice(&[0x51, 0x90 + i.min(40)]);
+        bomb.extend_from_slice(&[0x51, 0x90 + i]);
     }
-    assert!(decode_value(&bomb).is_err());
+    assert!(matches!(decode_value(&bomb), Err(Error::TooLarge(_))));
+    assert!(matches!(
+        from_slice::<serde_json::Value>(&bomb),
+        Err(Error::TooLarge(_))
+    ));
 }
 
 /// Any serde-deserializable type for the hostile-input checks.
@@ -392,10 +390,7 @@ fn arb_value() -> impl Strategy<Value = Value> {
                 proptest::option::of("[a-z.]{1,12}"),
                 proptest::collection::vec((inner.clone(), inner.clone()), 0..6)
             )
-                .prop_map(|(type_name, entries)| Value::Map(Map {
-                    type_name,
-                    entries
-                })),
+                .prop_map(|(type_name, entries)| Value::Map(Map { type_name, entries })),
             (
                 "[a-z]{1,6}\\.[A-Z][a-z]{0,6}",
                 proptest::collection::vec(("[a-z]{1,8}", inner), 0..5)

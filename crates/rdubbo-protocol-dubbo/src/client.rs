@@ -210,7 +210,10 @@ impl Inner {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, reply_tx);
         if conn.tx.send(frame).await.is_err() {
-            conn.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            conn.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
             return Err(RpcError::Connect {
                 addr: self.addr.clone(),
                 reason: "connection closed before the request was sent".into(),
@@ -225,7 +228,10 @@ impl Inner {
                 })
             }
             Err(_) => {
-                conn.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                conn.pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
                 return Err(RpcError::Timeout(timeout));
             }
         };
@@ -311,7 +317,8 @@ impl Inner {
             }
             _ => 0,
         };
-        match tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(&self.addr)).await
+        match tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(&self.addr))
+            .await
         {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
@@ -326,7 +333,8 @@ impl Inner {
                     _ => format!("no answer within {:?}", self.config.connect_timeout),
                 };
                 self.failures.fetch_add(1, Ordering::Relaxed);
-                let backoff = Duration::from_millis(100u64 << failures.min(6)).min(Duration::from_secs(5));
+                let backoff =
+                    Duration::from_millis(100u64 << failures.min(6)).min(Duration::from_secs(5));
                 *slot = Slot::Backoff {
                     until: Instant::now() + backoff,
                     failures: failures + 1,
@@ -377,7 +385,11 @@ impl Inner {
             pending,
             closed,
             readonly,
-            tasks: vec![writer.abort_handle(), reader.abort_handle(), heartbeat.abort_handle()],
+            tasks: vec![
+                writer.abort_handle(),
+                reader.abort_handle(),
+                heartbeat.abort_handle(),
+            ],
         }
     }
 }
@@ -453,7 +465,8 @@ async fn read_loop(mut read: OwnedReadHalf, st: ReaderState) {
                 }
                 if header.is_two_way() {
                     let mut out = Vec::with_capacity(HEADER_LEN + 1);
-                    let start = codec::begin_frame(&mut out, HESSIAN2 | FLAG_EVENT, status::OK, header.id);
+                    let start =
+                        codec::begin_frame(&mut out, HESSIAN2 | FLAG_EVENT, status::OK, header.id);
                     out.push(b'N');
                     codec::finish_frame(&mut out, start);
                     let _ = st.tx.try_send(out);
@@ -583,7 +596,10 @@ fn exception_error(x: &HValue) -> RpcError {
         },
         None => RpcError::Remote {
             code: codes::SERVICE_ERROR,
-            message: format!("provider answered with an exception: {}", codec::hessian_to_json(x)),
+            message: format!(
+                "provider answered with an exception: {}",
+                codec::hessian_to_json(x)
+            ),
             data: None,
         },
     }
@@ -598,7 +614,11 @@ pub fn java_exception(e: &RpcError) -> Option<(String, Vec<String>)> {
     let stack = d
         .get("stackTrace")
         .and_then(JValue::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     Some((class, stack))
 }

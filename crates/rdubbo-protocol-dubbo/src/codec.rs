@@ -328,9 +328,7 @@ pub enum ResponseBody {
 /// (dubbo-go appends a null).
 pub fn decode_response_body(body: &[u8]) -> Result<(ResponseBody, Vec<(String, String)>), String> {
     let mut d = Decoder::new(body);
-    let flag = d
-        .read_int()
-        .map_err(|e| format!("response flag: {e}"))?;
+    let flag = d.read_int().map_err(|e| format!("response flag: {e}"))?;
     let (result, with_attachments) = match flag {
         response_flag::NULL_VALUE | response_flag::NULL_VALUE_WITH_ATTACHMENTS => (
             ResponseBody::Value(HValue::Null),
@@ -354,15 +352,19 @@ pub fn decode_response_body(body: &[u8]) -> Result<(ResponseBody, Vec<(String, S
     Ok((result, attachments))
 }
 
-/// Whether a caller of this Dubbo version understands responses with attachments.
+/// Whether a caller of this Dubbo protocol version understands responses with
+/// attachments: 2.0.2 up to 2.0.99, as Java Dubbo decides (older clients send their
+/// release, e.g. `2.6.2` or `2.4.10`, in this field and expect the plain flags).
 pub fn supports_response_attachments(dubbo_version: &str) -> bool {
-    let mut parts = dubbo_version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let mut parts = dubbo_version
+        .split('.')
+        .map(|p| p.trim().parse::<u32>().unwrap_or(0));
     let v = [
         parts.next().unwrap_or(0),
         parts.next().unwrap_or(0),
         parts.next().unwrap_or(0),
     ];
-    v >= [2, 0, 2]
+    ([2, 0, 2]..=[2, 0, 99]).contains(&v)
 }
 
 /// Writes a response body with status OK.
@@ -470,11 +472,12 @@ pub fn json_to_hessian(v: &JValue, desc: Option<&str>, generic: bool) -> HValue 
         (Some("J" | "Ljava/lang/Long;"), _) if as_i64().is_some() => {
             HValue::Long(as_i64().unwrap_or_default())
         }
-        (Some("I" | "S" | "B" | "Ljava/lang/Integer;" | "Ljava/lang/Short;" | "Ljava/lang/Byte;"), _)
-            if as_i64().is_some() =>
-        {
-            HValue::Int(as_i64().unwrap_or_default() as i32)
-        }
+        (
+            Some(
+                "I" | "S" | "B" | "Ljava/lang/Integer;" | "Ljava/lang/Short;" | "Ljava/lang/Byte;",
+            ),
+            _,
+        ) if as_i64().is_some() => HValue::Int(as_i64().unwrap_or_default() as i32),
         (Some("D" | "F" | "Ljava/lang/Double;" | "Ljava/lang/Float;"), JValue::Number(n)) => {
             HValue::Double(n.as_f64().unwrap_or_default())
         }
@@ -493,7 +496,10 @@ pub fn json_to_hessian(v: &JValue, desc: Option<&str>, generic: bool) -> HValue 
                 JValue::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            HValue::object("java.math.BigDecimal", vec![("value", HValue::String(text))])
+            HValue::object(
+                "java.math.BigDecimal",
+                vec![("value", HValue::String(text))],
+            )
         }
         (_, JValue::Bool(b)) => HValue::Bool(*b),
         (_, JValue::Number(n)) => match n.as_i64() {
@@ -567,6 +573,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn response_attachments_by_caller_version() {
+        assert!(supports_response_attachments("2.0.2"));
+        assert!(supports_response_attachments("2.0.10"));
+        assert!(!supports_response_attachments("2.0.1"));
+        assert!(!supports_response_attachments("2.6.2"));
+        assert!(!supports_response_attachments("2.4.10"));
+        assert!(!supports_response_attachments(""));
+    }
+
+    #[test]
     fn descriptors_split() {
         assert_eq!(
             parse_descriptor("Ljava/lang/String;I[Ljava/lang/Object;[[J").unwrap(),
@@ -630,7 +646,10 @@ mod tests {
         let h = json_to_hessian(&obj, None, false);
         assert_eq!(
             h,
-            HValue::object("com.example.User", vec![("age", 42.into()), ("name", "ann".into())])
+            HValue::object(
+                "com.example.User",
+                vec![("age", 42.into()), ("name", "ann".into())]
+            )
         );
         // An object with one field `name` is a Java enum constant.
         let kind = HValue::object("com.example.Kind", vec![("name", "GOLD".into())]);

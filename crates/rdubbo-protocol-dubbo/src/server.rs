@@ -307,7 +307,9 @@ async fn read_loop(
             }
         };
         if header.len > shared.config.payload {
-            discard(&mut read, header.len).await.map_err(|e| e.to_string())?;
+            discard(&mut read, header.len)
+                .await
+                .map_err(|e| e.to_string())?;
             if header.is_request() && header.is_two_way() {
                 let msg = format!(
                     "Data length too large: {}, max payload: {}",
@@ -394,7 +396,8 @@ async fn handle(shared: &Shared, header: Header, body: Vec<u8>) -> Option<Vec<u8
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "bad request body");
-            return two_way.then(|| error_frame(header, status::BAD_REQUEST, &format!("bad request: {e}")));
+            return two_way
+                .then(|| error_frame(header, status::BAD_REQUEST, &format!("bad request: {e}")));
         }
     };
     if shared.draining.load(Ordering::SeqCst) {
@@ -427,7 +430,12 @@ async fn handle(shared: &Shared, header: Header, body: Vec<u8>) -> Option<Vec<u8
         .unwrap_or(shared.config.default_timeout);
     let generic = matches!(req.method.as_str(), "$invoke" | "$invokeAsync");
     let (method, args) = if generic {
-        let method = req.args.first().and_then(HValue::as_str).unwrap_or_default().to_string();
+        let method = req
+            .args
+            .first()
+            .and_then(HValue::as_str)
+            .unwrap_or_default()
+            .to_string();
         let args = match req.args.get(2) {
             Some(HValue::List(l)) => l.items.iter().map(codec::hessian_to_json).collect(),
             _ => Vec::new(),
@@ -441,7 +449,10 @@ async fn handle(shared: &Shared, header: Header, body: Vec<u8>) -> Option<Vec<u8
     };
     let mut attachments = Attachments::new();
     for (k, v) in &req.attachments {
-        if !matches!(k.as_str(), "path" | "interface" | "version" | "group" | "dubbo" | "timeout") {
+        if !matches!(
+            k.as_str(),
+            "path" | "interface" | "version" | "group" | "dubbo" | "timeout"
+        ) {
             attachments.insert(k.clone(), v.clone());
         }
     }

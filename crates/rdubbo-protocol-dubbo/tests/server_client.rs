@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use rdubbo_core::error::codes;
 use rdubbo_core::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, ServiceInfo, Url};
-use rdubbo_protocol_dubbo::{
-    java_exception, ClientConfig, DubboClient, DubboServer, ServerConfig,
-};
+use rdubbo_protocol_dubbo::{java_exception, ClientConfig, DubboClient, DubboServer, ServerConfig};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -120,7 +118,10 @@ async fn values_of_every_shape_round_trip() {
     // Explicit parameter types reach the provider; without, they are inferred.
     let typed = call("types", vec![json!(1), json!("s")])
         .with_parameter_types(vec!["J".into(), "Ljava/lang/String;".into()]);
-    assert_eq!(c.invoke(typed).await.unwrap(), json!("J,Ljava/lang/String;"));
+    assert_eq!(
+        c.invoke(typed).await.unwrap(),
+        json!("J,Ljava/lang/String;")
+    );
     let inferred = call("types", vec![json!(1), json!("s"), json!([1])]);
     assert_eq!(
         c.invoke(inferred).await.unwrap(),
@@ -133,7 +134,11 @@ async fn values_of_every_shape_round_trip() {
     // Generic invocation: $invoke(method, types, args).
     let mut generic = call(
         "$invoke",
-        vec![json!("echo"), json!(["java.lang.String"]), json!(["via generic"])],
+        vec![
+            json!("echo"),
+            json!(["java.lang.String"]),
+            json!(["via generic"]),
+        ],
     );
     generic.attachments.insert("generic", "true");
     assert_eq!(c.invoke(generic).await.unwrap(), json!("via generic"));
@@ -151,7 +156,10 @@ async fn errors_are_typed() {
         Some("java.lang.IllegalArgumentException")
     );
     let e = c.invoke(call("nope", vec![])).await.unwrap_err();
-    assert_eq!(java_exception(&e).unwrap().0, "org.apache.dubbo.rpc.RpcException");
+    assert_eq!(
+        java_exception(&e).unwrap().0,
+        "org.apache.dubbo.rpc.RpcException"
+    );
     assert!(e.message().contains("no method nope"), "{e}");
     // Unknown version: service not found.
     let e = c
@@ -166,7 +174,10 @@ async fn errors_are_typed() {
         .await
         .unwrap_err();
     assert!(matches!(e, RpcError::Timeout(_)), "{e}");
-    assert_eq!(c.invoke(call("echo", vec![json!(7)])).await.unwrap(), json!(7));
+    assert_eq!(
+        c.invoke(call("echo", vec![json!(7)])).await.unwrap(),
+        json!(7)
+    );
 }
 
 #[tokio::test]
@@ -184,7 +195,9 @@ async fn thousands_in_flight_on_one_connection() {
     assert_eq!(server.connections(), 1);
 }
 
-async fn futures_join_all<F: std::future::Future + Send + 'static>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    fs: impl Iterator<Item = F>,
+) -> Vec<F::Output>
 where
     F::Output: Send + 'static,
 {
@@ -209,7 +222,10 @@ async fn payload_limits_on_both_sides() {
         .invoke(call("echo", vec![json!("y".repeat(2000))]))
         .await
         .unwrap_err();
-    assert!(matches!(&e, RpcError::Limit(m) if m.contains("Data length too large")), "{e}");
+    assert!(
+        matches!(&e, RpcError::Limit(m) if m.contains("Data length too large")),
+        "{e}"
+    );
     // The server answers an over-limit request with a clear error and keeps the connection.
     let c = client(server.local_addr(), "");
     let e = c
@@ -217,24 +233,44 @@ async fn payload_limits_on_both_sides() {
         .await
         .unwrap_err();
     assert!(e.message().contains("Data length too large"), "{e}");
-    assert_eq!(c.invoke(call("echo", vec![json!(1)])).await.unwrap(), json!(1));
+    assert_eq!(
+        c.invoke(call("echo", vec![json!(1)])).await.unwrap(),
+        json!(1)
+    );
     // An over-limit response becomes an error too.
-    let e = c.invoke(call("big", vec![json!(100_000)])).await.unwrap_err();
+    let e = c
+        .invoke(call("big", vec![json!(100_000)]))
+        .await
+        .unwrap_err();
     assert!(e.message().contains("Data length too large"), "{e}");
     // The client drops a response over its limit with a clear error.
     let strict = client(server.local_addr(), "payload=5000");
-    let e = strict.invoke(call("big", vec![json!(10_000)])).await.unwrap_err();
-    assert!(matches!(&e, RpcError::Limit(m) if m.contains("response dropped")), "{e}");
-    assert_eq!(strict.invoke(call("echo", vec![json!(2)])).await.unwrap(), json!(2));
+    let e = strict
+        .invoke(call("big", vec![json!(10_000)]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, RpcError::Limit(m) if m.contains("response dropped")),
+        "{e}"
+    );
+    assert_eq!(
+        strict.invoke(call("echo", vec![json!(2)])).await.unwrap(),
+        json!(2)
+    );
 }
 
 #[tokio::test]
 async fn a_bad_frame_closes_only_its_connection() {
     let (server, _) = server().await;
     let good = client(server.local_addr(), "");
-    assert_eq!(good.invoke(call("echo", vec![json!(1)])).await.unwrap(), json!(1));
+    assert_eq!(
+        good.invoke(call("echo", vec![json!(1)])).await.unwrap(),
+        json!(1)
+    );
     let mut bad = TcpStream::connect(server.local_addr()).await.unwrap();
-    bad.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    bad.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = [0u8; 16];
     let n = tokio::time::timeout(Duration::from_secs(5), bad.read(&mut buf))
         .await
@@ -242,7 +278,10 @@ async fn a_bad_frame_closes_only_its_connection() {
         .unwrap_or(0);
     assert_eq!(n, 0, "the bad connection is closed");
     assert_eq!(server.bad_frames(), 1);
-    assert_eq!(good.invoke(call("echo", vec![json!(2)])).await.unwrap(), json!(2));
+    assert_eq!(
+        good.invoke(call("echo", vec![json!(2)])).await.unwrap(),
+        json!(2)
+    );
 }
 
 #[tokio::test]
@@ -257,7 +296,10 @@ async fn heartbeats_keep_idle_connections_and_silence_closes_them() {
     c.invoke(call("echo", vec![json!(1)])).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(server.connections(), 1);
-    assert_eq!(c.invoke(call("echo", vec![json!(2)])).await.unwrap(), json!(2));
+    assert_eq!(
+        c.invoke(call("echo", vec![json!(2)])).await.unwrap(),
+        json!(2)
+    );
     // A silent raw connection is closed after three heartbeat periods.
     let mut silent = TcpStream::connect(server.local_addr()).await.unwrap();
     let mut buf = [0u8; 1];
@@ -293,7 +335,10 @@ async fn reconnects_after_the_provider_comes_back() {
     let (server, _) = server().await;
     let addr = server.local_addr();
     let c = client(addr, "");
-    assert_eq!(c.invoke(call("echo", vec![json!(1)])).await.unwrap(), json!(1));
+    assert_eq!(
+        c.invoke(call("echo", vec![json!(1)])).await.unwrap(),
+        json!(1)
+    );
     server.shutdown(Duration::from_millis(100)).await;
     let e = c.invoke(call("echo", vec![json!(2)])).await.unwrap_err();
     assert!(e.is_retryable(), "{e}");

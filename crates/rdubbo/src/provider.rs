@@ -12,9 +12,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdubbo_protocol_jsonrpc::{JsonRpcServer, ServerConfig};
 #[cfg(feature = "dubbo")]
 use rdubbo_protocol_dubbo::{DubboServer, ServerConfig as DubboConfig};
+use rdubbo_protocol_jsonrpc::{JsonRpcServer, ServerConfig};
 
 use crate::cluster::filter::{self, with_filters, Filter, Side};
 use crate::registry::{now_millis, sorted_params};
