@@ -11,12 +11,17 @@ use common::{rdubbo, text, Running, BIN};
 
 /// Starts `rdubbo demo provider` on a free port and returns it with the URL it serves.
 fn start_provider() -> (Running, String) {
+    start_provider_over("jsonrpc")
+}
+
+/// Starts `rdubbo demo provider --protocol <protocol>` on a free port.
+fn start_provider_over(protocol: &str) -> (Running, String) {
     let mut child = Command::new(BIN)
         .args([
             "demo",
             "provider",
             "--protocol",
-            "jsonrpc",
+            protocol,
             "--listen",
             "127.0.0.1:0",
         ])
@@ -144,6 +149,33 @@ fn bench_reports_a_histogram_summary() {
     for p in ["p50", "p90", "p99", "p99.9", "calls/s"] {
         assert!(stdout.contains(p), "missing {p}: {stdout}");
     }
+}
+
+#[test]
+fn dubbo_provider_call_and_bench() {
+    let (_provider, url) = start_provider_over("dubbo");
+    assert!(url.starts_with("dubbo://127.0.0.1:"), "{url}");
+    assert!(url.contains("version=1.0.0"), "{url}");
+    let out = rdubbo(&["call", &url, "sayHello", r#"["dubbo"]"#]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), r#""Hello dubbo""#);
+    let value = r#"[{"a":[1,2.5,"x",null,true]}]"#;
+    let out = rdubbo(&["call", &url, "echo", value]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let echoed: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(echoed, serde_json::json!({"a": [1, 2.5, "x", null, true]}));
+    // Explicit Java types: the demo's sayHello(String) does not take a long.
+    let out = rdubbo(&["call", &url, "sayHello", "[5]", "--types", "long"]);
+    assert!(!out.status.success());
+    let out = rdubbo(&["call", &url, "sayHello", r#"["t"]"#, "--types", "a,b"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--types names 2 types for 1 arguments"));
+    let out = rdubbo(&["bench", &url, "--calls", "500", "--concurrency", "16"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("500 ok, 0 errors"), "{stdout}");
+    let out = rdubbo(&["demo", "provider", "--protocol", "thrift"]);
+    assert!(!out.status.success());
 }
 
 #[test]
