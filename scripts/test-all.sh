@@ -7,7 +7,8 @@
 # the registry console, both driven by tests that install their npm packages into
 # target/tmp on first use), then checks
 # formatting and lints, then runs every test of the workspace (unit, integration, interop,
-# property tests, doc tests). Servers the tests need are started and stopped by the tests.
+# property tests, doc tests), then fuzzes the Hessian2 and Dubbo frame decoders for a
+# bounded time (scripts/fuzz-smoke.sh). Servers the tests need are started and stopped by the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,3 +34,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast
+echo "== fuzz smoke run (cargo-fuzz, ${FUZZ_SECONDS:-30}s per decoder)"
+./scripts/fuzz-smoke.sh

@@ -57,7 +57,7 @@ enum Cmd {
 #[derive(clap::Args)]
 struct RunArgs {
     /// Transports to compare.
-    #[arg(long, value_delimiter = ',', default_value = "raw-tcp,hyper,jsonrpc")]
+    #[arg(long, value_delimiter = ',', default_value = "raw-tcp,hyper,jsonrpc,dubbo")]
     kinds: Vec<Kind>,
     /// Serial calls per round (after 10% warm-up).
     #[arg(long, default_value_t = 5000)]
@@ -78,6 +78,7 @@ enum Kind {
     RawTcp,
     Hyper,
     Jsonrpc,
+    Dubbo,
 }
 
 impl Kind {
@@ -86,6 +87,7 @@ impl Kind {
             Kind::RawTcp => "raw-tcp",
             Kind::Hyper => "hyper",
             Kind::Jsonrpc => "jsonrpc",
+            Kind::Dubbo => "dubbo",
         }
     }
 }
@@ -152,10 +154,29 @@ async fn serve(kind: Kind, listen: SocketAddr) -> Result<()> {
             std::future::pending::<()>().await;
             Ok(())
         }
+        Kind::Dubbo => {
+            let (info, echo) = echo_service();
+            let server = rdubbo_protocol_dubbo::DubboServer::builder()
+                .export(info, echo)
+                .bind(listen)
+                .await?;
+            announce(server.local_addr());
+            std::future::pending::<()>().await;
+            Ok(())
+        }
     }
 }
 
 async fn jsonrpc_server(listen: SocketAddr) -> Result<rdubbo_protocol_jsonrpc::JsonRpcServer> {
+    let (info, echo) = echo_service();
+    Ok(rdubbo_protocol_jsonrpc::JsonRpcServer::builder()
+        .export(SERVICE, info, echo)
+        .bind(listen)
+        .await?)
+}
+
+/// The echo service every rdubbo transport serves.
+fn echo_service() -> (rdubbo_core::ServiceInfo, Arc<dyn rdubbo_core::Invoker>) {
     use rdubbo_core::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, ServiceInfo, Value};
     struct Echo;
     impl Invoker for Echo {
@@ -177,10 +198,7 @@ async fn jsonrpc_server(listen: SocketAddr) -> Result<rdubbo_protocol_jsonrpc::J
         group: None,
         methods: vec!["echo".into()],
     };
-    Ok(rdubbo_protocol_jsonrpc::JsonRpcServer::builder()
-        .export(SERVICE, info, Arc::new(Echo))
-        .bind(listen)
-        .await?)
+    (info, Arc::new(Echo))
 }
 
 fn announce(addr: SocketAddr) {
@@ -219,7 +237,9 @@ impl Caller {
                 let uri: http::Uri = format!("http://{addr}/{SERVICE}").parse()?;
                 Caller::Hyper(sender, uri)
             }
-            Kind::Jsonrpc => Caller::Jsonrpc(shared.clone().ok_or_else(|| anyhow!("no client"))?),
+            Kind::Jsonrpc | Kind::Dubbo => {
+                Caller::Jsonrpc(shared.clone().ok_or_else(|| anyhow!("no client"))?)
+            }
         })
     }
 
@@ -252,6 +272,11 @@ impl Caller {
         }
         Ok(())
     }
+}
+
+fn dubbo_client(addr: SocketAddr) -> Result<Arc<dyn rdubbo_core::Invoker>> {
+    let url: rdubbo_core::Url = format!("dubbo://{addr}/{SERVICE}?timeout=5000").parse()?;
+    Ok(Arc::new(rdubbo_protocol_dubbo::DubboClient::new(&url)?))
 }
 
 fn jsonrpc_client(addr: SocketAddr) -> Result<Arc<dyn rdubbo_core::Invoker>> {
@@ -331,6 +356,7 @@ struct Sample {
 async fn measure(kind: Kind, server: &ServerProcess, args: &RunArgs) -> Result<Sample> {
     let shared = match kind {
         Kind::Jsonrpc => Some(jsonrpc_client(server.addr)?),
+        Kind::Dubbo => Some(dubbo_client(server.addr)?),
         _ => None,
     };
     // Serial latency.
@@ -428,6 +454,10 @@ async fn run(args: RunArgs) -> Result<()> {
         }
     }
     let floor = median(samples[0].iter().map(|s| s.p50_us).collect());
+    let jsonrpc_tput = servers
+        .iter()
+        .position(|(k, _)| *k == Kind::Jsonrpc)
+        .map(|i| median(samples[i].iter().map(|s| s.calls_per_sec).collect()));
     let hyper_tput = servers
         .iter()
         .position(|(k, _)| *k == Kind::Hyper)
@@ -436,13 +466,13 @@ async fn run(args: RunArgs) -> Result<()> {
         "\nMedians of {} rounds; serial: {} calls; throughput: {} in flight for {} s.\n",
         args.rounds, args.serial_calls, args.inflight, args.seconds
     );
-    println!("| transport | serial p50 µs | p90 µs | p99 µs | p50 / {} | calls/s ({} in flight) | vs hyper | client CPU µs/call | server CPU µs/call | errors |", servers[0].0.name(), args.inflight);
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| transport | serial p50 µs | p90 µs | p99 µs | p50 / {} | calls/s ({} in flight) | vs hyper | vs jsonrpc | client CPU µs/call | server CPU µs/call | errors |", servers[0].0.name(), args.inflight);
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (i, (kind, _)) in servers.iter().enumerate() {
         let m = |f: fn(&Sample) -> f64| median(samples[i].iter().map(f).collect());
         let tput = m(|s| s.calls_per_sec);
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.2}× | {:.0} | {} | {:.1} | {:.1} | {} |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.2}× | {:.0} | {} | {} | {:.1} | {:.1} | {} |",
             kind.name(),
             m(|s| s.p50_us),
             m(|s| s.p90_us),
@@ -451,6 +481,9 @@ async fn run(args: RunArgs) -> Result<()> {
             tput,
             hyper_tput
                 .map(|h| format!("{:.0}%", tput / h * 100.0))
+                .unwrap_or_else(|| "–".into()),
+            jsonrpc_tput
+                .map(|j| format!("{:.2}×", tput / j))
                 .unwrap_or_else(|| "–".into()),
             m(|s| s.client_cpu_us),
             m(|s| s.server_cpu_us),

@@ -52,15 +52,14 @@ impl<'de> Decoder<'de> {
         self.spend()?;
         let back = self.pos;
         self.pos = slot.pos;
-        self.replay += 1;
-        self.refs[index].open = true;
+        self.begin_replay(index);
         Ok(Some((back, index)))
     }
 
     fn come_back(&mut self, from: Option<(usize, usize)>) {
         if let Some((back, index)) = from {
             self.refs[index].open = false;
-            self.replay -= 1;
+            self.end_replay();
             self.pos = back;
         }
     }

@@ -48,6 +48,14 @@ pub struct Decoder<'de> {
     pub(crate) refs: Vec<Slot>,
     /// Greater than zero while re-reading a referenced value: nothing is defined then.
     pub(crate) replay: u32,
+    /// While re-reading: the slot number of the next container met, per nested re-read
+    /// (the re-read meets the same containers, in the same order, as the first read).
+    pub(crate) replay_next: Vec<usize>,
+    /// Containers produced so far, copies of referenced ones included: the numbering a
+    /// [`Value::Ref`] uses, so that a decoded value encodes back consistently.
+    emitted: u32,
+    /// For each slot, the number its open instance was produced under.
+    emitted_of: Vec<u32>,
     pub(crate) depth: usize,
     max_depth: usize,
     pub(crate) budget: usize,
@@ -65,6 +73,9 @@ impl<'de> Decoder<'de> {
             types: Vec::new(),
             refs: Vec::new(),
             replay: 0,
+            replay_next: Vec::new(),
+            emitted: 0,
+            emitted_of: Vec::new(),
             depth: 0,
             max_depth: DEFAULT_MAX_DEPTH,
             budget: max_values,
@@ -163,13 +174,38 @@ impl<'de> Decoder<'de> {
         self.depth -= 1;
     }
 
-    /// Records a container starting at `pos`; returns its slot (None while replaying).
+    /// Records a container starting at `pos` (or, while re-reading, finds the slot it
+    /// had) and marks it open; returns its slot.
     pub(crate) fn open_slot(&mut self, pos: usize) -> Option<usize> {
-        if self.replay > 0 {
-            return None;
-        }
-        self.refs.push(Slot { pos, open: true });
-        Some(self.refs.len() - 1)
+        let slot = if self.replay > 0 {
+            let next = self.replay_next.last_mut()?;
+            let slot = *next;
+            *next += 1;
+            if slot >= self.refs.len() {
+                return None;
+            }
+            self.refs[slot].open = true;
+            slot
+        } else {
+            self.refs.push(Slot { pos, open: true });
+            self.emitted_of.push(0);
+            self.refs.len() - 1
+        };
+        self.emitted_of[slot] = self.emitted;
+        self.emitted = self.emitted.saturating_add(1);
+        Some(slot)
+    }
+
+    /// Starts re-reading the referenced container of `slot`.
+    pub(crate) fn begin_replay(&mut self, slot: usize) {
+        self.replay += 1;
+        self.replay_next.push(slot);
+    }
+
+    /// Ends a re-read begun by [`Decoder::begin_replay`].
+    pub(crate) fn end_replay(&mut self) {
+        self.replay -= 1;
+        self.replay_next.pop();
     }
 
     pub(crate) fn close_slot(&mut self, slot: Option<usize>) {
@@ -526,15 +562,14 @@ impl<'de> Decoder<'de> {
             0x51 => {
                 let (index, slot) = self.ref_after()?;
                 if slot.open {
-                    return Ok(Value::Ref(index as u32));
+                    return Ok(Value::Ref(self.emitted_of[index]));
                 }
                 let back = self.pos;
                 self.pos = slot.pos;
-                self.replay += 1;
-                self.refs[index].open = true;
+                self.begin_replay(index);
                 let v = self.read_value();
                 self.refs[index].open = false;
-                self.replay -= 1;
+                self.end_replay();
                 self.pos = back;
                 v
             }
