@@ -57,7 +57,11 @@ enum Cmd {
 #[derive(clap::Args)]
 struct RunArgs {
     /// Transports to compare.
-    #[arg(long, value_delimiter = ',', default_value = "raw-tcp,hyper,jsonrpc,dubbo")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "raw-tcp,hyper,jsonrpc,dubbo"
+    )]
     kinds: Vec<Kind>,
     /// Serial calls per round (after 10% warm-up).
     #[arg(long, default_value_t = 5000)]

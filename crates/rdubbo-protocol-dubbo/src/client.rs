@@ -5,6 +5,7 @@
 //! is retried on a later call after a back-off doubling from 100 ms to 5 s.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,17 +13,17 @@ use std::time::{Duration, Instant};
 use rdubbo_core::{error::codes, BoxFuture, Invocation, Invoker, RpcError, RpcResult, Url};
 use rdubbo_hessian::{Encoder, Throwable, Value as HValue};
 use serde_json::Value as JValue;
-use tokio::io::AsyncReadExt;
+use tokio::io::BufReader;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
 use crate::codec::{
     self, status, Header, ResponseBody, FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, HEADER_LEN,
     HESSIAN2,
 };
-use crate::server::{discard, write_loop};
+use crate::wire::{read_frame, Read, ReadError, Writer};
 
 /// Settings of a [`DubboClient`]; each can also come from the provider URL.
 #[derive(Debug, Clone)]
@@ -85,7 +86,7 @@ type Reply = Result<(Header, Vec<u8>), RpcError>;
 
 /// One connection: its writer queue and the calls waiting for an answer.
 struct Conn {
-    tx: mpsc::Sender<Vec<u8>>,
+    writer: Arc<Writer>,
     pending: Arc<Mutex<HashMap<i64, oneshot::Sender<Reply>>>>,
     closed: Arc<AtomicBool>,
     /// The provider sent the readonly event on this connection.
@@ -200,23 +201,36 @@ impl Inner {
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
         let frame = self.encode(id, &inv, timeout)?;
         let deadline = tokio::time::Instant::now() + timeout;
-        let conn = match tokio::time::timeout_at(deadline, self.connection()).await {
-            Ok(c) => c?,
-            Err(_) => return Err(RpcError::Timeout(timeout)),
+        let conn = {
+            // Usually ready at once (a live connection): no timer then.
+            let mut connecting = std::pin::pin!(self.connection());
+            let first = connecting
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+            match first {
+                std::task::Poll::Ready(c) => c?,
+                std::task::Poll::Pending => {
+                    match tokio::time::timeout_at(deadline, connecting).await {
+                        Ok(c) => c?,
+                        Err(_) => return Err(RpcError::Timeout(timeout)),
+                    }
+                }
+            }
         };
         let (reply_tx, reply_rx) = oneshot::channel();
         conn.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, reply_tx);
-        if conn.tx.send(frame).await.is_err() {
+        if !conn.writer.send(&frame).await {
             conn.pending
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&id);
-            return Err(RpcError::Connect {
+            conn.closed.store(true, Ordering::Relaxed);
+            return Err(RpcError::Transport {
                 addr: self.addr.clone(),
-                reason: "connection closed before the request was sent".into(),
+                reason: "writing the request failed".into(),
             });
         }
         let reply = match tokio::time::timeout_at(deadline, reply_rx).await {
@@ -349,15 +363,14 @@ impl Inner {
 
     fn start(&self, stream: TcpStream) -> Conn {
         let (read, write) = stream.into_split();
-        let (tx, rx) = mpsc::channel(1024);
+        let writer = Arc::new(Writer::new(write));
         let pending: Arc<Mutex<HashMap<i64, oneshot::Sender<Reply>>>> = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
         let readonly = Arc::new(AtomicBool::new(false));
         let last_read = Arc::new(AtomicU64::new(0));
         let born = Instant::now();
-        let writer = tokio::spawn(write_loop(write, rx));
         let reader = tokio::spawn(read_loop(
-            read,
+            BufReader::with_capacity(64 * 1024, read),
             ReaderState {
                 addr: self.addr.clone(),
                 pending: pending.clone(),
@@ -367,13 +380,13 @@ impl Inner {
                 last_read: last_read.clone(),
                 born,
                 payload: self.config.payload,
-                tx: tx.clone(),
+                writer: writer.clone(),
             },
         ));
         let heartbeat = tokio::spawn(heartbeat_loop(
             self.addr.clone(),
             self.config.heartbeat,
-            tx.downgrade(),
+            writer.clone(),
             self.ids.clone(),
             last_read,
             born,
@@ -381,15 +394,11 @@ impl Inner {
             pending.clone(),
         ));
         Conn {
-            tx,
+            writer,
             pending,
             closed,
             readonly,
-            tasks: vec![
-                writer.abort_handle(),
-                reader.abort_handle(),
-                heartbeat.abort_handle(),
-            ],
+            tasks: vec![reader.abort_handle(), heartbeat.abort_handle()],
         }
     }
 }
@@ -403,7 +412,7 @@ struct ReaderState {
     last_read: Arc<AtomicU64>,
     born: Instant,
     payload: usize,
-    tx: mpsc::Sender<Vec<u8>>,
+    writer: Arc<Writer>,
 }
 
 fn fail_all(pending: &Mutex<HashMap<i64, oneshot::Sender<Reply>>>, addr: &str, reason: &str) {
@@ -420,39 +429,31 @@ fn fail_all(pending: &Mutex<HashMap<i64, oneshot::Sender<Reply>>>, addr: &str, r
     }
 }
 
-async fn read_loop(mut read: OwnedReadHalf, st: ReaderState) {
+async fn read_loop(mut read: BufReader<OwnedReadHalf>, st: ReaderState) {
     let reason = loop {
-        let mut head = [0u8; HEADER_LEN];
-        if let Err(e) = read.read_exact(&mut head).await {
-            break format!("connection lost: {e}");
-        }
+        let frame = read_frame(&mut read, st.payload).await;
         st.last_read
             .store(st.born.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let header = match Header::parse(&head) {
-            Ok(h) => h,
-            Err(e) => break format!("bad frame from provider: {e}"),
+        let (header, body) = match frame {
+            Ok(Read::Frame(h, b)) => (h, b),
+            Ok(Read::Closed) => break "closed by the provider".to_string(),
+            Ok(Read::TooLarge(header)) => {
+                let waiting = st
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&header.id);
+                if let Some(w) = waiting {
+                    let _ = w.send(Err(RpcError::Limit(format!(
+                        "Data length too large: {}, max payload: {} (response dropped)",
+                        header.len, st.payload
+                    ))));
+                }
+                continue;
+            }
+            Err(ReadError::Bad(e)) => break format!("bad frame from provider: {e}"),
+            Err(ReadError::Io(e)) => break format!("connection lost: {e}"),
         };
-        if header.len > st.payload {
-            if let Err(e) = discard(&mut read, header.len).await {
-                break format!("connection lost: {e}");
-            }
-            let waiting = st
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&header.id);
-            if let Some(w) = waiting {
-                let _ = w.send(Err(RpcError::Limit(format!(
-                    "Data length too large: {}, max payload: {} (response dropped)",
-                    header.len, st.payload
-                ))));
-            }
-            continue;
-        }
-        let mut body = vec![0u8; header.len];
-        if let Err(e) = read.read_exact(&mut body).await {
-            break format!("connection lost: {e}");
-        }
         if header.is_request() {
             if header.is_event() {
                 let readonly = rdubbo_hessian::decode_value(&body)
@@ -469,7 +470,7 @@ async fn read_loop(mut read: OwnedReadHalf, st: ReaderState) {
                         codec::begin_frame(&mut out, HESSIAN2 | FLAG_EVENT, status::OK, header.id);
                     out.push(b'N');
                     codec::finish_frame(&mut out, start);
-                    let _ = st.tx.try_send(out);
+                    st.writer.send(&out).await;
                 }
             }
             continue;
@@ -495,7 +496,7 @@ async fn read_loop(mut read: OwnedReadHalf, st: ReaderState) {
 async fn heartbeat_loop(
     addr: String,
     period: Duration,
-    tx: mpsc::WeakSender<Vec<u8>>,
+    writer: Arc<Writer>,
     ids: Arc<AtomicI64>,
     last_read: Arc<AtomicU64>,
     born: Instant,
@@ -518,7 +519,6 @@ async fn heartbeat_loop(
             return;
         }
         if idle >= period && now.saturating_sub(last_sent) >= period {
-            let Some(tx) = tx.upgrade() else { return };
             let mut out = Vec::with_capacity(HEADER_LEN + 1);
             let id = ids.fetch_add(1, Ordering::Relaxed);
             let start = codec::begin_frame(
@@ -529,7 +529,7 @@ async fn heartbeat_loop(
             );
             out.push(b'N');
             codec::finish_frame(&mut out, start);
-            let _ = tx.try_send(out);
+            writer.send(&out).await;
             last_sent = now;
         }
     }

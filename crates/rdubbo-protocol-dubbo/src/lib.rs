@@ -31,6 +31,7 @@ mod client;
 pub mod codec;
 mod protocol;
 mod server;
+mod wire;
 
 pub use client::{java_exception, ClientConfig, DubboClient};
 pub use protocol::DubboProtocol;

@@ -11,11 +11,16 @@ use std::time::Duration;
 use rdubbo_core::{error::codes, Attachments, Invocation, Invoker, RpcError, ServiceInfo};
 use rdubbo_hessian::{Encoder, Throwable, Value as HValue};
 use serde_json::Value as JValue;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+
+use tokio::io::BufReader;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+
+use crate::wire::{read_frame, Read, ReadError, Writer};
 
 use crate::codec::{self, status, Header, ResponseBody, FLAG_EVENT, HEADER_LEN, HESSIAN2};
 
@@ -59,7 +64,7 @@ struct Shared {
     in_flight: AtomicUsize,
     draining: AtomicBool,
     /// Writers of the open connections, to send the readonly event on shutdown.
-    writers: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
+    writers: Mutex<HashMap<u64, Arc<Writer>>>,
     next_conn: AtomicU64,
     bad_frames: AtomicU64,
 }
@@ -156,8 +161,9 @@ impl DubboServer {
             .values()
             .cloned()
             .collect();
+        let event = readonly_event();
         for w in writers {
-            let _ = w.try_send(readonly_event());
+            w.send(&event).await;
         }
         let _ = self.stop_tx.send(Some(drain));
         let _ = self.task.await;
@@ -230,15 +236,15 @@ async fn serve_connection(
     _stop: watch::Receiver<Option<Duration>>,
 ) {
     let (read, write) = stream.into_split();
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(shared.config.max_pending.max(16));
+    let writer = Arc::new(Writer::new(write));
     let conn_id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     shared
         .writers
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(conn_id, tx.clone());
-    let writer = tokio::spawn(write_loop(write, rx));
-    if let Err(reason) = read_loop(read, tx, shared.clone()).await {
+        .insert(conn_id, writer.clone());
+    let reader = BufReader::with_capacity(64 * 1024, read);
+    if let Err(reason) = read_loop(reader, writer, shared.clone()).await {
         tracing::warn!(%peer, %reason, "closing connection");
     }
     shared
@@ -246,92 +252,53 @@ async fn serve_connection(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&conn_id);
-    // The writer ends once every response task has sent its answer.
-    let _ = writer.await;
     shared.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// Writes frames as they come, flushing when no more are queued.
-pub(crate) async fn write_loop(write: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
-    let mut w = BufWriter::with_capacity(64 * 1024, write);
-    while let Some(frame) = rx.recv().await {
-        if w.write_all(&frame).await.is_err() {
-            return;
-        }
-        while let Ok(more) = rx.try_recv() {
-            if w.write_all(&more).await.is_err() {
-                return;
-            }
-        }
-        if w.flush().await.is_err() {
-            return;
-        }
-    }
-    let _ = w.shutdown().await;
-}
-
-/// Reads `len` bytes and throws them away (an over-limit body), without buffering them.
-pub(crate) async fn discard(read: &mut OwnedReadHalf, len: usize) -> std::io::Result<()> {
-    let mut left = len as u64;
-    let mut sink = [0u8; 8192];
-    while left > 0 {
-        let n = read.read(&mut sink[..(left.min(8192)) as usize]).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        left -= n as u64;
-    }
-    Ok(())
-}
-
 async fn read_loop(
-    mut read: OwnedReadHalf,
-    tx: mpsc::Sender<Vec<u8>>,
+    mut reader: BufReader<OwnedReadHalf>,
+    writer: Arc<Writer>,
     shared: Arc<Shared>,
 ) -> Result<(), String> {
     let pending = Arc::new(Semaphore::new(shared.config.max_pending));
     let idle = shared.config.heartbeat * 3;
-    let mut head = [0u8; HEADER_LEN];
     loop {
-        match tokio::time::timeout(idle, read.read_exact(&mut head)).await {
-            Err(_) => return Err(format!("no traffic for {idle:?}")),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Ok(Err(e)) => return Err(e.to_string()),
-            Ok(Ok(_)) => {}
+        // Answers found ready are queued; they go out when no more input is buffered.
+        if reader.buffer().is_empty() && !writer.flush().await {
+            return Err("write failed".into());
         }
-        let header = match Header::parse(&head) {
-            Ok(h) => h,
-            Err(e) => {
+        let (header, body) = match tokio::time::timeout(
+            idle,
+            read_frame(&mut reader, shared.config.payload),
+        )
+        .await
+        {
+            Err(_) => return Err(format!("no traffic for {idle:?}")),
+            Ok(Ok(Read::Closed)) => return Ok(()),
+            Ok(Ok(Read::Frame(h, b))) => (h, b),
+            Ok(Ok(Read::TooLarge(header))) => {
+                if header.is_request() && header.is_two_way() {
+                    let msg = format!(
+                        "Data length too large: {}, max payload: {}",
+                        header.len, shared.config.payload
+                    );
+                    writer.queue(&error_frame(header, status::BAD_REQUEST, &msg));
+                }
+                continue;
+            }
+            Ok(Err(ReadError::Bad(e))) => {
                 shared.bad_frames.fetch_add(1, Ordering::Relaxed);
                 return Err(format!("bad frame: {e}"));
             }
+            Ok(Err(ReadError::Io(e))) => return Err(e.to_string()),
         };
-        if header.len > shared.config.payload {
-            discard(&mut read, header.len)
-                .await
-                .map_err(|e| e.to_string())?;
-            if header.is_request() && header.is_two_way() {
-                let msg = format!(
-                    "Data length too large: {}, max payload: {}",
-                    header.len, shared.config.payload
-                );
-                let _ = tx
-                    .send(error_frame(header, status::BAD_REQUEST, &msg))
-                    .await;
-            }
-            continue;
-        }
-        let mut body = vec![0u8; header.len];
-        read.read_exact(&mut body)
-            .await
-            .map_err(|e| format!("reading a body of {} bytes: {e}", header.len))?;
         if !header.is_request() {
             // A response to our heartbeat, or to the readonly event: nothing to do.
             continue;
         }
         if header.is_event() {
             if header.is_two_way() {
-                let _ = tx.send(heartbeat_response(header)).await;
+                writer.queue(&heartbeat_response(header));
             }
             continue;
         }
@@ -341,29 +308,48 @@ async fn read_loop(
                     "serialization id {} is not supported, only hessian2 (2)",
                     header.serialization()
                 );
-                let _ = tx
-                    .send(error_frame(header, status::SERIALIZATION_ERROR, &msg))
-                    .await;
+                writer.queue(&error_frame(header, status::SERIALIZATION_ERROR, &msg));
             }
             continue;
         }
         // Back-pressure: at the limit, stop reading this connection until a call ends.
-        let permit = pending
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| "closed".to_string())?;
-        let shared = shared.clone();
-        let tx = tx.clone();
-        shared.in_flight.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(async move {
-            let answer = handle(&shared, header, body).await;
-            if let Some(frame) = answer {
-                let _ = tx.send(frame).await;
+        let permit = match pending.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if !writer.flush().await {
+                    return Err("write failed".into());
+                }
+                pending
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| "closed".to_string())?
             }
-            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-            drop(permit);
-        });
+        };
+        shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        let mut call = Box::pin(handle(shared.clone(), header, body));
+        // Calls that complete at once are answered from here, without a task of their own.
+        let first_poll = call.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        match first_poll {
+            Poll::Ready(answer) => {
+                if let Some(frame) = answer {
+                    writer.queue(&frame);
+                }
+                shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+                drop(permit);
+            }
+            Poll::Pending => {
+                let shared = shared.clone();
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    if let Some(frame) = call.await {
+                        writer.send(&frame).await;
+                    }
+                    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    drop(permit);
+                });
+            }
+        }
     }
 }
 
@@ -390,7 +376,7 @@ pub(crate) fn error_frame(h: Header, st: u8, message: &str) -> Vec<u8> {
     out
 }
 
-async fn handle(shared: &Shared, header: Header, body: Vec<u8>) -> Option<Vec<u8>> {
+async fn handle(shared: Arc<Shared>, header: Header, body: Vec<u8>) -> Option<Vec<u8>> {
     let two_way = header.is_two_way();
     let req = match codec::decode_request_body(&body) {
         Ok(r) => r,
@@ -466,9 +452,15 @@ async fn handle(shared: &Shared, header: Header, body: Vec<u8>) -> Option<Vec<u8
         timeout: Some(timeout),
         parameter_types: req.parameter_types.clone(),
     };
-    let result = match tokio::time::timeout(timeout, export.invoker.invoke(inv)).await {
-        Ok(r) => r,
-        Err(_) => Err(RpcError::Timeout(timeout)),
+    // Most calls finish on their first poll: only the others get a timer.
+    let mut call = export.invoker.invoke(inv);
+    let first = call.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    let result = match first {
+        Poll::Ready(r) => r,
+        Poll::Pending => match tokio::time::timeout(timeout, call).await {
+            Ok(r) => r,
+            Err(_) => Err(RpcError::Timeout(timeout)),
+        },
     };
     if !two_way {
         return None;
