@@ -19,10 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
-use crate::codec::{
-    self, status, Header, ResponseBody, FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, HEADER_LEN,
-    HESSIAN2,
-};
+use crate::codec::{self, status, Header, ResponseBody, FLAG_REQUEST, FLAG_TWO_WAY, HESSIAN2};
 use crate::wire::{read_frame, Read, ReadError, Writer};
 
 /// Settings of a [`DubboClient`]; each can also come from the provider URL.
@@ -465,12 +462,7 @@ async fn read_loop(mut read: BufReader<OwnedReadHalf>, st: ReaderState) {
                     st.any_readonly.store(true, Ordering::Relaxed);
                 }
                 if header.is_two_way() {
-                    let mut out = Vec::with_capacity(HEADER_LEN + 1);
-                    let start =
-                        codec::begin_frame(&mut out, HESSIAN2 | FLAG_EVENT, status::OK, header.id);
-                    out.push(b'N');
-                    codec::finish_frame(&mut out, start);
-                    st.writer.send(&out).await;
+                    st.writer.send(&codec::heartbeat_response(header.id)).await;
                 }
             }
             continue;
@@ -519,17 +511,8 @@ async fn heartbeat_loop(
             return;
         }
         if idle >= period && now.saturating_sub(last_sent) >= period {
-            let mut out = Vec::with_capacity(HEADER_LEN + 1);
             let id = ids.fetch_add(1, Ordering::Relaxed);
-            let start = codec::begin_frame(
-                &mut out,
-                FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT | HESSIAN2,
-                0,
-                id,
-            );
-            out.push(b'N');
-            codec::finish_frame(&mut out, start);
-            writer.send(&out).await;
+            writer.send(&codec::heartbeat_request(id)).await;
             last_sent = now;
         }
     }

@@ -170,6 +170,24 @@ pub fn finish_frame(out: &mut [u8], start: usize) -> usize {
     len
 }
 
+/// A heartbeat: a two-way event request whose body is Hessian null.
+pub fn heartbeat_request(id: i64) -> Vec<u8> {
+    null_event(FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT | HESSIAN2, 0, id)
+}
+
+/// The answer to the heartbeat (or other two-way event) `id`.
+pub fn heartbeat_response(id: i64) -> Vec<u8> {
+    null_event(FLAG_EVENT | HESSIAN2, status::OK, id)
+}
+
+fn null_event(flags: u8, status: u8, id: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + 1);
+    let start = begin_frame(&mut out, flags, status, id);
+    out.push(b'N');
+    finish_frame(&mut out, start);
+    out
+}
+
 /// A decoded request body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestBody {

@@ -298,7 +298,7 @@ async fn read_loop(
         }
         if header.is_event() {
             if header.is_two_way() {
-                writer.queue(&heartbeat_response(header));
+                writer.queue(&codec::heartbeat_response(header.id));
             }
             continue;
         }
@@ -355,14 +355,6 @@ async fn read_loop(
 
 fn response_flags() -> u8 {
     HESSIAN2
-}
-
-fn heartbeat_response(h: Header) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + 1);
-    let start = codec::begin_frame(&mut out, response_flags() | FLAG_EVENT, status::OK, h.id);
-    out.push(b'N');
-    codec::finish_frame(&mut out, start);
-    out
 }
 
 /// A response with a non-OK status: the body is the message as one Hessian string.

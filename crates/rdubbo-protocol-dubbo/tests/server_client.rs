@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rdubbo_core::error::codes;
 use rdubbo_core::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, ServiceInfo, Url};
-use rdubbo_protocol_dubbo::{java_exception, ClientConfig, DubboClient, DubboServer, ServerConfig};
+use rdubbo_protocol_dubbo::{java_exception, DubboClient, DubboServer, ServerConfig};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -371,5 +371,4 @@ async fn shutdown_sends_readonly_and_finishes_in_flight_calls() {
     let e = c.invoke(call("echo", vec![json!(1)])).await.unwrap_err();
     assert_eq!(e.code(), codes::SHUTTING_DOWN);
     assert!(e.is_retryable());
-    let _ = ClientConfig::default();
 }
