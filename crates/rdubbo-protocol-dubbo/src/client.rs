@@ -13,14 +13,12 @@ use std::time::{Duration, Instant};
 use rdubbo_core::{error::codes, BoxFuture, Invocation, Invoker, RpcError, RpcResult, Url};
 use rdubbo_hessian::{Encoder, Throwable, Value as HValue};
 use serde_json::Value as JValue;
-use tokio::io::BufReader;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tokio::task::AbortHandle;
 
 use crate::codec::{self, status, Header, ResponseBody, FLAG_REQUEST, FLAG_TWO_WAY, HESSIAN2};
-use crate::wire::{read_frame, Read, ReadError, Writer};
+use crate::wire::{FrameReader, Read, ReadError, Writer};
 
 /// Settings of a [`DubboClient`]; each can also come from the provider URL.
 #[derive(Debug, Clone)]
@@ -81,13 +79,10 @@ impl ClientConfig {
 
 type Reply = Result<(Header, Vec<u8>), RpcError>;
 
-/// One connection: its writer queue and the calls waiting for an answer.
+/// One connection: its writer, its reading state and the calls waiting for an answer.
 struct Conn {
     writer: Arc<Writer>,
-    pending: Arc<Mutex<HashMap<i64, oneshot::Sender<Reply>>>>,
-    closed: Arc<AtomicBool>,
-    /// The provider sent the readonly event on this connection.
-    readonly: Arc<AtomicBool>,
+    shared: Arc<ConnShared>,
     tasks: Vec<AbortHandle>,
 }
 
@@ -215,34 +210,30 @@ impl Inner {
             }
         };
         let (reply_tx, reply_rx) = oneshot::channel();
-        conn.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, reply_tx);
+        let st = &conn.shared;
+        let alone = {
+            let mut pending = st.pending();
+            pending.insert(id, reply_tx);
+            pending.len() == 1
+        };
         if !conn.writer.send(&frame).await {
-            conn.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
-            conn.closed.store(true, Ordering::Relaxed);
+            st.pending().remove(&id);
+            st.closed.store(true, Ordering::Relaxed);
             return Err(RpcError::Transport {
                 addr: self.addr.clone(),
                 reason: "writing the request failed".into(),
             });
         }
-        let reply = match tokio::time::timeout_at(deadline, reply_rx).await {
-            Ok(Ok(r)) => r?,
-            Ok(Err(_)) => {
+        let reply = match tokio::time::timeout_at(deadline, st.wait_reply(reply_rx, alone)).await {
+            Ok(Some(r)) => r?,
+            Ok(None) => {
                 return Err(RpcError::Transport {
                     addr: self.addr.clone(),
                     reason: "connection closed".into(),
                 })
             }
             Err(_) => {
-                conn.pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
+                st.pending().remove(&id);
                 return Err(RpcError::Timeout(timeout));
             }
         };
@@ -305,8 +296,8 @@ impl Inner {
         let i = self.next_slot.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let mut slot = self.slots[i].lock().await;
         let failures = match &*slot {
-            Slot::Up(c) if !c.closed.load(Ordering::Relaxed) => {
-                if c.readonly.load(Ordering::Relaxed) {
+            Slot::Up(c) if !c.shared.closed.load(Ordering::Relaxed) => {
+                if c.shared.readonly.load(Ordering::Relaxed) {
                     return Err(RpcError::remote(
                         codes::SHUTTING_DOWN,
                         format!("provider {} is shutting down (readonly)", self.addr),
@@ -361,55 +352,148 @@ impl Inner {
     fn start(&self, stream: TcpStream) -> Conn {
         let (read, write) = stream.into_split();
         let writer = Arc::new(Writer::new(write));
-        let pending: Arc<Mutex<HashMap<i64, oneshot::Sender<Reply>>>> = Arc::default();
-        let closed = Arc::new(AtomicBool::new(false));
-        let readonly = Arc::new(AtomicBool::new(false));
-        let last_read = Arc::new(AtomicU64::new(0));
-        let born = Instant::now();
-        let reader = tokio::spawn(read_loop(
-            BufReader::with_capacity(64 * 1024, read),
-            ReaderState {
-                addr: self.addr.clone(),
-                pending: pending.clone(),
-                closed: closed.clone(),
-                readonly: readonly.clone(),
-                any_readonly: self.readonly.clone(),
-                last_read: last_read.clone(),
-                born,
-                payload: self.config.payload,
-                writer: writer.clone(),
-            },
-        ));
+        let shared = Arc::new(ConnShared {
+            addr: self.addr.clone(),
+            reader: tokio::sync::Mutex::new(FrameReader::new(read, self.config.payload)),
+            leading: AtomicBool::new(false),
+            leader_done: Notify::new(),
+            pending: Mutex::default(),
+            closed: AtomicBool::new(false),
+            readonly: AtomicBool::new(false),
+            any_readonly: self.readonly.clone(),
+            last_read: AtomicU64::new(0),
+            born: Instant::now(),
+            payload: self.config.payload,
+            writer: writer.clone(),
+        });
+        let reader = tokio::spawn(background_reader(shared.clone()));
         let heartbeat = tokio::spawn(heartbeat_loop(
-            self.addr.clone(),
             self.config.heartbeat,
-            writer.clone(),
             self.ids.clone(),
-            last_read,
-            born,
-            closed.clone(),
-            pending.clone(),
+            shared.clone(),
         ));
         Conn {
             writer,
-            pending,
-            closed,
-            readonly,
+            shared,
             tasks: vec![reader.abort_handle(), heartbeat.abort_handle()],
         }
     }
 }
 
-struct ReaderState {
+/// What the callers and the tasks of one connection share.
+///
+/// Reading is done by whoever holds `reader`. A call made while no other call is in flight
+/// reads the connection itself (and hands every other answer it reads to its caller), so
+/// one call at a time has no hand-off between tasks. Otherwise a background task reads
+/// whenever the socket is readable and no caller is reading: for the calls in flight, to
+/// answer heartbeats, and to notice the readonly event or a close. It never holds the
+/// reader while waiting, so a lone caller finds it free.
+struct ConnShared {
     addr: String,
-    pending: Arc<Mutex<HashMap<i64, oneshot::Sender<Reply>>>>,
-    closed: Arc<AtomicBool>,
-    readonly: Arc<AtomicBool>,
+    reader: tokio::sync::Mutex<FrameReader>,
+    /// A caller holds `reader` and reads.
+    leading: AtomicBool,
+    /// Signalled when a reading caller lets go.
+    leader_done: Notify,
+    pending: Mutex<HashMap<i64, oneshot::Sender<Reply>>>,
+    closed: AtomicBool,
+    /// The provider sent the readonly event on this connection.
+    readonly: AtomicBool,
     any_readonly: Arc<AtomicBool>,
-    last_read: Arc<AtomicU64>,
+    last_read: AtomicU64,
     born: Instant,
     payload: usize,
     writer: Arc<Writer>,
+}
+
+impl ConnShared {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<i64, oneshot::Sender<Reply>>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks the connection closed and fails every call waiting on it.
+    fn close(&self, reason: &str) {
+        if !self.closed.swap(true, Ordering::Relaxed) {
+            tracing::debug!(provider = %self.addr, %reason, "connection closed");
+        }
+        fail_all(&self.pending, &self.addr, reason);
+    }
+
+    /// Waits for the answer `rx` stands for. A call that is `alone` on the connection reads
+    /// the connection itself; others wait for the reader to hand them their answer (with
+    /// many calls in flight, one reader serving all is cheaper than passing the reader
+    /// around). `None` when the connection closed first.
+    async fn wait_reply(&self, mut rx: oneshot::Receiver<Reply>, alone: bool) -> Option<Reply> {
+        if !alone {
+            return rx.await.ok();
+        }
+        let _done: LeaderDone<'_>;
+        let mut reader = tokio::select! {
+            biased;
+            reply = &mut rx => return reply.ok(),
+            reader = self.reader.lock() => reader,
+        };
+        self.leading.store(true, Ordering::SeqCst);
+        _done = LeaderDone(self);
+        loop {
+            match rx.try_recv() {
+                Ok(reply) => return Some(reply),
+                Err(oneshot::error::TryRecvError::Closed) => return None,
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            let read = reader.next().await;
+            if let Err(reason) = self.dispatch(read).await {
+                self.close(&reason);
+            }
+        }
+    }
+
+    /// Acts on one frame read from the provider; `Err` (the reason) when the connection
+    /// must close.
+    async fn dispatch(&self, read: Result<Read, ReadError>) -> Result<(), String> {
+        self.last_read
+            .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let (header, body) = match read {
+            Ok(Read::Frame(h, b)) => (h, b),
+            Ok(Read::Closed) => return Err("closed by the provider".to_string()),
+            Ok(Read::TooLarge(header)) => {
+                if let Some(w) = self.pending().remove(&header.id) {
+                    let _ = w.send(Err(RpcError::Limit(format!(
+                        "Data length too large: {}, max payload: {} (response dropped)",
+                        header.len, self.payload
+                    ))));
+                }
+                return Ok(());
+            }
+            Err(ReadError::Bad(e)) => return Err(format!("bad frame from provider: {e}")),
+            Err(ReadError::Io(e)) => return Err(format!("connection lost: {e}")),
+        };
+        if header.is_request() {
+            if header.is_event() {
+                let readonly = rdubbo_hessian::decode_value(&body)
+                    .ok()
+                    .is_some_and(|v| v.as_str() == Some(codec::READONLY_EVENT));
+                if readonly {
+                    tracing::info!(provider = %self.addr, "provider is shutting down (readonly event)");
+                    self.readonly.store(true, Ordering::Relaxed);
+                    self.any_readonly.store(true, Ordering::Relaxed);
+                }
+                if header.is_two_way() {
+                    self.writer
+                        .send(&codec::heartbeat_response(header.id))
+                        .await;
+                }
+            }
+            return Ok(());
+        }
+        if header.is_event() {
+            return Ok(()); // heartbeat answer
+        }
+        if let Some(w) = self.pending().remove(&header.id) {
+            let _ = w.send(Ok((header, body)));
+        }
+        Ok(())
+    }
 }
 
 fn fail_all(pending: &Mutex<HashMap<i64, oneshot::Sender<Reply>>>, addr: &str, reason: &str) {
@@ -426,93 +510,69 @@ fn fail_all(pending: &Mutex<HashMap<i64, oneshot::Sender<Reply>>>, addr: &str, r
     }
 }
 
-async fn read_loop(mut read: BufReader<OwnedReadHalf>, st: ReaderState) {
-    let reason = loop {
-        let frame = read_frame(&mut read, st.payload).await;
-        st.last_read
-            .store(st.born.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let (header, body) = match frame {
-            Ok(Read::Frame(h, b)) => (h, b),
-            Ok(Read::Closed) => break "closed by the provider".to_string(),
-            Ok(Read::TooLarge(header)) => {
-                let waiting = st
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&header.id);
-                if let Some(w) = waiting {
-                    let _ = w.send(Err(RpcError::Limit(format!(
-                        "Data length too large: {}, max payload: {} (response dropped)",
-                        header.len, st.payload
-                    ))));
-                }
-                continue;
-            }
-            Err(ReadError::Bad(e)) => break format!("bad frame from provider: {e}"),
-            Err(ReadError::Io(e)) => break format!("connection lost: {e}"),
-        };
-        if header.is_request() {
-            if header.is_event() {
-                let readonly = rdubbo_hessian::decode_value(&body)
-                    .ok()
-                    .is_some_and(|v| v.as_str() == Some(codec::READONLY_EVENT));
-                if readonly {
-                    tracing::info!(provider = %st.addr, "provider is shutting down (readonly event)");
-                    st.readonly.store(true, Ordering::Relaxed);
-                    st.any_readonly.store(true, Ordering::Relaxed);
-                }
-                if header.is_two_way() {
-                    st.writer.send(&codec::heartbeat_response(header.id)).await;
-                }
+/// Marks the end of a caller's turn as reader (after the reader itself is released).
+struct LeaderDone<'a>(&'a ConnShared);
+
+impl Drop for LeaderDone<'_> {
+    fn drop(&mut self) {
+        self.0.leading.store(false, Ordering::SeqCst);
+        self.0.leader_done.notify_waiters();
+    }
+}
+
+/// Reads the connection while no caller does (see [`ConnShared`]).
+async fn background_reader(st: Arc<ConnShared>) {
+    let socket = st.reader.lock().await.socket();
+    loop {
+        if st.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        if st.leading.load(Ordering::SeqCst) {
+            let done = st.leader_done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if st.leading.load(Ordering::SeqCst) {
+                done.await;
             }
             continue;
         }
-        if header.is_event() {
-            continue; // heartbeat answer
+        if let Err(e) = socket.readable().await {
+            st.close(&format!("connection lost: {e}"));
+            return;
         }
-        let waiting = st
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&header.id);
-        if let Some(w) = waiting {
-            let _ = w.send(Ok((header, body)));
+        let mut reader = st.reader.lock().await;
+        loop {
+            let read = match reader.try_next() {
+                Ok(None) => break,
+                Ok(Some(read)) => Ok(read),
+                Err(e) => Err(e),
+            };
+            if let Err(reason) = st.dispatch(read).await {
+                st.close(&reason);
+                return;
+            }
         }
-    };
-    st.closed.store(true, Ordering::Relaxed);
-    tracing::debug!(provider = %st.addr, %reason, "connection closed");
-    fail_all(&st.pending, &st.addr, &reason);
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn heartbeat_loop(
-    addr: String,
-    period: Duration,
-    writer: Arc<Writer>,
-    ids: Arc<AtomicI64>,
-    last_read: Arc<AtomicU64>,
-    born: Instant,
-    closed: Arc<AtomicBool>,
-    pending: Arc<Mutex<HashMap<i64, oneshot::Sender<Reply>>>>,
-) {
+async fn heartbeat_loop(period: Duration, ids: Arc<AtomicI64>, st: Arc<ConnShared>) {
     let tick = (period / 4).max(Duration::from_millis(10));
     let mut last_sent = Duration::ZERO;
     loop {
         tokio::time::sleep(tick).await;
-        if closed.load(Ordering::Relaxed) {
+        if st.closed.load(Ordering::Relaxed) {
             return;
         }
-        let now = born.elapsed();
-        let idle = now.saturating_sub(Duration::from_millis(last_read.load(Ordering::Relaxed)));
+        let now = st.born.elapsed();
+        let idle = now.saturating_sub(Duration::from_millis(st.last_read.load(Ordering::Relaxed)));
         if idle >= period * 3 {
-            tracing::warn!(provider = %addr, ?idle, "no answer to three heartbeats; closing");
-            closed.store(true, Ordering::Relaxed);
-            fail_all(&pending, &addr, "heartbeat timeout");
+            tracing::warn!(provider = %st.addr, ?idle, "no answer to three heartbeats; closing");
+            st.close("heartbeat timeout");
             return;
         }
         if idle >= period && now.saturating_sub(last_sent) >= period {
             let id = ids.fetch_add(1, Ordering::Relaxed);
-            writer.send(&codec::heartbeat_request(id)).await;
+            st.writer.send(&codec::heartbeat_request(id)).await;
             last_sent = now;
         }
     }

@@ -14,13 +14,11 @@ use serde_json::Value as JValue;
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
 
-use tokio::io::BufReader;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::wire::{read_frame, Read, ReadError, Writer};
+use crate::wire::{FrameReader, Read, ReadError, Writer};
 
 use crate::codec::{self, status, Header, ResponseBody, FLAG_EVENT, HEADER_LEN, HESSIAN2};
 
@@ -243,7 +241,7 @@ async fn serve_connection(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(conn_id, writer.clone());
-    let reader = BufReader::with_capacity(64 * 1024, read);
+    let reader = FrameReader::new(read, shared.config.payload);
     if let Err(reason) = read_loop(reader, writer, shared.clone()).await {
         tracing::warn!(%peer, %reason, "closing connection");
     }
@@ -256,27 +254,38 @@ async fn serve_connection(
 }
 
 async fn read_loop(
-    mut reader: BufReader<OwnedReadHalf>,
+    mut reader: FrameReader,
     writer: Arc<Writer>,
     shared: Arc<Shared>,
 ) -> Result<(), String> {
     let pending = Arc::new(Semaphore::new(shared.config.max_pending));
     let idle = shared.config.heartbeat * 3;
+    // The idle timer is re-armed only when it fires, from the time of the last frame, so
+    // reading a frame costs no timer work.
+    let mut last_frame = tokio::time::Instant::now();
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
     loop {
         // Answers found ready are queued; they go out when no more input is buffered.
-        if reader.buffer().is_empty() && !writer.flush().await {
+        if !reader.has_buffered() && !writer.flush().await {
             return Err("write failed".into());
         }
-        let (header, body) = match tokio::time::timeout(
-            idle,
-            read_frame(&mut reader, shared.config.payload),
-        )
-        .await
-        {
-            Err(_) => return Err(format!("no traffic for {idle:?}")),
-            Ok(Ok(Read::Closed)) => return Ok(()),
-            Ok(Ok(Read::Frame(h, b))) => (h, b),
-            Ok(Ok(Read::TooLarge(header))) => {
+        let read = tokio::select! {
+            biased;
+            read = reader.next() => read,
+            () = &mut idle_timer => {
+                if last_frame.elapsed() >= idle {
+                    return Err(format!("no traffic for {idle:?}"));
+                }
+                idle_timer.as_mut().reset(last_frame + idle);
+                continue;
+            }
+        };
+        last_frame = tokio::time::Instant::now();
+        let (header, body) = match read {
+            Ok(Read::Closed) => return Ok(()),
+            Ok(Read::Frame(h, b)) => (h, b),
+            Ok(Read::TooLarge(header)) => {
                 if header.is_request() && header.is_two_way() {
                     let msg = format!(
                         "Data length too large: {}, max payload: {}",
@@ -286,11 +295,11 @@ async fn read_loop(
                 }
                 continue;
             }
-            Ok(Err(ReadError::Bad(e))) => {
+            Err(ReadError::Bad(e)) => {
                 shared.bad_frames.fetch_add(1, Ordering::Relaxed);
                 return Err(format!("bad frame: {e}"));
             }
-            Ok(Err(ReadError::Io(e))) => return Err(e.to_string()),
+            Err(ReadError::Io(e)) => return Err(e.to_string()),
         };
         if !header.is_request() {
             // A response to our heartbeat, or to the readonly event: nothing to do.
