@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdubbo_core::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, Value};
+use tracing::Instrument;
 
 use crate::loadbalance::{self, LoadBalance};
 use crate::{configurator, Directory, Provider};
@@ -245,7 +246,11 @@ impl State {
 
     /// One attempt on one provider, with stats and health bookkeeping. A call without a
     /// deadline gets the provider's configured `timeout` (ms), if any.
-    async fn attempt(provider: &Provider, mut invocation: Invocation) -> RpcResult<Value> {
+    async fn attempt(
+        provider: &Provider,
+        mut invocation: Invocation,
+        attempt: usize,
+    ) -> RpcResult<Value> {
         if invocation.timeout.is_none() {
             let ms = configurator::lookup(&provider.overrides, &invocation.method, "timeout")
                 .and_then(|v| v.parse::<u64>().ok());
@@ -255,7 +260,12 @@ impl State {
         }
         let call = provider.stats.begin();
         let started = Instant::now();
-        let result = provider.invoker.invoke(invocation).await;
+        let span = tracing::info_span!(
+            "rpc.attempt",
+            provider = %provider.url.address(),
+            attempt,
+        );
+        let result = provider.invoker.invoke(invocation).instrument(span).await;
         call.finish(started.elapsed(), result.is_ok());
         match &result {
             Ok(_) => provider.health.success(),
@@ -275,7 +285,7 @@ impl State {
         // provider is told that remaining budget.
         let deadline = invocation.timeout.map(|t| (Instant::now() + t, t));
         let mut invocation = invocation;
-        for _ in 0..=retries {
+        for attempt in 1..=retries + 1 {
             if let Some((deadline, total)) = deadline {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -289,7 +299,7 @@ impl State {
                 break;
             };
             tried.push(Arc::as_ptr(&provider) as usize);
-            match Self::attempt(&provider, invocation.clone()).await {
+            match Self::attempt(&provider, invocation.clone(), attempt).await {
                 Ok(v) => return Ok(v),
                 Err(e) if !e.is_retryable() => return Err(e),
                 Err(e) => last_error = Some(e),
@@ -319,7 +329,7 @@ impl State {
         let mut set = tokio::task::JoinSet::new();
         for p in chosen {
             let inv = invocation.clone();
-            set.spawn(async move { State::attempt(&p, inv).await });
+            set.spawn(async move { State::attempt(&p, inv, 1).await });
         }
         let mut last_error = None;
         while let Some(joined) = set.join_next().await {
@@ -340,7 +350,7 @@ impl State {
         let mut set = tokio::task::JoinSet::new();
         for (i, p) in providers.iter().cloned().enumerate() {
             let inv = invocation.clone();
-            set.spawn(async move { (i, State::attempt(&p, inv).await) });
+            set.spawn(async move { (i, State::attempt(&p, inv, 1).await) });
         }
         let mut results: Vec<(usize, RpcResult<Value>)> = Vec::with_capacity(providers.len());
         while let Some(joined) = set.join_next().await {

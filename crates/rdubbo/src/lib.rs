@@ -37,6 +37,10 @@
 pub use rdubbo_core::*;
 pub use rdubbo_macros::service;
 
+/// Applications started from a configuration file: bootstrap, graceful shutdown,
+/// metrics, tracing and QoS commands.
+#[cfg(feature = "jsonrpc")]
+pub mod app;
 pub mod consumer;
 pub mod context;
 pub mod generic;

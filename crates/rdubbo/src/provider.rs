@@ -96,6 +96,15 @@ impl Provider {
         self.server.local_addr()
     }
 
+    /// Open connections of the server.
+    pub fn connections(&self) -> usize {
+        match &self.server {
+            Server::JsonRpc(s) => s.connections(),
+            #[cfg(feature = "dubbo")]
+            Server::Dubbo(s) => s.connections(),
+        }
+    }
+
     /// The provider URLs, as registered.
     pub fn urls(&self) -> &[Url] {
         &self.urls

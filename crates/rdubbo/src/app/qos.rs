@@ -1,0 +1,407 @@
+//! QoS commands on a loopback port, after Dubbo's: a telnet-style line protocol (prompt
+//! `dubbo>`) and plain HTTP (`curl http://127.0.0.1:22222/ls`) on the same port.
+//!
+//! Commands: `help`, `ls`, `ps`, `invoke <interface>.<method>(<json args>)`,
+//! `online [pattern]`, `offline [pattern]`, `ready`, `live`, `quit`.
+//! Over HTTP the command is the path and its argument the (URL-encoded) query:
+//! `GET /offline?org.example.Greeter`, `GET /invoke?org.example.Greeter.sayHello(%22x%22)`.
+//! `ready` and `live` answer 200 or 503; an unknown command or a bad argument answers 400
+//! (telnet: a line starting with `ERROR:`), and the connection and the application go on.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{lock, AppState};
+use crate::{Invocation, Value};
+
+const PROMPT: &str = "dubbo>";
+const MAX_LINE: usize = 64 * 1024;
+const MAX_CONNECTIONS: usize = 64;
+
+pub(crate) async fn serve(
+    listen: SocketAddr,
+    state: Weak<AppState>,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let Ok(permit) = open.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, "too many QoS connections; closing the new one");
+                continue;
+            };
+            let state = state.clone();
+            tokio::spawn(async move {
+                if let Err(e) = connection(stream, state).await {
+                    tracing::debug!(%peer, error = %e, "QoS connection ended");
+                }
+                drop(permit);
+            });
+        }
+    });
+    Ok((addr, task))
+}
+
+/// The outcome of a command: success (HTTP 200) or not (HTTP 400 / 503), and the text.
+struct Answer {
+    status: u16,
+    text: String,
+}
+
+impl Answer {
+    fn ok(text: impl Into<String>) -> Answer {
+        Answer {
+            status: 200,
+            text: text.into(),
+        }
+    }
+    fn bad(text: impl Into<String>) -> Answer {
+        Answer {
+            status: 400,
+            text: format!("ERROR: {}", text.into()),
+        }
+    }
+}
+
+async fn connection(stream: TcpStream, state: Weak<AppState>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    // HTTP or telnet: look at the first bytes without consuming them.
+    let first = tokio::time::timeout(Duration::from_millis(500), reader.fill_buf()).await;
+    let is_http = match &first {
+        Ok(Ok(buf)) => ["GET ", "POST ", "HEAD "]
+            .iter()
+            .any(|m| buf.starts_with(m.as_bytes())),
+        Ok(Err(_)) => return Ok(()),
+        Err(_) => false, // nothing sent yet: a telnet user waiting for the prompt
+    };
+    if is_http {
+        return http(reader, state).await;
+    }
+    reader.get_mut().write_all(PROMPT.as_bytes()).await?;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.len() > MAX_LINE {
+            reader
+                .get_mut()
+                .write_all(b"ERROR: line too long\r\n")
+                .await?;
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&line);
+        // Telnet clients may send control sequences (IAC …); keep the printable text.
+        let text: String = text
+            .chars()
+            .filter(|c| !c.is_control() || *c == ' ')
+            .collect();
+        let text = text.trim();
+        if text.is_empty() {
+            reader.get_mut().write_all(PROMPT.as_bytes()).await?;
+            continue;
+        }
+        let (cmd, args) = text.split_once(' ').unwrap_or((text, ""));
+        if matches!(cmd, "quit" | "exit") {
+            reader.get_mut().write_all(b"BYE!\r\n").await?;
+            return Ok(());
+        }
+        let answer = run(&state, cmd, args.trim()).await;
+        let mut out = answer.text.replace('\n', "\r\n");
+        if !out.ends_with("\r\n") {
+            out.push_str("\r\n");
+        }
+        out.push_str(PROMPT);
+        reader.get_mut().write_all(out.as_bytes()).await?;
+    }
+}
+
+async fn http(mut reader: BufReader<TcpStream>, state: Weak<AppState>) -> std::io::Result<()> {
+    let mut request_line = Vec::new();
+    (&mut reader)
+        .take(MAX_LINE as u64)
+        .read_until(b'\n', &mut request_line)
+        .await?;
+    // Skip the headers (bounded).
+    let mut total = 0usize;
+    loop {
+        let mut h = Vec::new();
+        let n = (&mut reader)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut h)
+            .await?;
+        total += n;
+        if n == 0 || h == b"\r\n" || h == b"\n" || total > MAX_LINE {
+            break;
+        }
+    }
+    let line = String::from_utf8_lossy(&request_line);
+    let target = line.split_whitespace().nth(1).unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let cmd = path.trim_matches('/');
+    let args = percent_decode(query);
+    let answer = match (cmd, args) {
+        (_, Err(e)) => Answer::bad(e),
+        ("", Ok(_)) => run(&state, "help", "").await,
+        (cmd, Ok(args)) => run(&state, cmd, args.trim()).await,
+    };
+    let reason = match answer.status {
+        200 => "OK",
+        503 => "Service Unavailable",
+        _ => "Bad Request",
+    };
+    let mut body = answer.text;
+    if !body.ends_with('\n') {
+        body.push('\n');
+    }
+    let response = format!(
+        "HTTP/1.1 {} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        answer.status,
+        body.len()
+    );
+    reader.get_mut().write_all(response.as_bytes()).await?;
+    reader.get_mut().shutdown().await
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("bad percent-encoding at byte {i} of the query"))?;
+                out.push(hex);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| "the query is not UTF-8".to_string())
+}
+
+const HELP: &str = "\
+help                                   this list
+ls                                     services provided and referenced, with their providers
+ps                                     listening servers and their connections
+invoke <interface>.<method>(<args>)    call a provided service here; args as JSON values
+online [pattern]                       register provided services (all, or matching pattern)
+offline [pattern]                      unregister provided services, keep serving
+ready                                  true when the application serves traffic
+live                                   true while the process runs
+quit                                   close this session (telnet)";
+
+async fn run(state: &Weak<AppState>, cmd: &str, args: &str) -> Answer {
+    let Some(state) = state.upgrade() else {
+        return Answer {
+            status: 503,
+            text: "the application is stopping".into(),
+        };
+    };
+    match cmd {
+        "help" => Answer::ok(HELP),
+        "ls" => Answer::ok(ls(&state)),
+        "ps" => Answer::ok(ps(&state)),
+        "invoke" => invoke(&state, args).await,
+        "online" | "offline" => {
+            let n = state.set_online(args, cmd == "online").await;
+            let matching = state
+                .exports
+                .iter()
+                .filter(|e| args.is_empty() || e.url.service_key().contains(args) || e.id == args)
+                .count();
+            if matching == 0 {
+                Answer::bad(format!("no provided service matches `{args}`"))
+            } else {
+                Answer::ok(format!("OK ({n} changed, {matching} matching)"))
+            }
+        }
+        "ready" => {
+            let ready = state.ready.load(Ordering::SeqCst)
+                && state
+                    .exports
+                    .iter()
+                    .all(|e| e.online.load(Ordering::SeqCst));
+            Answer {
+                status: if ready { 200 } else { 503 },
+                text: ready.to_string(),
+            }
+        }
+        "live" => Answer::ok("true"),
+        other => Answer::bad(format!("unknown command `{other}`; try `help`")),
+    }
+}
+
+fn table(title: &str, headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.len());
+        }
+    }
+    let sep = format!(
+        "+{}+",
+        widths
+            .iter()
+            .map(|w| "-".repeat(w + 2))
+            .collect::<Vec<_>>()
+            .join("+")
+    );
+    let line = |cells: Vec<String>| {
+        format!(
+            "|{}|",
+            cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!(" {c:<w$} "))
+                .collect::<Vec<_>>()
+                .join("|")
+        )
+    };
+    let mut out = format!("{title}\n{sep}\n");
+    out += &line(headers.iter().map(|h| h.to_string()).collect());
+    out += &format!("\n{sep}\n");
+    for r in rows {
+        out += &line(r.clone());
+        out.push('\n');
+    }
+    out += &sep;
+    out
+}
+
+fn ls(state: &AppState) -> String {
+    let provided: Vec<Vec<String>> = state
+        .exports
+        .iter()
+        .map(|e| {
+            vec![
+                e.url.service_key(),
+                e.protocol.clone(),
+                e.url.address(),
+                if e.online.load(Ordering::SeqCst) {
+                    "Y"
+                } else {
+                    "N"
+                }
+                .into(),
+            ]
+        })
+        .collect();
+    let referenced: Vec<Vec<String>> = state
+        .references
+        .iter()
+        .map(|(id, r)| {
+            let dir = r.directory();
+            let providers = dir.providers();
+            let addrs: Vec<String> = providers
+                .iter()
+                .map(|p| format!("{}://{}", p.url.protocol(), p.url.address()))
+                .collect();
+            vec![
+                id.clone(),
+                dir.service_key(),
+                providers.len().to_string(),
+                addrs.join(", "),
+            ]
+        })
+        .collect();
+    format!(
+        "{}\n{}",
+        table(
+            "As Provider side:",
+            &["Provider Service Name", "Protocol", "Address", "PUB"],
+            &provided
+        ),
+        table(
+            "As Consumer side:",
+            &["Reference", "Consumer Service Name", "NUM", "Providers"],
+            &referenced
+        )
+    )
+}
+
+fn ps(state: &AppState) -> String {
+    let rows: Vec<Vec<String>> = lock(&state.providers)
+        .iter()
+        .map(|(id, p, addr)| {
+            vec![
+                id.clone(),
+                addr.to_string(),
+                p.as_ref().map_or(0, |p| p.connections()).to_string(),
+            ]
+        })
+        .collect();
+    table("Servers:", &["Protocol", "Address", "Connections"], &rows)
+}
+
+/// `invoke org.example.Greeter.sayHello("world", 3)`.
+async fn invoke(state: &AppState, args: &str) -> Answer {
+    let Some(open) = args.find('(') else {
+        return Answer::bad("usage: invoke <interface>.<method>(<args as JSON values>)");
+    };
+    if !args.ends_with(')') {
+        return Answer::bad(
+            "usage: invoke <interface>.<method>(<args as JSON values>) — missing `)`",
+        );
+    }
+    let target = args[..open].trim();
+    let Some((interface, method)) = target.rsplit_once('.') else {
+        return Answer::bad(format!("`{target}` is not <interface>.<method>"));
+    };
+    let list = &args[open + 1..args.len() - 1];
+    let values: Vec<Value> = match serde_json::from_str(&format!("[{list}]")) {
+        Ok(v) => v,
+        Err(e) => return Answer::bad(format!("arguments are not JSON values: {e}")),
+    };
+    let Some(invoker) = state.local.get(interface) else {
+        let known: Vec<&String> = state.local.keys().collect();
+        return Answer::bad(format!(
+            "no provided service `{interface}` (provided: {})",
+            known
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    };
+    let export = state.exports.iter().find(|e| e.url.path() == interface);
+    let mut inv =
+        Invocation::new(interface, method, values).with_timeout(Some(Duration::from_secs(10)));
+    if let Some(e) = export {
+        inv = inv.with_version(e.url.version()).with_group(e.url.group());
+    }
+    let started = Instant::now();
+    match invoker.invoke(inv).await {
+        Ok(v) => Answer::ok(format!(
+            "result: {v}\nelapsed: {} ms.",
+            started.elapsed().as_millis()
+        )),
+        Err(e) => Answer::bad(format!("invoke failed: {e}")),
+    }
+}

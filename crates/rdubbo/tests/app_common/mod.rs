@@ -1,0 +1,215 @@
+//! What the application tests share: the services, the configuration texts, and helpers.
+#![allow(dead_code)]
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use rdubbo::app::{Application, Config, Format};
+use rdubbo::nacos::server::{NamingServer, NamingServerConfig};
+use rdubbo::prelude::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+#[rdubbo::service(interface = "org.apache.dubbo.demo.DemoService", version = "1.0.0")]
+pub trait DemoService {
+    /// Greets.
+    async fn say_hello(&self, name: String) -> RpcResult<String>;
+    /// The `traceparent` this call came with.
+    async fn traceparent(&self) -> RpcResult<String>;
+    /// Sleeps, then answers who served.
+    async fn slow(&self, ms: u64) -> RpcResult<String>;
+}
+
+pub struct Demo(pub &'static str);
+
+impl DemoService for Demo {
+    async fn say_hello(&self, name: String) -> RpcResult<String> {
+        Ok(format!("Hello {name}, from {}", self.0))
+    }
+    async fn traceparent(&self) -> RpcResult<String> {
+        Ok(rdubbo::context::current()
+            .and_then(|c| c.attachments.get("traceparent").map(str::to_owned))
+            .unwrap_or_default())
+    }
+    async fn slow(&self, ms: u64) -> RpcResult<String> {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(self.0.to_owned())
+    }
+}
+
+#[rdubbo::service(interface = "org.example.Relay")]
+pub trait Relay {
+    /// The traceparent it came with, and the one DemoService saw when called from here.
+    async fn chain(&self) -> RpcResult<Vec<String>>;
+}
+
+pub struct RelayImpl(pub Arc<OnceLock<Arc<dyn Invoker>>>);
+
+impl Relay for RelayImpl {
+    async fn chain(&self) -> RpcResult<Vec<String>> {
+        let mine = rdubbo::context::current()
+            .and_then(|c| c.attachments.get("traceparent").map(str::to_owned))
+            .unwrap_or_default();
+        let demo = DemoServiceClient::new(self.0.get().expect("reference set").clone());
+        Ok(vec![mine, demo.traceparent().await?])
+    }
+}
+
+pub async fn registry() -> NamingServer {
+    NamingServer::start(NamingServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+pub fn provider_toml(registry: &str, name: &str) -> String {
+    format!(
+        r#"
+[application]
+name = "{name}"
+owner = "team-a"
+
+[registries.main]
+address = "{registry}"
+
+[protocols.dubbo]
+port = 0
+
+[protocols.jsonrpc]
+port = 0
+
+[provider.services.demo]
+interface = "org.apache.dubbo.demo.DemoService"
+version = "1.0.0"
+timeout = "2s"
+[provider.services.demo.methods.sayHello]
+timeout = 500
+
+[shutdown]
+unregister_wait = "700ms"
+drain = "5s"
+
+[metrics]
+listen = "127.0.0.1:0"
+
+[qos]
+port = 0
+"#
+    )
+}
+
+pub fn consumer_yaml(registry: &str) -> String {
+    format!(
+        r#"
+application:
+  name: shop-consumer
+registries:
+  main:
+    address: "{registry}"
+consumer:
+  timeout: 3s
+  references:
+    demo:
+      interface: org.apache.dubbo.demo.DemoService
+      version: 1.0.0
+      retries: 2
+      loadbalance: roundrobin
+metrics:
+  listen: 127.0.0.1:0
+qos:
+  port: 0
+"#
+    )
+}
+
+pub async fn start_provider(registry: &str, name: &'static str) -> Application {
+    let config = Config::from_str(
+        &provider_toml(registry, name),
+        Format::Toml,
+        "provider.toml",
+    )
+    .unwrap();
+    Application::builder(config)
+        .service(
+            "demo",
+            DemoServiceServer::<Demo>::info(),
+            Arc::new(DemoServiceServer::new(Demo(name))),
+        )
+        .start()
+        .await
+        .unwrap()
+}
+
+pub async fn start_consumer(registry: &str) -> Application {
+    let config = Config::from_str(&consumer_yaml(registry), Format::Yaml, "consumer.yaml").unwrap();
+    Application::builder(config).start().await.unwrap()
+}
+
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A telnet-style session: send a line, read up to the next prompt.
+pub struct Telnet(pub BufReader<TcpStream>);
+
+impl Telnet {
+    pub async fn open(addr: std::net::SocketAddr) -> Telnet {
+        let mut t = Telnet(BufReader::new(TcpStream::connect(addr).await.unwrap()));
+        let greeting = t.until_prompt().await;
+        assert_eq!(greeting, "");
+        t
+    }
+    pub async fn until_prompt(&mut self) -> String {
+        let mut out = Vec::new();
+        loop {
+            let mut b = [0u8; 1];
+            let n = tokio::time::timeout(Duration::from_secs(10), self.0.read(&mut b))
+                .await
+                .expect("answer within 10 s")
+                .unwrap();
+            assert!(
+                n > 0,
+                "QoS closed the session; got {:?}",
+                String::from_utf8_lossy(&out)
+            );
+            out.push(b[0]);
+            if out.ends_with(b"dubbo>") {
+                out.truncate(out.len() - 6);
+                return String::from_utf8(out).unwrap();
+            }
+        }
+    }
+    pub async fn cmd(&mut self, line: &str) -> String {
+        self.0
+            .get_mut()
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .unwrap();
+        self.until_prompt().await
+    }
+}
+
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
