@@ -79,6 +79,12 @@ struct ProviderArgs {
     /// provider meanwhile).
     #[arg(long, default_value_t = 1.0)]
     unregister_wait: f64,
+    /// Start the demo service as an application described by a TOML or YAML file
+    /// (registries, protocols, services, shutdown, metrics, QoS; `RDUBBO_…` variables
+    /// override its keys). Its services of org.apache.dubbo.demo.DemoService are served by
+    /// the demo implementation.
+    #[arg(long, conflicts_with_all = ["protocol", "listen", "registry", "drain_timeout", "unregister_wait"])]
+    config: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: DemoArgs) -> Result<ExitCode> {
@@ -89,6 +95,9 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
 }
 
 async fn provider(args: ProviderArgs) -> Result<ExitCode> {
+    if let Some(path) = &args.config {
+        return provider_from_config(path).await;
+    }
     let listen = args.listen.unwrap_or_else(|| {
         let port = if args.protocol == "dubbo" {
             20880
@@ -160,6 +169,29 @@ async fn provider(args: ProviderArgs) -> Result<ExitCode> {
 
 /// SIGTERM and SIGINT watchers, installed before a process announces that it is ready, so
 /// that a signal sent right after the announcement stops it gracefully.
+/// `demo provider --config FILE`: the demo service as a configured application.
+async fn provider_from_config(path: &std::path::Path) -> Result<ExitCode> {
+    let builder = rdubbo::app::Application::from_file(path)?;
+    let info = DemoServiceServer::<Demo>::info();
+    let app = builder
+        .service(DEMO_INTERFACE, info, Arc::new(DemoServiceServer::new(Demo)))
+        .start()
+        .await?;
+    for url in app.exported_urls() {
+        println!("serving {url}");
+    }
+    if let Some(addr) = app.metrics_addr() {
+        println!("metrics on http://{addr}/metrics");
+    }
+    if let Some(addr) = app.qos_addr() {
+        println!("qos on {addr}");
+    }
+    println!("ready");
+    app.run_until_signal().await;
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
 pub struct StopSignals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,

@@ -390,3 +390,22 @@ async fn implementations_must_match_the_configured_services() {
         "{e}"
     );
 }
+
+#[test]
+fn the_example_files_are_valid() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let p = Config::from_file(format!("{root}/provider.toml")).unwrap();
+    assert_eq!(p.application.name, "demo-provider");
+    assert_eq!(p.protocols["dubbo"].port, Some(20880));
+    assert_eq!(
+        p.provider.services["demo"].interface,
+        "org.apache.dubbo.demo.DemoService"
+    );
+    let c = Config::from_file(format!("{root}/consumer.yaml")).unwrap();
+    let demo = &c.consumer.references["demo"];
+    assert_eq!(demo.loadbalance.as_deref(), Some("roundrobin"));
+    assert_eq!(
+        demo.methods["sayHello"].timeout.map(|t| t.0),
+        Some(Duration::from_millis(800))
+    );
+}
