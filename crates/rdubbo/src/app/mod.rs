@@ -21,7 +21,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The shutdown sequence ([`Application::shutdown`]):
+//! The shutdown sequence ([`Application::shutdown`](crate::app::Application::shutdown)):
 //! 1. `ready` turns false (QoS `ready` answers so);
 //! 2. every exported service is unregistered from every registry;
 //! 3. `shutdown.unregister_wait` passes, so consumers drop this provider;
