@@ -2,8 +2,6 @@
 //! configuration file register in the embedded registry; one gets SIGTERM while a consumer
 //! keeps calling through the registry, and no call is lost. A broken file is a clear error.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,52 +11,20 @@ use rdubbo::nacos::server::{NamingServer, NamingServerConfig};
 use rdubbo::{Invocation, Invoker};
 
 mod common;
-use common::{rdubbo, text, Running, BIN};
+use common::{http, rdubbo, start, text, Running};
 
 const DEMO: &str = "org.apache.dubbo.demo.DemoService";
 
-/// Starts a provider process and reads its stdout up to `ready`; returns it and the lines.
+/// Starts a provider process from `config` and reads its stdout up to `ready`.
 fn start_provider(config: &std::path::Path) -> (Running, Vec<String>) {
-    let mut child = Command::new(BIN)
-        .args(["demo", "provider", "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn rdubbo");
-    let stdout = child.stdout.take().expect("stdout");
-    let running = Running(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.expect("read output");
-        let done = line == "ready";
-        seen.push(line);
-        if done {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    assert_eq!(seen.last().map(String::as_str), Some("ready"), "{seen:?}");
-    (running, seen)
-}
-
-fn qos_get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default(),
+    start(
+        &[
+            "demo",
+            "provider",
+            "--config",
+            config.to_str().expect("UTF-8 path"),
+        ],
+        "ready",
     )
 }
 
@@ -125,7 +91,7 @@ port = 0
 
     let (status, ls) = tokio::task::spawn_blocking({
         let qos = qos.clone();
-        move || qos_get(&qos, "/ls")
+        move || http(&qos, "GET", "/ls")
     })
     .await
     .unwrap();
@@ -186,24 +152,10 @@ port = 0
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = ok.load(Ordering::Relaxed);
-    let status = tokio::task::spawn_blocking(move || {
-        let mut first = first;
-        // SAFETY: kill(2) on the PID of a child we started and have not reaped.
-        unsafe {
-            libc::kill(first.0.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = first.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    })
-    .await
-    .unwrap();
-    assert!(status.success(), "{status:?}");
+    // SIGTERM; it must exit 0 (stop() asserts it) while the load goes on.
+    tokio::task::spawn_blocking(move || common::stop(first))
+        .await
+        .unwrap();
     let at_exit = ok.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);

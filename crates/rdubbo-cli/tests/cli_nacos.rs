@@ -2,86 +2,14 @@
 //! `call` and `bench` find the provider through it, SIGTERM deregisters it, persistent
 //! instances survive a restart of the registry.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use rdubbo_testkit::free_port;
 
 mod common;
 
-use common::{rdubbo, text, Running, BIN};
+use common::{http, rdubbo, start, stop, text, Running};
 const DEMO: &str = "org.apache.dubbo.demo.DemoService";
-
-/// Starts `rdubbo <args>` and reads stdout until a line starting with `until`; returns
-/// the process and the lines read.
-fn start(args: &[&str], until: &str) -> (Running, Vec<String>) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn rdubbo");
-    let stdout = child.stdout.take().expect("stdout");
-    let running = Running(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.expect("read output");
-        let done = line.starts_with(until);
-        seen.push(line);
-        if done {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    assert!(
-        seen.last().is_some_and(|l| l.starts_with(until)),
-        "{seen:?}"
-    );
-    (running, seen)
-}
-
-fn stop(mut p: Running) {
-    // SAFETY: kill(2) on the PID of a child we started and have not reaped.
-    unsafe {
-        libc::kill(p.0.id() as i32, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(status) = p.0.try_wait().unwrap() {
-            assert!(status.success(), "{status:?}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn http(addr: &str, method: &str, target: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default(),
-    )
-}
 
 fn data_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))

@@ -1,47 +1,34 @@
 //! The `rdubbo` command with a real ZooKeeper: a provider registers, `ls` lists it,
 //! `call` and `bench` find it through the registry, SIGTERM unregisters it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdubbo_testkit::ZkServer;
 
 mod common;
 
-use common::{rdubbo, text, Running, BIN};
+use common::{rdubbo, start, text, Running};
 const DEMO: &str = "org.apache.dubbo.demo.DemoService";
 
 /// Starts `rdubbo demo provider --registry …` and returns it with the URLs it registered.
 fn start_provider(registry: &str) -> (Running, Vec<String>) {
-    let mut child = Command::new(BIN)
-        .args([
+    let (running, lines) = start(
+        &[
             "demo",
             "provider",
             "--listen",
             "127.0.0.1:0",
             "--registry",
             registry,
-        ])
-        .args(["--unregister-wait", "0.2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn rdubbo demo provider");
-    let stdout = child.stdout.take().expect("stdout");
-    let running = Running(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let mut urls = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.expect("read provider output");
-        if let Some(url) = line.strip_prefix("serving ") {
-            urls.push(url.to_owned());
-        }
-        if line.starts_with("registered in ") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
+            "--unregister-wait",
+            "0.2",
+        ],
+        "registered in ",
+    );
+    let urls: Vec<String> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("serving ").map(str::to_owned))
+        .collect();
     assert_eq!(urls.len(), 2, "{urls:?}");
     (running, urls)
 }
