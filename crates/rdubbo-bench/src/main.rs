@@ -181,19 +181,23 @@ async fn jsonrpc_server(listen: SocketAddr) -> Result<rdubbo_protocol_jsonrpc::J
 
 /// The echo service every rdubbo transport serves.
 fn echo_service() -> (rdubbo_core::ServiceInfo, Arc<dyn rdubbo_core::Invoker>) {
-    use rdubbo_core::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, ServiceInfo, Value};
+    use rdubbo_core::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult, ServiceInfo};
+    /// What a typed service does: decodes its `String` argument, answers it typed.
     struct Echo;
     impl Invoker for Echo {
-        fn invoke(&self, mut inv: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
-            Box::pin(async move {
-                match inv.args.pop() {
-                    Some(v) if inv.args.is_empty() => Ok(v),
-                    _ => Err(RpcError::remote(
-                        rdubbo_core::error::codes::INVALID_PARAMS,
-                        "echo takes one argument",
-                    )),
-                }
-            })
+        fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
+            let bad = || {
+                RpcError::remote(
+                    rdubbo_core::error::codes::INVALID_PARAMS,
+                    "echo takes one string",
+                )
+            };
+            let arg = if inv.args.len() == 1 {
+                inv.args.decoder().read::<String>().map_err(|_| bad())
+            } else {
+                Err(bad())
+            };
+            Box::pin(std::future::ready(arg.map(Reply::typed)))
         }
     }
     let info = ServiceInfo {
@@ -266,11 +270,14 @@ impl Caller {
                 }
             }
             Caller::Jsonrpc(client) => {
-                let inv = rdubbo_core::Invocation::new(
+                const TYPES: &[std::borrow::Cow<'static, str>] =
+                    &[std::borrow::Cow::Borrowed("Ljava/lang/String;")];
+                let mut inv = rdubbo_core::Invocation::new(
                     SERVICE,
                     "echo",
-                    vec![serde_json::Value::String("hello, rdubbo".into())],
+                    rdubbo_core::Args::typed((String::from("hello, rdubbo"),)),
                 );
+                inv.parameter_types = std::borrow::Cow::Borrowed(TYPES);
                 client.invoke(inv).await.map_err(|e| anyhow!("{e}"))?;
             }
         }

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use rdubbo::{Invoker, RpcError, Value};
+use rdubbo::{Invoker, RpcError};
 
-use crate::target::{parse_args, Discovery, Target};
+use crate::target::{call_args, Discovery, Target};
 
 /// Arguments of `rdubbo bench`.
 #[derive(clap::Args)]
@@ -25,6 +25,9 @@ pub struct BenchArgs {
     /// Arguments as a JSON array.
     #[arg(long, default_value = r#"["hello"]"#)]
     args: String,
+    /// Java parameter types for dubbo://, comma-separated (as `rdubbo call --types`).
+    #[arg(long, value_name = "TYPES")]
+    types: Option<String>,
     /// Calls kept in flight.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -63,7 +66,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
 }
 
 async fn bench(target: &Target, args: &BenchArgs) -> Result<ExitCode> {
-    let call_args: Arc<Vec<Value>> = Arc::new(parse_args(&args.args)?);
+    let call_args = Arc::new(call_args(&args.args, args.types.as_deref())?);
     let (limit, duration) = match (args.calls, args.duration) {
         (Some(n), _) => (n, Duration::from_secs(3600)),
         (None, Some(s)) if s > 0.0 && s.is_finite() => (u64::MAX, Duration::from_secs_f64(s)),
@@ -102,7 +105,7 @@ async fn bench(target: &Target, args: &BenchArgs) -> Result<ExitCode> {
             let mut hist = Histogram::<u64>::new(3).expect("3 significant figures is valid");
             let mut errors: BTreeMap<String, u64> = BTreeMap::new();
             while Instant::now() < deadline && claimed.fetch_add(1, Ordering::Relaxed) < limit {
-                let inv = target.invocation(&method, (*call_args).clone());
+                let inv = target.invocation(&method, &call_args);
                 let t = Instant::now();
                 match target.invoker().invoke(inv).await {
                     Ok(_) => {

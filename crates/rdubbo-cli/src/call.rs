@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use rdubbo::{Invoker, RpcError};
 
-use crate::target::{parse_args, Discovery, Target};
+use crate::target::{call_args, Discovery, Target};
 
 /// Arguments of `rdubbo call`.
 #[derive(clap::Args)]
@@ -30,6 +30,10 @@ pub struct CallArgs {
     /// inferred from the arguments
     #[arg(long, value_name = "TYPES")]
     types: Option<String>,
+    /// Show the result with its Java types (`42L`, `Date(…)`, `com.example.User{…}`)
+    /// instead of as JSON
+    #[arg(long)]
+    java: bool,
     #[command(flatten)]
     discovery: Discovery,
 }
@@ -47,23 +51,8 @@ pub async fn run(args: CallArgs) -> Result<ExitCode> {
 }
 
 async fn call(target: &Target, args: &CallArgs) -> Result<ExitCode> {
-    let mut invocation = target.invocation(&args.method, parse_args(&args.args)?);
-    if let Some(types) = &args.types {
-        let types: Vec<String> = types
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(java_descriptor)
-            .collect();
-        if types.len() != invocation.args.len() {
-            anyhow::bail!(
-                "--types names {} types for {} arguments",
-                types.len(),
-                invocation.args.len()
-            );
-        }
-        invocation.parameter_types = types;
-    }
+    let call = call_args(&args.args, args.types.as_deref())?;
+    let mut invocation = target.invocation(&args.method, &call);
     for kv in &args.attachments {
         let Some((k, v)) = kv.split_once('=') else {
             anyhow::bail!("attachment {kv:?} is not KEY=VALUE");
@@ -71,8 +60,13 @@ async fn call(target: &Target, args: &CallArgs) -> Result<ExitCode> {
         invocation.attachments.insert(k, v);
     }
     match target.invoker().invoke(invocation).await {
-        Ok(value) => {
-            println!("{value}");
+        Ok(reply) => {
+            if args.java {
+                let value = reply.into_value().map_err(anyhow::Error::msg)?;
+                println!("{}", crate::show::java(&value));
+            } else {
+                println!("{}", reply.to_json().map_err(anyhow::Error::msg)?);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(RpcError::Remote {
@@ -93,38 +87,36 @@ async fn call(target: &Target, args: &CallArgs) -> Result<ExitCode> {
     }
 }
 
-/// A JVM descriptor for a Java type name (`long` → `J`, `java.lang.String` →
-/// `Ljava/lang/String;`, `int[]` → `[I`); descriptors pass through.
-fn java_descriptor(name: &str) -> String {
-    if let Some(element) = name.strip_suffix("[]") {
-        return format!("[{}", java_descriptor(element));
-    }
-    match name {
-        "int" => "I".into(),
-        "long" => "J".into(),
-        "double" => "D".into(),
-        "float" => "F".into(),
-        "boolean" => "Z".into(),
-        "byte" => "B".into(),
-        "short" => "S".into(),
-        "char" => "C".into(),
-        n if n.len() == 1 || n.starts_with('[') || (n.starts_with('L') && n.ends_with(';')) => {
-            n.to_string()
-        }
-        n => format!("L{};", n.replace('.', "/")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use crate::target::call_args;
+    use rdubbo::Value;
+
     #[test]
-    fn java_names_become_descriptors() {
-        assert_eq!(super::java_descriptor("long"), "J");
+    fn named_types_make_java_values() {
+        let c = call_args(
+            r#"[5, 1700000000000, {"name": "ann"}]"#,
+            Some("java.lang.Long,java.util.Date,com.example.User"),
+        )
+        .unwrap();
         assert_eq!(
-            super::java_descriptor("java.lang.String"),
-            "Ljava/lang/String;"
+            c.types,
+            vec!["Ljava/lang/Long;", "Ljava/util/Date;", "Lcom/example/User;"]
         );
-        assert_eq!(super::java_descriptor("int[]"), "[I");
-        assert_eq!(super::java_descriptor("Ljava/util/Map;"), "Ljava/util/Map;");
+        assert_eq!(
+            c.args.to_values().unwrap(),
+            vec![
+                Value::Long(5),
+                Value::Date(1700000000000),
+                Value::object("com.example.User", vec![("name", "ann".into())])
+            ]
+        );
+        let generic = call_args(
+            r#"[{"a": 1}]"#,
+            Some("java.util.Map<java.lang.String,java.lang.Integer>"),
+        )
+        .unwrap();
+        assert_eq!(generic.types, vec!["Ljava/util/Map;"]);
+        assert!(call_args("[1, 2]", Some("long")).is_err());
     }
 }

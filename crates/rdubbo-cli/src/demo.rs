@@ -278,16 +278,32 @@ async fn demo(calls: u64, registry_url: Option<String>) -> Result<ExitCode> {
     let greeting = client.say_hello("rdubbo".to_owned()).await?;
     println!("sayHello(\"rdubbo\") -> {greeting:?}");
     for v in [
-        serde_json::json!("hello"),
-        serde_json::json!(42),
-        serde_json::json!({"name": "rdubbo", "tags": ["rust", "dubbo"], "weight": 1.5}),
+        Value::from("hello"),
+        Value::Int(42),
+        Value::map(vec![
+            ("name".into(), "rdubbo".into()),
+            (
+                "tags".into(),
+                Value::list(vec!["rust".into(), "dubbo".into()]),
+            ),
+            ("weight".into(), 1.5.into()),
+        ]),
+        // A POJO keeps its Java class across the call.
+        Value::object(
+            "org.apache.dubbo.demo.User",
+            vec![("name", "rdubbo".into()), ("age", 3.into())],
+        ),
     ] {
         let back = client.echo(v.clone()).await?;
-        println!("echo({v}) -> {back}");
+        println!(
+            "echo({}) -> {}",
+            rdubbo::json::from_value(&v),
+            rdubbo::json::from_value(&back)
+        );
     }
 
     let mut hist = Histogram::<u64>::new(3)?;
-    let payload = serde_json::json!("ping");
+    let payload = Value::from("ping");
     let start = Instant::now();
     for _ in 0..calls {
         let t = Instant::now();

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use rdubbo::{Url, Value};
+use rdubbo::Url;
+use serde_json::Value;
 
 /// Arguments of `rdubbo ls`.
 #[derive(clap::Args)]

@@ -6,6 +6,7 @@ mod call;
 mod demo;
 mod ls;
 mod registry;
+mod show;
 mod target;
 
 use clap::{Parser, Subcommand};

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use rdubbo::{Invocation, Invoker, Url, Value};
+use rdubbo::{Args, Invocation, Invoker, Url};
+use serde_json::Value;
 
 /// Where `call` and `bench` find the service.
 #[derive(clap::Args, Clone, Debug)]
@@ -145,8 +146,9 @@ impl Target {
     }
 
     /// An invocation of `method` with `args` on this target.
-    pub fn invocation(&self, method: &str, args: Vec<Value>) -> Invocation {
-        Invocation::new(self.interface.as_str(), method, args)
+    pub fn invocation(&self, method: &str, args: &CallArgs) -> Invocation {
+        Invocation::new(self.interface.as_str(), method, args.args.clone())
+            .with_parameter_types(args.types.clone())
             .with_version(self.version.as_deref())
             .with_group(self.group.as_deref())
             .with_timeout(Some(self.timeout))
@@ -166,4 +168,75 @@ pub fn parse_args(text: &str) -> Result<Vec<Value>> {
         Value::Array(items) => Ok(items),
         other => bail!("arguments must be a JSON array like '[\"world\"]', got {other}"),
     }
+}
+
+/// A call's arguments as the command line gives them: JSON values, and Java types if named.
+#[derive(Clone)]
+pub struct CallArgs {
+    /// The arguments: JSON as it is, or brought to the named Java types.
+    pub args: Args,
+    /// JVM descriptors, one per argument; empty when not named.
+    pub types: Vec<String>,
+}
+
+/// Parses `'<json array>'` and `--types` (Java names or descriptors, comma-separated):
+/// with types, each JSON value is read as that Java type (`"J"` → a long,
+/// `java.util.Date` → a date from milliseconds, `com.example.User` → an object of that
+/// class …), as `rdubbo::json::to_value_as` documents.
+pub fn call_args(text: &str, types: Option<&str>) -> Result<CallArgs> {
+    let json = parse_args(text)?;
+    let Some(types) = types else {
+        return Ok(CallArgs {
+            args: Args::Json(json),
+            types: Vec::new(),
+        });
+    };
+    let types: Vec<String> = split_types(types)
+        .into_iter()
+        .map(|t| rdubbo::json::descriptor_from_name(&t))
+        .collect();
+    if types.len() != json.len() {
+        bail!(
+            "--types names {} types for {} arguments",
+            types.len(),
+            json.len()
+        );
+    }
+    let values = json
+        .iter()
+        .zip(&types)
+        .map(|(j, t)| rdubbo::json::to_value_as(j, t))
+        .collect();
+    Ok(CallArgs {
+        args: Args::Values(values),
+        types,
+    })
+}
+
+/// Splits a type list at top-level commas (`java.util.Map<K,V>` is not split; generics
+/// are dropped, as Java erases them).
+fn split_types(types: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut depth = 0;
+    let mut cur = String::new();
+    for c in types.chars() {
+        match c {
+            '<' => depth += 1,
+            '>' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(std::mem::take(&mut cur).trim().to_string());
+                continue;
+            }
+            _ if depth > 0 => continue,
+            _ => {}
+        }
+        if depth == 0 && c != '>' {
+            cur.push(c);
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out.retain(|t| !t.is_empty());
+    out
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdubbo_core::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, Value};
+use rdubbo_core::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult, Value};
 use tracing::Instrument;
 
 use crate::loadbalance::{self, LoadBalance};
@@ -250,7 +250,7 @@ impl State {
         provider: &Provider,
         mut invocation: Invocation,
         attempt: usize,
-    ) -> RpcResult<Value> {
+    ) -> RpcResult<Reply> {
         if invocation.timeout.is_none() {
             let ms = configurator::lookup(&provider.overrides, &invocation.method, "timeout")
                 .and_then(|v| v.parse::<u64>().ok());
@@ -278,7 +278,7 @@ impl State {
         result
     }
 
-    async fn failover(&self, invocation: Invocation, retries: usize) -> RpcResult<Value> {
+    async fn failover(&self, invocation: Invocation, retries: usize) -> RpcResult<Reply> {
         let mut tried: Vec<usize> = Vec::new();
         let mut last_error = None;
         // One deadline for the whole call: each attempt gets what is left of it, and the
@@ -308,7 +308,7 @@ impl State {
         Err(last_error.unwrap_or_else(|| self.no_provider()))
     }
 
-    async fn forking(&self, invocation: Invocation) -> RpcResult<Value> {
+    async fn forking(&self, invocation: Invocation) -> RpcResult<Reply> {
         let forks: usize = self.directory.consumer().param_or("forks", 2usize).max(1);
         let providers = self.directory.list(&invocation);
         let mut chosen: Vec<Arc<Provider>> = Vec::new();
@@ -342,7 +342,7 @@ impl State {
         Err(last_error.unwrap_or_else(|| self.no_provider()))
     }
 
-    async fn broadcast(&self, invocation: Invocation) -> RpcResult<Value> {
+    async fn broadcast(&self, invocation: Invocation) -> RpcResult<Reply> {
         let providers = self.directory.list(&invocation);
         if providers.is_empty() {
             return Err(self.no_provider());
@@ -352,7 +352,7 @@ impl State {
             let inv = invocation.clone();
             set.spawn(async move { (i, State::attempt(&p, inv, 1).await) });
         }
-        let mut results: Vec<(usize, RpcResult<Value>)> = Vec::with_capacity(providers.len());
+        let mut results: Vec<(usize, RpcResult<Reply>)> = Vec::with_capacity(providers.len());
         while let Some(joined) = set.join_next().await {
             match joined {
                 Ok(r) => results.push(r),
@@ -363,7 +363,7 @@ impl State {
             }
         }
         results.sort_by_key(|(i, _)| *i);
-        let mut last = Ok(Value::Null);
+        let mut last = Ok(Reply::Value(Value::Null));
         for (_, r) in results {
             match r {
                 Err(e) => return Err(e),
@@ -409,7 +409,7 @@ impl State {
         }
     }
 
-    async fn call(self: Arc<Self>, invocation: Invocation) -> RpcResult<Value> {
+    async fn call(self: Arc<Self>, invocation: Invocation) -> RpcResult<Reply> {
         match self.strategy {
             Strategy::Failover => {
                 let providers = self.directory.list(&invocation);
@@ -428,7 +428,7 @@ impl State {
                 Ok(v) => Ok(v),
                 Err(e) => {
                     tracing::warn!(service = %self.directory.service_key(), error = %e, "failsafe: error ignored");
-                    Ok(Value::Null)
+                    Ok(Reply::Value(Value::Null))
                 }
             },
             Strategy::Failback => match self.failover(invocation.clone(), 0).await {
@@ -436,7 +436,7 @@ impl State {
                 Err(e) => {
                     tracing::warn!(service = %self.directory.service_key(), error = %e, "failback: will retry in the background");
                     self.enqueue_failback(invocation);
-                    Ok(Value::Null)
+                    Ok(Reply::Value(Value::Null))
                 }
             },
             Strategy::Forking => self.forking(invocation).await,
@@ -446,7 +446,7 @@ impl State {
 }
 
 impl Invoker for ClusterInvoker {
-    fn invoke(&self, invocation: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+    fn invoke(&self, invocation: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         Box::pin(self.state.clone().call(invocation))
     }
 }
@@ -463,7 +463,7 @@ mod tests {
         calls: Arc<Mutex<Vec<u16>>>,
     }
     impl Invoker for Scripted {
-        fn invoke(&self, _: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+        fn invoke(&self, _: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
             let port = self.port;
             self.calls.lock().unwrap().push(port);
             Box::pin(async move {
@@ -473,7 +473,7 @@ mod tests {
                         reason: "refused".into(),
                     }),
                     2 => Err(RpcError::service("boom")),
-                    p => Ok(Value::from(p)),
+                    p => Ok(Reply::Value(Value::from(p))),
                 }
             })
         }
@@ -592,7 +592,7 @@ mod tests {
     #[tokio::test]
     async fn forking_takes_the_first_success() {
         let (cluster, calls) = setup_with(&[1, 7000, 7001], "cluster=forking&forks=3");
-        let v = cluster.invoke(inv()).await.unwrap();
+        let v: i64 = cluster.invoke(inv()).await.unwrap().decode().unwrap();
         assert!(v == 7000 || v == 7001, "{v}");
         assert_eq!(calls.lock().unwrap().len(), 3);
         let (cluster, _) = setup_with(&[1], "cluster=forking");

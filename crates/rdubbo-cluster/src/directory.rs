@@ -230,12 +230,12 @@ impl NotifyListener for Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rdubbo_core::{BoxFuture, Invocation, RpcResult, Value};
+    use rdubbo_core::{BoxFuture, Invocation, Reply, RpcResult, Value};
 
     struct Echo;
     impl Invoker for Echo {
-        fn invoke(&self, _: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
-            Box::pin(async { Ok(Value::Null) })
+        fn invoke(&self, _: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
+            Box::pin(async { Ok(Reply::Value(Value::Null)) })
         }
     }
     struct Jsonrpc;

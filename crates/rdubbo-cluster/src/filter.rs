@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdubbo_core::error::codes;
-use rdubbo_core::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, Url, Value};
+use rdubbo_core::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult, Url};
 use tokio::sync::Semaphore;
 
 /// A middleware around an invoker.
@@ -30,7 +30,7 @@ pub trait Filter: Send + Sync + 'static {
         &self,
         next: Arc<dyn Invoker>,
         invocation: Invocation,
-    ) -> BoxFuture<'static, RpcResult<Value>>;
+    ) -> BoxFuture<'static, RpcResult<Reply>>;
 }
 
 struct Filtered {
@@ -39,7 +39,7 @@ struct Filtered {
 }
 
 impl Invoker for Filtered {
-    fn invoke(&self, invocation: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+    fn invoke(&self, invocation: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         self.filter.invoke(self.next.clone(), invocation)
     }
 }
@@ -114,7 +114,7 @@ impl Filter for AccessLog {
         &self,
         next: Arc<dyn Invoker>,
         inv: Invocation,
-    ) -> BoxFuture<'static, RpcResult<Value>> {
+    ) -> BoxFuture<'static, RpcResult<Reply>> {
         let side = self.side;
         Box::pin(async move {
             let service = inv.service_key();
@@ -184,7 +184,7 @@ impl Filter for ConcurrencyLimit {
         &self,
         next: Arc<dyn Invoker>,
         inv: Invocation,
-    ) -> BoxFuture<'static, RpcResult<Value>> {
+    ) -> BoxFuture<'static, RpcResult<Reply>> {
         let Some((limit, sem)) = self.semaphore(&inv.method) else {
             return next.invoke(inv);
         };
@@ -258,7 +258,7 @@ impl Filter for RateLimit {
         &self,
         next: Arc<dyn Invoker>,
         inv: Invocation,
-    ) -> BoxFuture<'static, RpcResult<Value>> {
+    ) -> BoxFuture<'static, RpcResult<Reply>> {
         match self.admit(&inv.method) {
             Ok(()) => next.invoke(inv),
             Err((tps, interval)) => {
@@ -282,7 +282,7 @@ impl Filter for Deadline {
         &self,
         next: Arc<dyn Invoker>,
         inv: Invocation,
-    ) -> BoxFuture<'static, RpcResult<Value>> {
+    ) -> BoxFuture<'static, RpcResult<Reply>> {
         let Some(timeout) = inv.timeout else {
             return next.invoke(inv);
         };
@@ -297,15 +297,16 @@ impl Filter for Deadline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rdubbo_core::Value;
 
     /// Sleeps for the first argument in ms, then answers it.
     struct Sleepy;
     impl Invoker for Sleepy {
-        fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+        fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
             Box::pin(async move {
-                let ms = inv.args.first().and_then(Value::as_u64).unwrap_or(0);
+                let ms = inv.args.first().and_then(|v| v.as_u64()).unwrap_or(0);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
-                Ok(Value::from(ms))
+                Ok(Reply::Value(Value::from(ms)))
             })
         }
     }
@@ -326,7 +327,7 @@ mod tests {
             &self,
             next: Arc<dyn Invoker>,
             inv: Invocation,
-        ) -> BoxFuture<'static, RpcResult<Value>> {
+        ) -> BoxFuture<'static, RpcResult<Reply>> {
             self.1.lock().unwrap().push(self.0);
             next.invoke(inv)
         }
@@ -420,8 +421,8 @@ mod tests {
     }
 
     async fn futures_join(
-        calls: Vec<BoxFuture<'static, RpcResult<Value>>>,
-    ) -> Vec<RpcResult<Value>> {
+        calls: Vec<BoxFuture<'static, RpcResult<Reply>>>,
+    ) -> Vec<RpcResult<Reply>> {
         let handles: Vec<_> = calls.into_iter().map(tokio::spawn).collect();
         let mut out = Vec::new();
         for h in handles {

@@ -258,11 +258,12 @@ impl LoadBalance for ConsistentHash {
                 }
             }
         };
+        let values = inv.args.to_values().unwrap_or_default();
         let selected: String = arguments
             .split(',')
             .filter_map(|i| i.trim().parse::<usize>().ok())
-            .filter_map(|i| inv.args.get(i))
-            .map(|v| v.to_string())
+            .filter_map(|i| values.get(i))
+            .map(|v| rdubbo_core::json::from_value(v).to_string())
             .collect();
         let h = hash_of(&selected);
         let pos = ring.partition_point(|(point, _)| *point < h);
@@ -279,13 +280,13 @@ impl LoadBalance for ConsistentHash {
 mod tests {
     use super::*;
     use crate::Directory;
-    use rdubbo_core::{BoxFuture, Invoker, Protocol, RpcResult, Value};
+    use rdubbo_core::{BoxFuture, Invoker, Protocol, Reply, RpcResult, Value};
     use std::collections::BTreeMap;
 
     struct Nop;
     impl Invoker for Nop {
-        fn invoke(&self, _: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
-            Box::pin(async { Ok(Value::Null) })
+        fn invoke(&self, _: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
+            Box::pin(async { Ok(Reply::Value(Value::Null)) })
         }
     }
     struct P;

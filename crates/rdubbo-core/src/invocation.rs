@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use std::borrow::Cow;
+
+use crate::payload::Args;
 
 /// Per-call key/value pairs carried on the wire next to the arguments (Dubbo's
 /// "attachments"). Kept in insertion order; small, so a vector beats a map.
@@ -68,8 +70,8 @@ pub struct Invocation {
     pub version: Option<Arc<str>>,
     /// The method name as the wire spells it (`sayHello`).
     pub method: Arc<str>,
-    /// Positional arguments.
-    pub args: Vec<Value>,
+    /// Positional arguments: typed, dynamic or still encoded.
+    pub args: Args,
     /// Attachments sent with the call.
     pub attachments: Attachments,
     /// Time the caller still grants this call, if bounded.
@@ -77,30 +79,34 @@ pub struct Invocation {
     /// Java parameter types in JVM descriptor form (`Ljava/lang/String;`, `J`, `[B` …),
     /// one per argument, for protocols that select the method by its signature (`dubbo`).
     /// Empty: inferred from the arguments.
-    pub parameter_types: Vec<String>,
+    pub parameter_types: ParameterTypes,
 }
+
+/// JVM descriptors of a method's parameters: static for generated stubs (no allocation per
+/// call), owned for generic callers.
+pub type ParameterTypes = Cow<'static, [Cow<'static, str>]>;
 
 impl Invocation {
     /// A call of `method` on `interface` with positional `args`.
     pub fn new(
         interface: impl Into<Arc<str>>,
         method: impl Into<Arc<str>>,
-        args: Vec<Value>,
+        args: impl Into<Args>,
     ) -> Self {
         Invocation {
             interface: interface.into(),
             group: None,
             version: None,
             method: method.into(),
-            args,
+            args: args.into(),
             attachments: Attachments::new(),
             timeout: None,
-            parameter_types: Vec::new(),
+            parameter_types: Cow::Borrowed(&[]),
         }
     }
     /// Sets the Java parameter types (JVM descriptors, one per argument).
     pub fn with_parameter_types(mut self, types: Vec<String>) -> Self {
-        self.parameter_types = types;
+        self.parameter_types = types.into_iter().map(Cow::Owned).collect();
         self
     }
     /// Sets the version.

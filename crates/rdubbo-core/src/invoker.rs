@@ -4,9 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use serde_json::Value;
-
-use crate::{Invocation, RpcResult};
+use crate::{Invocation, Reply, RpcResult};
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -15,11 +13,11 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// them, a filter wrapped around another invoker, or a provider-side service dispatcher.
 pub trait Invoker: Send + Sync + 'static {
     /// Performs the call.
-    fn invoke(&self, invocation: Invocation) -> BoxFuture<'static, RpcResult<Value>>;
+    fn invoke(&self, invocation: Invocation) -> BoxFuture<'static, RpcResult<Reply>>;
 }
 
 impl<T: Invoker + ?Sized> Invoker for Arc<T> {
-    fn invoke(&self, invocation: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+    fn invoke(&self, invocation: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         (**self).invoke(invocation)
     }
 }

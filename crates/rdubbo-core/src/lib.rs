@@ -2,7 +2,9 @@
 //!
 //! - [`Url`]: Apache Dubbo's URL model (`protocol://user:pass@host:port/path?k=v`), parsed and
 //!   formatted losslessly, with Java-compatible [`url::encode`]/[`url::decode`].
-//! - [`Invocation`]: one call (service, method, JSON arguments, attachments, deadline).
+//! - [`Invocation`]: one call (service, method, arguments, attachments, deadline).
+//! - [`Value`]: the lossless Java value model; [`Args`] and [`Reply`]: what a call carries,
+//!   typed, dynamic or still encoded; [`JavaType`]: the Java type a Rust type is sent as.
 //! - [`RpcError`]: what can go wrong with a call, with the codes that cross the wire.
 //! - [`Invoker`]: the one abstraction for "something that answers an invocation", used on both
 //!   sides: a protocol client is an invoker, and so is a provider-side service dispatcher.
@@ -20,12 +22,18 @@
 pub mod error;
 pub mod invocation;
 pub mod invoker;
+pub mod java;
+pub mod json;
+pub mod payload;
 pub mod registry;
 pub mod url;
+pub mod value;
 
 pub use error::{RpcError, RpcResult};
 pub use invocation::{Attachments, Invocation};
 pub use invoker::{BoxFuture, Invoker, Protocol, ServiceInfo};
+pub use java::JavaType;
+pub use payload::{Args, ArgsDecoder, HessianArgs, Reply, TypedArgs, TypedValue};
 pub use registry::{NotifyListener, Registry, RegistryError, RegistryResult};
-pub use serde_json::Value;
 pub use url::{Url, UrlError};
+pub use value::Value;

@@ -210,6 +210,12 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
             };
             return visitor.visit_newtype_struct(ms.into_deserializer());
         }
+        if name == crate::value_serde::VALUE_TOKEN {
+            // A `Value` is read whole, exactly as it is in the stream.
+            let v = self.read_value()?;
+            crate::value_serde::DECODED.with(|p| *p.borrow_mut() = Some(v));
+            return visitor.visit_unit();
+        }
         visitor.visit_newtype_struct(self)
     }
 

@@ -560,18 +560,11 @@ impl<'de> Decoder<'de> {
                 self.read_value()
             }
             0x51 => {
-                let (index, slot) = self.ref_after()?;
-                if slot.open {
-                    return Ok(Value::Ref(self.emitted_of[index]));
-                }
-                let back = self.pos;
-                self.pos = slot.pos;
-                self.begin_replay(index);
-                let v = self.read_value();
-                self.refs[index].open = false;
-                self.end_replay();
-                self.pos = back;
-                v
+                // Shared and cyclic graphs stay what they are: a back-reference, never a
+                // copy (a copy would change identity for a Java peer, and lets a small
+                // input expand without bound).
+                let (index, _) = self.ref_after()?;
+                Ok(Value::Ref(self.emitted_of[index]))
             }
             b'H' | b'M' => {
                 let slot = self.open_slot(start);
@@ -633,6 +626,86 @@ impl<'de> Decoder<'de> {
                 self.leave();
                 self.close_slot(slot);
                 Ok(Value::List(List { type_name, items }))
+            }
+        }
+    }
+
+    /// Steps over the next value without building it (class definitions and
+    /// references it holds are still recorded, so the stream reads on correctly).
+    pub fn skip_value(&mut self) -> Result<()> {
+        self.spend()?;
+        let start = self.pos;
+        let tag = self.byte()?;
+        if matches!(tag, b'N' | b'T' | b'F')
+            || self.int_after(tag)?.is_some()
+            || self.long_after(tag)?.is_some()
+            || self.double_after(tag)?.is_some()
+            || self.date_after(tag)?.is_some()
+        {
+            return Ok(());
+        }
+        if Self::is_string_tag(tag) {
+            let mut s = String::new();
+            return self.string_after(tag, &mut s);
+        }
+        if Self::is_binary_tag(tag) {
+            return self.binary_after(tag).map(drop);
+        }
+        match tag {
+            b'C' => {
+                self.class_def()?;
+                self.budget += 1;
+                self.skip_value()
+            }
+            0x51 => self.ref_after().map(drop),
+            b'H' | b'M' => {
+                let slot = self.open_slot(start);
+                self.enter()?;
+                if tag == b'M' {
+                    self.read_type()?;
+                }
+                while self.peek()? != b'Z' {
+                    self.skip_value()?;
+                    self.skip_value()?;
+                }
+                self.pos += 1;
+                self.leave();
+                self.close_slot(slot);
+                Ok(())
+            }
+            b'O' | 0x60..=0x6f => {
+                let def = self.instance_class(tag)?;
+                let slot = self.open_slot(start);
+                self.enter()?;
+                for _ in 0..def.fields.len() {
+                    self.skip_value()?;
+                }
+                self.leave();
+                self.close_slot(slot);
+                Ok(())
+            }
+            _ => {
+                let slot = self.open_slot(start);
+                let Some((kind, _)) = self.list_after(tag)? else {
+                    return Err(self.unexpected_at(start, tag));
+                };
+                self.enter()?;
+                match kind {
+                    ListKind::Fixed(n) => {
+                        for _ in 0..n {
+                            self.skip_value()?;
+                        }
+                    }
+                    ListKind::Variable => {
+                        while self.peek()? != b'Z' {
+                            self.skip_value()?;
+                        }
+                        self.pos += 1;
+                    }
+                }
+                self.leave();
+                self.close_slot(slot);
+                Ok(())
             }
         }
     }

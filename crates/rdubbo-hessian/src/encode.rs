@@ -276,6 +276,13 @@ impl Encoder {
         }
     }
 
+    /// Appends bytes already in Hessian form, such as arguments received from another
+    /// stream. They must not refer to class definitions, types or references of this
+    /// stream: copy them only into a stream that has written none of those yet.
+    pub fn write_raw(&mut self, encoded: &[u8]) {
+        self.buf.extend_from_slice(encoded);
+    }
+
     /// Writes binary data (`byte[]`).
     pub fn write_bytes(&mut self, data: &[u8]) {
         let mut rest = data;

@@ -45,6 +45,7 @@ mod error;
 mod ser;
 mod types;
 mod value;
+mod value_serde;
 
 pub use de::from_slice;
 pub use decode::{decode_value, Decoder, DEFAULT_MAX_DEPTH};
@@ -53,6 +54,7 @@ pub use error::{Error, Result};
 pub use ser::{to_bytes, to_encoder, Compound, StructSerializer, VariantSerializer};
 pub use types::{BigDecimal, Bytes, Date, StackFrame, Throwable};
 pub use value::{List, Map, Object, Value};
+pub use value_serde::{base64, decimal_text, enum_name, unbase64};
 
 /// Converts any serde value to a [`Value`] (through its Hessian encoding).
 pub fn to_value<T: serde::Serialize + ?Sized>(value: &T) -> Result<Value> {

@@ -434,7 +434,17 @@ impl<'a> ser::Serializer for &'a mut Encoder {
             self.date_next = false;
             return r;
         }
+        if name == crate::value_serde::VALUE_TOKEN {
+            // A `Value` hands itself over whole, to be written exactly as it is.
+            if let Some(v) = crate::value_serde::TO_ENCODE.with(|p| p.borrow_mut().take()) {
+                self.write_value(&v);
+                return Ok(());
+            }
+        }
         value.serialize(self)
+    }
+    fn is_human_readable(&self) -> bool {
+        false
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,

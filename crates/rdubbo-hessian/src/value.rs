@@ -2,11 +2,13 @@
 
 /// Any Hessian 2.0 value.
 ///
-/// Shared references in the input are expanded: a value sent once and referenced again
-/// decodes as two equal values. A reference to a list, map or object that contains it (a
-/// cycle, such as a Java `Throwable` whose `cause` is itself) decodes as [`Value::Ref`].
-/// When encoding, [`Value::Ref`] writes a back-reference, so shared and cyclic graphs can
-/// be sent on purpose.
+/// Lossless: every Java type Hessian carries keeps its form (int vs long, a typed list
+/// `[int` vs a `java.util.HashSet`, map keys of any type, an object's class and field
+/// order). Shared references in the input stay shared: a value sent once and referenced
+/// again decodes as the value, then [`Value::Ref`] to it, as does a cycle (a Java
+/// `Throwable` whose `cause` is itself). Encoding writes [`Value::Ref`] as a
+/// back-reference, so a decoded graph re-encodes to the same bytes. [`Value::resolve`]
+/// finds what a reference points at.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Value {
     /// `N`, Java `null`.
@@ -180,5 +182,69 @@ impl From<f64> for Value {
 impl From<bool> for Value {
     fn from(b: bool) -> Value {
         Value::Bool(b)
+    }
+}
+
+impl Value {
+    /// The list, map or object that [`Value::Ref`]`(index)` points at in a stream whose
+    /// values are `roots` (containers are numbered in the order they begin, depth first,
+    /// across all the roots: the numbering of one Hessian stream, such as a Dubbo body's
+    /// arguments).
+    pub fn resolve(roots: &[Value], index: u32) -> Option<&Value> {
+        fn walk<'a>(v: &'a Value, index: u32, seen: &mut u32) -> Option<&'a Value> {
+            let children: Box<dyn Iterator<Item = &'a Value> + 'a> = match v {
+                Value::List(l) => Box::new(l.items.iter()),
+                Value::Map(m) => Box::new(m.entries.iter().flat_map(|(k, v)| [k, v])),
+                Value::Object(o) => Box::new(o.fields.iter().map(|(_, v)| v)),
+                _ => return None,
+            };
+            if *seen == index {
+                return Some(v);
+            }
+            *seen += 1;
+            for c in children {
+                if let Some(found) = walk(c, index, seen) {
+                    return Some(found);
+                }
+            }
+            None
+        }
+        let mut seen = 0;
+        roots.iter().find_map(|r| walk(r, index, &mut seen))
+    }
+}
+
+impl From<u16> for Value {
+    fn from(v: u16) -> Value {
+        Value::Int(i32::from(v))
+    }
+}
+impl From<u32> for Value {
+    fn from(v: u32) -> Value {
+        i32::try_from(v).map_or(Value::Long(i64::from(v)), Value::Int)
+    }
+}
+impl From<u64> for Value {
+    fn from(v: u64) -> Value {
+        i32::try_from(v).map_or(Value::Long(v as i64), Value::Int)
+    }
+}
+impl From<Vec<Value>> for Value {
+    fn from(items: Vec<Value>) -> Value {
+        Value::list(items)
+    }
+}
+
+impl Value {
+    /// The number as u64, if this is a non-negative int or long.
+    pub fn as_u64(&self) -> Option<u64> {
+        self.as_i64().and_then(|i| u64::try_from(i).ok())
+    }
+    /// The boolean, if this is one.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
     }
 }

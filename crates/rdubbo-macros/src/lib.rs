@@ -39,6 +39,8 @@ struct Method {
     wire: String,
     docs: Vec<syn::Attribute>,
     args: Vec<(syn::Ident, Type)>,
+    /// Per parameter: the descriptor a `#[rdubbo(java = "...")]` names, if any.
+    java: Vec<Option<String>>,
     output: Type,
     ok: Type,
 }
@@ -79,6 +81,42 @@ fn ok_type(ty: &Type) -> Option<Type> {
         GenericArgument::Type(t) => Some(t.clone()),
         _ => None,
     })
+}
+
+/// `&[Cow::Borrowed(descriptor), ...]` of a method's parameters: an override's literal, or
+/// the type's `JavaType::DESCRIPTOR`.
+fn descriptor_tokens(m: &Method) -> TokenStream2 {
+    let each = m
+        .args
+        .iter()
+        .zip(&m.java)
+        .map(|((_, ty), java)| match java {
+            Some(d) => quote!(::std::borrow::Cow::Borrowed(#d)),
+            None => quote!(::std::borrow::Cow::Borrowed(<#ty as ::rdubbo::JavaType>::DESCRIPTOR)),
+        });
+    quote!(&[#(#each),*])
+}
+
+/// A Java type name or descriptor (`long`, `java.lang.Long`, `int[]`, `J`) as a descriptor.
+fn descriptor_from_name(name: &str) -> String {
+    let name = name.trim();
+    if let Some(inner) = name.strip_suffix("[]") {
+        return format!("[{}", descriptor_from_name(inner));
+    }
+    match name {
+        "boolean" => "Z".into(),
+        "byte" => "B".into(),
+        "short" => "S".into(),
+        "int" => "I".into(),
+        "long" => "J".into(),
+        "float" => "F".into(),
+        "double" => "D".into(),
+        "char" => "C".into(),
+        d if d.len() == 1 || d.starts_with('[') || (d.starts_with('L') && d.ends_with(';')) => {
+            d.to_string()
+        }
+        class => format!("L{};", class.replace('.', "/")),
+    }
 }
 
 fn expand(
@@ -135,17 +173,37 @@ fn expand(
                 "service methods cannot be generic",
             ));
         }
-        let mut inputs = sig.inputs.iter();
-        match inputs.next() {
+        match sig.inputs.iter().next() {
             Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
             Some(other) => return Err(Error::new(other.span(), "service methods take `&self`")),
             None => return Err(Error::new(sig.span(), "service methods take `&self`")),
         }
         let mut margs = Vec::new();
-        for input in inputs {
+        let mut java = Vec::new();
+        for input in sig.inputs.iter_mut().skip(1) {
             let FnArg::Typed(pt) = input else {
                 return Err(Error::new(input.span(), "unexpected receiver"));
             };
+            let mut java_type = None;
+            let mut keep = Vec::new();
+            for a in pt.attrs.drain(..) {
+                if a.path().is_ident("rdubbo") {
+                    let nv: MetaNameValue = a.parse_args().map_err(|e| {
+                        Error::new(e.span(), "expected #[rdubbo(java = \"java.lang.Long\")]")
+                    })?;
+                    if !nv.path.is_ident("java") {
+                        return Err(Error::new(
+                            nv.path.span(),
+                            "expected `java = \"...\"` (a Java type or JVM descriptor)",
+                        ));
+                    }
+                    java_type = Some(descriptor_from_name(&string_value(&nv.value)?));
+                } else {
+                    keep.push(a);
+                }
+            }
+            pt.attrs = keep;
+            java.push(java_type);
             let Pat::Ident(pi) = &*pt.pat else {
                 return Err(Error::new(
                     pt.pat.span(),
@@ -201,6 +259,7 @@ fn expand(
             wire,
             docs,
             args: margs,
+            java,
             output,
             ok,
         });
@@ -219,28 +278,63 @@ fn expand(
     };
     let version_tokens = opt(&version);
     let group_tokens = opt(&group);
-    let wires: Vec<&String> = methods.iter().map(|m| &m.wire).collect();
+    let mut wires: Vec<&String> = Vec::new();
+    for m in &methods {
+        if !wires.contains(&&m.wire) {
+            wires.push(&m.wire);
+        }
+    }
 
-    let arms = methods.iter().map(|m| {
-        let ident = &m.ident;
-        let wire = &m.wire;
-        let n = m.args.len();
-        let decode = m.args.iter().enumerate().map(|(i, (arg, ty))| {
-            let arg_name = arg.to_string();
+    // Methods by wire name, in order: overloads share a name and differ in descriptors.
+    let mut by_wire: Vec<(&String, Vec<&Method>)> = Vec::new();
+    for m in &methods {
+        match by_wire.iter_mut().find(|(w, _)| *w == &m.wire) {
+            Some((_, list)) => list.push(m),
+            None => by_wire.push((&m.wire, vec![m])),
+        }
+    }
+    let arms = by_wire.iter().map(|(wire, candidates)| {
+        let signatures = candidates.iter().map(|m| {
+            let types = descriptor_tokens(m);
+            let n = m.args.len();
+            quote!((#types, #n))
+        });
+        let bodies = candidates.iter().enumerate().map(|(k, m)| {
+            let ident = &m.ident;
+            let decode = m.args.iter().enumerate().map(|(i, (arg, ty))| {
+                let arg_name = arg.to_string();
+                quote! {
+                    let #arg: #ty = ::rdubbo::__private::from_arg(&mut args, &interface, #wire, #i, #arg_name)?;
+                }
+            });
+            let names: Vec<&syn::Ident> = m.args.iter().map(|(a, _)| a).collect();
+            let names2 = &names;
+            let read = if names.is_empty() {
+                quote!()
+            } else {
+                quote! {
+                    let (#(#names,)*) = {
+                        let mut args = invocation.args.decoder();
+                        #(#decode)*
+                        (#(#names2,)*)
+                    };
+                }
+            };
             quote! {
-                let #arg: #ty = ::rdubbo::__private::from_arg(&interface, #wire, #i, #arg_name, args.next())?;
+                #k => {
+                    #read
+                    let out = inner.#ident(#(#names2),*).await?;
+                    ::std::result::Result::Ok(::rdubbo::Reply::typed(out))
+                }
             }
         });
-        let names = m.args.iter().map(|(a, _)| a);
         quote! {
             #wire => {
-                if invocation.args.len() != #n {
-                    return ::std::result::Result::Err(::rdubbo::__private::wrong_arity(&interface, #wire, #n, invocation.args.len()));
+                let signatures: &[(&[::std::borrow::Cow<'static, str>], usize)] = &[#(#signatures),*];
+                match ::rdubbo::__private::pick(&interface, #wire, &invocation, signatures)? {
+                    #(#bodies)*
+                    _ => ::std::unreachable!(),
                 }
-                let mut args = invocation.args.into_iter();
-                #(#decode)*
-                let out = inner.#ident(#(#names),*).await?;
-                ::rdubbo::__private::to_value(&out)
             }
         }
     });
@@ -252,16 +346,15 @@ fn expand(
         let ok = &m.ok;
         let docs = &m.docs;
         let params = m.args.iter().map(|(a, t)| quote!(#a: #t));
-        let encode = m
-            .args
-            .iter()
-            .map(|(a, _)| quote!(::rdubbo::__private::to_value(&#a)?));
+        let names = m.args.iter().map(|(a, _)| a);
+        let types = descriptor_tokens(m);
         quote! {
             #(#docs)*
             pub async fn #ident(&self, #(#params),*) -> #output {
-                let args = ::std::vec![#(#encode),*];
-                let value = self.call(#wire, args).await?;
-                ::rdubbo::__private::from_result::<#ok>(Self::INTERFACE, #wire, value)
+                const TYPES: &[::std::borrow::Cow<'static, str>] = #types;
+                let args = ::rdubbo::Args::typed((#(#names,)*));
+                let reply = self.call(#wire, args, TYPES).await?;
+                ::rdubbo::__private::from_result::<#ok>(Self::INTERFACE, #wire, reply)
             }
         }
     });
@@ -307,7 +400,7 @@ fn expand(
             async fn dispatch(
                 inner: ::std::sync::Arc<T>,
                 invocation: ::rdubbo::Invocation,
-            ) -> ::rdubbo::RpcResult<::rdubbo::Value> {
+            ) -> ::rdubbo::RpcResult<::rdubbo::Reply> {
                 let interface = ::std::sync::Arc::clone(&invocation.interface);
                 match &*invocation.method {
                     #(#arms)*
@@ -320,7 +413,7 @@ fn expand(
             fn invoke(
                 &self,
                 invocation: ::rdubbo::Invocation,
-            ) -> ::rdubbo::BoxFuture<'static, ::rdubbo::RpcResult<::rdubbo::Value>> {
+            ) -> ::rdubbo::BoxFuture<'static, ::rdubbo::RpcResult<::rdubbo::Reply>> {
                 let context = ::rdubbo::__private::incoming(&invocation);
                 ::std::boxed::Box::pin(::rdubbo::__private::scoped(
                     context,
@@ -374,9 +467,11 @@ fn expand(
             async fn call(
                 &self,
                 method: &'static str,
-                args: ::std::vec::Vec<::rdubbo::Value>,
-            ) -> ::rdubbo::RpcResult<::rdubbo::Value> {
+                args: ::rdubbo::Args,
+                types: &'static [::std::borrow::Cow<'static, str>],
+            ) -> ::rdubbo::RpcResult<::rdubbo::Reply> {
                 let mut invocation = ::rdubbo::Invocation::new(Self::INTERFACE, method, args);
+                invocation.parameter_types = ::std::borrow::Cow::Borrowed(types);
                 invocation.version = self.version.clone();
                 invocation.group = self.group.clone();
                 invocation.timeout = self.timeout;
@@ -387,4 +482,66 @@ fn expand(
             #(#client_methods)*
         }
     })
+}
+
+/// Derives `rdubbo::JavaType` for a struct or enum sent as a Java class: a POJO, or an
+/// enum of unit variants sent as a Java enum. The class is the one the type's
+/// `#[serde(rename = "com.example.User")]` names (what the Hessian2 serializer writes), or
+/// `#[java(class = "com.example.User")]`.
+#[proc_macro_derive(JavaType, attributes(java))]
+pub fn derive_java_type(item: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(item as syn::DeriveInput);
+    match java_class(&input) {
+        Ok(class) => {
+            let name = &input.ident;
+            let (imp, ty, wh) = input.generics.split_for_impl();
+            let descriptor = format!("L{};", class.replace('.', "/"));
+            quote! {
+                impl #imp ::rdubbo::JavaType for #name #ty #wh {
+                    const DESCRIPTOR: &'static str = #descriptor;
+                }
+            }
+            .into()
+        }
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// The Java class a derive input names.
+fn java_class(input: &syn::DeriveInput) -> syn::Result<String> {
+    let mut serde_rename = None;
+    for a in &input.attrs {
+        if a.path().is_ident("java") {
+            let nv: MetaNameValue = a.parse_args()?;
+            if !nv.path.is_ident("class") {
+                return Err(Error::new(nv.path.span(), "expected `class = \"...\"`"));
+            }
+            return string_value(&nv.value);
+        }
+        if a.path().is_ident("serde") {
+            if let Meta::List(l) = &a.meta {
+                let items = l.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated);
+                for m in items.into_iter().flatten() {
+                    if let Meta::NameValue(nv) = m {
+                        if nv.path.is_ident("rename") {
+                            serde_rename = Some(string_value(&nv.value)?);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let class = serde_rename.ok_or_else(|| {
+        Error::new(
+            input.ident.span(),
+            "name the Java class: #[serde(rename = \"com.example.User\")] or #[java(class = \"com.example.User\")]",
+        )
+    })?;
+    if !class.contains('.') {
+        return Err(Error::new(
+            input.ident.span(),
+            format!("`{class}` is not a fully qualified Java class name (com.example.{class})"),
+        ));
+    }
+    Ok(class)
 }

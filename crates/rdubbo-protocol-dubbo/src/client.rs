@@ -10,9 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rdubbo_core::invocation::ParameterTypes;
 use rdubbo_core::{error::codes, BoxFuture, Invocation, Invoker, RpcError, RpcResult, Url};
+use rdubbo_core::{json, Args, Reply};
 use rdubbo_hessian::{Encoder, Throwable, Value as HValue};
-use serde_json::Value as JValue;
+use std::borrow::Cow;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::AbortHandle;
@@ -77,7 +79,7 @@ impl ClientConfig {
     }
 }
 
-type Reply = Result<(Header, Vec<u8>), RpcError>;
+type Frame = Result<(Header, Vec<u8>), RpcError>;
 
 /// One connection: its writer, its reading state and the calls waiting for an answer.
 struct Conn {
@@ -166,7 +168,7 @@ impl DubboClient {
 }
 
 impl Invoker for DubboClient {
-    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<JValue>> {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         let inner = self.inner.clone();
         Box::pin(async move { inner.call(inv).await })
     }
@@ -180,7 +182,7 @@ impl Drop for InFlight<'_> {
 }
 
 impl Inner {
-    async fn call(&self, inv: Invocation) -> RpcResult<JValue> {
+    async fn call(&self, inv: Invocation) -> RpcResult<Reply> {
         if self.in_flight.fetch_add(1, Ordering::Relaxed) >= self.config.max_pending {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
             return Err(RpcError::Limit(format!(
@@ -241,18 +243,7 @@ impl Inner {
     }
 
     fn encode(&self, id: i64, inv: &Invocation, timeout: Duration) -> RpcResult<Vec<u8>> {
-        let types: Vec<String> = if inv.parameter_types.len() == inv.args.len() {
-            inv.parameter_types.clone()
-        } else {
-            inv.args.iter().map(codec::infer_descriptor).collect()
-        };
-        let generic = inv.attachments.get("generic").is_some_and(|g| g == "true");
-        let args: Vec<HValue> = inv
-            .args
-            .iter()
-            .zip(&types)
-            .map(|(a, t)| codec::json_to_hessian(a, Some(t), generic))
-            .collect();
+        let (types, args) = wire_args(inv)?;
         let timeout_ms = timeout.as_millis().to_string();
         let mut attachments: Vec<(&str, &str)> = vec![
             ("path", &inv.interface),
@@ -279,7 +270,13 @@ impl Inner {
             &types,
             &args,
             &attachments,
-        );
+        )
+        .map_err(|e| {
+            RpcError::Codec(format!(
+                "cannot encode the arguments of {}: {e}",
+                inv.method
+            ))
+        })?;
         let mut out = e.into_bytes();
         let len = codec::finish_frame(&mut out, start);
         if len > self.config.payload {
@@ -395,7 +392,7 @@ struct ConnShared {
     leading: AtomicBool,
     /// Signalled when a reading caller lets go.
     leader_done: Notify,
-    pending: Mutex<HashMap<i64, oneshot::Sender<Reply>>>,
+    pending: Mutex<HashMap<i64, oneshot::Sender<Frame>>>,
     closed: AtomicBool,
     /// The provider sent the readonly event on this connection.
     readonly: AtomicBool,
@@ -407,7 +404,7 @@ struct ConnShared {
 }
 
 impl ConnShared {
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<i64, oneshot::Sender<Reply>>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<i64, oneshot::Sender<Frame>>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -423,7 +420,7 @@ impl ConnShared {
     /// the connection itself; others wait for the reader to hand them their answer (with
     /// many calls in flight, one reader serving all is cheaper than passing the reader
     /// around). `None` when the connection closed first.
-    async fn wait_reply(&self, mut rx: oneshot::Receiver<Reply>, alone: bool) -> Option<Reply> {
+    async fn wait_reply(&self, mut rx: oneshot::Receiver<Frame>, alone: bool) -> Option<Frame> {
         if !alone {
             return rx.await.ok();
         }
@@ -496,7 +493,7 @@ impl ConnShared {
     }
 }
 
-fn fail_all(pending: &Mutex<HashMap<i64, oneshot::Sender<Reply>>>, addr: &str, reason: &str) {
+fn fail_all(pending: &Mutex<HashMap<i64, oneshot::Sender<Frame>>>, addr: &str, reason: &str) {
     let waiting: Vec<_> = pending
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -579,7 +576,7 @@ async fn heartbeat_loop(period: Duration, ids: Arc<AtomicI64>, st: Arc<ConnShare
 }
 
 /// Turns a response frame into the call's result.
-fn decode_reply(addr: &str, (header, body): (Header, Vec<u8>)) -> RpcResult<JValue> {
+fn decode_reply(addr: &str, (header, body): (Header, Vec<u8>)) -> RpcResult<Reply> {
     if header.status != status::OK {
         let message = rdubbo_hessian::decode_value(&body)
             .ok()
@@ -611,10 +608,10 @@ fn decode_reply(addr: &str, (header, body): (Header, Vec<u8>)) -> RpcResult<JVal
             data: Some(serde_json::json!({"status": header.status})),
         });
     }
-    let (result, _attachments) = codec::decode_response_body(&body)
+    let (result, _attachments) = codec::decode_response_body(bytes::Bytes::from(body))
         .map_err(|e| RpcError::Codec(format!("bad response from {addr}: {e}")))?;
     match result {
-        ResponseBody::Value(v) => Ok(codec::hessian_to_json(&v)),
+        ResponseBody::Value(v) => Ok(v),
         ResponseBody::Exception(x) => Err(exception_error(&x)),
     }
 }
@@ -641,7 +638,7 @@ fn exception_error(x: &HValue) -> RpcError {
             code: codes::SERVICE_ERROR,
             message: format!(
                 "provider answered with an exception: {}",
-                codec::hessian_to_json(x)
+                rdubbo_core::json::from_value(x)
             ),
             data: None,
         },
@@ -656,7 +653,7 @@ pub fn java_exception(e: &RpcError) -> Option<(String, Vec<String>)> {
     let class = d.get("exception")?.as_str()?.to_string();
     let stack = d
         .get("stackTrace")
-        .and_then(JValue::as_array)
+        .and_then(serde_json::Value::as_array)
         .map(|a| {
             a.iter()
                 .filter_map(|s| s.as_str().map(str::to_string))
@@ -664,4 +661,85 @@ pub fn java_exception(e: &RpcError) -> Option<(String, Vec<String>)> {
         })
         .unwrap_or_default();
     Some((class, stack))
+}
+
+/// The descriptors and arguments a call goes out with. Typed and encoded arguments go as
+/// they are; dynamic ones are brought to the Java type each descriptor names (an `Int`
+/// for a `long` parameter is sent as a long), and without descriptors each value's own
+/// Java type is named.
+fn wire_args(inv: &Invocation) -> RpcResult<(ParameterTypes, Args)> {
+    let n = inv.args.len();
+    let named = inv.parameter_types.len() == n;
+    match &inv.args {
+        Args::Values(values) => {
+            let types: ParameterTypes = if named {
+                inv.parameter_types.clone()
+            } else {
+                values
+                    .iter()
+                    .map(|v| Cow::Owned(json::descriptor_of(v)))
+                    .collect()
+            };
+            let args = values
+                .iter()
+                .zip(types.iter())
+                .map(|(v, t)| coerce(v, t))
+                .collect();
+            Ok((types, Args::Values(args)))
+        }
+        Args::Json(items) => {
+            let values: Vec<HValue> = if named {
+                items
+                    .iter()
+                    .zip(inv.parameter_types.iter())
+                    .map(|(j, t)| json::to_value_as(j, t))
+                    .collect()
+            } else {
+                items.iter().map(json::to_value).collect()
+            };
+            let types: ParameterTypes = if named {
+                inv.parameter_types.clone()
+            } else {
+                values
+                    .iter()
+                    .map(|v| Cow::Owned(json::descriptor_of(v)))
+                    .collect()
+            };
+            Ok((types, Args::Values(values)))
+        }
+        other if named || n == 0 => Ok((inv.parameter_types.clone(), other.clone())),
+        other => {
+            let values = other.to_values().map_err(RpcError::Codec)?;
+            let types = values
+                .iter()
+                .map(|v| Cow::Owned(json::descriptor_of(v)))
+                .collect();
+            Ok((types, other.clone()))
+        }
+    }
+}
+
+/// A dynamic value as the Java type a descriptor names, where a number or text converts
+/// without loss of meaning.
+fn coerce(v: &HValue, desc: &str) -> HValue {
+    match (desc, v) {
+        ("J" | "Ljava/lang/Long;", HValue::Int(i)) => HValue::Long(i64::from(*i)),
+        (
+            "I" | "S" | "B" | "Ljava/lang/Integer;" | "Ljava/lang/Short;" | "Ljava/lang/Byte;",
+            HValue::Long(l),
+        ) if i32::try_from(*l).is_ok() => HValue::Int(*l as i32),
+        ("D" | "F" | "Ljava/lang/Double;" | "Ljava/lang/Float;", HValue::Int(i)) => {
+            HValue::Double(f64::from(*i))
+        }
+        ("D" | "F" | "Ljava/lang/Double;" | "Ljava/lang/Float;", HValue::Long(l)) => {
+            HValue::Double(*l as f64)
+        }
+        ("Ljava/util/Date;", HValue::Int(i)) => HValue::Date(i64::from(*i)),
+        ("Ljava/util/Date;", HValue::Long(l)) => HValue::Date(*l),
+        (
+            "Ljava/math/BigDecimal;",
+            HValue::String(_) | HValue::Int(_) | HValue::Long(_) | HValue::Double(_),
+        ) => json::to_value_as(&json::from_value(v), desc),
+        _ => v.clone(),
+    }
 }

@@ -1,8 +1,9 @@
 //! The pure codec: the 16-byte header, request and response bodies, events, and the
-//! mapping between JSON arguments and Hessian values.
+//! generic (`$invoke`) form of values.
 
-use rdubbo_hessian::{Decoder, Encoder, List, Map, Object, Throwable, Value as HValue};
-use serde_json::Value as JValue;
+use bytes::Bytes;
+use rdubbo_core::{Args, HessianArgs, Reply};
+use rdubbo_hessian::{Decoder, Encoder, Map, Value as HValue};
 
 /// Magic bytes that open every frame.
 pub const MAGIC: [u8; 2] = [0xda, 0xbb];
@@ -201,8 +202,8 @@ pub struct RequestBody {
     pub method: String,
     /// Parameter types, JVM descriptors.
     pub parameter_types: Vec<String>,
-    /// Arguments.
-    pub args: Vec<HValue>,
+    /// Arguments, still in Hessian2 (decoded by whoever serves the call).
+    pub args: Args,
     /// Attachments, values as text.
     pub attachments: Vec<(String, String)>,
 }
@@ -256,7 +257,7 @@ fn text_of(v: &HValue) -> String {
         HValue::Int(i) => i.to_string(),
         HValue::Long(l) => l.to_string(),
         HValue::Double(d) => d.to_string(),
-        other => hessian_to_json(other).to_string(),
+        other => rdubbo_core::json::from_value(other).to_string(),
     }
 }
 
@@ -275,9 +276,10 @@ fn read_attachments(d: &mut Decoder<'_>) -> Result<Vec<(String, String)>, String
     }
 }
 
-/// Decodes a request body (Hessian2).
-pub fn decode_request_body(body: &[u8]) -> Result<RequestBody, String> {
-    let mut d = Decoder::new(body);
+/// Decodes a request body (Hessian2). The arguments are only stepped over, to reach the
+/// attachments: they stay in `body` for the service to decode into its own types.
+pub fn decode_request_body(body: Bytes) -> Result<RequestBody, String> {
+    let mut d = Decoder::new(&body);
     let string = |d: &mut Decoder<'_>, what: &str| -> Result<String, String> {
         match d.read_value().map_err(|e| format!("{what}: {e}"))? {
             HValue::String(s) => Ok(s),
@@ -291,11 +293,20 @@ pub fn decode_request_body(body: &[u8]) -> Result<RequestBody, String> {
     let method = string(&mut d, "method name")?;
     let desc = string(&mut d, "parameter types")?;
     let parameter_types = parse_descriptor(&desc)?;
-    let mut args = Vec::with_capacity(parameter_types.len().min(body.len()));
+    let start = d.position();
     for i in 0..parameter_types.len() {
-        args.push(d.read_value().map_err(|e| format!("argument {i}: {e}"))?);
+        d.skip_value().map_err(|e| format!("argument {i}: {e}"))?;
     }
+    let end = d.position();
     let attachments = read_attachments(&mut d)?;
+    let count = parameter_types.len();
+    drop(d);
+    let args = Args::Hessian(HessianArgs {
+        body,
+        start,
+        end,
+        count,
+    });
     Ok(RequestBody {
         dubbo_version,
         path,
@@ -307,55 +318,66 @@ pub fn decode_request_body(body: &[u8]) -> Result<RequestBody, String> {
     })
 }
 
-/// Writes a request body.
-pub fn encode_request_body(
+/// Writes a request body. `parameter_types` are JVM descriptors, one per argument.
+pub fn encode_request_body<T: AsRef<str>>(
     e: &mut Encoder,
     path: &str,
     version: Option<&str>,
     method: &str,
-    parameter_types: &[String],
-    args: &[HValue],
+    parameter_types: &[T],
+    args: &Args,
     attachments: &[(&str, &str)],
-) {
+) -> Result<(), String> {
     e.write_str(DUBBO_VERSION);
     e.write_str(path);
     e.write_str(version.unwrap_or("0.0.0"));
     e.write_str(method);
-    e.write_str(&parameter_types.concat());
-    for a in args {
-        e.write_value(a);
+    let mut desc = String::new();
+    for t in parameter_types {
+        desc.push_str(t.as_ref());
     }
+    e.write_str(&desc);
+    args.write_hessian(e)?;
     e.write_map_begin(None);
     for (k, v) in attachments {
         e.write_str(k);
         e.write_str(v);
     }
     e.write_end();
+    Ok(())
 }
 
-/// A decoded response body (status OK).
-#[derive(Debug, Clone, PartialEq)]
+/// A response body (status OK).
+#[derive(Debug)]
 pub enum ResponseBody {
     /// A value (or null).
-    Value(HValue),
+    Value(Reply),
     /// An exception object.
     Exception(HValue),
 }
 
-/// Decodes the body of a response with status OK. Bytes after the last value are ignored
-/// (dubbo-go appends a null).
-pub fn decode_response_body(body: &[u8]) -> Result<(ResponseBody, Vec<(String, String)>), String> {
-    let mut d = Decoder::new(body);
+/// Decodes the body of a response with status OK; the result stays in `body` for the
+/// caller to decode into its own type. Bytes after the last value are ignored (dubbo-go
+/// appends a null).
+pub fn decode_response_body(body: Bytes) -> Result<(ResponseBody, Vec<(String, String)>), String> {
+    let mut d = Decoder::new(&body);
     let flag = d.read_int().map_err(|e| format!("response flag: {e}"))?;
     let (result, with_attachments) = match flag {
         response_flag::NULL_VALUE | response_flag::NULL_VALUE_WITH_ATTACHMENTS => (
-            ResponseBody::Value(HValue::Null),
+            ResponseBody::Value(Reply::Value(HValue::Null)),
             flag == response_flag::NULL_VALUE_WITH_ATTACHMENTS,
         ),
-        response_flag::VALUE | response_flag::VALUE_WITH_ATTACHMENTS => (
-            ResponseBody::Value(d.read_value().map_err(|e| format!("result: {e}"))?),
-            flag == response_flag::VALUE_WITH_ATTACHMENTS,
-        ),
+        response_flag::VALUE | response_flag::VALUE_WITH_ATTACHMENTS => {
+            let start = d.position();
+            d.skip_value().map_err(|e| format!("result: {e}"))?;
+            (
+                ResponseBody::Value(Reply::Hessian {
+                    body: body.clone(),
+                    start,
+                }),
+                flag == response_flag::VALUE_WITH_ATTACHMENTS,
+            )
+        }
         response_flag::EXCEPTION | response_flag::EXCEPTION_WITH_ATTACHMENTS => (
             ResponseBody::Exception(d.read_value().map_err(|e| format!("exception: {e}"))?),
             flag == response_flag::EXCEPTION_WITH_ATTACHMENTS,
@@ -385,205 +407,129 @@ pub fn supports_response_attachments(dubbo_version: &str) -> bool {
     ([2, 0, 2]..=[2, 0, 99]).contains(&v)
 }
 
-/// Writes a response body with status OK.
-pub fn encode_response_body(e: &mut Encoder, result: &ResponseBody, attachments: bool) {
-    let (flag, value) = match result {
-        ResponseBody::Value(HValue::Null) => (response_flag::NULL_VALUE, None),
-        ResponseBody::Value(v) => (response_flag::VALUE, Some(v)),
-        ResponseBody::Exception(x) => (response_flag::EXCEPTION, Some(x)),
+/// Writes a response body with status OK. `attachments`: `None` for a caller that does
+/// not understand response attachments, else the pairs to send (`dubbo` is added).
+pub fn encode_response_body(
+    e: &mut Encoder,
+    result: &ResponseBody,
+    attachments: Option<&[(String, String)]>,
+) -> Result<(), String> {
+    let flag = match result {
+        ResponseBody::Value(Reply::Value(HValue::Null)) => response_flag::NULL_VALUE,
+        ResponseBody::Value(_) => response_flag::VALUE,
+        ResponseBody::Exception(_) => response_flag::EXCEPTION,
     };
-    e.write_int(if attachments { flag + 3 } else { flag });
-    if let Some(v) = value {
-        e.write_value(v);
+    e.write_int(if attachments.is_some() {
+        flag + 3
+    } else {
+        flag
+    });
+    match result {
+        ResponseBody::Value(Reply::Value(HValue::Null)) => {}
+        ResponseBody::Value(r) => r.write_hessian(e)?,
+        ResponseBody::Exception(x) => e.write_value(x),
     }
-    if attachments {
+    if let Some(pairs) = attachments {
         e.write_map_begin(None);
         e.write_str("dubbo");
         e.write_str(DUBBO_VERSION);
+        for (k, v) in pairs {
+            if k != "dubbo" {
+                e.write_str(k);
+                e.write_str(v);
+            }
+        }
         e.write_end();
     }
+    Ok(())
 }
 
-/// A Hessian value as JSON: objects become JSON objects with their fields plus a `class`
-/// key (Dubbo's generic form); Java enum constants their name; `BigDecimal` its text;
-/// dates milliseconds; binary an array of numbers; cyclic references null.
-pub fn hessian_to_json(v: &HValue) -> JValue {
+/// A value in Java's generic form (`PojoUtils.generalize`, what a `$invoke` caller gets):
+/// objects become maps with a `class` entry, enum constants their name, `BigDecimal` and
+/// `BigInteger` their text, other values stay as they are.
+pub fn generalize(v: HValue) -> HValue {
     match v {
-        HValue::Null | HValue::Ref(_) => JValue::Null,
-        HValue::Bool(b) => JValue::Bool(*b),
-        HValue::Int(i) => JValue::from(*i),
-        HValue::Long(l) => JValue::from(*l),
-        HValue::Double(d) => serde_json::Number::from_f64(*d).map_or(JValue::Null, JValue::Number),
-        HValue::String(s) => JValue::String(s.clone()),
-        HValue::Binary(b) => JValue::Array(b.iter().map(|x| JValue::from(*x)).collect()),
-        HValue::Date(ms) => JValue::from(*ms),
-        HValue::List(l) => JValue::Array(l.items.iter().map(hessian_to_json).collect()),
-        HValue::Map(m) => {
-            let mut o = serde_json::Map::new();
-            for (k, v) in &m.entries {
-                let key = match k {
-                    HValue::String(s) => s.clone(),
-                    other => text_of(other),
-                };
-                o.insert(key, hessian_to_json(v));
+        HValue::Object(o) => {
+            if let Some(text) = rdubbo_core::json::decimal_text(&o) {
+                return HValue::String(text);
             }
-            JValue::Object(o)
-        }
-        HValue::Object(o) => object_to_json(o),
-    }
-}
-
-fn object_to_json(o: &Object) -> JValue {
-    if o.class == "java.math.BigDecimal" || o.class == "java.math.BigInteger" {
-        if let Some(HValue::String(s)) = o.field("value") {
-            return JValue::String(s.clone());
-        }
-    }
-    if o.fields.len() == 1 && o.fields[0].0 == "name" {
-        if let HValue::String(s) = &o.fields[0].1 {
-            // A Java enum constant.
-            return JValue::String(s.clone());
-        }
-    }
-    if let Some(t) = Throwable::from_value(&HValue::Object(o.clone())) {
-        return serde_json::json!({"class": t.class, "message": t.message});
-    }
-    let mut m = serde_json::Map::new();
-    for (k, v) in &o.fields {
-        m.insert(k.clone(), hessian_to_json(v));
-    }
-    m.insert("class".into(), JValue::String(o.class.clone()));
-    JValue::Object(m)
-}
-
-/// The JVM descriptor Java Dubbo would declare for an argument of this JSON shape.
-pub fn infer_descriptor(v: &JValue) -> String {
-    match v {
-        JValue::Bool(_) => "Z".into(),
-        JValue::Number(n) if n.is_i64() || n.is_u64() => {
-            if n.as_i64().and_then(|i| i32::try_from(i).ok()).is_some() {
-                "I".into()
-            } else {
-                "J".into()
+            if let [(name, HValue::String(_))] = o.fields.as_slice() {
+                if name == "name" {
+                    return o
+                        .fields
+                        .into_iter()
+                        .next()
+                        .map(|(_, v)| v)
+                        .unwrap_or_default();
+                }
             }
-        }
-        JValue::Number(_) => "D".into(),
-        JValue::String(_) => "Ljava/lang/String;".into(),
-        JValue::Array(_) => "Ljava/util/List;".into(),
-        JValue::Object(o) => match o.get("class").and_then(JValue::as_str) {
-            Some(c) => format!("L{};", c.replace('.', "/")),
-            None => "Ljava/util/Map;".into(),
-        },
-        JValue::Null => "Ljava/lang/Object;".into(),
-    }
-}
-
-/// A JSON argument as the Hessian value a parameter of type `desc` expects (`J` → long,
-/// `D` → double, `Ljava/util/Date;` → date, `[B` → binary, `Ljava/math/BigDecimal;` →
-/// BigDecimal …). Without a type, or for other types, the value's own shape decides:
-/// integers that fit 32 bits are ints, objects with a `class` key objects of that class
-/// (unless `generic`, where they stay maps as Dubbo's generic calls expect).
-pub fn json_to_hessian(v: &JValue, desc: Option<&str>, generic: bool) -> HValue {
-    let as_i64 = || v.as_i64().or_else(|| v.as_f64().map(|f| f as i64));
-    match (desc, v) {
-        (_, JValue::Null) => HValue::Null,
-        (Some("J" | "Ljava/lang/Long;"), _) if as_i64().is_some() => {
-            HValue::Long(as_i64().unwrap_or_default())
-        }
-        (
-            Some(
-                "I" | "S" | "B" | "Ljava/lang/Integer;" | "Ljava/lang/Short;" | "Ljava/lang/Byte;",
-            ),
-            _,
-        ) if as_i64().is_some() => HValue::Int(as_i64().unwrap_or_default() as i32),
-        (Some("D" | "F" | "Ljava/lang/Double;" | "Ljava/lang/Float;"), JValue::Number(n)) => {
-            HValue::Double(n.as_f64().unwrap_or_default())
-        }
-        (Some("Ljava/util/Date;"), JValue::Number(n)) => {
-            HValue::Date(n.as_i64().unwrap_or_default())
-        }
-        (Some("[B"), JValue::Array(items)) => HValue::Binary(
-            items
-                .iter()
-                .map(|x| x.as_i64().unwrap_or_default() as u8)
-                .collect(),
-        ),
-        (Some("[B"), JValue::String(s)) => HValue::Binary(s.as_bytes().to_vec()),
-        (Some("Ljava/math/BigDecimal;"), JValue::Number(_) | JValue::String(_)) => {
-            let text = match v {
-                JValue::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            HValue::object(
-                "java.math.BigDecimal",
-                vec![("value", HValue::String(text))],
-            )
-        }
-        (_, JValue::Bool(b)) => HValue::Bool(*b),
-        (_, JValue::Number(n)) => match n.as_i64() {
-            Some(i) => match i32::try_from(i) {
-                Ok(i) => HValue::Int(i),
-                Err(_) => HValue::Long(i),
-            },
-            None => match n.as_u64() {
-                Some(u) => HValue::Long(u as i64),
-                None => HValue::Double(n.as_f64().unwrap_or_default()),
-            },
-        },
-        (_, JValue::String(s)) => HValue::String(s.clone()),
-        (d, JValue::Array(items)) => {
-            let element = d.and_then(|d| d.strip_prefix('['));
-            let type_name = d.and_then(array_type_name);
-            HValue::List(List {
-                type_name,
-                items: items
-                    .iter()
-                    .map(|x| json_to_hessian(x, element, generic))
-                    .collect(),
+            let mut entries = Vec::with_capacity(o.fields.len() + 1);
+            entries.push((HValue::from("class"), HValue::String(o.class)));
+            for (k, v) in o.fields {
+                entries.push((HValue::String(k), generalize(v)));
+            }
+            HValue::Map(Map {
+                type_name: None,
+                entries,
             })
         }
-        (_, JValue::Object(o)) => match o.get("class").and_then(JValue::as_str) {
-            Some(class) if !generic => HValue::Object(Object {
-                class: class.to_string(),
-                fields: o
-                    .iter()
-                    .filter(|(k, _)| k.as_str() != "class")
-                    .map(|(k, v)| (k.clone(), json_to_hessian(v, None, generic)))
-                    .collect(),
-            }),
-            _ => HValue::Map(Map {
-                type_name: None,
-                entries: o
-                    .iter()
-                    .map(|(k, v)| (HValue::String(k.clone()), json_to_hessian(v, None, generic)))
-                    .collect(),
-            }),
-        },
+        HValue::List(mut l) => {
+            l.items = l.items.into_iter().map(generalize).collect();
+            HValue::List(l)
+        }
+        HValue::Map(mut m) => {
+            m.entries = m
+                .entries
+                .into_iter()
+                .map(|(k, v)| (generalize(k), generalize(v)))
+                .collect();
+            HValue::Map(m)
+        }
+        other => other,
     }
 }
 
-/// The Hessian list type Java writes for an array descriptor (`[I` → `[int`).
-fn array_type_name(desc: &str) -> Option<String> {
-    let element = desc.strip_prefix('[')?;
-    Some(match element {
-        "I" => "[int".into(),
-        "J" => "[long".into(),
-        "D" => "[double".into(),
-        "F" => "[float".into(),
-        "Z" => "[boolean".into(),
-        "S" => "[short".into(),
-        "C" => "[char".into(),
-        "Ljava/lang/String;" => "[string".into(),
-        "Ljava/lang/Object;" => "[object".into(),
-        other => format!(
-            "[{}",
-            other
-                .strip_prefix('L')
-                .and_then(|c| c.strip_suffix(';'))
-                .unwrap_or(other)
-                .replace('/', ".")
-        ),
-    })
+/// A generic caller's argument (a map with a `class` entry for a POJO, as
+/// `PojoUtils.realize` reads it) as the object it stands for.
+pub fn realize(v: HValue) -> HValue {
+    match v {
+        HValue::Map(m) => {
+            let class = m
+                .entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some("class"))
+                .and_then(|(_, v)| v.as_str().map(str::to_string));
+            match class {
+                Some(class) if !class.starts_with("java.util.") => {
+                    HValue::Object(rdubbo_hessian::Object {
+                        class,
+                        fields: m
+                            .entries
+                            .into_iter()
+                            .filter(|(k, _)| k.as_str() != Some("class"))
+                            .filter_map(|(k, v)| match k {
+                                HValue::String(k) => Some((k, realize(v))),
+                                _ => None,
+                            })
+                            .collect(),
+                    })
+                }
+                _ => HValue::Map(Map {
+                    type_name: m.type_name,
+                    entries: m
+                        .entries
+                        .into_iter()
+                        .map(|(k, v)| (realize(k), realize(v)))
+                        .collect(),
+                }),
+            }
+        }
+        HValue::List(mut l) => {
+            l.items = l.items.into_iter().map(realize).collect();
+            HValue::List(l)
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -619,15 +565,22 @@ mod tests {
             "com.example.Echo",
             Some("1.0"),
             "echo",
-            &["Ljava/lang/String;".into(), "J".into()],
-            &[HValue::from("hi"), HValue::Long(5)],
+            &["Ljava/lang/String;", "J"],
+            &Args::Values(vec![HValue::from("hi"), HValue::Long(5)]),
             &[("path", "com.example.Echo"), ("timeout", "3000")],
-        );
-        let body = decode_request_body(e.as_bytes()).unwrap();
+        )
+        .unwrap();
+        let body = decode_request_body(Bytes::from(e.into_bytes())).unwrap();
         assert_eq!(body.path, "com.example.Echo");
         assert_eq!(body.version.as_deref(), Some("1.0"));
         assert_eq!(body.method, "echo");
-        assert_eq!(body.args, vec![HValue::from("hi"), HValue::Long(5)]);
+        assert_eq!(
+            body.args.to_values().unwrap(),
+            vec![HValue::from("hi"), HValue::Long(5)]
+        );
+        let mut d = body.args.decoder();
+        assert_eq!(d.read::<String>().unwrap(), "hi");
+        assert_eq!(d.read::<i64>().unwrap(), 5);
         assert_eq!(body.attachment("timeout"), Some("3000"));
     }
 
@@ -635,45 +588,51 @@ mod tests {
     fn response_flags_and_trailing_bytes() {
         for with in [false, true] {
             let mut e = Encoder::new();
-            encode_response_body(&mut e, &ResponseBody::Value(HValue::from("x")), with);
+            let pairs = [("k".to_string(), "v".to_string())];
+            encode_response_body(
+                &mut e,
+                &ResponseBody::Value(Reply::typed("x")),
+                with.then_some(&pairs[..]),
+            )
+            .unwrap();
             let mut bytes = e.into_bytes();
             assert_eq!(bytes[0], if with { 0x94 } else { 0x91 });
             bytes.push(b'N'); // dubbo-go's trailing null
-            let (r, att) = decode_response_body(&bytes).unwrap();
-            assert_eq!(r, ResponseBody::Value(HValue::from("x")));
+            let (r, att) = decode_response_body(Bytes::from(bytes)).unwrap();
+            let ResponseBody::Value(r) = r else { panic!() };
+            assert_eq!(r.decode::<String>().unwrap(), "x");
             assert_eq!(att.is_empty(), !with);
+            if with {
+                assert!(att.contains(&("k".to_string(), "v".to_string())));
+            }
         }
-        assert!(decode_response_body(&[0x99]).is_err());
+        assert!(decode_response_body(Bytes::from_static(&[0x99])).is_err());
     }
 
     #[test]
-    fn json_arguments_follow_descriptors() {
-        let v = serde_json::json!(5);
-        assert_eq!(json_to_hessian(&v, Some("J"), false), HValue::Long(5));
-        assert_eq!(json_to_hessian(&v, None, false), HValue::Int(5));
-        assert_eq!(json_to_hessian(&v, Some("D"), false), HValue::Double(5.0));
-        let arr = serde_json::json!([1, 2]);
-        assert_eq!(
-            json_to_hessian(&arr, Some("[I"), false),
-            HValue::List(List {
-                type_name: Some("[int".into()),
-                items: vec![HValue::Int(1), HValue::Int(2)]
-            })
+    fn generic_form_of_objects() {
+        let user = HValue::object(
+            "com.example.User",
+            vec![
+                ("name", "ann".into()),
+                (
+                    "level",
+                    HValue::object("com.example.Level", vec![("name", "GOLD".into())]),
+                ),
+            ],
         );
-        let obj = serde_json::json!({"class": "com.example.User", "age": 42, "name": "ann"});
-        let h = json_to_hessian(&obj, None, false);
+        let g = generalize(user.clone());
         assert_eq!(
-            h,
-            HValue::object(
-                "com.example.User",
-                vec![("age", 42.into()), ("name", "ann".into())]
-            )
+            g,
+            HValue::map(vec![
+                ("class".into(), "com.example.User".into()),
+                ("name".into(), "ann".into()),
+                ("level".into(), "GOLD".into()),
+            ])
         );
-        // An object with one field `name` is a Java enum constant.
-        let kind = HValue::object("com.example.Kind", vec![("name", "GOLD".into())]);
-        assert_eq!(hessian_to_json(&kind), serde_json::json!("GOLD"));
-        assert_eq!(hessian_to_json(&h), obj);
-        assert_eq!(infer_descriptor(&obj), "Lcom/example/User;");
-        assert_eq!(infer_descriptor(&serde_json::json!(1u64 << 40)), "J");
+        let back = realize(g);
+        let HValue::Object(o) = back else { panic!() };
+        assert_eq!(o.class, "com.example.User");
+        assert_eq!(o.field("name"), Some(&HValue::from("ann")));
     }
 }

@@ -9,8 +9,11 @@
 //!   with the exception class in `data` ([`java_exception`]).
 //! - [`codec`]: frames and bodies.
 //!
-//! Arguments travel as JSON values in an [`Invocation`](rdubbo_core::Invocation); their Java
-//! types come from `parameter_types` (JVM descriptors) or are inferred from the values.
+//! Arguments travel in an [`Invocation`](rdubbo_core::Invocation) as typed Rust values
+//! (written straight to Hessian2), dynamic [`Value`](rdubbo_core::Value)s or bytes still in
+//! Hessian2; their Java types come from `parameter_types` (JVM descriptors) or are the
+//! values' own. Results come back undecoded ([`Reply`](rdubbo_core::Reply)) and are decoded
+//! once, into what the caller asks for.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,6 +25,7 @@
 //! let answer = client
 //!     .invoke(Invocation::new("org.apache.dubbo.demo.DemoService", "sayHello", vec!["world".into()]))
 //!     .await?;
+//! let answer: String = answer.decode()?; // decoded straight into the type asked for
 //! println!("{answer}");
 //! # Ok(()) }
 //! ```

@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdubbo_core::{error::codes, Attachments, Invocation, Invoker, RpcError, ServiceInfo};
+use rdubbo_core::{error::codes, Attachments, Invocation, Invoker, Reply, RpcError, ServiceInfo};
 use rdubbo_hessian::{Encoder, Throwable, Value as HValue};
-use serde_json::Value as JValue;
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
 
@@ -379,7 +378,7 @@ pub(crate) fn error_frame(h: Header, st: u8, message: &str) -> Vec<u8> {
 
 async fn handle(shared: Arc<Shared>, header: Header, body: Vec<u8>) -> Option<Vec<u8>> {
     let two_way = header.is_two_way();
-    let req = match codec::decode_request_body(&body) {
+    let req = match codec::decode_request_body(bytes::Bytes::from(body)) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "bad request body");
@@ -416,22 +415,24 @@ async fn handle(shared: Arc<Shared>, header: Header, body: Vec<u8>) -> Option<Ve
         .map(Duration::from_millis)
         .unwrap_or(shared.config.default_timeout);
     let generic = matches!(req.method.as_str(), "$invoke" | "$invokeAsync");
-    let (method, args) = if generic {
-        let method = req
-            .args
-            .first()
-            .and_then(HValue::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let args = match req.args.get(2) {
-            Some(HValue::List(l)) => l.items.iter().map(codec::hessian_to_json).collect(),
-            _ => Vec::new(),
-        };
-        (method, args)
+    let (method, args, parameter_types) = if generic {
+        match generic_call(&req.args) {
+            Ok(call) => call,
+            Err(e) => {
+                return two_way.then(|| {
+                    error_frame(header, status::BAD_REQUEST, &format!("bad $invoke: {e}"))
+                })
+            }
+        }
     } else {
         (
             req.method.clone(),
-            req.args.iter().map(codec::hessian_to_json).collect(),
+            req.args.clone(),
+            req.parameter_types
+                .iter()
+                .cloned()
+                .map(std::borrow::Cow::Owned)
+                .collect(),
         )
     };
     let mut attachments = Attachments::new();
@@ -451,10 +452,21 @@ async fn handle(shared: Arc<Shared>, header: Header, body: Vec<u8>) -> Option<Ve
         args,
         attachments,
         timeout: Some(timeout),
-        parameter_types: req.parameter_types.clone(),
+        parameter_types,
+    };
+    // `$echo(Object)`: answered by the framework, as Java's EchoFilter does.
+    let mut call = if &*inv.method == "$echo" && inv.args.len() == 1 {
+        let echoed = inv
+            .args
+            .into_values()
+            .map(|mut v| v.pop().unwrap_or_default());
+        Box::pin(std::future::ready(
+            echoed.map(Reply::Value).map_err(RpcError::Codec),
+        ))
+    } else {
+        export.invoker.invoke(inv)
     };
     // Most calls finish on their first poll: only the others get a timer.
-    let mut call = export.invoker.invoke(inv);
     let first = call.as_mut().poll(&mut Context::from_waker(Waker::noop()));
     let result = match first {
         Poll::Ready(r) => r,
@@ -468,7 +480,13 @@ async fn handle(shared: Arc<Shared>, header: Header, body: Vec<u8>) -> Option<Ve
     }
     let attachments = codec::supports_response_attachments(&req.dubbo_version);
     let body = match result {
-        Ok(v) => ResponseBody::Value(codec::json_to_hessian(&v, None, generic)),
+        Ok(reply) if generic => match reply.into_value() {
+            Ok(v) => ResponseBody::Value(Reply::Value(codec::generalize(v))),
+            Err(e) => ResponseBody::Exception(
+                Throwable::new("org.apache.dubbo.rpc.RpcException", e).to_value(),
+            ),
+        },
+        Ok(reply) => ResponseBody::Value(reply),
         Err(RpcError::Timeout(t)) => {
             return Some(error_frame(
                 header,
@@ -490,7 +508,15 @@ async fn handle(shared: Arc<Shared>, header: Header, body: Vec<u8>) -> Option<Ve
     let mut out = Vec::with_capacity(HEADER_LEN + 64);
     let start = codec::begin_frame(&mut out, response_flags(), status::OK, header.id);
     let mut e = Encoder::with_buffer(out);
-    codec::encode_response_body(&mut e, &body, attachments);
+    let pairs: &[(String, String)] = &[];
+    if let Err(msg) = codec::encode_response_body(&mut e, &body, attachments.then_some(pairs)) {
+        tracing::warn!(%msg, "cannot encode the response of {method}");
+        return Some(error_frame(
+            header,
+            status::SERVICE_ERROR,
+            &format!("cannot encode the result of {method}: {msg}"),
+        ));
+    }
     let mut out = e.into_bytes();
     let len = codec::finish_frame(&mut out, start);
     if len > shared.config.payload {
@@ -515,7 +541,7 @@ fn exception_of(e: &RpcError) -> Throwable {
             let class = data
                 .as_ref()
                 .and_then(|d| d.get("exception").or_else(|| d.get("class")))
-                .and_then(JValue::as_str)
+                .and_then(serde_json::Value::as_str)
                 .map(str::to_string)
                 .unwrap_or_else(|| {
                     if *code == codes::SERVICE_ERROR {
@@ -528,4 +554,38 @@ fn exception_of(e: &RpcError) -> Throwable {
         }
         other => Throwable::new("org.apache.dubbo.rpc.RpcException", other.to_string()),
     }
+}
+
+/// The method, arguments and descriptors a generic call (`$invoke(String method,
+/// String[] types, Object[] args)`) stands for, its arguments realized from their generic
+/// form.
+fn generic_call(
+    args: &rdubbo_core::Args,
+) -> Result<
+    (
+        String,
+        rdubbo_core::Args,
+        rdubbo_core::invocation::ParameterTypes,
+    ),
+    String,
+> {
+    let mut values = args.to_values()?.into_iter();
+    let method = match values.next() {
+        Some(HValue::String(m)) => m,
+        other => return Err(format!("method name expected, got {other:?}")),
+    };
+    let types: Vec<std::borrow::Cow<'static, str>> = match values.next() {
+        Some(HValue::List(l)) => l
+            .items
+            .iter()
+            .filter_map(HValue::as_str)
+            .map(|t| std::borrow::Cow::Owned(rdubbo_core::json::descriptor_from_name(t)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let args = match values.next() {
+        Some(HValue::List(l)) => l.items.into_iter().map(codec::realize).collect(),
+        _ => Vec::new(),
+    };
+    Ok((method, rdubbo_core::Args::Values(args), types.into()))
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdubbo_core::error::codes;
-use rdubbo_core::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, ServiceInfo, Url};
+use rdubbo_core::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult, ServiceInfo, Url};
 use rdubbo_protocol_dubbo::{java_exception, DubboClient, DubboServer, ServerConfig};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,27 +22,37 @@ struct Demo {
 }
 
 impl Invoker for Demo {
-    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_active.fetch_max(now, Ordering::SeqCst);
         let active = self.active.clone();
         Box::pin(async move {
             let r = serve(inv).await;
             active.fetch_sub(1, Ordering::SeqCst);
-            r
+            r.map(Reply::Json)
         })
     }
 }
 
+/// The first argument in its JSON form.
+fn first(inv: &Invocation) -> Value {
+    rdubbo_core::json::from_value(&inv.args.first().unwrap_or_default())
+}
+
 async fn serve(inv: Invocation) -> RpcResult<Value> {
     match &*inv.method {
-        "echo" => Ok(inv.args.first().cloned().unwrap_or(Value::Null)),
+        "echo" => Ok(first(&inv)),
         "sleep" => {
-            let ms = inv.args.first().and_then(Value::as_u64).unwrap_or(0);
+            let ms = first(&inv).as_u64().unwrap_or(0);
             tokio::time::sleep(Duration::from_millis(ms)).await;
             Ok(json!(ms))
         }
-        "types" => Ok(json!(inv.parameter_types.join(","))),
+        "types" => Ok(json!(inv
+            .parameter_types
+            .iter()
+            .map(|t| &**t)
+            .collect::<Vec<_>>()
+            .join(","))),
         "attachment" => Ok(json!(inv.attachments.get("trace").unwrap_or(""))),
         "fail" => Err(RpcError::Remote {
             code: codes::SERVICE_ERROR,
@@ -50,7 +60,7 @@ async fn serve(inv: Invocation) -> RpcResult<Value> {
             data: Some(json!({"exception": "java.lang.IllegalArgumentException"})),
         }),
         "big" => {
-            let n = inv.args.first().and_then(Value::as_u64).unwrap_or(0) as usize;
+            let n = first(&inv).as_u64().unwrap_or(0) as usize;
             Ok(json!("x".repeat(n)))
         }
         other => Err(RpcError::remote(
@@ -92,7 +102,7 @@ fn client(addr: SocketAddr, params: &str) -> DubboClient {
 }
 
 fn call(method: &str, args: Vec<Value>) -> Invocation {
-    Invocation::new(IFACE, method, args).with_version(Some("1.0.0"))
+    Invocation::new(IFACE, method, rdubbo_core::Args::Json(args)).with_version(Some("1.0.0"))
 }
 
 #[tokio::test]
@@ -163,7 +173,10 @@ async fn errors_are_typed() {
     assert!(e.message().contains("no method nope"), "{e}");
     // Unknown version: service not found.
     let e = c
-        .invoke(Invocation::new(IFACE, "echo", vec![json!(1)]).with_version(Some("9")))
+        .invoke(
+            Invocation::new(IFACE, "echo", rdubbo_core::Args::Json(vec![json!(1)]))
+                .with_version(Some("9")),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code(), codes::METHOD_NOT_FOUND);

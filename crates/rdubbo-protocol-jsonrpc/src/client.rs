@@ -9,7 +9,7 @@ use http::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, HOST};
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use rdubbo_core::error::codes;
-use rdubbo_core::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, Url, Value};
+use rdubbo_core::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult, Url};
 
 use crate::codec;
 use crate::pool::{Pool, SendError};
@@ -114,7 +114,7 @@ impl JsonRpcClient {
 }
 
 impl Invoker for JsonRpcClient {
-    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         let inner = self.inner.clone();
         Box::pin(async move { inner.call(inv).await })
     }
@@ -128,11 +128,16 @@ impl Inner {
         })
     }
 
-    async fn call(&self, inv: Invocation) -> RpcResult<Value> {
+    async fn call(&self, inv: Invocation) -> RpcResult<Reply> {
         let timeout = self.timeout_for(&inv);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) & 0x7FFF_FFFF;
         let mut body = Vec::with_capacity(64);
-        codec::encode_request(&mut body, &inv.method, &inv.args, id)?;
+        codec::encode_request_args(&mut body, &inv.method, &inv.args, id).map_err(|e| {
+            RpcError::Codec(format!(
+                "cannot encode the arguments of {}: {e}",
+                inv.method
+            ))
+        })?;
         let mut req = Request::post(self.uri.clone())
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| RpcError::Invalid(e.to_string()))?;
@@ -182,7 +187,7 @@ impl Inner {
         }
     }
 
-    async fn exchange(&self, req: Request<Full<Bytes>>, id: u32) -> RpcResult<Value> {
+    async fn exchange(&self, req: Request<Full<Bytes>>, id: u32) -> RpcResult<Reply> {
         let (resp, lease) = self.pool.send(req).await.map_err(|e| match e {
             SendError::Connect(reason) => RpcError::Connect {
                 addr: self.addr.clone(),
@@ -232,6 +237,7 @@ impl Inner {
                     )));
                 }
                 r.result
+                    .map(Reply::Json)
                     .ok_or_else(|| RpcError::Codec("response has neither result nor error".into()))
             }
             Err(_) if !status.is_success() => Err(status_error(status, &self.addr)),

@@ -243,6 +243,25 @@ pub fn encode_result(out: &mut Vec<u8>, id: &Value, result: &Value) {
     );
 }
 
+/// Appends a success response whose result is a call's [`rdubbo_core::Reply`], written
+/// straight from what it holds (a typed result is serialized once, into `out`).
+pub fn encode_reply(
+    out: &mut Vec<u8>,
+    id: &Value,
+    reply: &rdubbo_core::Reply,
+) -> Result<(), String> {
+    let mark = out.len();
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    let _ = serde_json::to_writer(&mut *out, id);
+    out.extend_from_slice(b",\"result\":");
+    if let Err(e) = reply.write_json(out) {
+        out.truncate(mark);
+        return Err(e);
+    }
+    out.push(b'}');
+    Ok(())
+}
+
 /// Appends an error response `{"jsonrpc":"2.0","id":…,"error":{…}}` to `out`.
 pub fn encode_error(out: &mut Vec<u8>, id: &Value, error: &ErrorObject) {
     let _ = serde_json::to_writer(
@@ -279,6 +298,24 @@ pub fn encode_request(
             id,
         },
     )
+}
+
+/// Appends a request whose params are a call's [`rdubbo_core::Args`], written straight
+/// from what they hold.
+pub fn encode_request_args(
+    out: &mut Vec<u8>,
+    method: &str,
+    args: &rdubbo_core::Args,
+    id: u32,
+) -> Result<(), String> {
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"method\":");
+    serde_json::to_writer(&mut *out, method).map_err(|e| e.to_string())?;
+    out.extend_from_slice(b",\"params\":");
+    args.write_json(out)?;
+    out.extend_from_slice(b",\"id\":");
+    out.extend_from_slice(id.to_string().as_bytes());
+    out.push(b'}');
+    Ok(())
 }
 
 /// A response as the client reads it.

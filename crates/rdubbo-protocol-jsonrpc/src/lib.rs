@@ -18,6 +18,7 @@
 //! let answer = client
 //!     .invoke(Invocation::new("org.apache.dubbo.demo.DemoService", "sayHello", vec!["world".into()]))
 //!     .await?;
+//! let answer: String = answer.decode()?; // decoded straight into the type asked for
 //! println!("{answer}");
 //! # Ok(()) }
 //! ```

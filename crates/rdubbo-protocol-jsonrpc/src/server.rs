@@ -413,10 +413,10 @@ async fn handle_inner(shared: &Shared, req: Request<Incoming>) -> HttpResponse {
             group: export.group.clone(),
             version: export.version.clone(),
             method: Arc::from(request.method),
-            args: request.params,
+            args: rdubbo_core::Args::Json(request.params),
             attachments: attachments.clone(),
             timeout: Some(timeout),
-            parameter_types: Vec::new(),
+            parameter_types: std::borrow::Cow::Borrowed(&[]),
         };
         let invoker = export.invoker.clone();
         async move {
@@ -471,7 +471,7 @@ async fn handle_inner(shared: &Shared, req: Request<Incoming>) -> HttpResponse {
 async fn answer<F, Fut>(out: &mut Vec<u8>, entry: Entry, call: &F) -> bool
 where
     F: Fn(codec::Request) -> Fut,
-    Fut: std::future::Future<Output = Result<Value, RpcError>>,
+    Fut: std::future::Future<Output = Result<rdubbo_core::Reply, RpcError>>,
 {
     match entry {
         Err(e) => {
@@ -493,8 +493,17 @@ where
             let Some(id) = id else {
                 return false;
             };
+            let result = match result {
+                Ok(v) => codec::encode_reply(out, &id, &v).map_err(|e| {
+                    RpcError::remote(
+                        codes::INTERNAL_ERROR,
+                        format!("cannot encode the result: {e}"),
+                    )
+                }),
+                Err(e) => Err(e),
+            };
             match result {
-                Ok(v) => codec::encode_result(out, &id, &v),
+                Ok(()) => {}
                 Err(e) => {
                     let data = match &e {
                         RpcError::Remote { data, .. } => data.clone(),

@@ -6,26 +6,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdubbo_core::error::codes;
-use rdubbo_core::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, ServiceInfo, Value};
+use rdubbo_core::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult, ServiceInfo};
 use rdubbo_protocol_jsonrpc::JsonRpcServer;
+use serde_json::Value;
 
 /// `com.youni.HelloService.Echo(String) -> String`, written as a plain invoker.
 struct HelloService;
 
 impl Invoker for HelloService {
-    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         Box::pin(async move {
-            match (&*inv.method, inv.args.as_slice()) {
-                ("Echo", [Value::String(s)]) => Ok(Value::String(s.clone())),
-                ("Echo", _) => Err(RpcError::remote(
-                    codes::INVALID_PARAMS,
-                    "Echo takes one string",
-                )),
-                (m, _) => Err(RpcError::remote(
-                    codes::METHOD_NOT_FOUND,
-                    format!("no method {m}"),
-                )),
+            let r: RpcResult<Value> = async move {
+                let args: Vec<Value> = inv
+                    .args
+                    .to_values()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(rdubbo_core::json::from_value)
+                    .collect();
+                match (&*inv.method, args.as_slice()) {
+                    ("Echo", [Value::String(s)]) => Ok(Value::String(s.clone())),
+                    ("Echo", _) => Err(RpcError::remote(
+                        codes::INVALID_PARAMS,
+                        "Echo takes one string",
+                    )),
+                    (m, _) => Err(RpcError::remote(
+                        codes::METHOD_NOT_FOUND,
+                        format!("no method {m}"),
+                    )),
+                }
             }
+            .await;
+            r.map(Reply::Json)
         })
     }
 }

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdubbo_core::error::codes;
-use rdubbo_core::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, ServiceInfo, Url, Value};
+use rdubbo_core::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult, ServiceInfo, Url};
 use rdubbo_protocol_jsonrpc::{JsonRpcClient, JsonRpcServer, ServerBuilder};
 use serde_json::json;
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -22,40 +23,46 @@ struct TestService {
 }
 
 impl Invoker for TestService {
-    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         let label = self.label;
         self.started.fetch_add(1, Ordering::SeqCst);
         Box::pin(async move {
-            let arg = |i: usize| inv.args.get(i).cloned().unwrap_or(Value::Null);
-            match &*inv.method {
-                "echo" => Ok(arg(0)),
-                "add" => match (arg(0).as_i64(), arg(1).as_i64()) {
-                    (Some(a), Some(b)) if inv.args.len() == 2 => Ok(json!(a + b)),
-                    _ => Err(RpcError::remote(
-                        codes::INVALID_PARAMS,
-                        "add takes two integers",
+            let r: RpcResult<Value> = async move {
+                let arg = |i: usize| {
+                    rdubbo_core::json::from_value(&inv.args.value(i).unwrap_or_default())
+                };
+                match &*inv.method {
+                    "echo" => Ok(arg(0)),
+                    "add" => match (arg(0).as_i64(), arg(1).as_i64()) {
+                        (Some(a), Some(b)) if inv.args.len() == 2 => Ok(json!(a + b)),
+                        _ => Err(RpcError::remote(
+                            codes::INVALID_PARAMS,
+                            "add takes two integers",
+                        )),
+                    },
+                    "sleep" => {
+                        let ms = arg(0).as_u64().unwrap_or(0);
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        Ok(json!(ms))
+                    }
+                    "fail" => Err(RpcError::service(
+                        arg(0).as_str().unwrap_or("failed").to_owned(),
                     )),
-                },
-                "sleep" => {
-                    let ms = arg(0).as_u64().unwrap_or(0);
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    Ok(json!(ms))
+                    "internal" => Err(RpcError::remote(codes::INTERNAL_ERROR, "internal trouble")),
+                    "whoami" => Ok(json!(label)),
+                    "attachment" => Ok(arg(0)
+                        .as_str()
+                        .and_then(|k| inv.attachments.get(k))
+                        .map(|v| json!(v))
+                        .unwrap_or(Value::Null)),
+                    other => Err(RpcError::remote(
+                        codes::METHOD_NOT_FOUND,
+                        format!("no method {other} in {}", inv.interface),
+                    )),
                 }
-                "fail" => Err(RpcError::service(
-                    arg(0).as_str().unwrap_or("failed").to_owned(),
-                )),
-                "internal" => Err(RpcError::remote(codes::INTERNAL_ERROR, "internal trouble")),
-                "whoami" => Ok(json!(label)),
-                "attachment" => Ok(arg(0)
-                    .as_str()
-                    .and_then(|k| inv.attachments.get(k))
-                    .map(|v| json!(v))
-                    .unwrap_or(Value::Null)),
-                other => Err(RpcError::remote(
-                    codes::METHOD_NOT_FOUND,
-                    format!("no method {other} in {}", inv.interface),
-                )),
             }
+            .await;
+            r.map(Reply::Json)
         })
     }
 }
@@ -97,7 +104,7 @@ fn client(addr: SocketAddr, query: &str) -> JsonRpcClient {
 }
 
 fn call(method: &str, args: Vec<Value>) -> Invocation {
-    Invocation::new(IFACE, method, args)
+    Invocation::new(IFACE, method, rdubbo_core::Args::Json(args))
 }
 
 /// Sends raw bytes and reads the whole answer (the request asks the server to close).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rdubbo::cluster::Filter;
 use rdubbo::consumer::Reference;
 use rdubbo::provider::Provider;
-use rdubbo::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, Value};
+use rdubbo::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult};
 
 #[rdubbo::service(interface = "org.example.Greeter", version = "1.0.0")]
 pub trait Greeter {
@@ -32,7 +32,7 @@ impl Filter for RequireToken {
         &self,
         next: Arc<dyn Invoker>,
         inv: Invocation,
-    ) -> BoxFuture<'static, RpcResult<Value>> {
+    ) -> BoxFuture<'static, RpcResult<Reply>> {
         if inv.attachments.get("token") == Some(self.0) {
             next.invoke(inv)
         } else {
@@ -49,7 +49,7 @@ impl Filter for AddToken {
         &self,
         next: Arc<dyn Invoker>,
         mut inv: Invocation,
-    ) -> BoxFuture<'static, RpcResult<Value>> {
+    ) -> BoxFuture<'static, RpcResult<Reply>> {
         inv.attachments.insert("token", self.0);
         next.invoke(inv)
     }

@@ -25,8 +25,8 @@ use rdubbo_cluster::{ClusterInvoker, Directory};
 
 use crate::registry::{now_millis, sorted_params};
 use crate::{
-    BoxFuture, Invocation, Invoker, NotifyListener, Protocol, Registry, RegistryError, RpcError,
-    RpcResult, Url, Value,
+    BoxFuture, Invocation, Invoker, NotifyListener, Protocol, Registry, RegistryError, Reply,
+    RpcError, RpcResult, Url,
 };
 
 /// Builds a [`Reference`].
@@ -94,7 +94,7 @@ impl Reference {
 }
 
 impl Invoker for Reference {
-    fn invoke(&self, mut invocation: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+    fn invoke(&self, mut invocation: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         if invocation.version.is_none() {
             invocation.version = self.consumer.version().map(Into::into);
         }

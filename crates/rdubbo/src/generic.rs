@@ -1,11 +1,11 @@
-//! Generic invocation: call or serve any interface with JSON values, no trait needed.
+//! Generic invocation: call or serve any interface with dynamic [`Value`]s, no trait needed.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::codes;
-use crate::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, ServiceInfo, Value};
+use crate::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult, ServiceInfo, Value};
 
 /// Calls any method of any interface through an invoker.
 ///
@@ -16,7 +16,9 @@ use crate::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, ServiceInfo, Va
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> rdubbo::RpcResult<()> {
 /// let info = ServiceInfo { interface: "com.foo.Echo".into(), version: None, group: None, methods: vec!["echo".into()] };
-/// let service = GenericService::new(info, |inv| async move { Ok(inv.args.into_iter().next().unwrap_or(Value::Null)) });
+/// let service = GenericService::new(info, |inv| async move {
+///     Ok(inv.args.into_values().map_err(rdubbo::RpcError::Codec)?.pop().unwrap_or(Value::Null))
+/// });
 /// let client = GenericClient::new(Arc::new(service), "com.foo.Echo");
 /// assert_eq!(client.call("echo", vec![Value::from(7)]).await?, Value::from(7));
 /// # Ok(()) }
@@ -58,11 +60,32 @@ impl GenericClient {
     }
     /// Calls `method` with positional `args`.
     pub async fn call(&self, method: &str, args: Vec<Value>) -> RpcResult<Value> {
+        self.call_typed(method, args, Vec::new()).await
+    }
+
+    /// Calls `method` with positional `args` sent as the Java types `types` (JVM
+    /// descriptors or Java names: `J`, `java.lang.Long`, `com.example.User`), as Java
+    /// Dubbo needs to find a method by its exact signature.
+    pub async fn call_typed(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        types: Vec<String>,
+    ) -> RpcResult<Value> {
+        let types = types
+            .iter()
+            .map(|t| crate::json::descriptor_from_name(t))
+            .collect();
         let mut inv = Invocation::new(self.interface.clone(), method, args);
         inv.version = self.version.clone();
         inv.group = self.group.clone();
         inv.timeout = self.timeout;
-        self.invoker.invoke(inv).await
+        let inv = inv.with_parameter_types(types);
+        self.invoker
+            .invoke(inv)
+            .await?
+            .into_value()
+            .map_err(RpcError::Codec)
     }
 }
 
@@ -96,7 +119,7 @@ where
     F: Fn(Invocation) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = RpcResult<Value>> + Send + 'static,
 {
-    fn invoke(&self, invocation: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+    fn invoke(&self, invocation: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         if !self.info.methods.is_empty()
             && !self.info.methods.iter().any(|m| **m == *invocation.method)
         {
@@ -106,6 +129,7 @@ where
             );
             return Box::pin(async move { Err(err) });
         }
-        Box::pin((self.handler)(invocation))
+        let call = (self.handler)(invocation);
+        Box::pin(async move { call.await.map(Reply::Value) })
     }
 }

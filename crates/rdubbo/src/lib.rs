@@ -35,7 +35,7 @@
 #![warn(missing_docs)]
 
 pub use rdubbo_core::*;
-pub use rdubbo_macros::service;
+pub use rdubbo_macros::{service, JavaType};
 
 /// Applications started from a configuration file: bootstrap, graceful shutdown,
 /// metrics, tracing and QoS commands.
@@ -58,8 +58,7 @@ pub use rdubbo_registry_nacos as nacos;
 #[cfg(feature = "dubbo")]
 pub use rdubbo_protocol_dubbo as dubbo;
 
-/// Hessian 2.0 serialization: serde and a dynamic value.
-#[cfg(feature = "dubbo")]
+/// Hessian 2.0 serialization: serde and the dynamic [`Value`].
 pub use rdubbo_hessian as hessian;
 
 /// Dubbo's JSON-RPC 2.0 over HTTP: server, client and codec.
@@ -80,21 +79,19 @@ pub mod prelude {
 pub mod __private {
     pub use crate::context::{incoming, outgoing, scoped};
     use serde::de::DeserializeOwned;
-    use serde::Serialize;
 
     use crate::error::codes;
-    use crate::{RpcError, RpcResult, Value};
+    use crate::{RpcError, RpcResult};
 
     /// Decodes positional argument `index` of `method`.
     pub fn from_arg<T: DeserializeOwned>(
+        args: &mut crate::ArgsDecoder<'_>,
         interface: &str,
         method: &str,
         index: usize,
         name: &str,
-        value: Option<Value>,
     ) -> RpcResult<T> {
-        let value = value.unwrap_or(Value::Null);
-        serde_json::from_value(value).map_err(|e| {
+        args.read().map_err(|e| {
             RpcError::remote(
                 codes::INVALID_PARAMS,
                 format!("invalid argument {index} ({name}) of {interface}.{method}: {e}"),
@@ -102,19 +99,54 @@ pub mod __private {
         })
     }
 
-    /// Encodes an argument or a result.
-    pub fn to_value<T: Serialize + ?Sized>(value: &T) -> RpcResult<Value> {
-        serde_json::to_value(value).map_err(|e| RpcError::Codec(e.to_string()))
-    }
-
     /// Decodes a result.
     pub fn from_result<T: DeserializeOwned>(
         interface: &str,
         method: &str,
-        value: Value,
+        reply: crate::Reply,
     ) -> RpcResult<T> {
-        serde_json::from_value(value)
+        reply
+            .decode()
             .map_err(|e| RpcError::Codec(format!("unexpected result of {interface}.{method}: {e}")))
+    }
+
+    /// Which of the methods named `method` (overloads: descriptors and arity) a call is for.
+    ///
+    /// A call that names descriptors picks the overload with exactly those (as Java
+    /// does); a method without overloads also takes a call whose descriptors differ but
+    /// whose arity fits (a caller that inferred `I` for a `long`). A call without
+    /// descriptors (JSON-RPC) picks by arity.
+    pub fn pick(
+        interface: &str,
+        method: &str,
+        invocation: &crate::Invocation,
+        signatures: &[(&[std::borrow::Cow<'static, str>], usize)],
+    ) -> RpcResult<usize> {
+        let n = invocation.args.len();
+        let types = &invocation.parameter_types;
+        if !types.is_empty() {
+            if let Some(i) = signatures.iter().position(|(d, _)| **d == **types) {
+                return Ok(i);
+            }
+        }
+        if signatures.len() == 1 {
+            let expected = signatures[0].1;
+            return if expected == n {
+                Ok(0)
+            } else {
+                Err(wrong_arity(interface, method, expected, n))
+            };
+        }
+        if types.is_empty() {
+            if let Some(i) = signatures.iter().position(|(_, k)| *k == n) {
+                return Ok(i);
+            }
+        }
+        let desc: Vec<&str> = types.iter().map(|t| &**t).collect();
+        Err(RpcError::remote(
+            codes::METHOD_NOT_FOUND,
+            format!("no method {method}({}) in {interface}", desc.join(",")),
+        ))
     }
 
     /// The error for a call with the wrong number of arguments.

@@ -8,21 +8,26 @@ use std::time::{Duration, Instant};
 
 use rdubbo::consumer::Reference;
 use rdubbo::provider::Provider;
-use rdubbo::{BoxFuture, Invocation, Invoker, Registry, RpcError, RpcResult, ServiceInfo, Value};
+use rdubbo::{BoxFuture, Invocation, Invoker, Registry, Reply, RpcError, RpcResult, ServiceInfo};
 use rdubbo_testkit::ZkServer;
+use serde_json::Value;
 
 const IFACE: &str = "demo.WeightedService";
 
 struct Tagged(String);
 
 impl Invoker for Tagged {
-    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         let tag = self.0.clone();
         Box::pin(async move {
-            match &*inv.method {
-                "whoami" => Ok(Value::String(tag)),
-                other => Err(RpcError::service(format!("no method {other}"))),
+            let r: RpcResult<Value> = async move {
+                match &*inv.method {
+                    "whoami" => Ok(Value::String(tag)),
+                    other => Err(RpcError::service(format!("no method {other}"))),
+                }
             }
+            .await;
+            r.map(Reply::Json)
         })
     }
 }
@@ -53,7 +58,7 @@ async fn spread(r: &Reference, calls: usize) -> BTreeMap<String, usize> {
             .invoke(Invocation::new(IFACE, "whoami", vec![]))
             .await
             .expect("no call may fail");
-        *seen.entry(v.as_str().unwrap().to_owned()).or_default() += 1;
+        *seen.entry(v.decode::<String>().unwrap()).or_default() += 1;
     }
     seen
 }

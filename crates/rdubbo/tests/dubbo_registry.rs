@@ -7,17 +7,17 @@ use std::time::Duration;
 
 use rdubbo::nacos::server::{NamingServer, NamingServerConfig};
 use rdubbo::prelude::*;
-use rdubbo::Registry;
+use rdubbo::{Registry, Reply};
 use serde_json::json;
 
 struct Whoami(&'static str);
 
 impl Invoker for Whoami {
-    fn invoke(&self, inv: Invocation) -> rdubbo::BoxFuture<'static, RpcResult<Value>> {
+    fn invoke(&self, inv: Invocation) -> rdubbo::BoxFuture<'static, RpcResult<Reply>> {
         let me = self.0;
         Box::pin(async move {
-            let arg = inv.args.first().cloned().unwrap_or(Value::Null);
-            Ok(json!({"via": me, "arg": arg}))
+            let arg = rdubbo::json::from_value(&inv.args.first().unwrap_or_default());
+            Ok(Reply::Json(json!({"via": me, "arg": arg})))
         })
     }
 }
@@ -68,8 +68,14 @@ async fn a_consumer_calls_dubbo_and_jsonrpc_providers_of_one_interface() {
     let mut seen = std::collections::BTreeSet::new();
     for i in 0..200 {
         let r = reference
-            .invoke(Invocation::new("demo.MixedService", "who", vec![json!(i)]))
+            .invoke(Invocation::new(
+                "demo.MixedService",
+                "who",
+                vec![Value::from(i)],
+            ))
             .await
+            .unwrap()
+            .to_json()
             .unwrap();
         assert_eq!(r["arg"], json!(i));
         seen.insert(r["via"].as_str().unwrap().to_string());
@@ -86,7 +92,11 @@ async fn a_consumer_calls_dubbo_and_jsonrpc_providers_of_one_interface() {
     let stopping = tokio::spawn(dubbo.stop());
     for i in 0..100 {
         reference
-            .invoke(Invocation::new("demo.MixedService", "who", vec![json!(i)]))
+            .invoke(Invocation::new(
+                "demo.MixedService",
+                "who",
+                vec![Value::from(i)],
+            ))
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -94,8 +104,14 @@ async fn a_consumer_calls_dubbo_and_jsonrpc_providers_of_one_interface() {
     stopping.await.unwrap();
     for i in 0..10 {
         let r = reference
-            .invoke(Invocation::new("demo.MixedService", "who", vec![json!(i)]))
+            .invoke(Invocation::new(
+                "demo.MixedService",
+                "who",
+                vec![Value::from(i)],
+            ))
             .await
+            .unwrap()
+            .to_json()
             .unwrap();
         assert_eq!(r["via"], json!("jsonrpc"));
     }

@@ -8,16 +8,16 @@ use rdubbo::cluster::Filter;
 use rdubbo::consumer::Reference;
 use rdubbo::error::codes;
 use rdubbo::provider::Provider;
-use rdubbo::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, ServiceInfo, Value};
+use rdubbo::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult, ServiceInfo};
 
 struct Slow;
 
 impl Invoker for Slow {
-    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         Box::pin(async move {
-            let ms = inv.args.first().and_then(Value::as_u64).unwrap_or(0);
+            let ms = inv.args.first().and_then(|v| v.as_u64()).unwrap_or(0);
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            Ok(Value::from(
+            Ok(Reply::typed(
                 inv.attachments
                     .get("seen-by")
                     .unwrap_or("nobody")
@@ -34,7 +34,7 @@ impl Filter for Stamp {
         &self,
         next: Arc<dyn Invoker>,
         mut inv: Invocation,
-    ) -> BoxFuture<'static, RpcResult<Value>> {
+    ) -> BoxFuture<'static, RpcResult<Reply>> {
         inv.attachments.insert("seen-by", "consumer-filter");
         next.invoke(inv)
     }
@@ -47,7 +47,7 @@ impl Filter for Require {
         &self,
         next: Arc<dyn Invoker>,
         inv: Invocation,
-    ) -> BoxFuture<'static, RpcResult<Value>> {
+    ) -> BoxFuture<'static, RpcResult<Reply>> {
         if inv.attachments.get("seen-by").is_some() {
             next.invoke(inv)
         } else {
@@ -66,7 +66,7 @@ fn info() -> ServiceInfo {
 }
 
 fn call(ms: u64) -> Invocation {
-    Invocation::new("demo.Filtered", "slow", vec![Value::from(ms)])
+    Invocation::new("demo.Filtered", "slow", vec![rdubbo::Value::from(ms)])
         .with_timeout(Some(Duration::from_secs(3)))
 }
 

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use rdubbo::consumer::Reference;
 use rdubbo::nacos::server::{NamingServer, NamingServerConfig};
 use rdubbo::provider::Provider;
-use rdubbo::{BoxFuture, Invocation, Invoker, Registry, RpcError, RpcResult, ServiceInfo, Value};
+use rdubbo::{BoxFuture, Invocation, Invoker, Registry, Reply, RpcError, RpcResult, ServiceInfo};
 use rdubbo_testkit::{npm_install, ChildGuard};
 use serde_json::json;
+use serde_json::Value;
 
 fn npm_dir() -> PathBuf {
     npm_install(
@@ -27,16 +28,23 @@ fn npm_dir() -> PathBuf {
 struct Greeter(&'static str);
 
 impl Invoker for Greeter {
-    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         let me = self.0;
         Box::pin(async move {
-            match &*inv.method {
-                "greet" => Ok(json!(format!(
-                    "hello {} from {me}",
-                    inv.args.first().and_then(Value::as_str).unwrap_or("?")
-                ))),
-                other => Err(RpcError::service(format!("no method {other}"))),
+            let r: RpcResult<Value> = async move {
+                match &*inv.method {
+                    "greet" => Ok(json!(format!(
+                        "hello {} from {me}",
+                        inv.args
+                            .first()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_else(|| "?".into())
+                    ))),
+                    other => Err(RpcError::service(format!("no method {other}"))),
+                }
             }
+            .await;
+            r.map(Reply::Json)
         })
     }
 }
@@ -263,7 +271,7 @@ async fn the_official_npm_client_and_rdubbo_see_each_other() {
         .invoke(Invocation::new(
             "demo.NodeRegistered",
             "greet",
-            vec![json!("rdubbo")],
+            vec![rdubbo::Value::from("rdubbo")],
         ))
         .await
         .unwrap();
@@ -297,7 +305,7 @@ async fn the_official_npm_client_and_rdubbo_see_each_other() {
         .invoke(Invocation::new(
             "demo.NodeRegistered",
             "greet",
-            vec![json!("again")],
+            vec![rdubbo::Value::from("again")],
         ))
         .await
         .unwrap();

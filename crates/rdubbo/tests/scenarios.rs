@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use rdubbo::consumer::Reference;
 use rdubbo::provider::Provider;
-use rdubbo::{BoxFuture, Invocation, Invoker, Registry, RpcError, RpcResult, ServiceInfo, Value};
+use rdubbo::{BoxFuture, Invocation, Invoker, Registry, Reply, RpcError, RpcResult, ServiceInfo};
 use rdubbo_testkit::{zk_cli, ZkEnsemble, ZkServer};
+use serde_json::Value;
 
 const IFACE: &str = "demo.StatusService";
 const MISSING: &str = "demo.NobodyServesThis";
@@ -23,18 +24,22 @@ const MISSING: &str = "demo.NobodyServesThis";
 struct Tagged(String);
 
 impl Invoker for Tagged {
-    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         let tag = self.0.clone();
         Box::pin(async move {
-            match &*inv.method {
-                "whoami" => Ok(Value::String(tag)),
-                "slow" => {
-                    let ms = inv.args.first().and_then(Value::as_u64).unwrap_or(50);
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    Ok(Value::String(tag))
+            let r: RpcResult<Value> = async move {
+                match &*inv.method {
+                    "whoami" => Ok(Value::String(tag)),
+                    "slow" => {
+                        let ms = inv.args.first().and_then(|v| v.as_u64()).unwrap_or(50);
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        Ok(Value::String(tag))
+                    }
+                    other => Err(RpcError::service(format!("no method {other}"))),
                 }
-                other => Err(RpcError::service(format!("no method {other}"))),
             }
+            .await;
+            r.map(Reply::Json)
         })
     }
 }
@@ -99,7 +104,8 @@ async fn reference(registry: &Arc<dyn Registry>, interface: &str) -> Reference {
 }
 
 fn call(method: &str) -> Invocation {
-    Invocation::new(IFACE, method, vec![]).with_timeout(Some(Duration::from_secs(3)))
+    Invocation::new(IFACE, method, Vec::<rdubbo::Value>::new())
+        .with_timeout(Some(Duration::from_secs(3)))
 }
 
 /// Calls `whoami` until it succeeds; panics after `timeout`.
@@ -107,7 +113,7 @@ async fn wait_success(r: &Reference, timeout: Duration) -> String {
     let deadline = Instant::now() + timeout;
     loop {
         match r.invoke(call("whoami")).await {
-            Ok(v) => return v.as_str().unwrap_or_default().to_owned(),
+            Ok(v) => return v.decode::<String>().unwrap_or_default(),
             Err(e) => {
                 assert!(Instant::now() < deadline, "calls still fail: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -159,14 +165,14 @@ impl Load {
                         if stop.load(Ordering::Relaxed) {
                             break;
                         }
-                        let inv = Invocation::new(IFACE, "slow", vec![Value::from(5)])
+                        let inv = Invocation::new(IFACE, "slow", vec![rdubbo::Value::from(5)])
                             .with_timeout(Some(Duration::from_secs(3)));
                         match r.invoke(inv).await {
                             Ok(v) => {
                                 ok.fetch_add(1, Ordering::Relaxed);
                                 *by.lock()
                                     .unwrap()
-                                    .entry(v.as_str().unwrap_or("?").to_owned())
+                                    .entry(v.decode::<String>().unwrap_or_else(|_| "?".into()))
                                     .or_default() += 1;
                             }
                             Err(e) => failures.lock().unwrap().push(e),
@@ -250,7 +256,7 @@ async fn seven_scenarios_in_sequence() {
     let mut seen = BTreeMap::new();
     for _ in 0..60 {
         let who = consumer.invoke(call("whoami")).await.unwrap();
-        *seen.entry(who.as_str().unwrap().to_owned()).or_insert(0) += 1;
+        *seen.entry(who.decode::<String>().unwrap()).or_insert(0) += 1;
     }
     assert!(seen.get("A").copied().unwrap_or(0) >= 5, "{seen:?}");
     assert!(seen.get("B").copied().unwrap_or(0) >= 5, "{seen:?}");
@@ -260,7 +266,7 @@ async fn seven_scenarios_in_sequence() {
     let missing = reference(&consumer_registry, MISSING).await;
     for _ in 0..50 {
         let err = missing
-            .invoke(Invocation::new(MISSING, "x", vec![]))
+            .invoke(Invocation::new(MISSING, "x", Vec::<rdubbo::Value>::new()))
             .await
             .unwrap_err();
         assert!(matches!(err, RpcError::NoProvider(_)));
@@ -438,7 +444,7 @@ async fn scenario_2_3_missing_service_is_reported_steadily_not_looping() {
             break;
         }
         assert!(missing
-            .invoke(Invocation::new(MISSING, "x", vec![]))
+            .invoke(Invocation::new(MISSING, "x", Vec::<rdubbo::Value>::new()))
             .await
             .is_err());
         refused += 1;

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use rdubbo::error::codes;
 use rdubbo::generic::{GenericClient, GenericService};
-use rdubbo::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, ServiceInfo, Value};
+use rdubbo::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult, ServiceInfo, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, rdubbo::JavaType)]
+#[serde(rename = "com.example.User")]
 pub struct User {
     pub name: String,
     pub age: u32,
@@ -80,8 +81,13 @@ fn server() -> Arc<dyn Invoker> {
     Arc::new(UserServiceServer::new(Impl))
 }
 
-fn raw(method: &str, args: Vec<Value>) -> Invocation {
-    Invocation::new("com.example.UserService", method, args)
+/// A call with JSON arguments, as JSON-RPC hands them over.
+fn raw(method: &str, args: Vec<serde_json::Value>) -> Invocation {
+    Invocation::new("com.example.UserService", method, rdubbo::Args::Json(args))
+}
+
+fn v(j: serde_json::Value) -> Value {
+    rdubbo::json::to_value(&j)
 }
 
 #[tokio::test]
@@ -107,8 +113,8 @@ async fn typed_calls_with_zero_one_and_many_arguments() {
     let scores = HashMap::from([("a".to_string(), 5), ("b".to_string(), -2)]);
     assert_eq!(c.count(scores).await.unwrap(), 3);
     assert_eq!(
-        c.echo_value(json!([1, {"k": null}])).await.unwrap(),
-        json!([1, {"k": null}])
+        c.echo_value(v(json!([1, {"k": null}]))).await.unwrap(),
+        v(json!([1, {"k": null}]))
     );
 }
 
@@ -132,7 +138,7 @@ async fn wire_names_and_service_info() {
     // The dispatcher answers the wire names, not the Rust names.
     let s = server();
     let made = s
-        .invoke(raw("makeUser", vec![json!("Cy"), json!(7), Value::Null]))
+        .invoke(raw("makeUser", vec![json!("Cy"), json!(7), json!(null)]))
         .await
         .unwrap();
     assert_eq!(made, json!({"name": "Cy", "age": 7, "tags": []}));
@@ -165,7 +171,7 @@ async fn bad_arguments_are_invalid_params_with_a_useful_message() {
         "{e}"
     );
     let e = s
-        .invoke(raw("makeUser", vec![json!("a"), json!(-1), Value::Null]))
+        .invoke(raw("makeUser", vec![json!("a"), json!(-1), json!(null)]))
         .await
         .unwrap_err();
     assert!(e.message().contains("argument 1 (age)"), "{e}");
@@ -181,9 +187,9 @@ async fn user_errors_travel_with_code_and_message() {
 struct Recorder(std::sync::Mutex<Vec<Invocation>>);
 
 impl Invoker for Recorder {
-    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Value>> {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         self.0.lock().unwrap().push(inv);
-        Box::pin(async { Ok(json!("recorded")) })
+        Box::pin(async { Ok(Reply::Json(json!("recorded"))) })
     }
 }
 
@@ -204,25 +210,30 @@ async fn the_stub_fills_identity_and_timeout() {
     assert_eq!(calls[0].version.as_deref(), Some("3.0"));
     assert_eq!(calls[0].group, None);
     assert_eq!(calls[0].timeout, Some(Duration::from_millis(250)));
-    assert_eq!(calls[1].args, vec![json!({})]);
+    assert_eq!(calls[1].args.to_values().unwrap(), vec![Value::map(vec![])]);
+    // The stub names the Java types of the parameters, as Java Dubbo needs them.
+    assert_eq!(&*calls[1].parameter_types, ["Ljava/util/Map;"]);
 }
 
 #[tokio::test]
 async fn generic_client_and_generic_service_meet_generated_code() {
     // Generic client → generated server.
     let g = GenericClient::new(server(), "com.example.UserService");
-    assert_eq!(g.call("ping", vec![]).await.unwrap(), json!("pong"));
+    assert_eq!(g.call("ping", vec![]).await.unwrap(), Value::from("pong"));
     assert_eq!(
-        g.call("greet", vec![json!({"name": "Di", "age": 9, "tags": []})])
-            .await
-            .unwrap(),
-        json!("hi Di (9)")
+        g.call(
+            "greet",
+            vec![v(json!({"name": "Di", "age": 9, "tags": []}))]
+        )
+        .await
+        .unwrap(),
+        Value::from("hi Di (9)")
     );
     // Generated client → generic service.
     let info = UserServiceServer::<Impl>::info();
     let svc = GenericService::new(info, |inv: Invocation| async move {
         match &*inv.method {
-            "ping" => Ok(json!(format!(
+            "ping" => Ok(Value::from(format!(
                 "generic {}",
                 inv.version.as_deref().unwrap_or("-")
             ))),

@@ -29,7 +29,7 @@ use prometheus_client::registry::Registry;
 
 use crate::cluster::filter::{Filter, Side};
 use crate::error::codes;
-use crate::{BoxFuture, Invocation, Invoker, RpcError, RpcResult, Value};
+use crate::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult};
 
 /// Labels of one method on one side.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -238,7 +238,7 @@ impl Filter for MetricsFilter {
         &self,
         next: Arc<dyn Invoker>,
         invocation: Invocation,
-    ) -> BoxFuture<'static, RpcResult<Value>> {
+    ) -> BoxFuture<'static, RpcResult<Reply>> {
         let labels = CallLabels {
             side: self.side.to_owned(),
             service: invocation.interface.to_string(),

@@ -47,7 +47,7 @@ pub use metrics::Metrics;
 use crate::cluster::filter::{self, with_filters, Filter, Side};
 use crate::consumer::Reference;
 use crate::provider::Provider;
-use crate::{BoxFuture, Invocation, Invoker, Registry, RpcResult, ServiceInfo, Url, Value};
+use crate::{BoxFuture, Invocation, Invoker, Registry, Reply, RpcResult, ServiceInfo, Url};
 
 /// Why an application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -348,7 +348,7 @@ impl Filter for DefaultTimeout {
         &self,
         next: Arc<dyn Invoker>,
         mut invocation: Invocation,
-    ) -> BoxFuture<'static, RpcResult<Value>> {
+    ) -> BoxFuture<'static, RpcResult<Reply>> {
         if invocation.timeout.is_none() {
             let t = self
                 .methods

@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{lock, AppState};
-use crate::{Invocation, Value};
+use crate::Invocation;
 
 const PROMPT: &str = "dubbo>";
 const MAX_LINE: usize = 64 * 1024;
@@ -375,7 +375,7 @@ async fn invoke(state: &AppState, args: &str) -> Answer {
         return Answer::bad(format!("`{target}` is not <interface>.<method>"));
     };
     let list = &args[open + 1..args.len() - 1];
-    let values: Vec<Value> = match serde_json::from_str(&format!("[{list}]")) {
+    let values: Vec<serde_json::Value> = match serde_json::from_str(&format!("[{list}]")) {
         Ok(v) => v,
         Err(e) => return Answer::bad(format!("arguments are not JSON values: {e}")),
     };
@@ -391,13 +391,17 @@ async fn invoke(state: &AppState, args: &str) -> Answer {
         ));
     };
     let export = state.exports.iter().find(|e| e.url.path() == interface);
-    let mut inv =
-        Invocation::new(interface, method, values).with_timeout(Some(Duration::from_secs(10)));
+    let mut inv = Invocation::new(interface, method, crate::Args::Json(values))
+        .with_timeout(Some(Duration::from_secs(10)));
     if let Some(e) = export {
         inv = inv.with_version(e.url.version()).with_group(e.url.group());
     }
     let started = Instant::now();
-    match invoker.invoke(inv).await {
+    match invoker
+        .invoke(inv)
+        .await
+        .and_then(|r| r.to_json().map_err(crate::RpcError::Codec))
+    {
         Ok(v) => Answer::ok(format!(
             "result: {v}\nelapsed: {} ms.",
             started.elapsed().as_millis()

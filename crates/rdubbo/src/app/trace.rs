@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use crate::cluster::filter::{Filter, Side};
-use crate::{BoxFuture, Invocation, Invoker, RpcResult, Value};
+use crate::{BoxFuture, Invocation, Invoker, Reply, RpcResult};
 
 /// The attachment key.
 pub const TRACEPARENT: &str = "traceparent";
@@ -100,7 +100,7 @@ impl Filter for TraceFilter {
         &self,
         next: Arc<dyn Invoker>,
         mut invocation: Invocation,
-    ) -> BoxFuture<'static, RpcResult<Value>> {
+    ) -> BoxFuture<'static, RpcResult<Reply>> {
         let sent = invocation
             .attachments
             .get(TRACEPARENT)
