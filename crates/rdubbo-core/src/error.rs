@@ -89,6 +89,25 @@ impl RpcError {
         }
     }
 
+    /// A service error that a Java caller receives as an exception of `class` (e.g.
+    /// `com.example.UserNotFoundException`) with `message`; a Java provider's exceptions
+    /// arrive in this form too (the class under `exception` in `data`).
+    pub fn java(class: impl Into<String>, message: impl Into<String>) -> RpcError {
+        RpcError::Remote {
+            code: codes::SERVICE_ERROR,
+            message: message.into(),
+            data: Some(serde_json::json!({ "exception": class.into() })),
+        }
+    }
+
+    /// The Java exception class of a service error, if it names one.
+    pub fn java_class(&self) -> Option<&str> {
+        match self {
+            RpcError::Remote { data: Some(d), .. } => d.get("exception")?.as_str(),
+            _ => None,
+        }
+    }
+
     /// An error with an explicit wire code.
     pub fn remote(code: i64, message: impl Into<String>) -> RpcError {
         RpcError::Remote {

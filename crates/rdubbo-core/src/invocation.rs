@@ -1,6 +1,6 @@
 //! One call: which service and method, with which arguments.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use std::borrow::Cow;
@@ -59,6 +59,55 @@ impl Attachments {
     }
 }
 
+/// Where the attachments a provider sends back with its answer go (Dubbo's server-side
+/// `RpcContext` attachments): a provider-side server gives each call a sink and sends
+/// what the service put in it; a consumer that wants them gives its call a sink and the
+/// protocol client fills it. Cloning shares the sink; an unset sink drops what is put in.
+#[derive(Clone, Default)]
+pub struct ReplySink(Option<Arc<Mutex<Attachments>>>);
+
+impl ReplySink {
+    /// A sink that keeps what is put in it.
+    pub fn new() -> ReplySink {
+        ReplySink(Some(Arc::new(Mutex::new(Attachments::new()))))
+    }
+    /// Whether someone listens.
+    pub fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+    /// Sets a reply attachment.
+    pub fn insert(&self, key: impl Into<String>, value: impl Into<String>) {
+        if let Some(m) = &self.0 {
+            m.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, value);
+        }
+    }
+    /// The attachments put in so far.
+    pub fn get(&self) -> Attachments {
+        match &self.0 {
+            Some(m) => m.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            None => Attachments::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ReplySink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(_) => write!(f, "ReplySink({:?})", self.get()),
+            None => f.write_str("ReplySink(unset)"),
+        }
+    }
+}
+
+impl PartialEq for ReplySink {
+    /// Sinks do not take part in comparing invocations.
+    fn eq(&self, _: &ReplySink) -> bool {
+        true
+    }
+}
+
 /// One call of a method of a service.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Invocation {
@@ -80,6 +129,8 @@ pub struct Invocation {
     /// one per argument, for protocols that select the method by its signature (`dubbo`).
     /// Empty: inferred from the arguments.
     pub parameter_types: ParameterTypes,
+    /// Where attachments the provider answers with go.
+    pub reply_attachments: ReplySink,
 }
 
 /// JVM descriptors of a method's parameters: static for generated stubs (no allocation per
@@ -102,6 +153,7 @@ impl Invocation {
             attachments: Attachments::new(),
             timeout: None,
             parameter_types: Cow::Borrowed(&[]),
+            reply_attachments: ReplySink::default(),
         }
     }
     /// Sets the Java parameter types (JVM descriptors, one per argument).

@@ -30,7 +30,7 @@ pub mod url;
 pub mod value;
 
 pub use error::{RpcError, RpcResult};
-pub use invocation::{Attachments, Invocation};
+pub use invocation::{Attachments, Invocation, ReplySink};
 pub use invoker::{BoxFuture, Invoker, Protocol, ServiceInfo};
 pub use java::JavaType;
 pub use payload::{Args, ArgsDecoder, HessianArgs, Reply, TypedArgs, TypedValue};

@@ -194,6 +194,7 @@ impl Inner {
         let timeout = inv.timeout.unwrap_or(self.config.timeout);
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
         let frame = self.encode(id, &inv, timeout)?;
+        let sink = inv.reply_attachments;
         let deadline = tokio::time::Instant::now() + timeout;
         let conn = {
             // Usually ready at once (a live connection): no timer then.
@@ -239,7 +240,7 @@ impl Inner {
                 return Err(RpcError::Timeout(timeout));
             }
         };
-        decode_reply(&self.addr, reply)
+        decode_reply(&self.addr, reply, &sink)
     }
 
     fn encode(&self, id: i64, inv: &Invocation, timeout: Duration) -> RpcResult<Vec<u8>> {
@@ -576,7 +577,11 @@ async fn heartbeat_loop(period: Duration, ids: Arc<AtomicI64>, st: Arc<ConnShare
 }
 
 /// Turns a response frame into the call's result.
-fn decode_reply(addr: &str, (header, body): (Header, Vec<u8>)) -> RpcResult<Reply> {
+fn decode_reply(
+    addr: &str,
+    (header, body): (Header, Vec<u8>),
+    sink: &rdubbo_core::ReplySink,
+) -> RpcResult<Reply> {
     if header.status != status::OK {
         let message = rdubbo_hessian::decode_value(&body)
             .ok()
@@ -608,10 +613,17 @@ fn decode_reply(addr: &str, (header, body): (Header, Vec<u8>)) -> RpcResult<Repl
             data: Some(serde_json::json!({"status": header.status})),
         });
     }
-    let (result, _attachments) = codec::decode_response_body(bytes::Bytes::from(body))
+    let (result, attachments) = codec::decode_response_body(bytes::Bytes::from(body))
         .map_err(|e| RpcError::Codec(format!("bad response from {addr}: {e}")))?;
     match result {
-        ResponseBody::Value(v) => Ok(v),
+        ResponseBody::Value(v) => {
+            if sink.is_set() {
+                for (k, v) in attachments {
+                    sink.insert(k, v);
+                }
+            }
+            Ok(v)
+        }
         ResponseBody::Exception(x) => Err(exception_error(&x)),
     }
 }

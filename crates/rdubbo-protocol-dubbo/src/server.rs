@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdubbo_core::{error::codes, Attachments, Invocation, Invoker, Reply, RpcError, ServiceInfo};
+use rdubbo_core::{
+    error::codes, Attachments, Invocation, Invoker, Reply, ReplySink, RpcError, ServiceInfo,
+};
 use rdubbo_hessian::{Encoder, Throwable, Value as HValue};
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
@@ -453,7 +455,9 @@ async fn handle(shared: Arc<Shared>, header: Header, body: Vec<u8>) -> Option<Ve
         attachments,
         timeout: Some(timeout),
         parameter_types,
+        reply_attachments: ReplySink::new(),
     };
+    let reply_attachments = inv.reply_attachments.clone();
     // `$echo(Object)`: answered by the framework, as Java's EchoFilter does.
     let mut call = if &*inv.method == "$echo" && inv.args.len() == 1 {
         let echoed = inv
@@ -508,8 +512,13 @@ async fn handle(shared: Arc<Shared>, header: Header, body: Vec<u8>) -> Option<Ve
     let mut out = Vec::with_capacity(HEADER_LEN + 64);
     let start = codec::begin_frame(&mut out, response_flags(), status::OK, header.id);
     let mut e = Encoder::with_buffer(out);
-    let pairs: &[(String, String)] = &[];
-    if let Err(msg) = codec::encode_response_body(&mut e, &body, attachments.then_some(pairs)) {
+    let pairs: Vec<(String, String)> = reply_attachments
+        .get()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if let Err(msg) = codec::encode_response_body(&mut e, &body, attachments.then_some(&pairs[..]))
+    {
         tracing::warn!(%msg, "cannot encode the response of {method}");
         return Some(error_frame(
             header,

@@ -417,6 +417,7 @@ async fn handle_inner(shared: &Shared, req: Request<Incoming>) -> HttpResponse {
             attachments: attachments.clone(),
             timeout: Some(timeout),
             parameter_types: std::borrow::Cow::Borrowed(&[]),
+            reply_attachments: rdubbo_core::ReplySink::default(),
         };
         let invoker = export.invoker.clone();
         async move {

@@ -6,6 +6,10 @@
 //! let zk = rdubbo_testkit::ZkServer::start();
 //! println!("zookeeper://{}", zk.address());
 //! ```
+//!
+//! [`java`] runs real Apache Dubbo (Java) providers and consumers for interop tests.
+
+pub mod java;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -30,7 +30,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::{Attachments, Invocation};
+use crate::{Attachments, Invocation, ReplySink};
 
 /// What a provider knows about the call it serves.
 #[derive(Debug, Clone)]
@@ -43,6 +43,8 @@ pub struct CallContext {
     pub attachments: Attachments,
     /// When the caller stops waiting, if it said.
     pub deadline: Option<Instant>,
+    /// Attachments to answer with (see [`set_reply_attachment`]).
+    pub reply: ReplySink,
 }
 
 impl CallContext {
@@ -56,6 +58,33 @@ impl CallContext {
 tokio::task_local! {
     static INCOMING: CallContext;
     static OUTGOING: Attachments;
+    static CAPTURE: ReplySink;
+}
+
+/// Sets an attachment the provider answers the current call with (Java's
+/// `RpcContext.getServerContext().setAttachment`); a no-op outside a served call or
+/// over a protocol without reply attachments.
+pub fn set_reply_attachment(key: impl Into<String>, value: impl Into<String>) {
+    let (key, value) = (key.into(), value.into());
+    let _ = INCOMING.try_with(|c| c.reply.insert(key, value));
+}
+
+/// Runs `fut` and returns, with its output, the attachments the providers answered the
+/// stub calls made in it with (Java's `RpcContext.getServerContext()` on a consumer).
+///
+/// ```no_run
+/// # async fn run(client: std::sync::Arc<dyn rdubbo::Invoker>) {
+/// let ((), reply) = rdubbo::context::capture_reply_attachments(async {
+///     // a stub call here
+/// })
+/// .await;
+/// let served_by = reply.get("served-by");
+/// # }
+/// ```
+pub async fn capture_reply_attachments<F: Future>(fut: F) -> (F::Output, Attachments) {
+    let sink = ReplySink::new();
+    let out = CAPTURE.scope(sink.clone(), fut).await;
+    (out, sink.get())
 }
 
 /// The call being served by the current task, if any.
@@ -84,6 +113,7 @@ pub fn incoming(invocation: &Invocation) -> CallContext {
         method: invocation.method.clone(),
         attachments: invocation.attachments.clone(),
         deadline: invocation.timeout.map(|t| Instant::now() + t),
+        reply: invocation.reply_attachments.clone(),
     }
 }
 
@@ -95,6 +125,9 @@ pub async fn scoped<F: Future>(context: CallContext, fut: F) -> F::Output {
 /// Adds scoped attachments and caps the timeout at the served call's remaining budget.
 #[doc(hidden)]
 pub fn outgoing(invocation: &mut Invocation) {
+    if let Ok(sink) = CAPTURE.try_with(Clone::clone) {
+        invocation.reply_attachments = sink;
+    }
     let _ = OUTGOING.try_with(|extra| {
         for (k, v) in extra.iter() {
             if invocation.attachments.get(k).is_none() {
