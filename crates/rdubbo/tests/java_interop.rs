@@ -23,8 +23,7 @@ use rdubbo_testkit::{free_port, ZkServer};
 #[allow(dead_code)]
 mod user_service;
 use user_service::{
-    plain, sample, Address, Level, RustUsers, User, UserServiceClient, UserServiceServer,
-    USER_NOT_FOUND,
+    plain, sample, Address, Level, RustUsers, UserServiceClient, UserServiceServer, USER_NOT_FOUND,
 };
 
 const CONSUMER_TIMEOUT: Duration = Duration::from_secs(120);
