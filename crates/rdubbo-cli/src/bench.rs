@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use rdubbo::{Invoker, RpcError};
 
-use crate::target::{call_args, Discovery, Target};
+use crate::target::{call_args, Discovery, ProvidersSeen, Target};
 
 /// Arguments of `rdubbo bench`.
 #[derive(clap::Args)]
@@ -122,12 +122,15 @@ async fn bench(target: &Target, args: &BenchArgs) -> Result<ExitCode> {
             }
         }));
     }
+    let seen = Arc::new(ProvidersSeen::default());
     let ticker = {
         let (bar, done) = (bar.clone(), done.clone());
+        let (target, seen) = (target.clone(), seen.clone());
         let by_calls = args.calls.is_some();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                target.record_providers(&seen);
                 let n = done.load(Ordering::Relaxed);
                 let secs = start.elapsed().as_secs_f64();
                 bar.set_position(if by_calls {
@@ -179,12 +182,13 @@ async fn bench(target: &Target, args: &BenchArgs) -> Result<ExitCode> {
     for (kind, n) in &totals.errors {
         println!("errors:      {n} × {kind}");
     }
-    if let Some(stats) = target.provider_stats() {
-        let total: u64 = stats.iter().map(|(_, ok, _)| ok).sum();
-        for (addr, ok, failed) in stats {
+    if let Some(stats) = target.provider_stats(&seen) {
+        let total: u64 = stats.iter().map(|(_, ok, _, _)| ok).sum();
+        for (addr, ok, failed, listed) in stats {
             println!(
-                "provider:    {addr}  {ok} ok ({:.1}%), {failed} failed",
-                100.0 * ok as f64 / total.max(1) as f64
+                "provider:    {addr}  {ok} ok ({:.1}%), {failed} failed{}",
+                100.0 * ok as f64 / total.max(1) as f64,
+                if listed { "" } else { " (left during the run)" }
             );
         }
     }

@@ -34,6 +34,11 @@ pub struct CallArgs {
     /// instead of as JSON
     #[arg(long)]
     java: bool,
+    /// Call as Java's GenericService does (`$invoke`): POJOs travel as maps with a `class`
+    /// entry and the provider converts them by its own field types (a date field from
+    /// milliseconds, …); dubbo:// only
+    #[arg(long)]
+    generic: bool,
     #[command(flatten)]
     discovery: Discovery,
 }
@@ -51,8 +56,16 @@ pub async fn run(args: CallArgs) -> Result<ExitCode> {
 }
 
 async fn call(target: &Target, args: &CallArgs) -> Result<ExitCode> {
-    let call = call_args(&args.args, args.types.as_deref())?;
-    let mut invocation = target.invocation(&args.method, &call);
+    let mut call = call_args(&args.args, args.types.as_deref())?;
+    let mut method = args.method.as_str();
+    if args.generic {
+        call = generic_call(&args.method, call)?;
+        method = "$invoke";
+    }
+    let mut invocation = target.invocation(method, &call);
+    if args.generic {
+        invocation.attachments.insert("generic", "true");
+    }
     for kv in &args.attachments {
         let Some((k, v)) = kv.split_once('=') else {
             anyhow::bail!("attachment {kv:?} is not KEY=VALUE");
@@ -85,6 +98,45 @@ async fn call(target: &Target, args: &CallArgs) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `$invoke(String method, String[] types, Object[] args)` for a call: type names in Java
+/// form, arguments in generic form.
+fn generic_call(method: &str, call: crate::target::CallArgs) -> Result<crate::target::CallArgs> {
+    use rdubbo::hessian::List;
+    use rdubbo::Value;
+    let values = call.args.to_values().map_err(anyhow::Error::msg)?;
+    let descriptors: Vec<String> = if call.types.is_empty() {
+        values.iter().map(rdubbo::json::descriptor_of).collect()
+    } else {
+        call.types.clone()
+    };
+    let names = descriptors
+        .iter()
+        .map(|d| Value::from(rdubbo::json::java_name(d)))
+        .collect();
+    let args = values
+        .into_iter()
+        .map(rdubbo::dubbo::codec::generalize)
+        .collect();
+    Ok(crate::target::CallArgs {
+        args: rdubbo::Args::Values(vec![
+            Value::from(method),
+            Value::List(List {
+                type_name: Some("[string".into()),
+                items: names,
+            }),
+            Value::List(List {
+                type_name: Some("[object".into()),
+                items: args,
+            }),
+        ]),
+        types: vec![
+            "Ljava/lang/String;".into(),
+            "[Ljava/lang/String;".into(),
+            "[Ljava/lang/Object;".into(),
+        ],
+    })
 }
 
 #[cfg(test)]

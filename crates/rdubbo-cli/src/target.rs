@@ -126,15 +126,45 @@ impl Target {
         })
     }
 
-    /// Calls per provider (address, succeeded, failed), when discovered through a registry.
-    pub fn provider_stats(&self) -> Option<Vec<(String, u64, u64)>> {
-        self.reference.as_ref().map(|(r, _)| {
-            r.directory()
-                .providers()
-                .iter()
-                .map(|p| (p.url.address(), p.stats.succeeded(), p.stats.failed()))
-                .collect()
-        })
+    /// Adds the providers the directory holds now to `seen` (by registered URL), so that
+    /// calls to providers that leave during a run are still counted.
+    pub fn record_providers(&self, seen: &ProvidersSeen) {
+        if let Some((r, _)) = &self.reference {
+            let mut seen = seen.0.lock().unwrap_or_else(|p| p.into_inner());
+            for p in r.directory().providers().iter() {
+                seen.entry(p.key.clone())
+                    .or_insert_with(|| (p.url.address(), p.stats.clone()));
+            }
+        }
+    }
+
+    /// Calls per provider address (address, succeeded, failed, still listed), over every
+    /// provider recorded in `seen`, when discovered through a registry.
+    pub fn provider_stats(&self, seen: &ProvidersSeen) -> Option<Vec<(String, u64, u64, bool)>> {
+        let (r, _) = self.reference.as_ref()?;
+        self.record_providers(seen);
+        let listed: Vec<String> = r
+            .directory()
+            .providers()
+            .iter()
+            .map(|p| p.url.address())
+            .collect();
+        let seen = seen.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by_addr: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for (addr, stats) in seen.values() {
+            let e = by_addr.entry(addr.clone()).or_default();
+            e.0 += stats.succeeded();
+            e.1 += stats.failed();
+        }
+        Some(
+            by_addr
+                .into_iter()
+                .map(|(addr, (ok, failed))| {
+                    let present = listed.contains(&addr);
+                    (addr, ok, failed, present)
+                })
+                .collect(),
+        )
     }
 
     /// Unregisters the consumer and closes the registry session, if any.
@@ -169,6 +199,12 @@ pub fn parse_args(text: &str) -> Result<Vec<Value>> {
         other => bail!("arguments must be a JSON array like '[\"world\"]', got {other}"),
     }
 }
+
+/// Every provider a run has seen, by registered URL, with its call counters.
+#[derive(Default)]
+pub struct ProvidersSeen(
+    std::sync::Mutex<std::collections::BTreeMap<String, (String, Arc<rdubbo::cluster::CallStats>)>>,
+);
 
 /// A call's arguments as the command line gives them: JSON values, and Java types if named.
 #[derive(Clone)]

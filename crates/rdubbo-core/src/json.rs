@@ -301,6 +301,24 @@ fn array_descriptor(type_name: &str) -> String {
     format!("[{d}")
 }
 
+/// The Java name of a descriptor, as `Class.getName()` spells it and `$invoke` takes it
+/// (`J` → `long`, `Ljava/lang/Long;` → `java.lang.Long`, `[I` → `[I`,
+/// `[Ljava/lang/String;` → `[Ljava.lang.String;`).
+pub fn java_name(descriptor: &str) -> String {
+    match descriptor {
+        "Z" => "boolean".into(),
+        "B" => "byte".into(),
+        "S" => "short".into(),
+        "I" => "int".into(),
+        "J" => "long".into(),
+        "F" => "float".into(),
+        "D" => "double".into(),
+        "C" => "char".into(),
+        d if d.starts_with('[') => d.replace('/', "."),
+        d => class_of(d),
+    }
+}
+
 /// A Java type name or descriptor (`long`, `java.lang.Long`, `int[]`, `J`,
 /// `Ljava/lang/Long;`) as a JVM descriptor.
 pub fn descriptor_from_name(name: &str) -> String {
