@@ -259,3 +259,110 @@ async fn generic_client_and_generic_service_meet_generated_code() {
     .unwrap_err();
     assert_eq!(e.code(), codes::METHOD_NOT_FOUND);
 }
+
+/// Java types: derived from the Rust types, overridden per parameter, overloads by
+/// descriptor.
+#[rdubbo::service(interface = "com.example.Typed")]
+pub trait Typed {
+    /// `void put(long id, Long boxed, String name, List tags, byte[] data, User u)`
+    async fn put(
+        &self,
+        id: i64,
+        boxed: Option<i64>,
+        name: String,
+        tags: Vec<String>,
+        data: rdubbo::hessian::Bytes,
+        u: User,
+    ) -> RpcResult<()>;
+    /// `find(java.util.Date since, int[] ids)`: Java types named per parameter.
+    async fn find(
+        &self,
+        #[rdubbo(java = "java.util.Date")] since: i64,
+        #[rdubbo(java = "int[]")] ids: Vec<i32>,
+    ) -> RpcResult<String>;
+    /// `inc(int)` and `inc(long)`: one wire name, told apart by descriptor.
+    async fn inc(&self, x: i32) -> RpcResult<String>;
+    /// The `long` overload.
+    #[rdubbo(name = "inc")]
+    async fn inc_long(&self, x: i64) -> RpcResult<String>;
+}
+
+struct TypedImpl;
+impl Typed for TypedImpl {
+    async fn put(
+        &self,
+        _: i64,
+        _: Option<i64>,
+        _: String,
+        _: Vec<String>,
+        _: rdubbo::hessian::Bytes,
+        _: User,
+    ) -> RpcResult<()> {
+        Ok(())
+    }
+    async fn find(&self, since: i64, ids: Vec<i32>) -> RpcResult<String> {
+        Ok(format!("{since} {ids:?}"))
+    }
+    async fn inc(&self, x: i32) -> RpcResult<String> {
+        Ok(format!("int {x}"))
+    }
+    async fn inc_long(&self, x: i64) -> RpcResult<String> {
+        Ok(format!("long {x}"))
+    }
+}
+
+#[tokio::test]
+async fn stubs_name_java_types_and_dispatchers_pick_overloads() {
+    let rec = Arc::new(Recorder(Default::default()));
+    let c = TypedClient::new(rec.clone());
+    let user = User {
+        name: "a".into(),
+        age: 1,
+        tags: vec![],
+    };
+    let _ = c
+        .put(
+            1,
+            None,
+            "n".into(),
+            vec![],
+            rdubbo::hessian::Bytes(vec![1]),
+            user,
+        )
+        .await;
+    let _ = c.find(5, vec![1]).await;
+    let calls = rec.0.lock().unwrap();
+    assert_eq!(
+        &*calls[0].parameter_types,
+        [
+            "J",
+            "Ljava/lang/Long;",
+            "Ljava/lang/String;",
+            "Ljava/util/List;",
+            "[B",
+            "Lcom/example/User;"
+        ]
+    );
+    assert_eq!(&*calls[1].parameter_types, ["Ljava/util/Date;", "[I"]);
+    drop(calls);
+
+    // In-process the stub names the overload it means.
+    let c = TypedClient::new(Arc::new(TypedServer::new(TypedImpl)));
+    assert_eq!(c.inc(1).await.unwrap(), "int 1");
+    assert_eq!(c.inc_long(1).await.unwrap(), "long 1");
+    assert_eq!(
+        TypedServer::<TypedImpl>::info().methods,
+        ["put", "find", "inc"]
+    );
+    // A caller without descriptors (JSON-RPC) gets the first overload of that arity; one
+    // naming descriptors nobody has gets "method not found".
+    let s = TypedServer::new(TypedImpl);
+    let inv = |types: &[&str]| {
+        Invocation::new("com.example.Typed", "inc", vec![Value::Int(3)])
+            .with_parameter_types(types.iter().map(|t| t.to_string()).collect())
+    };
+    assert_eq!(s.invoke(inv(&[])).await.unwrap(), "int 3");
+    assert_eq!(s.invoke(inv(&["J"])).await.unwrap(), "long 3");
+    let e = s.invoke(inv(&["D"])).await.unwrap_err();
+    assert_eq!(e.code(), codes::METHOD_NOT_FOUND, "{e}");
+}
