@@ -331,20 +331,21 @@ async fn stubs_name_java_types_and_dispatchers_pick_overloads() {
         )
         .await;
     let _ = c.find(5, vec![1]).await;
-    let calls = rec.0.lock().unwrap();
-    assert_eq!(
-        &*calls[0].parameter_types,
-        [
-            "J",
-            "Ljava/lang/Long;",
-            "Ljava/lang/String;",
-            "Ljava/util/List;",
-            "[B",
-            "Lcom/example/User;"
-        ]
-    );
-    assert_eq!(&*calls[1].parameter_types, ["Ljava/util/Date;", "[I"]);
-    drop(calls);
+    {
+        let calls = rec.0.lock().unwrap();
+        assert_eq!(
+            &*calls[0].parameter_types,
+            [
+                "J",
+                "Ljava/lang/Long;",
+                "Ljava/lang/String;",
+                "Ljava/util/List;",
+                "[B",
+                "Lcom/example/User;"
+            ]
+        );
+        assert_eq!(&*calls[1].parameter_types, ["Ljava/util/Date;", "[I"]);
+    }
 
     // In-process the stub names the overload it means.
     let c = TypedClient::new(Arc::new(TypedServer::new(TypedImpl)));
