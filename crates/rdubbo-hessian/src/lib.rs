@@ -46,6 +46,7 @@ mod ser;
 mod types;
 mod value;
 mod value_serde;
+pub mod with;
 
 pub use de::from_slice;
 pub use decode::{decode_value, Decoder, DEFAULT_MAX_DEPTH};

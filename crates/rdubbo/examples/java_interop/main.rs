@@ -43,6 +43,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let users = UserServiceClient::new(Arc::new(DubboClient::new(&url)?));
             let ann = users.get_user(Some(7)).await?; // getUser(Ljava/lang/Long;)
             println!("getUser(7) -> {ann:?}");
+            // java.util.Date and java.math.BigDecimal as chrono and bigdecimal values.
+            let born = ann.born.and_then(|d| d.to_chrono());
+            let balance = ann
+                .balance
+                .as_ref()
+                .and_then(|b| bigdecimal::BigDecimal::try_from(b).ok());
+            println!("born {born:?}, balance {balance:?}");
             println!("createUser -> {:?}", users.create_user(sample(30)).await?);
             println!("inc(5L) -> {}", users.inc(5).await?); // inc(J)
             println!("inc(Long 5) -> {:?}", users.inc_boxed(Some(5)).await?); // inc(Ljava/lang/Long;)
