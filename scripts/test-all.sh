@@ -5,7 +5,8 @@
 # Hessian2 conformance peer that the codec's tests compile, which the tests start on loopback ports of their own
 # and stop by PID; Node.js for the official npm `nacos` client and Debian's Chromium for
 # the registry console, both driven by tests that install their npm packages into
-# target/tmp on first use), then checks
+# target/tmp on first use; the Debian jars real Java Dubbo 2.7.23 and 3.3.1 run on, for the
+# interop tests that start them), then checks
 # formatting and lints, then runs every test of the workspace (unit, integration, interop,
 # property tests, doc tests), then fuzzes the Hessian2 and Dubbo frame decoders for a
 # bounded time (scripts/fuzz-smoke.sh). Servers the tests need are started and stopped by the tests.
@@ -20,6 +21,21 @@ command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# The classpath of the real Java Dubbo 2.7.23 and 3.3.1 peers (../shared/java-dubbo*/README.md).
+java_dubbo_jars=(libnetty-java libjavassist-java libcurator-client-java libcurator-framework-java
+  libcurator-recipes-java libcurator-discovery-java libguava-java libzookeeper-java libslf4j-java
+  liblog4j1.2-java liblog4j2-java libgoogle-gson-java libyaml-snake-java libcommons-io-java
+  libcommons-logging-java libcommons-lang3-java libcommons-compress-java libsnappy-java
+  libprotobuf-java libjsr305-java libt-digest-java libjackson2-core-java
+  libjackson2-databind-java libjackson2-annotations-java)
+for jar in netty-transport curator-framework curator-x-discovery javassist guava gson snakeyaml \
+  log4j-1.2 log4j-core slf4j-api commons-io commons-lang3 commons-logging commons-compress \
+  snappy-java protobuf jsr305 t-digest jackson-databind zookeeper-jute; do
+  if [ ! -f "/usr/share/java/$jar.jar" ]; then
+    need+=("${java_dubbo_jars[@]}")
+    break
+  fi
+done
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing test peers: ${need[*]}"
   SUDO=""
@@ -33,6 +49,10 @@ cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
+# Where the Java Dubbo jars are present (CI has ../shared), interop tests must run, not skip.
+if [ -f ../shared/java-dubbo/apache-dubbo-2.7.23-loopback.jar ] || [ -n "${RDUBBO_JAVA_DUBBO_DIR:-}" ]; then
+  export RDUBBO_REQUIRE_JAVA="${RDUBBO_REQUIRE_JAVA:-1}"
+fi
 cargo test --workspace --locked --no-fail-fast
 echo "== fuzz smoke run (cargo-fuzz, ${FUZZ_SECONDS:-30}s per decoder)"
 ./scripts/fuzz-smoke.sh
