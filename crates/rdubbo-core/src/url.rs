@@ -315,14 +315,36 @@ impl Url {
     /// A method-level parameter: `methods.<method>.<key>` (Dubbo 3), then `<method>.<key>`
     /// (Dubbo 2), then `<key>`, then `default`.
     pub fn method_param_or<T: FromStr>(&self, method: &str, key: &str, default: T) -> T {
-        let v3 = format!("methods.{method}.{key}");
-        let v2 = format!("{method}.{key}");
-        for k in [v3.as_str(), v2.as_str(), key] {
-            if let Some(v) = self.param_non_empty(k).and_then(|v| v.parse().ok()) {
-                return v;
+        // One pass over the parameters, no key built: this runs on every call.
+        let of_method = |k: &str| {
+            k.strip_prefix(method)
+                .and_then(|r| r.strip_prefix('.'))
+                .is_some_and(|r| r == key)
+        };
+        let (mut v3, mut v2, mut plain) = (None, None, None);
+        if !key.is_empty() {
+            for p in self.params.as_deref().unwrap_or(&[]) {
+                let k = p.key.as_str();
+                let slot = if k == key {
+                    &mut plain
+                } else if k.strip_prefix("methods.").is_some_and(of_method) {
+                    &mut v3
+                } else if of_method(k) {
+                    &mut v2
+                } else {
+                    continue;
+                };
+                if slot.is_none() {
+                    *slot = Some(p.value.as_deref().unwrap_or(k));
+                }
             }
         }
-        default
+        [v3, v2, plain]
+            .into_iter()
+            .flatten()
+            .filter(|v| !v.is_empty())
+            .find_map(|v| v.parse().ok())
+            .unwrap_or(default)
     }
 
     /// All parameters in written order, bare keys read as `key=key`, empty segments skipped.

@@ -423,7 +423,15 @@ async fn handle_inner(shared: &Shared, req: Request<Incoming>) -> HttpResponse {
         async move {
             let method = inv.method.clone();
             let iface = inv.interface.clone();
-            match tokio::time::timeout(timeout, invoker.invoke(inv)).await {
+            // Most calls finish on their first poll: only the others get a timer.
+            let mut call = invoker.invoke(inv);
+            let first = call
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+            if let std::task::Poll::Ready(r) = first {
+                return r;
+            }
+            match tokio::time::timeout(timeout, call).await {
                 Ok(r) => r,
                 Err(_) => Err(RpcError::remote(
                     codes::SERVER_TIMEOUT,

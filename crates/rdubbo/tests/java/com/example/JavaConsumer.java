@@ -368,8 +368,13 @@ public final class JavaConsumer {
         String mode = "check";
         int concurrency = 16;
         int seconds = 5;
+        boolean demo = false;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
+                case "--demo":
+                    // echo-types through org.apache.dubbo.demo.DemoService.echo(Object)
+                    demo = true;
+                    break;
                 case "--url":
                     url = args[++i];
                     break;
@@ -424,8 +429,8 @@ public final class JavaConsumer {
             // discovery needs through the metadata center.
             reg.setUseAsMetadataCenter(metadataCenter);
         }
-        ReferenceConfig<UserService> ref = new ReferenceConfig<>();
-        ref.setInterface(UserService.class);
+        ReferenceConfig<Object> ref = new ReferenceConfig<>();
+        ref.setInterface(demo ? org.apache.dubbo.demo.DemoService.class : UserService.class);
         if (url != null) {
             ref.setUrl(url);
         }
@@ -439,7 +444,20 @@ public final class JavaConsumer {
         int code;
         try {
             DubboBootstrap.getInstance().application(app).registry(reg).reference(ref).start();
-            UserService svc = ref.get();
+            UserService svc;
+            if (demo) {
+                org.apache.dubbo.demo.DemoService d = (org.apache.dubbo.demo.DemoService) ref.get();
+                svc = (UserService) java.lang.reflect.Proxy.newProxyInstance(
+                        UserService.class.getClassLoader(), new Class<?>[] {UserService.class},
+                        (proxy, m, a) -> {
+                            if (m.getName().equals("echo")) {
+                                return d.echo(a[0]);
+                            }
+                            throw new UnsupportedOperationException(m.getName() + " (--demo)");
+                        });
+            } else {
+                svc = (UserService) ref.get();
+            }
             switch (mode) {
                 case "echo-types":
                     runEchoTypes(svc);
