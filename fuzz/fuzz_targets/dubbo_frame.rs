@@ -14,14 +14,27 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let body = data.get(HEADER_LEN..).unwrap_or(data);
-    if let Ok(req) = codec::decode_request_body(body) {
+    let bytes = bytes::Bytes::copy_from_slice(body);
+    if let Ok(req) = codec::decode_request_body(bytes.clone()) {
         let _ = req.service();
-        for a in &req.args {
-            let _ = codec::hessian_to_json(a);
+        // As dynamic values and their JSON form (what generic callers and the CLI see) ...
+        if let Ok(values) = req.args.to_values() {
+            for a in &values {
+                let _ = rdubbo_core::json::from_value(a);
+                let _ = codec::generalize(a.clone());
+            }
         }
+        // ... and straight into Rust types, as a typed service decodes them.
+        let mut d = req.args.decoder();
+        let _ = d.read::<String>();
+        let _ = d.read::<Vec<i64>>();
+        let _ = d.read::<serde_json::Value>();
     }
-    if let Ok((r, _)) = codec::decode_response_body(body) {
-        let _ = format!("{r:?}");
+    if let Ok((r, _)) = codec::decode_response_body(bytes) {
+        if let codec::ResponseBody::Value(reply) = r {
+            let _ = reply.to_value();
+            let _ = reply.decode::<serde_json::Value>();
+        }
     }
     let _ = codec::parse_descriptor(&String::from_utf8_lossy(body));
 });
