@@ -44,6 +44,25 @@ fn active(rule: &Url) -> bool {
 
 /// Whether `rule` applies to `provider` as seen by the consumer of `application`.
 pub fn matches(rule: &Url, provider: &Url, application: Option<&str>) -> bool {
+    matches_on(rule, provider, application, "consumer")
+}
+
+/// Whether `rule` applies to the provider `provider` itself, on the provider's side (the
+/// parameters the provider then registers), with Dubbo 2.7's rules
+/// (`AbstractConfigurator.configureDeprecated`): a rule with a port targets the provider
+/// with that port on its host (or on `0.0.0.0`); a rule without a port applies only as
+/// `0.0.0.0`; `application` must be the provider's own; `side`, when set, must be
+/// `provider` (or `*`); `~key=value` must match the provider's `key`.
+pub fn matches_provider_side(rule: &Url, provider: &Url) -> bool {
+    matches_on(
+        rule,
+        provider,
+        provider.param_non_empty("application"),
+        "provider",
+    )
+}
+
+fn matches_on(rule: &Url, provider: &Url, application: Option<&str>, side: &str) -> bool {
     if !active(rule) {
         return false;
     }
@@ -77,8 +96,8 @@ pub fn matches(rule: &Url, provider: &Url, application: Option<&str>) -> bool {
             return false;
         }
     }
-    if let Some(side) = rule.param_non_empty("side") {
-        if side != "consumer" && side != "*" {
+    if let Some(rule_side) = rule.param_non_empty("side") {
+        if rule_side != side && rule_side != "*" {
             return false;
         }
     }
@@ -99,10 +118,32 @@ pub fn configure(
     rules: &[Url],
     application: Option<&str>,
 ) -> (Url, Vec<(String, String)>) {
-    let mut ordered: Vec<&Url> = rules
-        .iter()
-        .filter(|r| matches(r, provider, application))
-        .collect();
+    apply(
+        provider,
+        rules
+            .iter()
+            .filter(|r| matches(r, provider, application))
+            .collect(),
+    )
+}
+
+/// Applies every rule that targets the provider itself ([`matches_provider_side`]) to its
+/// own URL, as a Java provider does before re-registering; returns the configured URL and
+/// the parameters the rules set (in order).
+///
+/// The condition keys a rule's parameters do not copy are rdubbo's list (a superset of
+/// Java's: Java would also copy `providers`, `priority`, `timestamp` … into the URL).
+pub fn configure_provider(provider: &Url, rules: &[Url]) -> (Url, Vec<(String, String)>) {
+    apply(
+        provider,
+        rules
+            .iter()
+            .filter(|r| matches_provider_side(r, provider))
+            .collect(),
+    )
+}
+
+fn apply(provider: &Url, mut ordered: Vec<&Url>) -> (Url, Vec<(String, String)>) {
     ordered.sort_by_key(|r| {
         let specific = !(r.host() == "0.0.0.0" || r.host().is_empty());
         (specific, r.param_or("priority", 0i64))
@@ -180,6 +221,58 @@ mod tests {
         assert!(!matches(&provider_side, &p, None));
         let empty = url("empty://0.0.0.0/demo.Api?category=configurators");
         assert!(!matches(&empty, &p, None));
+    }
+
+    #[test]
+    fn provider_side_scopes_follow_java() {
+        // The provider's own URL: application `shop`, port 20880.
+        let p = provider(20880);
+        let all =
+            url("override://0.0.0.0/demo.Api?category=configurators&enabled=true&timeout=1234");
+        assert!(matches_provider_side(&all, &p));
+        let mine = url("override://10.0.0.1:20880/demo.Api?retries=5");
+        assert!(matches_provider_side(&mine, &p));
+        let any_host_my_port = url("override://0.0.0.0:20880/demo.Api?retries=5");
+        assert!(matches_provider_side(&any_host_my_port, &p));
+        let other_host = url("override://10.1.2.3:20880/demo.Api?timeout=999");
+        assert!(!matches_provider_side(&other_host, &p));
+        let other_port = url("override://10.0.0.1:20881/demo.Api?timeout=999");
+        assert!(!matches_provider_side(&other_port, &p));
+        // Without a port only 0.0.0.0 reaches a provider (a host alone names a consumer).
+        let host_only = url("override://10.0.0.1/demo.Api?timeout=999");
+        assert!(!matches_provider_side(&host_only, &p));
+        let off = url("override://0.0.0.0/demo.Api?enabled=false&loadbalance=random");
+        assert!(!matches_provider_side(&off, &p));
+        // Application scope: the provider's own application.
+        let shop = url("override://0.0.0.0/demo.Api?application=shop&weight=7");
+        assert!(matches_provider_side(&shop, &p));
+        let web = url("override://0.0.0.0/demo.Api?application=web&weight=7");
+        assert!(!matches_provider_side(&web, &p));
+        // Side: `provider` rules apply here, `consumer` rules do not.
+        let provider_side = url("override://0.0.0.0/demo.Api?side=provider&threads=5");
+        assert!(matches_provider_side(&provider_side, &p));
+        let consumer_side = url("override://0.0.0.0/demo.Api?side=consumer&timeout=5");
+        assert!(!matches_provider_side(&consumer_side, &p));
+        let tilde = url("override://0.0.0.0/demo.Api?~region=eu&timeout=5");
+        assert!(matches_provider_side(&tilde, &p));
+        // Several rules merge; condition keys are not copied.
+        let (configured, set) = configure_provider(
+            &p,
+            &[
+                all,
+                mine,
+                off,
+                web,
+                url("override://0.0.0.0/demo.Api?disabled=true&dynamic=false"),
+            ],
+        );
+        assert_eq!(configured.param("timeout"), Some("1234"));
+        assert_eq!(configured.param("retries"), Some("5"));
+        assert_eq!(configured.param("disabled"), Some("true"));
+        assert_eq!(configured.param("weight"), Some("100"));
+        assert_eq!(configured.param("enabled"), None);
+        assert_eq!(configured.param("dynamic"), None);
+        assert_eq!(lookup(&set, "any", "timeout"), Some("1234"));
     }
 
     #[test]

@@ -597,6 +597,13 @@ fn decode_reply(
                 }
             }
             status::SERVICE_NOT_FOUND => codes::METHOD_NOT_FOUND,
+            // How Java providers (and rdubbo's server) say "no such service, version or
+            // method": 2.7 answers 40 `… Service not found:<path>, <method>` or 70
+            // `… Not found exported service: …`; 3.3 answers 40 `Fail to decode request
+            // due to: RpcInvocation [methodName=…`.
+            status::BAD_REQUEST | status::SERVICE_ERROR if is_not_found(&message) => {
+                codes::METHOD_NOT_FOUND
+            }
             status::BAD_REQUEST | status::SERIALIZATION_ERROR => codes::INVALID_REQUEST,
             status::SERVICE_ERROR => codes::SERVICE_ERROR,
             status::CHANNEL_INACTIVE => {
@@ -626,6 +633,14 @@ fn decode_reply(
         }
         ResponseBody::Exception(x) => Err(exception_error(&x)),
     }
+}
+
+/// Whether an error answer's text is Java Dubbo's "service or method not found".
+fn is_not_found(message: &str) -> bool {
+    let first = message.lines().next().unwrap_or("");
+    first.contains("java.lang.IllegalArgumentException: Service not found:")
+        || first.contains("Not found exported service: ")
+        || first.starts_with("Fail to decode request due to: RpcInvocation [methodName=")
 }
 
 /// The error a Java exception object becomes: a service error whose `data` names the

@@ -58,6 +58,7 @@ struct Export {
 
 struct Shared {
     exports: HashMap<String, Export>,
+    local_addr: SocketAddr,
     config: ServerConfig,
     connections: AtomicUsize,
     in_flight: AtomicUsize,
@@ -99,6 +100,7 @@ impl ServerBuilder {
             .collect();
         let shared = Arc::new(Shared {
             exports,
+            local_addr,
             config: self.config,
             connections: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
@@ -234,6 +236,7 @@ async fn serve_connection(
     shared: Arc<Shared>,
     _stop: watch::Receiver<Option<Duration>>,
 ) {
+    let local = stream.local_addr().unwrap_or(shared.local_addr);
     let (read, write) = stream.into_split();
     let writer = Arc::new(Writer::new(write));
     let conn_id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -243,7 +246,8 @@ async fn serve_connection(
         .unwrap_or_else(|e| e.into_inner())
         .insert(conn_id, writer.clone());
     let reader = FrameReader::new(read, shared.config.payload);
-    if let Err(reason) = read_loop(reader, writer, shared.clone()).await {
+    let conn = Conn { peer, local };
+    if let Err(reason) = read_loop(reader, writer, shared.clone(), conn).await {
         tracing::warn!(%peer, %reason, "closing connection");
     }
     shared
@@ -254,10 +258,18 @@ async fn serve_connection(
     shared.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// The two ends of a connection, for error texts.
+#[derive(Debug, Clone, Copy)]
+struct Conn {
+    peer: SocketAddr,
+    local: SocketAddr,
+}
+
 async fn read_loop(
     mut reader: FrameReader,
     writer: Arc<Writer>,
     shared: Arc<Shared>,
+    conn: Conn,
 ) -> Result<(), String> {
     let pending = Arc::new(Semaphore::new(shared.config.max_pending));
     let idle = shared.config.heartbeat * 3;
@@ -337,7 +349,7 @@ async fn read_loop(
             }
         };
         shared.in_flight.fetch_add(1, Ordering::SeqCst);
-        let mut call = Box::pin(handle(shared.clone(), header, body));
+        let mut call = Box::pin(handle(shared.clone(), header, body, conn));
         // Calls that complete at once are answered from here, without a task of their own.
         let first_poll = call.as_mut().poll(&mut Context::from_waker(Waker::noop()));
         match first_poll {
@@ -378,7 +390,7 @@ pub(crate) fn error_frame(h: Header, st: u8, message: &str) -> Vec<u8> {
     out
 }
 
-async fn handle(shared: Arc<Shared>, header: Header, body: Vec<u8>) -> Option<Vec<u8>> {
+async fn handle(shared: Arc<Shared>, header: Header, body: Vec<u8>, conn: Conn) -> Option<Vec<u8>> {
     let two_way = header.is_two_way();
     let req = match codec::decode_request_body(bytes::Bytes::from(body)) {
         Ok(r) => r,
@@ -400,15 +412,7 @@ async fn handle(shared: Arc<Shared>, header: Header, body: Vec<u8>) -> Option<Ve
     let group = req.attachment("group").filter(|g| !g.is_empty());
     let key = rdubbo_core::url::service_key(group, req.service(), req.version.as_deref());
     let Some(export) = shared.exports.get(&key) else {
-        let mut known: Vec<&str> = shared.exports.keys().map(String::as_str).collect();
-        known.sort();
-        return two_way.then(|| {
-            error_frame(
-                header,
-                status::SERVICE_NOT_FOUND,
-                &format!("Not found exported service: {key} in {known:?}"),
-            )
-        });
+        return two_way.then(|| not_exported(&shared, header, &req, &key, conn));
     };
     let timeout = req
         .attachment("timeout")
@@ -507,6 +511,32 @@ async fn handle(shared: Arc<Shared>, header: Header, body: Vec<u8>) -> Option<Ve
                 &message,
             ))
         }
+        // No such method (or no overload with these descriptors). Java finds that out
+        // while decoding the request and answers 40 BAD_REQUEST; a generic call finds it
+        // in its GenericFilter, whose RpcException is answered 70 SERVICE_ERROR.
+        Err(RpcError::Remote { code, message, .. }) if code == codes::METHOD_NOT_FOUND => {
+            return Some(if generic {
+                let names: Vec<String> = parameter_types_of_generic(&req.args)
+                    .iter()
+                    .map(|d| rdubbo_core::json::java_name(d))
+                    .collect();
+                error_frame(
+                    header,
+                    status::SERVICE_ERROR,
+                    &format!(
+                        "org.apache.dubbo.rpc.RpcException: {}.{method}({})",
+                        export.info.interface,
+                        names.join(",")
+                    ),
+                )
+            } else {
+                error_frame(
+                    header,
+                    status::BAD_REQUEST,
+                    &format!("{}\n{message}", service_not_found(req.service(), &method)),
+                )
+            });
+        }
         Err(e) => ResponseBody::Exception(exception_of(&e).to_value()),
     };
     let mut out = Vec::with_capacity(HEADER_LEN + 64);
@@ -597,4 +627,106 @@ fn generic_call(
         _ => Vec::new(),
     };
     Ok((method, rdubbo_core::Args::Values(args), types.into()))
+}
+
+/// The first line of Java 2.7's answer (status 40 BAD_REQUEST) to a call whose service
+/// path, method or parameter descriptors the provider does not have
+/// (`DecodeableRpcInvocation.decode` throws, `HeaderExchangeHandler` answers).
+fn service_not_found(path: &str, method: &str) -> String {
+    format!(
+        "Fail to decode request due to: java.lang.IllegalArgumentException: \
+         Service not found:{path}, {method}"
+    )
+}
+
+/// Java's `serviceKey(port, path, version, group)`: `[group/]path[:version]:port`.
+fn java_service_key(info_key: &str, port: u16) -> String {
+    format!("{info_key}:{port}")
+}
+
+/// How Java 2.7 answers a request for a service it does not export:
+/// - an unknown path (no version of it is exported), or a method none of its exported
+///   versions has, fails while decoding: 40 BAD_REQUEST, `Service not found:<path>,
+///   <method>` (generic `$invoke` and `$echo` calls pass decoding);
+/// - a known path with another version or group: 70 SERVICE_ERROR,
+///   `RemotingException: Not found exported service: …, may be version or group mismatch`.
+fn not_exported(
+    shared: &Shared,
+    header: Header,
+    req: &codec::RequestBody,
+    key: &str,
+    conn: Conn,
+) -> Vec<u8> {
+    let path = req.service();
+    let special = matches!(req.method.as_str(), "$invoke" | "$invokeAsync" | "$echo");
+    let same_path: Vec<&Export> = shared
+        .exports
+        .values()
+        .filter(|e| e.info.interface == path)
+        .collect();
+    let methods_known = same_path.iter().any(|e| !e.info.methods.is_empty());
+    let has_method = same_path
+        .iter()
+        .any(|e| e.info.methods.contains(&req.method));
+    if !special && (same_path.is_empty() || (methods_known && !has_method)) {
+        return error_frame(
+            header,
+            status::BAD_REQUEST,
+            &service_not_found(path, &req.method),
+        );
+    }
+    let port = conn.local.port();
+    let mut known: Vec<String> = shared
+        .exports
+        .keys()
+        .map(|k| java_service_key(k, port))
+        .collect();
+    known.sort();
+    let types: Vec<String> = req
+        .parameter_types
+        .iter()
+        .map(|d| java_class_text(d))
+        .collect();
+    error_frame(
+        header,
+        status::SERVICE_ERROR,
+        &format!(
+            "org.apache.dubbo.remoting.RemotingException: Not found exported service: {} in [{}], \
+             may be version or group mismatch , channel: consumer: /{} --> provider: /{}, \
+             message:RpcInvocation [methodName={}, parameterTypes=[{}]]",
+            java_service_key(key, port),
+            known.join(", "),
+            conn.peer,
+            conn.local,
+            req.method,
+            types.join(", ")
+        ),
+    )
+}
+
+/// A parameter type as Java's `Class.toString` prints it (`long`, `class
+/// java.lang.String`, `class [J`; an interface type reads `class` here too).
+fn java_class_text(descriptor: &str) -> String {
+    match descriptor {
+        "Z" | "B" | "S" | "I" | "J" | "F" | "D" | "C" | "V" => {
+            rdubbo_core::json::java_name(descriptor)
+        }
+        d => format!("class {}", rdubbo_core::json::java_name(d)),
+    }
+}
+
+/// The descriptors a generic call names (its second argument), for error texts.
+fn parameter_types_of_generic(args: &rdubbo_core::Args) -> Vec<String> {
+    match args.to_values() {
+        Ok(values) => match values.into_iter().nth(1) {
+            Some(HValue::List(l)) => l
+                .items
+                .iter()
+                .filter_map(HValue::as_str)
+                .map(rdubbo_core::json::descriptor_from_name)
+                .collect(),
+            _ => Vec::new(),
+        },
+        Err(_) => Vec::new(),
+    }
 }

@@ -165,12 +165,39 @@ async fn errors_are_typed() {
         java_exception(&e).map(|(c, _)| c).as_deref(),
         Some("java.lang.IllegalArgumentException")
     );
+    // Not-found answers are Java 2.7's: status 40 "Service not found" for an unknown
+    // method (found out by the dispatcher) or path, status 70 "Not found exported service"
+    // for another version; the client reports both as METHOD_NOT_FOUND.
+    let status = |e: &RpcError| match e {
+        RpcError::Remote { data: Some(d), .. } => d["status"].as_u64(),
+        _ => None,
+    };
     let e = c.invoke(call("nope", vec![])).await.unwrap_err();
-    assert_eq!(
-        java_exception(&e).unwrap().0,
-        "org.apache.dubbo.rpc.RpcException"
+    assert_eq!(e.code(), codes::METHOD_NOT_FOUND, "{e}");
+    assert_eq!(status(&e), Some(40), "{e:?}");
+    assert!(
+        e.message().starts_with(
+            "Fail to decode request due to: java.lang.IllegalArgumentException: \
+             Service not found:org.apache.dubbo.demo.DemoService, nope\n"
+        ),
+        "{e}"
     );
     assert!(e.message().contains("no method nope"), "{e}");
+    let e = c
+        .invoke(Invocation::new(
+            "com.example.Missing",
+            "echo",
+            rdubbo_core::Args::Json(vec![json!(1)]),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), codes::METHOD_NOT_FOUND, "{e}");
+    assert_eq!(status(&e), Some(40), "{e:?}");
+    assert_eq!(
+        e.message(),
+        "Fail to decode request due to: java.lang.IllegalArgumentException: \
+         Service not found:com.example.Missing, echo"
+    );
     // Unknown version: service not found.
     let e = c
         .invoke(
@@ -180,7 +207,29 @@ async fn errors_are_typed() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), codes::METHOD_NOT_FOUND);
-    assert!(e.message().contains("Not found exported service"), "{e}");
+    assert_eq!(status(&e), Some(70), "{e:?}");
+    let port = server.local_addr().port();
+    assert!(
+        e.message().starts_with(&format!(
+            "org.apache.dubbo.remoting.RemotingException: Not found exported service: \
+             {IFACE}:9:{port} in [{IFACE}:1.0.0:{port}], may be version or group mismatch , \
+             channel: consumer: /127.0.0.1:"
+        )),
+        "{e}"
+    );
+    assert!(
+        e.message().ends_with(&format!(
+            " --> provider: /127.0.0.1:{port}, message:RpcInvocation [methodName=echo, \
+             parameterTypes=[int]]"
+        )),
+        "{e}"
+    );
+    // A decode error wins over a version error: a method no version has is 40.
+    let e = c
+        .invoke(call("nope", vec![]).with_version(Some("9")))
+        .await
+        .unwrap_err();
+    assert_eq!(status(&e), Some(40), "{e:?}");
     // Client-side timeout, and the connection still works afterwards.
     let e = c
         .invoke(call("sleep", vec![json!(300)]).with_timeout(Some(Duration::from_millis(50))))

@@ -133,8 +133,12 @@ pub mod __private {
             let expected = signatures[0].1;
             return if expected == n {
                 Ok(0)
-            } else {
+            } else if types.is_empty() {
                 Err(wrong_arity(interface, method, expected, n))
+            } else {
+                // Descriptors of another arity name a method that does not exist (Java:
+                // "Service not found").
+                Err(no_overload(interface, method, types))
             };
         }
         if types.is_empty() {
@@ -142,11 +146,19 @@ pub mod __private {
                 return Ok(i);
             }
         }
+        Err(no_overload(interface, method, types))
+    }
+
+    fn no_overload(
+        interface: &str,
+        method: &str,
+        types: &[std::borrow::Cow<'static, str>],
+    ) -> RpcError {
         let desc: Vec<&str> = types.iter().map(|t| &**t).collect();
-        Err(RpcError::remote(
+        RpcError::remote(
             codes::METHOD_NOT_FOUND,
             format!("no method {method}({}) in {interface}", desc.join(",")),
-        ))
+        )
     }
 
     /// The error for a call with the wrong number of arguments.

@@ -46,7 +46,7 @@ pub use metrics::Metrics;
 
 use crate::cluster::filter::{self, with_filters, Filter, Side};
 use crate::consumer::Reference;
-use crate::provider::Provider;
+use crate::provider::{sort_params, Provider, Registration};
 use crate::{BoxFuture, Invocation, Invoker, Registry, Reply, RpcResult, ServiceInfo, Url};
 
 /// Why an application could not start.
@@ -84,7 +84,8 @@ pub(crate) struct Export {
     pub(crate) id: String,
     pub(crate) protocol: String,
     pub(crate) url: Url,
-    pub(crate) registries: Vec<Arc<dyn Registry>>,
+    /// The URL in its registries, following its `override://` rules.
+    pub(crate) registration: Arc<Registration>,
     pub(crate) online: AtomicBool,
 }
 
@@ -150,7 +151,8 @@ impl Application {
             .collect()
     }
 
-    /// The registered provider URLs.
+    /// The provider URLs as exported (registered as they are, or with the parameters of
+    /// the `override://` rules that target them).
     pub fn exported_urls(&self) -> Vec<Url> {
         self.state.exports.iter().map(|e| e.url.clone()).collect()
     }
@@ -217,6 +219,9 @@ impl Application {
         let state = &self.state;
         state.ready.store(false, Ordering::SeqCst);
         let unregistered = state.set_online("", false).await;
+        for e in &state.exports {
+            e.registration.close().await;
+        }
         let wait = state.config.shutdown.unregister_wait.0;
         if unregistered > 0 && !wait.is_zero() {
             tracing::info!(
@@ -269,16 +274,7 @@ impl AppState {
                 continue;
             }
             n += 1;
-            for registry in &e.registries {
-                let outcome = if online {
-                    registry.register(&e.url).await
-                } else {
-                    registry.unregister(&e.url).await
-                };
-                if let Err(err) = outcome {
-                    tracing::warn!(url = %e.url, error = %err, online, "registry change failed");
-                }
-            }
+            e.registration.set_online(online).await;
         }
         n
     }
@@ -567,22 +563,30 @@ impl ApplicationBuilder {
                 )
             })?;
             let addr = provider.local_addr();
-            for (url, (id, params)) in provider.urls().iter().zip(templates) {
+            for ((url, dynamic), (id, params)) in provider
+                .urls()
+                .iter()
+                .zip(provider.dynamic())
+                .zip(templates)
+            {
                 let s = &cfg.provider.services[&id];
                 let mut url = url.clone();
                 for (k, v) in &params {
                     url.set_param(k, crate::url::encode(v));
                 }
+                let url = sort_params(&url);
                 let regs: Vec<Arc<dyn Registry>> =
                     match s.registries.as_ref().or(cfg.provider.registries.as_ref()) {
                         Some(ids) => ids.iter().filter_map(|i| registry_by_id(i)).collect(),
                         None => registries.iter().map(|(_, r)| r.clone()).collect(),
                     };
+                let registration = Registration::new(url.clone(), regs, dynamic.clone());
+                registration.subscribe().await;
                 exports.push(Export {
                     id,
                     protocol: name.clone(),
                     url,
-                    registries: regs,
+                    registration,
                     online: AtomicBool::new(false),
                 });
             }

@@ -7,6 +7,17 @@
 //!    for consumers to drop this provider, then stops the server gracefully: new calls are
 //!    refused with a retryable "shutting down" error, in-flight calls get up to `drain` to
 //!    finish, then connections close.
+//!
+//! Between the two, each provider URL follows its dynamic configuration as a Java provider
+//! does: it subscribes to `provider://<host:port>/<interface>?category=configurators&check=false&…`
+//! in each registry (ZooKeeper: `/dubbo/<interface>/configurators`, created if missing) and
+//! re-registers its URL with the parameters of the `override://` rules that target it
+//! (see [`configurator::matches_provider_side`](crate::cluster::configurator::matches_provider_side):
+//! `0.0.0.0` or its own `host:port`, its version and group, its application), e.g.
+//! `timeout=1234`, `weight=200` or `disabled=true`; when the rules go away the original URL
+//! comes back. As in Java the old URL is unregistered before the new one is registered.
+//! A `timeout` set by such a rule (also per method: `<method>.timeout`) also bounds how long
+//! the provider lets a call run.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +29,10 @@ use rdubbo_protocol_jsonrpc::{JsonRpcServer, ServerConfig};
 
 use crate::cluster::filter::{self, with_filters, Filter, Side};
 use crate::registry::{now_millis, sorted_params};
+mod registration;
+use registration::DynamicTimeout;
+pub(crate) use registration::{sort_params, Dynamic, Registration};
+
 use crate::{Invoker, Registry, ServiceInfo, Url};
 
 /// Builds a [`Provider`].
@@ -66,6 +81,8 @@ impl Server {
 pub struct Provider {
     server: Server,
     urls: Vec<Url>,
+    registrations: Vec<Arc<Registration>>,
+    dynamic: Vec<Arc<Dynamic>>,
     registries: Vec<Arc<dyn Registry>>,
     unregister_wait: Duration,
     drain: Duration,
@@ -105,26 +122,38 @@ impl Provider {
         }
     }
 
-    /// The provider URLs, as registered.
+    /// The provider URLs, as built at the start (one per exported service, before any
+    /// dynamic configuration; see [`registered_urls`](Self::registered_urls)).
     pub fn urls(&self) -> &[Url] {
         &self.urls
     }
 
+    /// The provider URLs with the `override://` rules that target them applied: what is
+    /// registered now (while registered).
+    pub fn registered_urls(&self) -> Vec<Url> {
+        self.registrations.iter().map(|r| r.configured()).collect()
+    }
+
+    /// The dynamic parameters of each exported service (in export order), for callers
+    /// that register the URLs themselves (the application).
+    pub(crate) fn dynamic(&self) -> &[Arc<Dynamic>] {
+        &self.dynamic
+    }
+
     /// Unregisters only (the server keeps serving): consumers stop sending new calls.
     pub async fn unregister(&self) {
-        for registry in &self.registries {
-            for url in &self.urls {
-                if let Err(e) = registry.unregister(url).await {
-                    tracing::warn!(url = %url, error = %e, "unregister failed");
-                }
-            }
+        for registration in &self.registrations {
+            registration.set_online(false).await;
         }
     }
 
-    /// Stops in order: unregister, wait for consumers to drop this provider, refuse new
-    /// calls, drain in-flight calls, close.
+    /// Stops in order: unregister, stop following dynamic configuration, wait for
+    /// consumers to drop this provider, refuse new calls, drain in-flight calls, close.
     pub async fn stop(self) {
         self.unregister().await;
+        for registration in &self.registrations {
+            registration.close().await;
+        }
         if !self.registries.is_empty() {
             tokio::time::sleep(self.unregister_wait).await;
         }
@@ -139,8 +168,9 @@ impl ProviderBuilder {
         self
     }
 
-    /// The host written in the provider URLs (default: the listen address, or 127.0.0.1
-    /// with `anyhost=true` when listening on all interfaces).
+    /// The host written in the provider URLs, with `anyhost=false` (default: the listen
+    /// address with `anyhost=false`, or 127.0.0.1 with `anyhost=true` when listening on all
+    /// interfaces, as Java decides `anyhost`).
     pub fn host(mut self, host: &str) -> Self {
         self.host = Some(host.to_owned());
         self
@@ -209,11 +239,22 @@ impl ProviderBuilder {
     /// is unreachable does not stop the start: the registration is retried in the
     /// background.
     pub async fn start(self) -> std::io::Result<Provider> {
+        let dynamic: Vec<Arc<Dynamic>> = self
+            .services
+            .iter()
+            .map(|_| Arc::new(Dynamic::default()))
+            .collect();
         let exports: Vec<(ServiceInfo, Arc<dyn Invoker>)> = self
             .services
             .iter()
-            .map(|(info, invoker)| {
-                let mut filters = self.filters.clone();
+            .zip(&dynamic)
+            .map(|((info, invoker), dynamic)| {
+                // Outermost: the deadline of a dynamically configured `timeout` covers the
+                // whole chain.
+                let mut filters: Vec<Arc<dyn Filter>> = vec![Arc::new(DynamicTimeout {
+                    dynamic: dynamic.clone(),
+                })];
+                filters.extend(self.filters.iter().cloned());
                 let mut template = Url::new(&self.protocol, "0.0.0.0", None, &info.interface);
                 for (k, v) in &self.params {
                     template.set_param(k, v.clone());
@@ -274,19 +315,24 @@ impl ProviderBuilder {
                 for (k, v) in &self.params {
                     url.set_param(k, v.clone());
                 }
-                url
+                sort_params(&url)
             })
             .collect();
-        for registry in &self.registries {
-            for url in &urls {
-                if let Err(e) = registry.register(url).await {
-                    tracing::warn!(url = %url, error = %e, "registration failed; retrying in the background");
-                }
+        let mut registrations = Vec::new();
+        if !self.registries.is_empty() {
+            for (url, dynamic) in urls.iter().zip(&dynamic) {
+                let registration =
+                    Registration::new(url.clone(), self.registries.clone(), dynamic.clone());
+                registration.subscribe().await;
+                registration.set_online(true).await;
+                registrations.push(registration);
             }
         }
         Ok(Provider {
             server,
             urls,
+            registrations,
+            dynamic,
             registries: self.registries,
             unregister_wait: self.unregister_wait,
             drain: self.drain,
@@ -318,12 +364,37 @@ pub fn protocol_provider_url(
     application: &str,
     timestamp: &str,
 ) -> Url {
+    // The parameters a Java 2.7 provider registers (`ServiceConfig.doExportUrlsFor1Protocol`
+    // less what `RegistryProtocol.getUrlToRegistry` strips), with these differences:
+    // - `methods` is sorted (Java 2.7 writes HashSet order, which is not reproducible;
+    //   Java 3 sorts);
+    // - `release` names rdubbo's version (Java: its jar's; only the rmi and http protocols
+    //   read it);
+    // - `revision` is the service version (Java prefers the version of the jar holding the
+    //   interface, which a Rust service has not; like Java, absent without a version);
+    // - no `logger`, `bind.*`, `qos.*`: Java writes `logger` only when configured.
     let mut methods = info.methods.clone();
     methods.sort();
+    methods.dedup();
+    let version = info.version.as_deref().filter(|v| !v.is_empty());
+    let group = info.group.as_deref().filter(|g| !g.is_empty());
+    let mut service_name = "ServiceBean:/".to_owned();
+    if let Some(g) = group {
+        service_name.push_str(g);
+        service_name.push('/');
+    }
+    service_name.push_str(&info.interface);
+    if let Some(v) = version {
+        service_name.push(':');
+        service_name.push_str(v);
+    }
     let mut params: Vec<(String, String)> = vec![
+        ("anyhost".into(), anyhost.to_string()),
         ("application".into(), crate::url::encode(application)),
+        ("deprecated".into(), "false".into()),
         ("dubbo".into(), "2.0.2".into()),
         ("dynamic".into(), "true".into()),
+        ("generic".into(), "false".into()),
         ("interface".into(), info.interface.clone()),
         ("methods".into(), methods.join(",")),
         ("pid".into(), std::process::id().to_string()),
@@ -331,17 +402,16 @@ pub fn protocol_provider_url(
             "release".into(),
             format!("rdubbo-{}", env!("CARGO_PKG_VERSION")),
         ),
+        ("service.name".into(), service_name),
         ("side".into(), "provider".into()),
         ("timestamp".into(), timestamp.to_owned()),
     ];
-    if anyhost {
-        params.push(("anyhost".into(), "true".into()));
+    if let Some(v) = version {
+        params.push(("revision".into(), v.to_owned()));
+        params.push(("version".into(), v.to_owned()));
     }
-    if let Some(v) = &info.version {
-        params.push(("version".into(), v.clone()));
-    }
-    if let Some(g) = &info.group {
-        params.push(("group".into(), g.clone()));
+    if let Some(g) = group {
+        params.push(("group".into(), g.to_owned()));
     }
     let text = format!(
         "{protocol}://{host}:{port}/{}?{}",
@@ -349,4 +419,70 @@ pub fn protocol_provider_url(
         sorted_params(&mut params)
     );
     Url::parse(&text).unwrap_or_else(|_| Url::new(protocol, host, Some(port), &info.interface))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(version: Option<&str>, group: Option<&str>) -> ServiceInfo {
+        ServiceInfo {
+            interface: "com.example.Greeter".into(),
+            version: version.map(str::to_owned),
+            group: group.map(str::to_owned),
+            methods: vec!["sayHello".into(), "add".into(), "add".into()],
+        }
+    }
+
+    #[test]
+    fn provider_urls_carry_java_2_7_parameters() {
+        let url = protocol_provider_url(
+            "dubbo",
+            &info(Some("1.0.0"), None),
+            "127.0.0.1",
+            20881,
+            true,
+            "greeter-provider",
+            "1796272171481",
+        );
+        let pid = std::process::id();
+        let release = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            url.to_string(),
+            format!(
+                "dubbo://127.0.0.1:20881/com.example.Greeter?anyhost=true&application=greeter-provider\
+                 &deprecated=false&dubbo=2.0.2&dynamic=true&generic=false\
+                 &interface=com.example.Greeter&methods=add,sayHello&pid={pid}\
+                 &release=rdubbo-{release}&revision=1.0.0\
+                 &service.name=ServiceBean:/com.example.Greeter:1.0.0&side=provider\
+                 &timestamp=1796272171481&version=1.0.0"
+            )
+        );
+        // No version: no `revision` either; a group goes into `service.name`.
+        let url = protocol_provider_url(
+            "dubbo",
+            &info(None, Some("blue")),
+            "10.0.0.1",
+            20880,
+            false,
+            "app",
+            "1",
+        );
+        assert_eq!(url.param("anyhost"), Some("false"));
+        assert_eq!(url.param("revision"), None);
+        assert_eq!(url.param("version"), None);
+        assert_eq!(url.param("group"), Some("blue"));
+        assert_eq!(
+            url.param("service.name"),
+            Some("ServiceBean:/blue/com.example.Greeter")
+        );
+    }
+
+    #[test]
+    fn sorting_keeps_every_parameter() {
+        let url: Url = "dubbo://u:p@h:1/i?b=2&a=1&c=x%3Dy".parse().unwrap();
+        let sorted = sort_params(&url);
+        assert_eq!(sorted.to_string(), "dubbo://u:p@h:1/i?a=1&b=2&c=x%3Dy");
+        assert_eq!(sort_params(&sorted), sorted);
+    }
 }

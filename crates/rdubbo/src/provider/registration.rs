@@ -1,0 +1,267 @@
+//! One provider URL in its registries, following its `override://` rules (Java's
+//! provider-side configurators), and the dynamic settings those rules make.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use crate::cluster::configurator;
+use crate::cluster::filter::Filter;
+use crate::{
+    BoxFuture, Invocation, Invoker, NotifyListener, Registry, Reply, RpcError, RpcResult, Url,
+};
+
+/// The parameters dynamic configuration (`override://` rules) sets on one exported
+/// service right now, read by its calls (a `timeout`).
+#[derive(Default)]
+pub(crate) struct Dynamic {
+    /// Fast path: whether any rule sets anything.
+    any: AtomicBool,
+    set: RwLock<Vec<(String, String)>>,
+}
+
+impl Dynamic {
+    fn replace(&self, set: Vec<(String, String)>) {
+        let any = !set.is_empty();
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = set;
+        self.any.store(any, Ordering::Release);
+    }
+
+    /// The `timeout` (ms) rules set for `method` (`methods.<m>.timeout`, `<m>.timeout`,
+    /// then `timeout`).
+    fn timeout(&self, method: &str) -> Option<Duration> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        let set = self.set.read().unwrap_or_else(|e| e.into_inner());
+        configurator::lookup(&set, method, "timeout")
+            .and_then(|t| t.parse::<u64>().ok())
+            .filter(|t| *t > 0)
+            .map(Duration::from_millis)
+    }
+}
+
+/// Bounds a call by the `timeout` dynamic configuration set (when it set one): the call
+/// gets the shorter of that and its own deadline, and a call past it ends with a timeout.
+pub(crate) struct DynamicTimeout {
+    pub(crate) dynamic: Arc<Dynamic>,
+}
+
+impl Filter for DynamicTimeout {
+    fn invoke(
+        &self,
+        next: Arc<dyn Invoker>,
+        mut invocation: Invocation,
+    ) -> BoxFuture<'static, RpcResult<Reply>> {
+        let Some(limit) = self.dynamic.timeout(&invocation.method) else {
+            return next.invoke(invocation);
+        };
+        let limit = invocation.timeout.map_or(limit, |t| t.min(limit));
+        invocation.timeout = Some(limit);
+        Box::pin(async move {
+            tokio::time::timeout(limit, next.invoke(invocation))
+                .await
+                .unwrap_or(Err(RpcError::Timeout(limit)))
+        })
+    }
+}
+
+/// How long the start waits for a registry's first configurators list before registering
+/// (so that a URL with a standing override is registered once, configured).
+const FIRST_RULES_WAIT: Duration = Duration::from_secs(2);
+
+/// One provider URL in its registries, following its `override://` rules.
+pub(crate) struct Registration {
+    /// The URL as built, without dynamic configuration.
+    url: Url,
+    dynamic: Arc<Dynamic>,
+    online: AtomicBool,
+    slots: Vec<Slot>,
+}
+
+/// The registration of one URL in one registry.
+struct Slot {
+    registry: Arc<dyn Registry>,
+    /// `provider://…&category=configurators&check=false`.
+    subscribe_url: Url,
+    listener: Mutex<Option<Arc<dyn NotifyListener>>>,
+    /// The rules last notified (`None` before the first notification).
+    rules: Mutex<Option<Vec<Url>>>,
+    notified: tokio::sync::watch::Sender<bool>,
+    /// What this registry holds now; the lock orders the changes.
+    registered: tokio::sync::Mutex<Option<Url>>,
+}
+
+impl Registration {
+    /// `url` in `registries`, serving with `dynamic`; nothing is registered or
+    /// subscribed yet.
+    pub(crate) fn new(
+        url: Url,
+        registries: Vec<Arc<dyn Registry>>,
+        dynamic: Arc<Dynamic>,
+    ) -> Arc<Registration> {
+        let subscribe_url = configurators_url(&url);
+        Arc::new(Registration {
+            url,
+            dynamic,
+            online: AtomicBool::new(false),
+            slots: registries
+                .into_iter()
+                .map(|registry| Slot {
+                    registry,
+                    subscribe_url: subscribe_url.clone(),
+                    listener: Mutex::new(None),
+                    rules: Mutex::new(None),
+                    notified: tokio::sync::watch::channel(false).0,
+                    registered: tokio::sync::Mutex::new(None),
+                })
+                .collect(),
+        })
+    }
+
+    /// The URL with the rules of every registry applied (registry order).
+    pub(crate) fn configured(&self) -> Url {
+        let rules: Vec<Url> = self
+            .slots
+            .iter()
+            .flat_map(|s| lock(&s.rules).clone().unwrap_or_default())
+            .collect();
+        sort_params(&configurator::configure_provider(&self.url, &rules).0)
+    }
+
+    /// The URL for one registry: its own rules applied.
+    fn configured_in(&self, slot: &Slot) -> Url {
+        let rules = lock(&slot.rules).clone().unwrap_or_default();
+        sort_params(&configurator::configure_provider(&self.url, &rules).0)
+    }
+
+    /// Subscribes to the configurators of the URL in every registry, and waits a moment
+    /// for the first lists of the registries that are connected.
+    pub(crate) async fn subscribe(self: &Arc<Self>) {
+        for (i, slot) in self.slots.iter().enumerate() {
+            let weak: Weak<Registration> = Arc::downgrade(self);
+            let listener: Arc<dyn NotifyListener> = Arc::new(move |urls: Vec<Url>| {
+                if let Some(registration) = weak.upgrade() {
+                    registration.notified(i, urls);
+                }
+            });
+            *lock(&slot.listener) = Some(listener.clone());
+            if let Err(e) = slot.registry.subscribe(&slot.subscribe_url, listener).await {
+                tracing::warn!(url = %slot.subscribe_url, error = %e, "cannot follow the configurators");
+            }
+        }
+        let deadline = tokio::time::Instant::now() + FIRST_RULES_WAIT;
+        for slot in &self.slots {
+            if !slot.registry.is_available() {
+                continue;
+            }
+            let mut rx = slot.notified.subscribe();
+            let _ = tokio::time::timeout_at(deadline, rx.wait_for(|n| *n)).await;
+        }
+    }
+
+    /// A new configurators list from registry `i`.
+    fn notified(self: Arc<Self>, i: usize, urls: Vec<Url>) {
+        let rules: Vec<Url> = urls
+            .into_iter()
+            .filter(|u| matches!(u.protocol(), "override" | "absent"))
+            .collect();
+        let slot = &self.slots[i];
+        *lock(&slot.rules) = Some(rules);
+        let all: Vec<Url> = self
+            .slots
+            .iter()
+            .flat_map(|s| lock(&s.rules).clone().unwrap_or_default())
+            .collect();
+        self.dynamic
+            .replace(configurator::configure_provider(&self.url, &all).1);
+        slot.notified.send_replace(true);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { self.reconcile(i).await });
+        }
+    }
+
+    /// Registers (`true`) or unregisters the URL everywhere; false when it already was.
+    pub(crate) async fn set_online(&self, online: bool) -> bool {
+        if self.online.swap(online, Ordering::SeqCst) == online {
+            return false;
+        }
+        for i in 0..self.slots.len() {
+            self.reconcile(i).await;
+        }
+        true
+    }
+
+    /// Unregisters and stops following the configurators.
+    pub(crate) async fn close(&self) {
+        self.set_online(false).await;
+        for slot in &self.slots {
+            let listener = lock(&slot.listener).take();
+            if let Some(listener) = listener {
+                let _ = slot
+                    .registry
+                    .unsubscribe(&slot.subscribe_url, &listener)
+                    .await;
+            }
+        }
+    }
+
+    /// Brings registry `i` to what it should hold: nothing when offline, else the URL
+    /// with its rules. A change unregisters the old URL, then registers the new one (the
+    /// order Java uses; a registry keyed by address, such as Nacos, needs it).
+    async fn reconcile(&self, i: usize) {
+        let slot = &self.slots[i];
+        let mut registered = slot.registered.lock().await;
+        let desired = self
+            .online
+            .load(Ordering::SeqCst)
+            .then(|| self.configured_in(slot));
+        if *registered == desired {
+            return;
+        }
+        if let Some(old) = registered.take() {
+            if let Err(e) = slot.registry.unregister(&old).await {
+                tracing::warn!(url = %old, error = %e, "unregister failed");
+            }
+        }
+        if let Some(new) = &desired {
+            if new != &self.url {
+                tracing::info!(url = %new, "registering the provider URL as configured by override rules");
+            }
+            if let Err(e) = slot.registry.register(new).await {
+                tracing::warn!(url = %new, error = %e, "registration failed; retrying in the background");
+            }
+        }
+        *registered = desired;
+    }
+}
+
+/// What a Java provider subscribes to for its overrides: its URL with the scheme
+/// `provider` and `category=configurators&check=false`.
+fn configurators_url(url: &Url) -> Url {
+    let mut sub = url.clone();
+    sub.set_protocol("provider");
+    sub.set_param("category", "configurators");
+    sub.set_param("check", "false");
+    sub
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `url` with its parameters sorted by key, as Java Dubbo writes URLs (also after an
+/// override added some).
+pub(crate) fn sort_params(url: &Url) -> Url {
+    let mut params: Vec<(&str, &str)> = url.params().collect();
+    if params.windows(2).all(|w| w[0].0 <= w[1].0) {
+        return url.clone();
+    }
+    params.sort_by(|a, b| a.0.cmp(b.0));
+    let mut sorted = Url::new(url.protocol(), url.host(), url.port(), url.path());
+    sorted.set_credentials(url.username(), url.password());
+    for (k, v) in params {
+        sorted.set_param(k, v);
+    }
+    sorted
+}
