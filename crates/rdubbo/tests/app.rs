@@ -135,15 +135,28 @@ async fn applications_from_files_call_each_other_with_metrics_and_qos() {
     let (status, body) = http_get(consumer.qos_addr().unwrap(), "/live").await;
     assert_eq!((status, body.trim()), (200, "true"));
     assert_eq!(http_get(consumer.qos_addr().unwrap(), "/nope").await.0, 400);
+    let cq = consumer.qos_addr().unwrap();
+    let cq_host = cq.to_string();
     assert_eq!(
-        http_get(consumer.qos_addr().unwrap(), "/online?%zz")
+        http(cq, "POST", "/online?%zz", &[("Host", &cq_host)])
             .await
             .0,
         400
     );
 
+    // Web pages cannot change state: GET, a foreign Origin or a non-loopback Host (DNS
+    // rebinding) are refused; a POST from curl is taken.
+    let host = qos.to_string();
+    let offline = "/offline?org.apache.dubbo.demo.DemoService";
+    assert_eq!(http(qos, "GET", offline, &[("Host", &host)]).await.0, 405);
+    let from_page = [("Host", host.as_str()), ("Origin", "http://evil.example")];
+    assert_eq!(http(qos, "POST", offline, &from_page).await.0, 403);
+    let rebound = [("Host", "evil.example:22222")];
+    assert_eq!(http(qos, "POST", offline, &rebound).await.0, 403);
+    assert_eq!(http(qos, "GET", "/ls", &rebound).await.0, 403);
+    assert!(t.cmd("ls").await.contains("| Y "), "still online");
     // offline: unregistered while still serving; the consumer drops it; ready turns 503.
-    let (status, body) = http_get(qos, "/offline?org.apache.dubbo.demo.DemoService").await;
+    let (status, body) = http(qos, "POST", offline, &[("Host", &host)]).await;
     assert_eq!(status, 200, "{body}");
     eventually("no provider", || handle.directory().providers().is_empty()).await;
     assert_eq!(http_get(qos, "/ready").await.0, 503);
@@ -408,4 +421,59 @@ fn the_example_files_are_valid() {
         demo.methods["sayHello"].timeout.map(|t| t.0),
         Some(Duration::from_millis(800))
     );
+}
+
+/// Idle or slow clients on the QoS and metrics ports: probes and scrapes are still
+/// answered, and the ports do not hold more connections than their limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_clients_do_not_starve_qos_or_metrics() {
+    let server = registry().await;
+    let provider = start_provider(&server.registry_url(), "provider-idle").await;
+    let qos = provider.qos_addr().unwrap();
+    let metrics = provider.metrics_addr().unwrap();
+    // 200 connections to each port that never send a byte.
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(tokio::net::TcpStream::connect(qos).await.unwrap());
+        idle.push(tokio::net::TcpStream::connect(metrics).await.unwrap());
+    }
+    // Past the classification wait, idle QoS connections hold at most the telnet slots.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let (status, body) = http_get(qos, "/live").await;
+    assert_eq!((status, body.trim()), (200, "true"));
+    assert_eq!(http_get(qos, "/ready").await.0, 200);
+    // Most of the idle connections were closed by the servers.
+    let mut closed = 0;
+    for s in &mut idle {
+        let mut b = [0u8; 64];
+        if let Ok(Ok(0)) =
+            tokio::time::timeout(std::time::Duration::from_millis(10), s.read(&mut b)).await
+        {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 300,
+        "only {closed} of 400 idle connections were closed"
+    );
+    // The metrics port answers again once its header deadline cleared the idle ones.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let answered = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            http_get(metrics, "/metrics"),
+        )
+        .await;
+        if let Ok((200, body)) = answered {
+            assert!(body.contains("rdubbo_"), "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metrics never answered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    drop(idle);
+    provider.shutdown().await;
 }

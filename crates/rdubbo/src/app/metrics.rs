@@ -272,17 +272,32 @@ impl Filter for MetricsFilter {
     }
 }
 
+/// Connections the metrics port serves at once; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 32;
+/// How long one metrics connection may stay open (a scraper reconnects after).
+pub const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
+/// A request's headers must arrive within this.
+pub const HEADER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves `GET /metrics` on `listen` until the returned handle is dropped or aborted.
+/// Bounded: [`MAX_CONNECTIONS`] at once, each for at most [`CONNECTION_LIFETIME`], headers
+/// within [`HEADER_DEADLINE`], so idle or slow clients cannot take the process's file
+/// descriptors or the port.
 pub(crate) async fn serve(
     listen: SocketAddr,
     render: Arc<dyn Fn() -> String + Send + Sync>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((stream, peer)) = listener.accept().await else {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            };
+            let Ok(permit) = open.clone().try_acquire_owned() else {
+                tracing::debug!(%peer, "too many metrics connections; closing the new one");
                 continue;
             };
             let render = render.clone();
@@ -316,9 +331,12 @@ pub(crate) async fn serve(
                         }
                     },
                 );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_DEADLINE)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
+                drop(permit);
             });
         }
     });

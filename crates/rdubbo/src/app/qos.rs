@@ -4,9 +4,19 @@
 //! Commands: `help`, `ls`, `ps`, `invoke <interface>.<method>(<json args>)`,
 //! `online [pattern]`, `offline [pattern]`, `ready`, `live`, `quit`.
 //! Over HTTP the command is the path and its argument the (URL-encoded) query:
-//! `GET /offline?org.example.Greeter`, `GET /invoke?org.example.Greeter.sayHello(%22x%22)`.
+//! `GET /ls`, `POST /offline?org.example.Greeter`,
+//! `POST /invoke?org.example.Greeter.sayHello(%22x%22)`.
 //! `ready` and `live` answer 200 or 503; an unknown command or a bad argument answers 400
 //! (telnet: a line starting with `ERROR:`), and the connection and the application go on.
+//!
+//! Web pages cannot drive it: commands that change state (`online`, `offline`, `invoke`)
+//! are taken over telnet, or over HTTP only as a `POST` that carries no foreign `Origin`
+//! (a page's cross-site request does) and whose `Host` is loopback or the QoS address (a
+//! DNS-rebound name is not); every HTTP request must name such a `Host`. Slots are
+//! bounded: at most [`MAX_CONNECTIONS`] connections, of which at most [`MAX_SESSIONS`]
+//! telnet sessions (closed after [`SESSION_IDLE`] without a line), and an HTTP request
+//! must arrive whole within [`REQUEST_DEADLINE`], so idle sessions never keep `/live` and
+//! `/ready` from being answered.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -21,7 +31,16 @@ use crate::Invocation;
 
 const PROMPT: &str = "dubbo>";
 const MAX_LINE: usize = 64 * 1024;
-const MAX_CONNECTIONS: usize = 64;
+/// Connections served at once; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Telnet sessions at once (the rest of the slots stay free for HTTP probes).
+pub const MAX_SESSIONS: usize = 16;
+/// A telnet session with no line for this long is closed.
+pub const SESSION_IDLE: Duration = Duration::from_secs(120);
+/// An HTTP request (line and headers) must arrive within this.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// Commands that change the application's state.
+const MUTATING: [&str; 3] = ["online", "offline", "invoke"];
 
 pub(crate) async fn serve(
     listen: SocketAddr,
@@ -30,6 +49,7 @@ pub(crate) async fn serve(
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let sessions = Arc::new(tokio::sync::Semaphore::new(MAX_SESSIONS));
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, peer)) = listener.accept().await else {
@@ -40,9 +60,9 @@ pub(crate) async fn serve(
                 tracing::warn!(%peer, "too many QoS connections; closing the new one");
                 continue;
             };
-            let state = state.clone();
+            let (state, sessions) = (state.clone(), sessions.clone());
             tokio::spawn(async move {
-                if let Err(e) = connection(stream, state).await {
+                if let Err(e) = connection(stream, state, sessions).await {
                     tracing::debug!(%peer, error = %e, "QoS connection ended");
                 }
                 drop(permit);
@@ -73,7 +93,12 @@ impl Answer {
     }
 }
 
-async fn connection(stream: TcpStream, state: Weak<AppState>) -> std::io::Result<()> {
+async fn connection(
+    stream: TcpStream,
+    state: Weak<AppState>,
+    sessions: Arc<tokio::sync::Semaphore>,
+) -> std::io::Result<()> {
+    let local = stream.local_addr()?;
     let mut reader = BufReader::new(stream);
     // HTTP or telnet: look at the first bytes without consuming them.
     let first = tokio::time::timeout(Duration::from_millis(500), reader.fill_buf()).await;
@@ -85,16 +110,33 @@ async fn connection(stream: TcpStream, state: Weak<AppState>) -> std::io::Result
         Err(_) => false, // nothing sent yet: a telnet user waiting for the prompt
     };
     if is_http {
-        return http(reader, state).await;
+        return match tokio::time::timeout(REQUEST_DEADLINE, read_http(&mut reader, local)).await {
+            Ok(Ok(request)) => answer_http(reader, &state, request).await,
+            Ok(Err(e)) => Err(e),
+            Err(_) => respond(reader, 408, "request not received in time\n".into()).await,
+        };
     }
+    let Ok(_session) = sessions.try_acquire_owned() else {
+        reader
+            .get_mut()
+            .write_all(b"ERROR: too many QoS sessions\r\n")
+            .await?;
+        return Ok(());
+    };
     reader.get_mut().write_all(PROMPT.as_bytes()).await?;
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = (&mut reader)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .await?;
+        let mut limited = (&mut reader).take(MAX_LINE as u64 + 1);
+        let read = limited.read_until(b'\n', &mut line);
+        let Ok(n) = tokio::time::timeout(SESSION_IDLE, read).await else {
+            reader
+                .get_mut()
+                .write_all(b"\r\nERROR: idle session closed\r\n")
+                .await?;
+            return Ok(());
+        };
+        let n = n?;
         if n == 0 {
             return Ok(());
         }
@@ -131,17 +173,40 @@ async fn connection(stream: TcpStream, state: Weak<AppState>) -> std::io::Result
     }
 }
 
-async fn http(mut reader: BufReader<TcpStream>, state: Weak<AppState>) -> std::io::Result<()> {
+/// What an HTTP request to the QoS port says.
+struct HttpRequest {
+    method: String,
+    target: String,
+    /// Whether `Host` names loopback or this port's address (`None`: no `Host`).
+    host_ok: Option<bool>,
+    /// Whether an `Origin` came that is not loopback.
+    foreign_origin: bool,
+}
+
+/// Reads the request line and the headers (bounded).
+async fn read_http(
+    reader: &mut BufReader<TcpStream>,
+    local: SocketAddr,
+) -> std::io::Result<HttpRequest> {
     let mut request_line = Vec::new();
-    (&mut reader)
+    reader
         .take(MAX_LINE as u64)
         .read_until(b'\n', &mut request_line)
         .await?;
-    // Skip the headers (bounded).
+    let line = String::from_utf8_lossy(&request_line);
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("GET").to_string();
+    let target = parts.next().unwrap_or("/").to_string();
+    let mut request = HttpRequest {
+        method,
+        target,
+        host_ok: None,
+        foreign_origin: false,
+    };
     let mut total = 0usize;
     loop {
         let mut h = Vec::new();
-        let n = (&mut reader)
+        let n = reader
             .take(MAX_LINE as u64)
             .read_until(b'\n', &mut h)
             .await?;
@@ -149,29 +214,99 @@ async fn http(mut reader: BufReader<TcpStream>, state: Weak<AppState>) -> std::i
         if n == 0 || h == b"\r\n" || h == b"\n" || total > MAX_LINE {
             break;
         }
+        let h = String::from_utf8_lossy(&h);
+        let Some((name, value)) = h.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("host") {
+            request.host_ok = Some(is_local_host(value, local));
+        } else if name.eq_ignore_ascii_case("origin") {
+            let host = value
+                .split_once("://")
+                .map_or(value, |(_, rest)| rest)
+                .trim_end_matches('/');
+            request.foreign_origin = value == "null" || !is_local_host(host, local);
+        }
     }
-    let line = String::from_utf8_lossy(&request_line);
-    let target = line.split_whitespace().nth(1).unwrap_or("/");
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let cmd = path.trim_matches('/');
-    let args = percent_decode(query);
-    let answer = match (cmd, args) {
-        (_, Err(e)) => Answer::bad(e),
-        ("", Ok(_)) => run(&state, "help", "").await,
-        (cmd, Ok(args)) => run(&state, cmd, args.trim()).await,
+    Ok(request)
+}
+
+/// Whether `host[:port]` is loopback (`127.x`, `localhost`, `[::1]`) or the address the
+/// QoS port listens on.
+fn is_local_host(host: &str, local: SocketAddr) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split_once(']').map_or(rest, |(h, _)| h)
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
     };
-    let reason = match answer.status {
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback() || ip == local.ip(),
+        Err(_) => false,
+    }
+}
+
+async fn answer_http(
+    reader: BufReader<TcpStream>,
+    state: &Weak<AppState>,
+    request: HttpRequest,
+) -> std::io::Result<()> {
+    let (path, query) = request
+        .target
+        .split_once('?')
+        .unwrap_or((request.target.as_str(), ""));
+    let cmd = path.trim_matches('/');
+    if request.host_ok == Some(false) {
+        return respond(reader, 403, "ERROR: Host is not this QoS address\n".into()).await;
+    }
+    if MUTATING.contains(&cmd) {
+        if request.method != "POST" {
+            return respond(
+                reader,
+                405,
+                format!("ERROR: `{cmd}` changes the application: use POST (or telnet)\n"),
+            )
+            .await;
+        }
+        if request.foreign_origin {
+            return respond(
+                reader,
+                403,
+                format!("ERROR: `{cmd}` is refused from a web page of another origin\n"),
+            )
+            .await;
+        }
+    }
+    let answer = match (cmd, percent_decode(query)) {
+        (_, Err(e)) => Answer::bad(e),
+        ("", Ok(_)) => run(state, "help", "").await,
+        (cmd, Ok(args)) => run(state, cmd, args.trim()).await,
+    };
+    respond(reader, answer.status, answer.text).await
+}
+
+/// Writes a plain-text response and closes.
+async fn respond(
+    mut reader: BufReader<TcpStream>,
+    status: u16,
+    mut body: String,
+) -> std::io::Result<()> {
+    let reason = match status {
         200 => "OK",
+        403 => "Forbidden",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
         503 => "Service Unavailable",
         _ => "Bad Request",
     };
-    let mut body = answer.text;
     if !body.ends_with('\n') {
         body.push('\n');
     }
     let response = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        answer.status,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     reader.get_mut().write_all(response.as_bytes()).await?;

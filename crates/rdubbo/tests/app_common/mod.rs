@@ -148,12 +148,29 @@ pub async fn start_consumer(registry: &str) -> Application {
 }
 
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    http(addr, "GET", path, &[("Host", &addr.to_string())]).await
+}
+
+/// One HTTP/1.1 request with the headers given; the status and the body (status 0 when
+/// the server closed the connection without an answer).
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("Connection: close\r\n\r\n");
     let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
+    if s.write_all(req.as_bytes()).await.is_err() || s.read_to_string(&mut out).await.is_err() {
+        return (0, String::new());
+    }
     let status = out
         .split_whitespace()
         .nth(1)
