@@ -84,7 +84,7 @@ impl FastRequest<'_> {
             .id
             .as_ref()
             .is_none_or(|id| id.is_number() || id.is_string() || id.is_null());
-        if !version_ok || !id_ok || self.method.is_empty() {
+        if !version_ok || !id_ok || self.method.is_empty() || self.method.len() > MAX_METHOD {
             return None;
         }
         Some(Request {
@@ -145,6 +145,19 @@ fn parse_error(e: serde_json::Error) -> BodyError {
     }
 }
 
+/// The longest method name taken.
+pub const MAX_METHOD: usize = 256;
+
+/// Input quoted in an error message, cut to a few dozen characters (an error never echoes a
+/// large request back).
+pub fn short(text: &str) -> String {
+    const MAX: usize = 64;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}… ({} bytes)", &text[..i], text.len()),
+        None => text.to_string(),
+    }
+}
+
 fn invalid(id: Option<Id>, message: impl Into<String>) -> RequestError {
     RequestError {
         id,
@@ -173,7 +186,10 @@ fn decode_entry(json: &str) -> Entry {
         Some(other) => {
             return Err(invalid(
                 id,
-                format!("invalid request: jsonrpc must be \"2.0\", got {other}"),
+                format!(
+                    "invalid request: jsonrpc must be \"2.0\", got {}",
+                    short(other)
+                ),
             ))
         }
     }
@@ -181,6 +197,15 @@ fn decode_entry(json: &str) -> Entry {
         .method
         .map(|r| serde_json::from_str::<String>(r.get()))
     {
+        Some(Ok(m)) if m.len() > MAX_METHOD => {
+            return Err(invalid(
+                id,
+                format!(
+                    "invalid request: method name of {} bytes is too long",
+                    m.len()
+                ),
+            ))
+        }
         Some(Ok(m)) if !m.is_empty() => m,
         Some(Ok(_)) => return Err(invalid(id, "invalid request: method is empty")),
         Some(Err(_)) => return Err(invalid(id, "invalid request: method must be a string")),
@@ -195,7 +220,8 @@ fn decode_entry(json: &str) -> Entry {
                 id,
                 code: codes::INVALID_PARAMS,
                 message: format!(
-                    "invalid params for {method}: params must be an array (positional)"
+                    "invalid params for {}: params must be an array (positional)",
+                    short(&method)
                 ),
             })
         }

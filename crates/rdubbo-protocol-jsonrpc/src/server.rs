@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
@@ -38,6 +38,14 @@ pub struct ServerConfig {
     /// Longest time a call may run when the request sends no `Timeout`, and the cap on any
     /// `Timeout` it sends. Default 60 s.
     pub default_timeout: Duration,
+    /// Time a client gets to send a request's body once its headers arrived (slow bodies);
+    /// past it the request is answered 408 and the connection closed. Default 10 s.
+    pub body_read_timeout: Duration,
+    /// Requests in one batch; a larger batch is answered with one error. Default 256.
+    pub max_batch: usize,
+    /// Largest response body; a batch's entries past it are answered with an error each,
+    /// a single result past it with an error. Default 8 MiB.
+    pub max_response_size: usize,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +56,9 @@ impl Default for ServerConfig {
             max_concurrent_requests: 4096,
             header_read_timeout: Duration::from_secs(10),
             default_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(10),
+            max_batch: 256,
+            max_response_size: 8 * 1024 * 1024,
         }
     }
 }
@@ -95,6 +106,11 @@ impl ServerBuilder {
         self.config.default_timeout = t;
         self
     }
+    /// Adjusts the configuration in place.
+    pub fn config_with(mut self, f: impl FnOnce(&mut ServerConfig)) -> Self {
+        f(&mut self.config);
+        self
+    }
     /// Replaces the whole configuration.
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;
@@ -135,6 +151,9 @@ impl ServerBuilder {
             routes: self.routes,
             draining: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
+            open: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(0),
+            epoch: Instant::now(),
         });
         let task = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
         Ok(JsonRpcServer {
@@ -152,6 +171,47 @@ struct Shared {
     limiter: Semaphore,
     draining: AtomicBool,
     connections: AtomicUsize,
+    /// Open connections by id, for eviction at the connection limit.
+    open: Mutex<HashMap<u64, Arc<ConnState>>>,
+    next_conn: AtomicU64,
+    epoch: Instant,
+}
+
+/// What the server knows of one open connection.
+struct ConnState {
+    /// Calls being served on it (a connection serving one is never evicted).
+    busy: AtomicUsize,
+    /// When it last began or finished a request (ms since the server started).
+    active_ms: AtomicU64,
+    /// Closes it.
+    evict: tokio::sync::Notify,
+}
+
+impl Shared {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// At the connection limit, makes room for a new connection by closing the open one
+    /// that has been idle or reading a request the longest (a keep-alive connection no
+    /// one uses, a client sending its body a few bytes a second); returns false when every
+    /// connection is serving a call.
+    fn evict_one(&self) -> bool {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let victim = open
+            .values()
+            .filter(|c| c.busy.load(Ordering::Relaxed) == 0)
+            .min_by_key(|c| c.active_ms.load(Ordering::Relaxed));
+        match victim {
+            Some(c) => {
+                // Refreshed so that the next eviction picks another connection.
+                c.active_ms.store(u64::MAX, Ordering::Relaxed);
+                c.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// A running JSON-RPC server.
@@ -215,7 +275,13 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
-                    if shared.connections.load(Ordering::Relaxed) >= shared.config.max_connections {
+                    let open = shared.connections.load(Ordering::Relaxed);
+                    // At the limit an idle or slow connection makes room; a little slack
+                    // covers the ones still closing.
+                    if open >= shared.config.max_connections
+                        && (open > shared.config.max_connections + shared.config.max_connections / 8
+                            || !shared.evict_one())
+                    {
                         let limit = shared.config.max_connections;
                         conns.spawn(reject_connection(stream, limit));
                         continue;
@@ -267,8 +333,21 @@ async fn serve_connection(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<Option<Duration>>,
 ) {
+    let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let state = Arc::new(ConnState {
+        busy: AtomicUsize::new(0),
+        active_ms: AtomicU64::new(shared.now_ms()),
+        evict: tokio::sync::Notify::new(),
+    });
+    shared
+        .open
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id, state.clone());
     let svc_shared = shared.clone();
-    let service = hyper::service::service_fn(move |req| handle(svc_shared.clone(), req));
+    let svc_state = state.clone();
+    let service =
+        hyper::service::service_fn(move |req| handle(svc_shared.clone(), svc_state.clone(), req));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(shared.config.header_read_timeout)
@@ -285,7 +364,15 @@ async fn serve_connection(
             conn.as_mut().graceful_shutdown();
             let _ = conn.as_mut().await;
         }
+        _ = state.evict.notified() => {
+            tracing::debug!("connection closed to make room for a new one");
+        }
     }
+    shared
+        .open
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&id);
     shared.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -317,11 +404,27 @@ fn error_response(status: StatusCode, code: i64, message: &str) -> HttpResponse 
     json_response(status, error_body(&Value::Null, code, message))
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpResponse, Infallible> {
-    Ok(handle_inner(&shared, req).await)
+async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnState>,
+    req: Request<Incoming>,
+) -> Result<HttpResponse, Infallible> {
+    conn.active_ms.store(shared.now_ms(), Ordering::Relaxed);
+    let resp = handle_inner(&shared, &conn, req).await;
+    conn.active_ms.store(shared.now_ms(), Ordering::Relaxed);
+    Ok(resp)
 }
 
-async fn handle_inner(shared: &Shared, req: Request<Incoming>) -> HttpResponse {
+/// Marks a connection as serving a call while alive.
+struct Busy<'a>(&'a ConnState);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn handle_inner(shared: &Shared, conn: &ConnState, req: Request<Incoming>) -> HttpResponse {
     if req.method() == Method::OPTIONS {
         let mut resp = Response::new(Full::new(Bytes::new()));
         resp.headers_mut()
@@ -346,7 +449,7 @@ async fn handle_inner(shared: &Shared, req: Request<Incoming>) -> HttpResponse {
         return error_response(
             StatusCode::NOT_FOUND,
             codes::METHOD_NOT_FOUND,
-            &format!("no service at /{path}"),
+            &format!("no service at /{}", codec::short(path)),
         );
     };
     if shared.draining.load(Ordering::Relaxed) {
@@ -375,7 +478,8 @@ async fn handle_inner(shared: &Shared, req: Request<Incoming>) -> HttpResponse {
             StatusCode::NOT_FOUND,
             codes::METHOD_NOT_FOUND,
             &format!(
-                "no service at /{path} with version {:?} and group {:?}",
+                "no service at /{} with version {:?} and group {:?}",
+                codec::short(path),
                 header_str(headers, "version").unwrap_or(""),
                 header_str(headers, "group").unwrap_or("")
             ),
@@ -395,7 +499,23 @@ async fn handle_inner(shared: &Shared, req: Request<Incoming>) -> HttpResponse {
     if declared.is_some_and(|n| n > max as u64) {
         return too_large(max);
     }
-    let body = match Limited::new(req.into_body(), max).collect().await {
+    let read = Limited::new(req.into_body(), max).collect();
+    let Ok(read) = tokio::time::timeout(shared.config.body_read_timeout, read).await else {
+        let mut resp = error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            codes::INVALID_REQUEST,
+            &format!(
+                "request body not received within {:?}",
+                shared.config.body_read_timeout
+            ),
+        );
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        return resp;
+    };
+    conn.busy.fetch_add(1, Ordering::Relaxed);
+    let _busy = Busy(conn);
+    let body = match read {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(max),
         Err(e) => {
@@ -446,11 +566,34 @@ async fn handle_inner(shared: &Shared, req: Request<Incoming>) -> HttpResponse {
         Ok(Body::Single(entry)) => {
             let mut out = Vec::with_capacity(128);
             if answer(&mut out, entry, &call).await {
+                if out.len() > shared.config.max_response_size {
+                    out = error_body(
+                        &Value::Null,
+                        codes::INTERNAL_ERROR,
+                        &format!(
+                            "response of {} bytes exceeds the limit of {}",
+                            out.len(),
+                            shared.config.max_response_size
+                        ),
+                    );
+                }
                 json_response(StatusCode::OK, out)
             } else {
                 no_content()
             }
         }
+        Ok(Body::Batch(entries)) if entries.len() > shared.config.max_batch => json_response(
+            StatusCode::OK,
+            error_body(
+                &Value::Null,
+                codes::INVALID_REQUEST,
+                &format!(
+                    "batch of {} requests exceeds the limit of {}",
+                    entries.len(),
+                    shared.config.max_batch
+                ),
+            ),
+        ),
         Ok(Body::Batch(entries)) => {
             let mut out = Vec::with_capacity(128 * entries.len());
             out.push(b'[');
@@ -460,8 +603,31 @@ async fn handle_inner(shared: &Shared, req: Request<Incoming>) -> HttpResponse {
                 if any {
                     out.push(b',');
                 }
+                let id = match &entry {
+                    Ok(r) => r.id.clone(),
+                    Err(e) => e.id.clone(),
+                };
                 if answer(&mut out, entry, &call).await {
                     any = true;
+                    if out.len() > shared.config.max_response_size {
+                        // This entry's result does not fit: an error in its place.
+                        out.truncate(mark);
+                        if mark > 1 {
+                            out.push(b',');
+                        }
+                        codec::encode_error(
+                            &mut out,
+                            &id.unwrap_or(Value::Null),
+                            &ErrorObject {
+                                code: codes::INTERNAL_ERROR,
+                                message: format!(
+                                    "response exceeds the limit of {} bytes",
+                                    shared.config.max_response_size
+                                ),
+                                data: None,
+                            },
+                        );
+                    }
                 } else {
                     out.truncate(mark);
                 }

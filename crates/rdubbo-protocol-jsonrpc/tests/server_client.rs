@@ -366,21 +366,26 @@ async fn timeouts_on_both_sides() {
 }
 
 #[tokio::test]
-async fn connection_limit_is_answered_with_503() {
+async fn connection_limit_is_answered_with_503_when_every_connection_serves_a_call() {
     let (server, _) = start(|b| b.max_connections(2)).await;
     let addr = server.local_addr();
-    let mut held = Vec::new();
+    // Two connections each serving a slow call.
+    let mut slow = Vec::new();
     for _ in 0..2 {
-        held.push(TcpStream::connect(addr).await.unwrap());
+        let request = post(
+            IFACE,
+            r#"{"jsonrpc":"2.0","method":"sleep","params":[1500],"id":1}"#,
+            "",
+        );
+        slow.push(tokio::spawn(async move { raw_http(addr, &request).await }));
     }
-    // Let the server count both before the third arrives.
     for _ in 0..100 {
         if server.connections() == 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(server.connections(), 2);
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let r = raw_http(
         addr,
         &post(
@@ -393,18 +398,118 @@ async fn connection_limit_is_answered_with_503() {
     assert!(r.starts_with("HTTP/1.1 503"), "{r}");
     assert_eq!(body_of(&r)["error"]["code"], json!(codes::SERVER_BUSY));
     assert!(r.contains("too many connections (limit 2)"), "{r}");
-    drop(held);
-    // Once they are gone, calls work again.
-    let c = client(addr, "timeout=2000");
-    let mut ok = false;
-    for _ in 0..100 {
-        if c.invoke(call("echo", vec![json!(1)])).await.is_ok() {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    for s in slow {
+        assert!(s.await.unwrap().starts_with("HTTP/1.1 200"));
     }
-    assert!(ok, "server did not accept again after connections closed");
+    // Once they are done, calls work again.
+    let c = client(addr, "timeout=2000");
+    assert!(c.invoke(call("echo", vec![json!(1)])).await.is_ok());
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Idle keep-alive connections and clients sending their body a byte at a time cannot keep
+/// callers out: at the limit the longest-idle or slowest connection makes room, and a body
+/// not sent within the deadline is answered 408.
+#[tokio::test]
+async fn idle_and_slow_connections_make_room_for_callers() {
+    let (server, _) = start(|b| {
+        b.max_connections(8)
+            .config_with(|c| c.body_read_timeout = Duration::from_secs(1))
+    })
+    .await;
+    let addr = server.local_addr();
+    let mut hostile = Vec::new();
+    // 4 idle connections and 20 slow bodies (more than the limit).
+    for i in 0..24 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        if i >= 4 {
+            let head = format!(
+                "POST /{IFACE} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"jsonrpc\""
+            );
+            let _ = s.write_all(head.as_bytes()).await;
+        }
+        hostile.push(s);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Callers keep getting through.
+    let c = client(addr, "timeout=2000");
+    for i in 0..20 {
+        let r = c.invoke(call("echo", vec![json!(i)])).await;
+        assert!(r.is_ok(), "call {i}: {r:?}");
+    }
+    assert!(server.connections() <= 10, "{}", server.connections());
+    // A slow body past the deadline: 408.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("POST /{IFACE} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{{").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    drop(hostile);
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Batches and answers are bounded, and errors never echo a large request back.
+#[tokio::test]
+async fn batch_and_response_limits_and_short_errors() {
+    let (server, _) = start(|b| {
+        b.config_with(|c| {
+            c.max_batch = 4;
+            c.max_response_size = 2_000;
+        })
+    })
+    .await;
+    let addr = server.local_addr();
+    let entry =
+        |i: usize| format!(r#"{{"jsonrpc":"2.0","method":"echo","params":[{i}],"id":{i}}}"#);
+    let five: Vec<String> = (0..5).map(entry).collect();
+    let r = raw_http(addr, &post(IFACE, &format!("[{}]", five.join(",")), "")).await;
+    let v = body_of(&r);
+    assert_eq!(v["error"]["code"], json!(codes::INVALID_REQUEST), "{r}");
+    assert!(
+        r.contains("batch of 5 requests exceeds the limit of 4"),
+        "{r}"
+    );
+    // The big result is replaced by an error; the small ones are answered.
+    let big = "x".repeat(3_000);
+    let batch = format!(
+        r#"[{},{{"jsonrpc":"2.0","method":"echo","params":["{big}"],"id":9}},{}]"#,
+        entry(1),
+        entry(2)
+    );
+    let r = raw_http(addr, &post(IFACE, &batch, "")).await;
+    let v = body_of(&r);
+    assert_eq!(v[0]["result"], json!(1), "{r}");
+    assert_eq!(v[1]["id"], json!(9), "{r}");
+    assert_eq!(v[1]["error"]["code"], json!(codes::INTERNAL_ERROR), "{r}");
+    assert_eq!(v[2]["result"], json!(2), "{r}");
+    // A 200 KB bad field is not echoed.
+    let junk = "y".repeat(200_000);
+    let r = raw_http(
+        addr,
+        &post(
+            IFACE,
+            &format!(r#"{{"jsonrpc":"{junk}","method":"echo","params":[],"id":1}}"#),
+            "",
+        ),
+    )
+    .await;
+    assert!(r.len() < 1_000, "answer of {} bytes", r.len());
+    assert_eq!(body_of(&r)["error"]["code"], json!(codes::INVALID_REQUEST));
+    let r = raw_http(
+        addr,
+        &post(
+            IFACE,
+            &format!(r#"{{"jsonrpc":"2.0","method":"{junk}","params":[],"id":1}}"#),
+            "",
+        ),
+    )
+    .await;
+    assert!(r.len() < 1_000, "answer of {} bytes", r.len());
     server.shutdown(Duration::from_secs(1)).await;
 }
 
