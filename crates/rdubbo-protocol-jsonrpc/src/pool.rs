@@ -60,11 +60,13 @@ impl Pool {
         }
     }
 
-    fn pop_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
+    /// The most recently used idle connection, with how long it has been idle.
+    fn pop_idle(&self) -> Option<(SendRequest<Full<Bytes>>, Duration)> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some((sender, since)) = idle.pop() {
-            if !sender.is_closed() && since.elapsed() < self.idle_timeout {
-                return Some(sender);
+            let idle_for = since.elapsed();
+            if !sender.is_closed() && idle_for < self.idle_timeout {
+                return Some((sender, idle_for));
             }
         }
         None
@@ -72,10 +74,10 @@ impl Pool {
 
     /// An idle connection that is ready for a request. Right after a response the connection
     /// may still be finishing the previous exchange: wait for it rather than open another.
-    async fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
-        while let Some(mut sender) = self.pop_idle() {
+    async fn take_idle(&self) -> Option<(SendRequest<Full<Bytes>>, Duration)> {
+        while let Some((mut sender, idle_for)) = self.pop_idle() {
             if sender.is_ready() || sender.ready().await.is_ok() {
-                return Some(sender);
+                return Some((sender, idle_for));
             }
         }
         None
@@ -112,12 +114,17 @@ impl Pool {
         req: Request<Full<Bytes>>,
     ) -> Result<(Response<Incoming>, Lease<'_>), SendError> {
         let mut req = req;
-        if let Some(mut sender) = self.take_idle().await {
+        if let Some((mut sender, idle_for)) = self.take_idle().await {
+            // A connection idle for a while may be closing on the server's side (its idle
+            // timeout) just as the request goes out: keep a copy to send again on a new
+            // connection if it is closed without an answer. Busy connections skip the copy.
+            let copy = (idle_for >= STALE_RISK).then(|| copy_of(&req));
             match sender.try_send_request(req).await {
                 Ok(resp) => return Ok((resp, Lease { pool: self, sender })),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => req = unsent,
-                    None => return Err(SendError::Transport(error_chain(e.error()))),
+                Err(mut e) => match (e.take_message(), copy) {
+                    (Some(unsent), _) => req = unsent,
+                    (None, Some(copy)) if e.error().is_incomplete_message() => req = copy,
+                    (None, _) => return Err(SendError::Transport(error_chain(e.error()))),
                 },
             }
         }
@@ -140,6 +147,18 @@ impl Lease<'_> {
             idle.push((self.sender, Instant::now()));
         }
     }
+}
+
+/// Idle time past which a connection might be closed by the server as it is reused.
+const STALE_RISK: Duration = Duration::from_millis(200);
+
+fn copy_of(req: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
+    let mut copy = Request::new(req.body().clone());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
 }
 
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {

@@ -177,6 +177,10 @@ struct Shared {
     epoch: Instant,
 }
 
+/// How long a stopping server goes on reading kept-alive connections, answering what
+/// arrives with the retryable "shutting down".
+const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
+
 /// What the server knows of one open connection.
 struct ConnState {
     /// Calls being served on it (a connection serving one is never evicted).
@@ -361,8 +365,14 @@ async fn serve_connection(
             }
         }
         _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.as_mut().await;
+            // For a moment, go on reading: a request a client sends now is answered with
+            // the retryable "shutting down" and `Connection: close` instead of meeting a
+            // closed connection; then close what is left once its calls are done.
+            let drain = (*stop.borrow()).unwrap_or_default();
+            if tokio::time::timeout(SHUTDOWN_LINGER.min(drain), conn.as_mut()).await.is_err() {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.as_mut().await;
+            }
         }
         _ = state.evict.notified() => {
             tracing::debug!("connection closed to make room for a new one");

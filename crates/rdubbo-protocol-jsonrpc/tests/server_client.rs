@@ -622,6 +622,56 @@ async fn graceful_stop_loses_no_call_in_flight() {
     assert!(matches!(e, RpcError::Connect { .. }), "{e}");
 }
 
+/// Calls racing a stop, over kept-alive connections: each gets a result or the retryable
+/// "shutting down" answer (or, once the port is closed, a refused connection), never a
+/// connection cut under a request it sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_racing_a_stop_are_answered() {
+    let (server, _) = start(|b| b).await;
+    let addr = server.local_addr();
+    let c = client(addr, "timeout=3000");
+    let stop_at = std::time::Instant::now() + Duration::from_millis(300);
+    let workers: Vec<_> = (0..32)
+        .map(|w| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut refused, mut cut) = (0, 0, Vec::new());
+                let end = stop_at + Duration::from_millis(700);
+                let mut i = 0;
+                while std::time::Instant::now() < end && i < 20_000 {
+                    i += 1;
+                    match c.invoke(call("echo", vec![json!(w)])).await {
+                        Ok(_) => ok += 1,
+                        Err(e) if e.code() == codes::SHUTTING_DOWN => refused += 1,
+                        Err(RpcError::Connect { .. }) => {
+                            refused += 1;
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        Err(e) => cut.push(e.to_string()),
+                    }
+                }
+                (ok, refused, cut)
+            })
+        })
+        .collect();
+    tokio::time::sleep_until(stop_at.into()).await;
+    server.shutdown(Duration::from_secs(2)).await;
+    let (mut ok, mut refused, mut cut) = (0, 0, Vec::new());
+    for w in workers {
+        let (o, r, c) = w.await.unwrap();
+        ok += o;
+        refused += r;
+        cut.extend(c);
+    }
+    assert!(ok > 0 && refused > 0, "ok {ok}, refused {refused}");
+    assert!(
+        cut.is_empty(),
+        "{} calls cut: {:?}",
+        cut.len(),
+        &cut[..cut.len().min(3)]
+    );
+}
+
 #[tokio::test]
 async fn connection_refused_is_a_connect_error() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
