@@ -1,5 +1,7 @@
 package com.example;
 
+import static com.example.Checks.*;
+
 import java.util.HashMap;
 import java.util.Map;
 import java.util.Objects;
@@ -30,56 +32,9 @@ public final class GenericConsumer {
     private GenericConsumer() {
     }
 
-    interface Check {
-        String run() throws Throwable;
-    }
-
     /** A call whose result does not matter. */
     interface Call {
         Object run() throws Throwable;
-    }
-
-    static final class Fail extends RuntimeException {
-        private static final long serialVersionUID = 1L;
-
-        Fail(String detail) {
-            super(detail);
-        }
-    }
-
-    private static int passed;
-    private static int failed;
-
-    static void check(String name, Check body) {
-        try {
-            String info = body.run();
-            passed++;
-            System.out.println("ok " + name + (info == null ? "" : " " + info));
-        } catch (Fail f) {
-            failed++;
-            System.out.println("FAIL " + name + ": " + f.getMessage());
-        } catch (Throwable t) {
-            failed++;
-            System.out.println("FAIL " + name + ": unexpected " + t.getClass().getName() + ": "
-                    + oneLine(String.valueOf(t.getMessage())));
-        }
-        System.out.flush();
-    }
-
-    static String oneLine(String s) {
-        s = s.replace('\n', ' ').replace('\r', ' ');
-        return s.length() > 700 ? s.substring(0, 700) + "..." : s;
-    }
-
-    static void expectEq(Object expected, Object actual) {
-        if (!Objects.equals(expected, actual)) {
-            throw new Fail("expected " + expected + " (" + cls(expected) + ") got " + actual + " ("
-                    + cls(actual) + ")");
-        }
-    }
-
-    static String cls(Object o) {
-        return o == null ? "null" : o.getClass().getName();
     }
 
     /**
@@ -239,8 +194,8 @@ public final class GenericConsumer {
             UserService wrong = otherVersion.get();
             check("unknown-version", () -> expectRpcException(() -> wrong.inc(1L)));
 
-            System.out.println("DONE " + passed + " passed, " + failed + " failed");
-            code = failed == 0 ? 0 : 1;
+            done();
+            code = Checks.failed == 0 ? 0 : 1;
         } catch (Throwable t) {
             System.out.println("FAIL startup: " + t);
             t.printStackTrace(System.out);

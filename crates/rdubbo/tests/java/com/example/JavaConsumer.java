@@ -1,5 +1,7 @@
 package com.example;
 
+import static com.example.Checks.*;
+
 import java.math.BigDecimal;
 import java.math.BigInteger;
 import java.util.ArrayList;
@@ -38,54 +40,6 @@ import org.apache.dubbo.rpc.RpcContext;
  */
 public final class JavaConsumer {
     private JavaConsumer() {
-    }
-
-    /** A check body: returns extra text for the ok line (or null), throws on failure. */
-    interface Check {
-        String run() throws Throwable;
-    }
-
-    /** A failed expectation with its detail. */
-    static final class Fail extends RuntimeException {
-        private static final long serialVersionUID = 1L;
-
-        Fail(String detail) {
-            super(detail);
-        }
-    }
-
-    private static int passed;
-    private static int failed;
-
-    static void check(String name, Check body) {
-        try {
-            String info = body.run();
-            passed++;
-            System.out.println("ok " + name + (info == null ? "" : " " + info));
-        } catch (Fail f) {
-            failed++;
-            System.out.println("FAIL " + name + ": " + f.getMessage());
-        } catch (Throwable t) {
-            failed++;
-            System.out.println("FAIL " + name + ": unexpected " + t.getClass().getName() + ": "
-                    + oneLine(String.valueOf(t.getMessage())));
-        }
-        System.out.flush();
-    }
-
-    static String oneLine(String s) {
-        s = s.replace('\n', ' ').replace('\r', ' ');
-        return s.length() > 400 ? s.substring(0, 400) + "..." : s;
-    }
-
-    static void expectEq(Object expected, Object actual) {
-        if (!Objects.equals(expected, actual)) {
-            throw new Fail("expected " + expected + " got " + actual);
-        }
-    }
-
-    static String cls(Object o) {
-        return o == null ? "null" : o.getClass().getName();
     }
 
     // ------------------------------------------------------------------ check
@@ -470,9 +424,9 @@ public final class JavaConsumer {
                     break;
             }
             if (!mode.equals("bench")) {
-                System.out.println("DONE " + passed + " passed, " + failed + " failed");
+                done();
             }
-            code = failed == 0 ? 0 : 1;
+            code = Checks.failed == 0 ? 0 : 1;
         } catch (Throwable t) {
             System.out.println("FAIL startup: " + t);
             t.printStackTrace(System.out);
