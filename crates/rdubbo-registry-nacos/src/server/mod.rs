@@ -18,7 +18,23 @@
 //! Persistent instances (`ephemeral=false`) are stored in `<data-dir>/naming.redb` and
 //! checked by the server with a TCP connect. A list query that carries `udpPort` subscribes
 //! the address the query came from to UDP pushes (never the `clientIP` it reports).
+//!
+//! Hostile clients: a whole request (headers and body) must arrive within
+//! [`NamingServerConfig::request_timeout`], idle keep-alive connections close after
+//! [`NamingServerConfig::idle_timeout`], and at the connection limit a new connection takes
+//! the slot of the slowest sender (else of a stuck reader, else of the longest idle
+//! connection). The silence of ephemeral instances counts from their last beat or from the
+//! server's last refusal (503 at the limit, or a connection closed to make room), whichever
+//! is later: no instance expires because the server refused its beats.
+//! Writes to disk are committed by a thread of their own, outside the store lock. Large list
+//! answers are encoded once per change, off the runtime threads, within a memory budget;
+//! services have an instance limit. Pushes go to at most
+//! [`NamingServerConfig::max_push_ports_per_ip`] ports of one address per service. Tokens
+//! are signed (HS256 JWTs) and stored nowhere; failed logins are throttled per address.
 
+mod auth;
+mod conn;
+mod encode;
 mod push;
 mod store;
 
@@ -30,23 +46,39 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::header::{HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::model::{
     self, BEAT_OK, BEAT_UNKNOWN_INSTANCE, DEFAULT_CLUSTER, DEFAULT_GROUP, DEFAULT_NAMESPACE,
 };
+use auth::Auth;
+use conn::{Admit, Clock, ConnState, Conns, LargeAnswer, LargeAnswers, ResponseBody, Watched};
+use encode::ListExtras;
 use push::Pushes;
 use store::{Beat, Instance, ServiceKey, Store, Timing};
+
+/// Services with at least this many instances get the large-answer treatment: encoded off
+/// the runtime threads, one or two at a time, cached until the service changes.
+const LARGE_SERVICE: usize = 1_000;
+/// A cached large answer nobody asked for this long is dropped (and its memory returned).
+const ANSWER_CACHE_TTL: Duration = Duration::from_secs(30);
+/// Services with more instances than this are never pushed (their answer cannot fit in a
+/// datagram); their subscribers poll.
+const PUSH_MAX_HOSTS: usize = 5_000;
+/// Connections waiting for a slot or being refused (503) at once; beyond, new connections
+/// found at the limit are just closed.
+const MAX_REJECTING: usize = 1_024;
+/// How long a connection found at the limit waits for a slot before its 503.
+const SLOT_WAIT: Duration = Duration::from_millis(200);
 
 /// Settings of a [`NamingServer`].
 #[derive(Debug, Clone)]
@@ -69,10 +101,30 @@ pub struct NamingServerConfig {
     pub max_metadata_size: usize,
     /// Open connections at once. Default 4096.
     pub max_connections: usize,
+    /// Time for a whole request to arrive, headers and body, from its first byte; also the
+    /// longest a write of an answer may wait for the peer to read. Default 10 s.
+    pub request_timeout: Duration,
+    /// Idle keep-alive connections are closed after this long. Default 20 s.
+    pub idle_timeout: Duration,
+    /// At the connection limit, close a connection to make room for the new one instead of
+    /// refusing the new one: the slowest sender of a request (longest under way), else the
+    /// longest-stuck write, else the connection idle for longest (at least 1/100 of the
+    /// request timeout, at most 100 ms). Default true.
+    pub evict_when_full: bool,
     /// Instances in all. Default 1,000,000.
     pub max_instances: usize,
+    /// Instances of one service; registrations beyond are refused (HTTP 400). Default
+    /// 100,000.
+    pub max_instances_per_service: usize,
+    /// Bytes of large list answers held at once (being written, or cached: at most half);
+    /// a query that would need more is answered 503 until some are written. Default 256 MiB
+    /// (a service of 100,000 instances with Dubbo's metadata answers about 80 MB).
+    pub max_large_answer_bytes: usize,
     /// Push subscriptions in all. Default 100,000.
     pub max_subscribers: usize,
+    /// Push subscriptions of one service from one IP address (its ports); queries from
+    /// more ports are answered but not subscribed (those clients poll). Default 16.
+    pub max_push_ports_per_ip: usize,
     /// A subscriber that has not queried for this long gets no more pushes. Default 30 s.
     pub subscriber_ttl: Duration,
     /// Time to wait for a push ack before sending again. Default 1 s.
@@ -84,6 +136,12 @@ pub struct NamingServerConfig {
     pub auth: Option<(String, String)>,
     /// Lifetime of a login token. Default 5 h (as Nacos).
     pub token_ttl: Duration,
+    /// Failed credential checks (login, or username/password parameters) one address may
+    /// make at once; then [`login_failures_per_sec`](Self::login_failures_per_sec), the
+    /// others answered 429. Default 10.
+    pub login_failures_burst: u32,
+    /// Failed credential checks per second one address may make after its burst. Default 1.
+    pub login_failures_per_sec: f64,
 }
 
 impl Default for NamingServerConfig {
@@ -98,13 +156,21 @@ impl Default for NamingServerConfig {
             max_body_size: 64 * 1024,
             max_metadata_size: 16 * 1024,
             max_connections: 4096,
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(20),
+            evict_when_full: true,
             max_instances: 1_000_000,
+            max_instances_per_service: 100_000,
+            max_large_answer_bytes: 256 * 1024 * 1024,
             max_subscribers: 100_000,
+            max_push_ports_per_ip: 16,
             subscriber_ttl: Duration::from_secs(30),
             push_ack_timeout: Duration::from_secs(1),
             push_attempts: 3,
             auth: None,
             token_ttl: Duration::from_secs(18_000),
+            login_failures_burst: 10,
+            login_failures_per_sec: 1.0,
         }
     }
 }
@@ -132,7 +198,25 @@ pub struct ServerStats {
     pub pushes_resent: u64,
     /// Successful logins.
     pub logins: u64,
+    /// Credential checks refused (429) because their address failed too often.
+    pub logins_throttled: u64,
+    /// Open connections.
+    pub connections: usize,
+    /// Connections refused at the connection limit (503), or that could not be accepted.
+    pub connections_refused: u64,
+    /// Connections closed to make room for a new one at the connection limit.
+    pub connections_evicted: u64,
+    /// Connections closed because a request, a write or an idle period took too long.
+    pub connections_timed_out: u64,
+    /// Push subscriptions refused because their address had its share of ports.
+    pub push_subscriptions_limited: u64,
 }
+
+/// A cached large list answer: the service's change time it was built at, the bytes, and
+/// when it was last asked for.
+type CachedAnswer = (u64, Arc<LargeAnswer>, Instant);
+/// Service, clusters asked for, healthy only, cache millis.
+type AnswerKey = (ServiceKey, String, bool, u64);
 
 struct Shared {
     config: NamingServerConfig,
@@ -140,17 +224,46 @@ struct Shared {
     pushes: Pushes,
     udp: UdpSocket,
     push_wake: Notify,
-    tokens: Mutex<HashMap<String, Instant>>,
-    connections: AtomicUsize,
+    auth: Auth,
+    clock: Clock,
+    conns: Conns,
+    rejecting: AtomicUsize,
+    /// When the server last refused a connection or a request of its own accord (clock
+    /// ms; 0 = never).
+    last_refusal: AtomicU64,
+    large: Arc<LargeAnswers>,
+    answers: Mutex<HashMap<AnswerKey, CachedAnswer>>,
+    encoders: Semaphore,
     requests: AtomicU64,
     beats: AtomicU64,
     registrations: AtomicU64,
     logins: AtomicU64,
+    logins_throttled: AtomicU64,
+    refused: AtomicU64,
+    evicted: AtomicU64,
+    timed_out: AtomicU64,
 }
 
 impl Shared {
     fn store(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The server refused work of its own accord: ephemeral instances do not expire for a
+    /// while (their beats may have been refused).
+    fn refusal(&self) {
+        self.last_refusal.store(self.clock.now(), Ordering::Relaxed);
+    }
+
+    fn refused_at(&self) -> Option<Instant> {
+        match self.last_refusal.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(self.clock.instant(t)),
+        }
+    }
+
+    fn answers(&self) -> MutexGuard<'_, HashMap<AnswerKey, CachedAnswer>> {
+        self.answers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn changed(&self, key: ServiceKey) {
@@ -203,21 +316,40 @@ impl NamingServer {
         let udp = UdpSocket::bind(udp_bind)
             .await
             .map_err(|e| StartError::Bind(udp_bind, e))?;
+        let (user, password) = config.auth.clone().unwrap_or_default();
+        let auth = Auth::new(
+            user,
+            password,
+            config.token_ttl,
+            config.login_failures_burst,
+            config.login_failures_per_sec,
+        );
         let shared = Arc::new(Shared {
             config,
             store: Mutex::new(store),
             pushes: Pushes::new(),
             udp,
             push_wake: Notify::new(),
-            tokens: Mutex::new(HashMap::new()),
-            connections: AtomicUsize::new(0),
+            auth,
+            clock: Clock::new(),
+            conns: Conns::new(),
+            rejecting: AtomicUsize::new(0),
+            last_refusal: AtomicU64::new(0),
+            large: Arc::new(LargeAnswers::default()),
+            answers: Mutex::new(HashMap::new()),
+            encoders: Semaphore::new(2),
             requests: AtomicU64::new(0),
             beats: AtomicU64::new(0),
             registrations: AtomicU64::new(0),
             logins: AtomicU64::new(0),
+            logins_throttled: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
         });
         let tasks = vec![
             tokio::spawn(accept_loop(listener, shared.clone())),
+            tokio::spawn(reaper_loop(shared.clone())),
             tokio::spawn(push_loop(shared.clone())),
             tokio::spawn(udp_loop(shared.clone())),
             tokio::spawn(expiry_loop(shared.clone())),
@@ -261,15 +393,25 @@ impl NamingServer {
             pushes_acked: p.acked.load(Ordering::Relaxed),
             pushes_resent: p.resent.load(Ordering::Relaxed),
             logins: self.shared.logins.load(Ordering::Relaxed),
+            logins_throttled: self.shared.logins_throttled.load(Ordering::Relaxed),
+            connections: self.shared.conns.len(),
+            connections_refused: self.shared.refused.load(Ordering::Relaxed),
+            connections_evicted: self.shared.evicted.load(Ordering::Relaxed),
+            connections_timed_out: self.shared.timed_out.load(Ordering::Relaxed),
+            push_subscriptions_limited: p.limited.load(Ordering::Relaxed),
         }
     }
 
-    /// Stops serving: closes the sockets and every connection. Persistent instances are
-    /// already on disk.
+    /// Stops serving: closes the sockets and every connection, and waits until every
+    /// accepted write of persistent instances is on disk (and the database closed).
     pub async fn stop(mut self) {
         for t in self.tasks.drain(..) {
             t.abort();
             let _ = t.await;
+        }
+        let writer = self.shared.store().close();
+        if let Some(t) = writer {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
     }
 }
@@ -284,20 +426,48 @@ impl Drop for NamingServer {
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut conns = JoinSet::new();
+    let config = &shared.config;
+    // An idle connection (or a new one that has sent nothing yet) must have waited at least
+    // this long to lose its slot; slow senders go first anyway.
+    let evict_after = config.evict_when_full.then(|| {
+        (config.request_timeout / 100)
+            .min(Duration::from_millis(100))
+            .as_millis() as u64
+    });
     loop {
         tokio::select! {
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    if shared.connections.load(Ordering::Relaxed) >= shared.config.max_connections {
-                        conns.spawn(reject_connection(stream, shared.config.max_connections));
-                        continue;
+                    let now = shared.clock.now();
+                    match shared.conns.admit(now, config.max_connections, evict_after) {
+                        Admit::Yes(id, state, evicted) => {
+                            if evicted.is_some() {
+                                // Even an idle connection may have had a request on its
+                                // way: a refusal, as far as expiry goes.
+                                shared.evicted.fetch_add(1, Ordering::Relaxed);
+                                shared.refusal();
+                            }
+                            conns.spawn(serve_connection(stream, peer, id, state, shared.clone()));
+                        }
+                        Admit::Full => {
+                            // No victim right now (every connection busy or just opened): wait
+                            // a moment for a slot, then refuse.
+                            if shared.rejecting.load(Ordering::Relaxed) < MAX_REJECTING {
+                                shared.rejecting.fetch_add(1, Ordering::Relaxed);
+                                conns.spawn(wait_for_slot(stream, peer, evict_after, shared.clone()));
+                            } else {
+                                shared.refusal();
+                                shared.refused.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
                     }
-                    shared.connections.fetch_add(1, Ordering::Relaxed);
-                    conns.spawn(serve_connection(stream, peer, shared.clone()));
                 }
                 Err(e) => {
+                    // Out of descriptors, most likely: clients are refused.
+                    shared.refusal();
+                    shared.refused.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -306,8 +476,43 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn reject_connection(mut stream: TcpStream, limit: usize) {
-    let body = format!("caused: too many connections (limit {limit});");
+/// A connection that found every slot taken: it gets the first slot that frees up within
+/// [`SLOT_WAIT`], or a 503.
+async fn wait_for_slot(
+    stream: TcpStream,
+    peer: SocketAddr,
+    evict_after: Option<u64>,
+    shared: Arc<Shared>,
+) {
+    let until = Instant::now() + SLOT_WAIT;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let now = shared.clock.now();
+        if let Admit::Yes(id, state, evicted) =
+            shared
+                .conns
+                .admit(now, shared.config.max_connections, evict_after)
+        {
+            shared.rejecting.fetch_sub(1, Ordering::Relaxed);
+            if evicted.is_some() {
+                shared.evicted.fetch_add(1, Ordering::Relaxed);
+                shared.refusal();
+            }
+            serve_connection(stream, peer, id, state, shared).await;
+            return;
+        }
+    }
+    shared.refusal();
+    shared.refused.fetch_add(1, Ordering::Relaxed);
+    reject_connection(stream, &shared).await;
+    shared.rejecting.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn reject_connection(mut stream: TcpStream, shared: &Shared) {
+    let body = format!(
+        "caused: too many connections (limit {});",
+        shared.config.max_connections
+    );
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -320,29 +525,68 @@ async fn reject_connection(mut stream: TcpStream, limit: usize) {
     .await;
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let svc_shared = shared.clone();
-    let service = hyper::service::service_fn(move |req| {
-        let shared = svc_shared.clone();
-        async move { Ok::<_, Infallible>(handle(&shared, peer, req).await) }
-    });
-    let res = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .max_buf_size(shared.config.max_body_size.max(8192) + 8192)
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
-    if let Err(e) = res {
-        tracing::debug!(error = %e, "connection ended with an error");
+/// Closes connections past their deadline (see [`conn`]).
+async fn reaper_loop(shared: Arc<Shared>) {
+    let config = &shared.config;
+    let request = config.request_timeout.as_millis() as u64;
+    let idle = config.idle_timeout.as_millis() as u64;
+    let period = (config.request_timeout.min(config.idle_timeout) / 4)
+        .clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let n = shared.conns.reap(shared.clock.now(), request, idle);
+        if n > 0 {
+            shared.timed_out.fetch_add(n as u64, Ordering::Relaxed);
+            tracing::debug!(connections = n, "closed slow or idle connections");
+        }
     }
-    shared.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
-type HttpResponse = Response<Full<Bytes>>;
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    state: Arc<ConnState>,
+    shared: Arc<Shared>,
+) {
+    let svc_shared = shared.clone();
+    let svc_state = state.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let shared = svc_shared.clone();
+        let state = svc_state.clone();
+        async move {
+            let start = state.begin_request(shared.clock.now());
+            let response = handle(&shared, &state, start, peer, req).await;
+            state.end_request(shared.clock.now());
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let io = TokioIo::new(Watched::new(stream, state.clone(), shared.clock));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        // Deadlines are the reaper's (hyper's header timer would also close idle
+        // keep-alive connections early).
+        .header_read_timeout(None)
+        .max_buf_size(shared.config.max_body_size.max(8192) + 8192)
+        .keep_alive(true)
+        .serve_connection(io, service);
+    tokio::select! {
+        res = conn => {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = state.killed() => {}
+    }
+    shared.conns.remove(id);
+}
+
+type HttpResponse = Response<ResponseBody>;
 
 fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
-    let mut r = Response::new(Full::new(Bytes::from(body.into())));
+    let mut r = Response::new(ResponseBody::whole(body.into()));
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,
@@ -351,14 +595,19 @@ fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
     r
 }
 
-fn json_response(value: &impl serde::Serialize) -> HttpResponse {
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+fn json_bytes(body: ResponseBody) -> HttpResponse {
+    let mut r = Response::new(body);
     r.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/json;charset=UTF-8"),
     );
     r
+}
+
+fn json_response(value: &impl serde::Serialize) -> HttpResponse {
+    json_bytes(ResponseBody::whole(
+        serde_json::to_vec(value).unwrap_or_default(),
+    ))
 }
 
 /// A refused request: status and body.
@@ -516,7 +765,13 @@ fn metadata_of(
     model::parse_metadata(raw).map(Some).map_err(bad)
 }
 
-async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> HttpResponse {
+async fn handle(
+    shared: &Shared,
+    state: &ConnState,
+    start: u64,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> HttpResponse {
     shared.requests.fetch_add(1, Ordering::Relaxed);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -542,12 +797,13 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Ht
             ),
         );
     }
-    let body = match Limited::new(req.into_body(), shared.config.max_body_size)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
+    // One deadline for the whole request, from its first byte: the headers are in, the
+    // body must follow in what is left.
+    let deadline = shared.clock.instant(start) + shared.config.request_timeout;
+    let collect = Limited::new(req.into_body(), shared.config.max_body_size).collect();
+    let body = match tokio::time::timeout_at(deadline.into(), collect).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             return text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
@@ -556,7 +812,24 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Ht
                 ),
             )
         }
+        Ok(Err(e)) => {
+            return closing(text(
+                StatusCode::BAD_REQUEST,
+                format!("caused: request body not received: {e};"),
+            ))
+        }
+        Err(_) => {
+            shared.timed_out.fetch_add(1, Ordering::Relaxed);
+            return closing(text(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "caused: request not received within {} ms;",
+                    shared.config.request_timeout.as_millis()
+                ),
+            ));
+        }
     };
+    state.request_received();
     let mut params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
@@ -568,24 +841,26 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Ht
     let p = Params(params);
     let path = path.trim_end_matches('/');
     if path.starts_with("/nacos/v1/ns") {
-        if let Err(r) = authorize(shared, &p, bearer.as_deref()) {
+        if let Err(r) = authorize(shared, peer, &p, bearer.as_deref()) {
             return text(r.0, r.1);
         }
     }
     let result = match (&method, path) {
-        (&Method::POST, "/nacos/v1/ns/instance") => register(shared, &p),
-        (&Method::DELETE, "/nacos/v1/ns/instance") => deregister(shared, &p),
-        (&Method::PUT, "/nacos/v1/ns/instance") => update(shared, &p),
+        (&Method::POST, "/nacos/v1/ns/instance") => register(shared, &p).await,
+        (&Method::DELETE, "/nacos/v1/ns/instance") => deregister(shared, &p).await,
+        (&Method::PUT, "/nacos/v1/ns/instance") => update(shared, &p).await,
         (&Method::GET, "/nacos/v1/ns/instance") => one_instance(shared, &p),
         (&Method::PUT, "/nacos/v1/ns/instance/beat") => beat(shared, &p),
-        (&Method::GET, "/nacos/v1/ns/instance/list") => list(shared, peer, &p),
+        (&Method::GET, "/nacos/v1/ns/instance/list") => list(shared, peer, &p).await,
         (&Method::GET, "/nacos/v1/ns/service/list") => service_list(shared, &p),
         (&Method::GET, "/nacos/v1/ns/service") => service_detail(shared, &p),
         (&Method::GET, "/nacos/v1/ns/operator/metrics") => Ok(metrics(shared)),
-        (&Method::POST, "/nacos/v1/auth/login" | "/nacos/v1/auth/users/login") => login(shared, &p),
+        (&Method::POST, "/nacos/v1/auth/login" | "/nacos/v1/auth/users/login") => {
+            login(shared, peer, &p)
+        }
         (&Method::GET, "" | "/index.html" | "/nacos") => Ok(console_page()),
         (&Method::GET, "/rdubbo/console/api") => {
-            if let Err(r) = authorize(shared, &p, bearer.as_deref()) {
+            if let Err(r) = authorize(shared, peer, &p, bearer.as_deref()) {
                 return text(r.0, r.1);
             }
             Ok(console_data(shared))
@@ -599,21 +874,31 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Ht
     result.unwrap_or_else(|r| text(r.0, r.1))
 }
 
-fn authorize(shared: &Shared, p: &Params, bearer: Option<&str>) -> Result<(), Reject> {
-    let Some((user, pass)) = &shared.config.auth else {
+/// The answer, and the connection closes after it.
+fn closing(mut r: HttpResponse) -> HttpResponse {
+    r.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+fn authorize(
+    shared: &Shared,
+    peer: SocketAddr,
+    p: &Params,
+    bearer: Option<&str>,
+) -> Result<(), Reject> {
+    if shared.config.auth.is_none() {
         return Ok(());
-    };
+    }
     if let Some(token) = p.get("accessToken").or(bearer) {
-        let tokens = shared.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        return match tokens.get(token) {
-            Some(expiry) if *expiry > Instant::now() => Ok(()),
-            Some(_) => Err(reject(StatusCode::FORBIDDEN, "token expired!")),
-            None => Err(reject(StatusCode::FORBIDDEN, "token invalid!")),
-        };
+        return shared
+            .auth
+            .verify(token)
+            .map_err(|e| reject(StatusCode::FORBIDDEN, e.message()));
     }
     match (p.get("username"), p.get("password")) {
-        (Some(u), Some(pw)) if u == user && pw == pass => Ok(()),
-        (Some(_), _) => Err(reject(StatusCode::FORBIDDEN, "unknown user!")),
+        (Some(u), Some(pw)) => check_credentials(shared, peer, u, pw),
+        (Some(_), None) => Err(reject(StatusCode::FORBIDDEN, "unknown user!")),
         _ => Err(reject(
             StatusCode::FORBIDDEN,
             "no accessToken: log in at /nacos/v1/auth/login first",
@@ -621,34 +906,69 @@ fn authorize(shared: &Shared, p: &Params, bearer: Option<&str>) -> Result<(), Re
     }
 }
 
-fn login(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
+/// Checks credentials from `peer`, throttling the addresses that fail too often.
+fn check_credentials(
+    shared: &Shared,
+    peer: SocketAddr,
+    user: &str,
+    password: &str,
+) -> Result<(), Reject> {
+    if let Err(wait) = shared.auth.may_try(peer.ip()) {
+        shared.logins_throttled.fetch_add(1, Ordering::Relaxed);
+        return Err(reject(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "caused: too many failed logins from {}; retry in {wait} s;",
+                peer.ip()
+            ),
+        ));
+    }
+    if shared.auth.credentials_match(user, password) {
+        Ok(())
+    } else {
+        shared.auth.failed(peer.ip());
+        Err(reject(StatusCode::FORBIDDEN, "unknown user!"))
+    }
+}
+
+fn login(shared: &Shared, peer: SocketAddr, p: &Params) -> Result<HttpResponse, Reject> {
     let user = p.required("username")?;
     let pass = p.required("password")?;
-    if let Some((u, pw)) = &shared.config.auth {
-        if user != u || pass != pw {
-            return Err(reject(StatusCode::FORBIDDEN, "unknown user!"));
-        }
+    if shared.config.auth.is_some() {
+        check_credentials(shared, peer, user, pass)?;
     }
-    let token = format!("{:032x}", fastrand::u128(..));
-    let ttl = shared.config.token_ttl;
-    {
-        let mut tokens = shared.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        tokens.retain(|_, exp| *exp > now);
-        if tokens.len() >= 100_000 {
-            return Err(reject(StatusCode::SERVICE_UNAVAILABLE, "too many sessions"));
-        }
-        tokens.insert(token.clone(), now + ttl);
-    }
+    // Signed, with its expiry inside: nothing is stored, so logins cannot fill anything.
+    let token = shared.auth.issue();
     shared.logins.fetch_add(1, Ordering::Relaxed);
     Ok(json_response(&json!({
         "accessToken": token,
-        "tokenTtl": ttl.as_secs(),
+        "tokenTtl": shared.config.token_ttl.as_secs(),
         "globalAdmin": true,
     })))
 }
 
-fn register(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
+/// Whether one more instance fits, in all and in `key`'s service.
+fn room_for_one(shared: &Shared, store: &Store, key: &ServiceKey) -> Result<(), Reject> {
+    if store.counts().1 >= shared.config.max_instances {
+        return Err(reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "caused: too many instances (limit {});",
+                shared.config.max_instances
+            ),
+        ));
+    }
+    let limit = shared.config.max_instances_per_service;
+    if store.service_instance_count(key) >= limit {
+        return Err(bad(format!(
+            "too many instances in service {} (limit {limit})",
+            key.grouped
+        )));
+    }
+    Ok(())
+}
+
+async fn register(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
     shared.registrations.fetch_add(1, Ordering::Relaxed);
     let (key, _, _) = service_of(p)?;
     let inst = Instance {
@@ -662,68 +982,70 @@ fn register(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
         },
         ephemeral: p.bool("ephemeral", true)?,
         cluster: cluster_of(p, "clusterName")?,
-        metadata: metadata_of(shared, p.get("metadata"))?.unwrap_or_default(),
+        metadata: Arc::new(metadata_of(shared, p.get("metadata"))?.unwrap_or_default()),
         last_beat: None,
         last_beat_ms: 0,
     };
-    let mut store = shared.store();
-    let exists = store
-        .instance(&key, &inst.cluster, &inst.ip, inst.port)
-        .is_some();
-    if !exists && store.counts().1 >= shared.config.max_instances {
-        return Err(reject(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "caused: too many instances (limit {});",
-                shared.config.max_instances
-            ),
-        ));
-    }
-    let changed = store.register(&key, inst).map_err(storage_error)?;
-    drop(store);
-    if changed {
+    let change = {
+        let mut store = shared.store();
+        let exists = store
+            .instance(&key, &inst.cluster, &inst.ip, inst.port)
+            .is_some();
+        if !exists {
+            room_for_one(shared, &store, &key)?;
+        }
+        store.register(&key, inst).map_err(storage_error)?
+    };
+    if change.changed {
         shared.changed(key);
     }
+    // A persistent instance: answered once it is on disk (written outside the lock).
+    change.flushed().await.map_err(storage_error)?;
     Ok(text(StatusCode::OK, "ok"))
 }
 
-fn deregister(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
+async fn deregister(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
     let (key, cluster, ip, port) = instance_of(p, "clusterName")?;
-    let removed = shared
+    let change = shared
         .store()
         .deregister(&key, &cluster, &ip, port)
         .map_err(storage_error)?;
-    if removed {
+    if change.changed {
         shared.changed(key);
     }
+    change.flushed().await.map_err(storage_error)?;
     Ok(text(StatusCode::OK, "ok"))
 }
 
-fn update(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
+async fn update(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
     let (key, cluster, ip, port) = instance_of(p, "clusterName")?;
     let metadata = metadata_of(shared, p.get("metadata"))?;
-    let mut store = shared.store();
-    let Some(old) = store.instance(&key, &cluster, &ip, port).cloned() else {
-        return Err(bad(format!(
-            "instance not found: {ip}:{port} in {cluster} of {}",
-            key.grouped
-        )));
+    let change = {
+        let mut store = shared.store();
+        let Some(old) = store.instance(&key, &cluster, &ip, port).cloned() else {
+            return Err(bad(format!(
+                "instance not found: {ip}:{port} in {cluster} of {}",
+                key.grouped
+            )));
+        };
+        let inst = Instance {
+            weight: weight_of(p, old.weight)?,
+            enabled: match p.get("enabled") {
+                Some(_) => p.bool("enabled", old.enabled)?,
+                None => p.bool("enable", old.enabled)?,
+            },
+            healthy: p.bool("healthy", old.healthy)?,
+            metadata: metadata
+                .map(Arc::new)
+                .unwrap_or_else(|| old.metadata.clone()),
+            ..old
+        };
+        store.register(&key, inst).map_err(storage_error)?
     };
-    let inst = Instance {
-        weight: weight_of(p, old.weight)?,
-        enabled: match p.get("enabled") {
-            Some(_) => p.bool("enabled", old.enabled)?,
-            None => p.bool("enable", old.enabled)?,
-        },
-        healthy: p.bool("healthy", old.healthy)?,
-        metadata: metadata.unwrap_or_else(|| old.metadata.clone()),
-        ..old
-    };
-    let changed = store.register(&key, inst).map_err(storage_error)?;
-    drop(store);
-    if changed {
+    if change.changed {
         shared.changed(key);
     }
+    change.flushed().await.map_err(storage_error)?;
     Ok(text(StatusCode::OK, "ok"))
 }
 
@@ -796,13 +1118,14 @@ fn beat(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
                 enabled: true,
                 ephemeral: true,
                 cluster: cluster.clone(),
-                metadata,
+                metadata: Arc::new(metadata),
                 last_beat: None,
                 last_beat_ms: 0,
             };
-            if store.counts().1 < shared.config.max_instances {
+            if room_for_one(shared, &store, &key).is_ok() {
                 let interval = inst.beat_interval();
-                changed = store.register(&key, inst).unwrap_or(false);
+                // Ephemeral: nothing to write to disk.
+                changed = store.register(&key, inst).is_ok_and(|c| c.changed);
                 outcome = Beat::Ok(interval);
             }
         }
@@ -825,7 +1148,7 @@ fn beat(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
     })
 }
 
-fn list(shared: &Shared, peer: SocketAddr, p: &Params) -> Result<HttpResponse, Reject> {
+async fn list(shared: &Shared, peer: SocketAddr, p: &Params) -> Result<HttpResponse, Reject> {
     let (key, group, _) = service_of(p)?;
     let clusters = p.get("clusters").unwrap_or("").to_owned();
     if clusters
@@ -846,44 +1169,108 @@ fn list(shared: &Shared, peer: SocketAddr, p: &Params) -> Result<HttpResponse, R
     if udp_port > 0 {
         // Pushes go to the address the query came from, whatever `clientIP` says.
         let target = SocketAddr::new(peer.ip(), udp_port);
-        if shared
-            .pushes
-            .subscribe(&key, target, &clusters, shared.config.max_subscribers)
-        {
+        if shared.pushes.subscribe(
+            &key,
+            target,
+            &clusters,
+            shared.config.max_subscribers,
+            shared.config.max_push_ports_per_ip,
+        ) {
             cache_millis = 10_000;
         }
     }
-    let info = shared
-        .store()
-        .service_info(&key, &group, &clusters, healthy_only, cache_millis);
-    let mut value = serde_json::to_value(&info).unwrap_or_default();
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("allIPs".into(), json!(false));
-        obj.insert("reachProtectionThreshold".into(), json!(false));
-        obj.insert("valid".into(), json!(true));
-        obj.insert("env".into(), json!(""));
-        obj.insert("metadata".into(), json!({}));
-        if let Some(hosts) = obj.get_mut("hosts").and_then(|h| h.as_array_mut()) {
-            for h in hosts {
-                if let Some(h) = h.as_object_mut() {
-                    h.insert(
-                        "instanceHeartBeatInterval".into(),
-                        json!(model::DEFAULT_BEAT_INTERVAL_MS),
-                    );
-                    h.insert(
-                        "instanceHeartBeatTimeOut".into(),
-                        json!(shared.config.beat_timeout.as_millis() as u64),
-                    );
-                    h.insert(
-                        "ipDeleteTimeout".into(),
-                        json!(shared.config.delete_timeout.as_millis() as u64),
-                    );
-                    h.insert("instanceIdGenerator".into(), json!("simple"));
-                }
-            }
+    let extras = ListExtras {
+        beat_interval_ms: model::DEFAULT_BEAT_INTERVAL_MS,
+        beat_timeout_ms: shared.config.beat_timeout.as_millis() as u64,
+        delete_timeout_ms: shared.config.delete_timeout.as_millis() as u64,
+    };
+    let large = {
+        let store = shared.store();
+        if store.service_instance_count(&key) < LARGE_SERVICE {
+            let snap = store.snapshot(&key, &clusters, healthy_only);
+            drop(store);
+            let body =
+                encode::service_json(&snap, &key, &group, &clusters, cache_millis, Some(&extras));
+            return Ok(json_bytes(ResponseBody::whole(body)));
         }
+        store.last_ref_time(&key)
+    };
+    let answer_key = (key, clusters, healthy_only, cache_millis);
+    if let Some(hit) = cached_answer(shared, &answer_key, large) {
+        return Ok(json_bytes(ResponseBody::Large(hit, 0)));
     }
-    Ok(json_response(&value))
+    // A large service: encoded one or two at a time, off the runtime threads, within the
+    // memory budget, and kept until the service changes.
+    let busy = || {
+        reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "caused: too many large answers in flight (limit {} bytes); retry later;",
+                shared.config.max_large_answer_bytes
+            ),
+        )
+    };
+    if shared.large.in_flight() >= shared.config.max_large_answer_bytes as u64 {
+        return Err(busy());
+    }
+    let _permit = shared
+        .encoders
+        .acquire()
+        .await
+        .map_err(|_| reject(StatusCode::SERVICE_UNAVAILABLE, "caused: stopping;"))?;
+    let (version, snap) = {
+        let store = shared.store();
+        let version = store.last_ref_time(&answer_key.0);
+        (
+            version,
+            store.snapshot(&answer_key.0, &answer_key.1, healthy_only),
+        )
+    };
+    if let Some(hit) = cached_answer(shared, &answer_key, version) {
+        return Ok(json_bytes(ResponseBody::Large(hit, 0)));
+    }
+    if shared.large.in_flight() >= shared.config.max_large_answer_bytes as u64 {
+        return Err(busy());
+    }
+    let key = answer_key.0.clone();
+    let clusters = answer_key.1.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        encode::service_json(&snap, &key, &group, &clusters, cache_millis, Some(&extras))
+    })
+    .await
+    .map_err(|e| reject(StatusCode::INTERNAL_SERVER_ERROR, format!("caused: {e};")))?;
+    let answer = Arc::new(LargeAnswer::new(body, shared.large.clone()));
+    // Kept for the next queries, within half the budget.
+    let cache_limit = shared.config.max_large_answer_bytes / 2;
+    if version != 0 && answer.len() <= cache_limit {
+        let mut answers = shared.answers();
+        let cached: usize = answers.values().map(|(_, a, _)| a.len()).sum();
+        if cached + answer.len() > cache_limit {
+            answers.clear();
+        }
+        answers.insert(answer_key, (version, answer.clone(), Instant::now()));
+    }
+    Ok(json_bytes(ResponseBody::Large(answer, 0)))
+}
+
+/// The cached answer for `key` if it was built at the service's current change time.
+fn cached_answer(shared: &Shared, key: &AnswerKey, version: u64) -> Option<Arc<LargeAnswer>> {
+    if version == 0 {
+        return None;
+    }
+    let mut answers = shared.answers();
+    match answers.get_mut(key) {
+        Some((v, a, used)) if *v == version => {
+            *used = Instant::now();
+            Some(a.clone())
+        }
+        Some(_) => {
+            // Stale: free it now.
+            answers.remove(key);
+            None
+        }
+        None => None,
+    }
 }
 
 fn one_instance(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
@@ -946,17 +1333,19 @@ fn service_list(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
     };
     let prefix = format!("{group}{}", model::GROUP_SEPARATOR);
     let store = shared.store();
-    let names: Vec<String> = store
-        .service_names(namespace)
-        .filter_map(|k| k.grouped.strip_prefix(&prefix).map(str::to_owned))
-        .collect();
-    let count = names.len();
-    let page: Vec<String> = names
-        .into_iter()
-        .skip((page_no - 1).saturating_mul(page_size))
-        .take(page_size)
-        .collect();
-    Ok(json_response(&json!({"count": count, "doms": page})))
+    // Only the page is copied; the count walks the group's names in place.
+    let mut count = 0usize;
+    let skip = (page_no - 1).saturating_mul(page_size);
+    let mut page: Vec<&str> = Vec::new();
+    for k in store.service_names(namespace, &prefix) {
+        if count >= skip && page.len() < page_size {
+            page.push(&k.grouped[prefix.len()..]);
+        }
+        count += 1;
+    }
+    let answer = json_response(&json!({"count": count, "doms": page}));
+    drop(store);
+    Ok(answer)
 }
 
 fn service_detail(shared: &Shared, p: &Params) -> Result<HttpResponse, Reject> {
@@ -1001,7 +1390,7 @@ fn metrics(shared: &Shared) -> HttpResponse {
 }
 
 fn console_page() -> HttpResponse {
-    let mut r = Response::new(Full::new(Bytes::from_static(
+    let mut r = Response::new(ResponseBody::whole(bytes::Bytes::from_static(
         include_str!("console.html").as_bytes(),
     )));
     r.headers_mut().insert(
@@ -1011,15 +1400,32 @@ fn console_page() -> HttpResponse {
     r
 }
 
+/// What the console shows at most: services, instances of one service, instances in all.
+const CONSOLE_SERVICES: usize = 500;
+const CONSOLE_SERVICE_INSTANCES: usize = 100;
+const CONSOLE_INSTANCES: usize = 5_000;
+
 fn console_data(shared: &Shared) -> HttpResponse {
     let now = store::now_ms();
     let store = shared.store();
     let mut namespaces: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    let mut shown_services = 0;
+    let mut shown_instances = 0;
     for (key, svc) in &store.services {
+        if shown_services >= CONSOLE_SERVICES || shown_instances >= CONSOLE_INSTANCES {
+            break;
+        }
+        shown_services += 1;
         let (group, name) = model::split_grouped(&key.grouped, DEFAULT_GROUP);
         let mut instances = Vec::new();
-        for (cluster, c) in &svc.clusters {
+        'clusters: for (cluster, c) in &svc.clusters {
             for inst in c.values() {
+                if instances.len() >= CONSOLE_SERVICE_INSTANCES
+                    || shown_instances >= CONSOLE_INSTANCES
+                {
+                    break 'clusters;
+                }
+                shown_instances += 1;
                 instances.push(json!({
                     "cluster": cluster,
                     "ip": inst.ip,
@@ -1028,12 +1434,12 @@ fn console_data(shared: &Shared) -> HttpResponse {
                     "healthy": inst.healthy,
                     "enabled": inst.enabled,
                     "ephemeral": inst.ephemeral,
-                    "metadata": inst.metadata,
+                    "metadata": inst.metadata.as_ref(),
                     "lastBeatAgoMs": now.saturating_sub(inst.last_beat_ms),
                 }));
             }
         }
-        let subscribers = shared.pushes.subscribers(key).len();
+        let subscribers = shared.pushes.subscriber_count_of(key);
         namespaces
             .entry(key.namespace.clone())
             .or_default()
@@ -1041,6 +1447,7 @@ fn console_data(shared: &Shared) -> HttpResponse {
                 "group": group,
                 "name": name,
                 "instances": instances,
+                "instanceCount": svc.instance_count(),
                 "subscribers": subscribers,
             }));
     }
@@ -1050,6 +1457,8 @@ fn console_data(shared: &Shared) -> HttpResponse {
         "namespaces": namespaces,
         "services": services,
         "instances": instance_count,
+        "shownServices": shown_services,
+        "truncated": shown_services < services,
         "subscribers": shared.pushes.subscriber_count(),
         "beats": shared.beats.load(Ordering::Relaxed),
         "time": now,
@@ -1072,14 +1481,36 @@ async fn push_loop(shared: Arc<Shared>) {
                 continue;
             }
             let (group, _) = model::split_grouped(&key.grouped, DEFAULT_GROUP);
+            // One encoding per cluster selection, and at most the per-address share of
+            // ports of any one address per change.
+            let mut data: HashMap<String, Option<String>> = HashMap::new();
+            let mut per_ip: HashMap<std::net::IpAddr, usize> = HashMap::new();
             for (target, clusters) in subscribers {
-                let info = shared
-                    .store()
-                    .service_info(&key, &group, &clusters, false, 10_000);
-                let data = serde_json::to_string(&info).unwrap_or_default();
+                let n = per_ip.entry(target.ip()).or_default();
+                if *n >= shared.config.max_push_ports_per_ip {
+                    continue;
+                }
+                *n += 1;
+                let payload = data.entry(clusters.clone()).or_insert_with(|| {
+                    let snap = shared.store().snapshot(&key, &clusters, false);
+                    if snap.host_count() > PUSH_MAX_HOSTS {
+                        tracing::debug!(service = %key.grouped, hosts = snap.host_count(),
+                            "service too large to push; clients poll");
+                        return None;
+                    }
+                    let json = encode::service_json(&snap, &key, &group, &clusters, 10_000, None);
+                    Some(String::from_utf8(json).unwrap_or_default())
+                });
+                let Some(payload) = payload else { continue };
                 shared
                     .pushes
-                    .send(&shared.udp, target, &data, shared.config.max_subscribers)
+                    .send(
+                        &shared.udp,
+                        &key,
+                        target,
+                        payload,
+                        shared.config.max_subscribers,
+                    )
                     .await;
             }
         }
@@ -1114,11 +1545,15 @@ async fn expiry_loop(shared: Arc<Shared>) {
     };
     loop {
         tick.tick().await;
-        let changed = shared.store().expire(timing, Instant::now());
+        let refused_at = shared.refused_at();
+        let changed = shared.store().expire(timing, Instant::now(), refused_at);
         for key in changed {
             shared.changed(key);
         }
         shared.pushes.expire_clients(shared.config.subscriber_ttl);
+        shared
+            .answers()
+            .retain(|_, (_, _, used)| used.elapsed() < ANSWER_CACHE_TTL);
     }
 }
 

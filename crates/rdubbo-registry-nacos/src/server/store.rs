@@ -2,16 +2,19 @@
 //! instances, with beats, health, expiry and the persistent part kept in redb.
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokio::sync::oneshot;
 
+#[cfg(test)]
+use crate::model::ServiceInfo;
 use crate::model::{
-    Host, ServiceInfo, DEFAULT_BEAT_INTERVAL_MS, META_BEAT_INTERVAL, META_BEAT_TIMEOUT,
-    META_DELETE_TIMEOUT,
+    Host, DEFAULT_BEAT_INTERVAL_MS, META_BEAT_INTERVAL, META_BEAT_TIMEOUT, META_DELETE_TIMEOUT,
 };
 
 const PERSISTENT: TableDefinition<&str, &str> = TableDefinition::new("persistent_instances");
@@ -33,13 +36,24 @@ pub(crate) struct Instance {
     pub enabled: bool,
     pub ephemeral: bool,
     pub cluster: String,
-    pub metadata: BTreeMap<String, String>,
+    /// Shared, so that a list answer can take a snapshot of a large service cheaply and
+    /// encode it outside the store lock.
+    #[serde(serialize_with = "ser_meta", deserialize_with = "de_meta")]
+    pub metadata: Arc<BTreeMap<String, String>>,
     /// Last beat (ephemeral) or registration time.
     #[serde(skip)]
     pub last_beat: Option<Instant>,
     /// Milliseconds since the epoch of the last beat, for the console.
     #[serde(default)]
     pub last_beat_ms: u64,
+}
+
+fn ser_meta<S: Serializer>(m: &Arc<BTreeMap<String, String>>, s: S) -> Result<S::Ok, S::Error> {
+    m.as_ref().serialize(s)
+}
+
+fn de_meta<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<BTreeMap<String, String>>, D::Error> {
+    BTreeMap::deserialize(d).map(Arc::new)
 }
 
 impl Instance {
@@ -70,8 +84,34 @@ impl Instance {
             ephemeral: self.ephemeral,
             cluster_name: self.cluster.clone(),
             service_name: grouped.to_owned(),
-            metadata: self.metadata.clone(),
+            metadata: (*self.metadata).clone(),
         }
+    }
+}
+
+/// What a list answer needs of one instance, taken under the store lock and encoded
+/// outside it (the metadata is shared, not copied).
+#[derive(Debug, Clone)]
+pub(crate) struct HostSnapshot {
+    pub ip: String,
+    pub port: u16,
+    pub weight: f64,
+    pub healthy: bool,
+    pub enabled: bool,
+    pub ephemeral: bool,
+    pub metadata: Arc<BTreeMap<String, String>>,
+}
+
+/// The instances of one service a query asked for, grouped by cluster.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServiceSnapshot {
+    pub clusters: Vec<(String, Vec<HostSnapshot>)>,
+    pub last_ref_time: u64,
+}
+
+impl ServiceSnapshot {
+    pub fn host_count(&self) -> usize {
+        self.clusters.iter().map(|(_, h)| h.len()).sum()
     }
 }
 
@@ -108,8 +148,143 @@ pub(crate) enum Beat {
 /// All naming data.
 pub(crate) struct Store {
     pub services: BTreeMap<ServiceKey, Service>,
-    db: Option<Database>,
+    /// Instances in all, kept up to date so that no write has to count them.
+    instances: usize,
+    writer: Option<Writer>,
     last_stamp: u64,
+}
+
+/// Completion of a write to disk: resolves once the write is committed (or failed).
+pub(crate) type Flush = oneshot::Receiver<Result<(), String>>;
+
+/// The outcome of a registration or removal.
+#[must_use]
+pub(crate) struct Change {
+    /// Whether anything visible changed.
+    pub changed: bool,
+    /// Set when the change is written to disk: wait for it outside the store lock.
+    pub flush: Option<Flush>,
+}
+
+impl Change {
+    fn memory(changed: bool) -> Change {
+        Change {
+            changed,
+            flush: None,
+        }
+    }
+
+    /// Waits for the disk write, if any (never under the store lock).
+    pub async fn flushed(self) -> Result<bool, String> {
+        if let Some(f) = self.flush {
+            f.await
+                .map_err(|_| "storage closed".to_owned())
+                .and_then(|r| r)?;
+        }
+        Ok(self.changed)
+    }
+
+    /// Waits for the disk write from a thread that is not a runtime thread.
+    #[cfg(test)]
+    pub fn flushed_blocking(self) -> Result<bool, String> {
+        if let Some(f) = self.flush {
+            f.blocking_recv()
+                .map_err(|_| "storage closed".to_owned())
+                .and_then(|r| r)?;
+        }
+        Ok(self.changed)
+    }
+}
+
+struct WriteOp {
+    key: String,
+    /// `None` removes.
+    value: Option<String>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The redb database, written by a thread of its own: writes queued under the store lock
+/// are committed in batches (one fsync for many), never while the lock is held.
+struct Writer {
+    tx: Option<mpsc::Sender<WriteOp>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(db: Database) -> Result<Writer, String> {
+        let (tx, rx) = mpsc::channel::<WriteOp>();
+        let thread = std::thread::Builder::new()
+            .name("naming-redb".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < 4096 {
+                        match rx.try_recv() {
+                            Ok(op) => batch.push(op),
+                            Err(_) => break,
+                        }
+                    }
+                    let result = Writer::commit(&db, &batch);
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, writes = batch.len(), "cannot store instances");
+                    }
+                    for op in batch {
+                        let _ = op.done.send(result.clone());
+                    }
+                }
+                drop(db);
+            })
+            .map_err(|e| format!("cannot start the storage thread: {e}"))?;
+        Ok(Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn commit(db: &Database, batch: &[WriteOp]) -> Result<(), String> {
+        let tx = db.begin_write().map_err(|e| e.to_string())?;
+        {
+            let mut table = tx.open_table(PERSISTENT).map_err(|e| e.to_string())?;
+            for op in batch {
+                match &op.value {
+                    None => {
+                        table.remove(op.key.as_str()).map_err(|e| e.to_string())?;
+                    }
+                    Some(v) => {
+                        table
+                            .insert(op.key.as_str(), v.as_str())
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(|e| e.to_string())
+    }
+
+    fn send(&self, key: String, value: Option<String>) -> Result<Flush, String> {
+        let (done, flush) = oneshot::channel();
+        self.tx
+            .as_ref()
+            .ok_or_else(|| "storage closed".to_owned())?
+            .send(WriteOp { key, value, done })
+            .map_err(|_| "storage closed".to_owned())?;
+        Ok(flush)
+    }
+
+    /// Stops taking writes; returns the thread, which ends once the queued writes are
+    /// committed (and then closes the database).
+    fn close(&mut self) -> Option<std::thread::JoinHandle<()>> {
+        self.tx.take();
+        self.thread.take()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(t) = self.close() {
+            let _ = t.join();
+        }
+    }
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -132,7 +307,8 @@ impl Store {
     pub fn open(data_dir: Option<&Path>) -> Result<Store, String> {
         let mut store = Store {
             services: BTreeMap::new(),
-            db: None,
+            instances: 0,
+            writer: None,
             last_stamp: 0,
         };
         let Some(dir) = data_dir else {
@@ -169,10 +345,15 @@ impl Store {
                         let stamp = store.stamp();
                         let svc = store.services.entry(key).or_default();
                         svc.last_ref_time = stamp;
-                        svc.clusters
+                        if svc
+                            .clusters
                             .entry(inst.cluster.clone())
                             .or_default()
-                            .insert((inst.ip.clone(), inst.port), inst);
+                            .insert((inst.ip.clone(), inst.port), inst)
+                            .is_none()
+                        {
+                            store.instances += 1;
+                        }
                         loaded += 1;
                     }
                     Err(e) => tracing::warn!(error = %e, "skipping an unreadable stored instance"),
@@ -180,8 +361,14 @@ impl Store {
             }
         }
         tracing::info!(path = %path.display(), loaded, "persistent instances loaded");
-        store.db = Some(db);
+        store.writer = Some(Writer::start(db)?);
         Ok(store)
+    }
+
+    /// Stops writing to disk: returns the storage thread, which ends (closing the database
+    /// file) once every queued write is committed. Later writes of persistent instances fail.
+    pub fn close(&mut self) -> Option<std::thread::JoinHandle<()>> {
+        self.writer.as_mut().and_then(Writer::close)
     }
 
     /// A strictly increasing change time (ms since the epoch).
@@ -191,36 +378,37 @@ impl Store {
         now
     }
 
-    fn persist(&self, key: &ServiceKey, inst: &Instance, remove: bool) -> Result<(), String> {
-        let Some(db) = &self.db else { return Ok(()) };
+    /// Queues the write of one persistent instance (or its removal); the caller waits for
+    /// the returned flush outside the store lock.
+    fn persist(
+        &self,
+        key: &ServiceKey,
+        inst: &Instance,
+        remove: bool,
+    ) -> Result<Option<Flush>, String> {
+        let Some(writer) = &self.writer else {
+            return Ok(None);
+        };
         let k = db_key(key, &inst.cluster, &inst.ip, inst.port);
-        let tx = db.begin_write().map_err(|e| e.to_string())?;
-        {
-            let mut table = tx.open_table(PERSISTENT).map_err(|e| e.to_string())?;
-            if remove {
-                table.remove(k.as_str()).map_err(|e| e.to_string())?;
-            } else {
-                let v = serde_json::to_string(inst).map_err(|e| e.to_string())?;
-                table
-                    .insert(k.as_str(), v.as_str())
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-        tx.commit().map_err(|e| e.to_string())
+        let value = if remove {
+            None
+        } else {
+            Some(serde_json::to_string(inst).map_err(|e| e.to_string())?)
+        };
+        writer.send(k, value).map(Some)
     }
 
-    /// Registers or replaces an instance. Returns whether anything visible changed.
-    pub fn register(&mut self, key: &ServiceKey, mut inst: Instance) -> Result<bool, String> {
+    /// Registers or replaces an instance.
+    pub fn register(&mut self, key: &ServiceKey, mut inst: Instance) -> Result<Change, String> {
         inst.last_beat = Some(Instant::now());
         inst.last_beat_ms = now_ms();
-        if !inst.ephemeral {
-            self.persist(key, &inst, false)?;
-        }
-        let stamp = self.stamp();
-        let svc = self.services.entry(key.clone()).or_default();
-        let cluster = svc.clusters.entry(inst.cluster.clone()).or_default();
         let id = (inst.ip.clone(), inst.port);
-        let changed = match cluster.get(&id) {
+        let old = self
+            .services
+            .get(key)
+            .and_then(|s| s.clusters.get(&inst.cluster))
+            .and_then(|c| c.get(&id));
+        let changed = match old {
             Some(old) => {
                 old.weight != inst.weight
                     || old.healthy != inst.healthy
@@ -230,47 +418,56 @@ impl Store {
             }
             None => true,
         };
-        if let Some(old) = cluster.get(&id) {
-            if old.ephemeral != inst.ephemeral && !old.ephemeral {
-                // Was stored, is now ephemeral: forget the stored copy.
-                let old = old.clone();
-                self.persist(key, &old, true)?;
-            }
+        let mut flush = None;
+        if !inst.ephemeral {
+            flush = self.persist(key, &inst, false)?;
+        } else if let Some(old) = old.filter(|o| !o.ephemeral) {
+            // Was stored, is now ephemeral: forget the stored copy.
+            flush = self.persist(key, old, true)?;
         }
-        let svc = self.services.get_mut(key).expect("just inserted");
-        svc.clusters
+        let stamp = self.stamp();
+        let svc = self.services.entry(key.clone()).or_default();
+        if svc
+            .clusters
             .entry(inst.cluster.clone())
             .or_default()
-            .insert(id, inst);
+            .insert(id, inst)
+            .is_none()
+        {
+            self.instances += 1;
+        }
         if changed {
             svc.last_ref_time = stamp;
         }
-        Ok(changed)
+        Ok(Change { changed, flush })
     }
 
-    /// Removes an instance; `Ok(false)` if it was not there.
+    /// Removes an instance; `changed` is false if it was not there.
     pub fn deregister(
         &mut self,
         key: &ServiceKey,
         cluster: &str,
         ip: &str,
         port: u16,
-    ) -> Result<bool, String> {
+    ) -> Result<Change, String> {
         let Some(svc) = self.services.get_mut(key) else {
-            return Ok(false);
+            return Ok(Change::memory(false));
         };
         let Some(c) = svc.clusters.get_mut(cluster) else {
-            return Ok(false);
+            return Ok(Change::memory(false));
         };
         let Some(old) = c.remove(&(ip.to_owned(), port)) else {
-            return Ok(false);
+            return Ok(Change::memory(false));
         };
+        self.instances -= 1;
         if c.is_empty() {
             svc.clusters.remove(cluster);
         }
-        if !old.ephemeral {
-            self.persist(key, &old, true)?;
-        }
+        let flush = if old.ephemeral {
+            None
+        } else {
+            self.persist(key, &old, true)?
+        };
         let stamp = self.stamp();
         if let Some(svc) = self.services.get_mut(key) {
             svc.last_ref_time = stamp;
@@ -278,7 +475,10 @@ impl Store {
                 self.services.remove(key);
             }
         }
-        Ok(true)
+        Ok(Change {
+            changed: true,
+            flush,
+        })
     }
 
     /// Records a beat. Returns the beat outcome and whether the instance came back to health.
@@ -306,10 +506,18 @@ impl Store {
     }
 
     /// Marks ephemeral instances without recent beats unhealthy and removes those silent for
-    /// longer. Returns the services that changed.
-    pub fn expire(&mut self, timing: Timing, now: Instant) -> Vec<ServiceKey> {
+    /// longer. Silence is counted from the last beat or from `refused_at`, whichever is later:
+    /// while the server itself refuses requests (at its connection limit), it cannot tell a
+    /// dead instance from one whose beats it refused, so it removes none. Returns the
+    /// services that changed.
+    pub fn expire(
+        &mut self,
+        timing: Timing,
+        now: Instant,
+        refused_at: Option<Instant>,
+    ) -> Vec<ServiceKey> {
         let mut changed = Vec::new();
-        let mut stamps = Vec::new();
+        let mut removed = 0usize;
         for (key, svc) in self.services.iter_mut() {
             let mut any = false;
             for cluster in svc.clusters.values_mut() {
@@ -317,11 +525,16 @@ impl Store {
                     if !inst.ephemeral {
                         return true;
                     }
-                    let silent = now.saturating_duration_since(inst.last_beat.unwrap_or(now));
+                    let last = match (inst.last_beat, refused_at) {
+                        (Some(b), Some(r)) => b.max(r),
+                        (b, r) => b.or(r).unwrap_or(now),
+                    };
+                    let silent = now.saturating_duration_since(last);
                     if silent >= inst.meta_ms(META_DELETE_TIMEOUT, timing.delete_timeout) {
                         tracing::info!(service = %key.grouped, ip = %inst.ip, port = inst.port,
                             "instance removed: no beat for {silent:?}");
                         any = true;
+                        removed += 1;
                         return false;
                     }
                     if inst.healthy
@@ -340,9 +553,9 @@ impl Store {
                 changed.push(key.clone());
             }
         }
+        self.instances -= removed;
         for key in &changed {
             let stamp = self.stamp();
-            stamps.push(stamp);
             if let Some(svc) = self.services.get_mut(key) {
                 svc.last_ref_time = stamp;
             }
@@ -380,8 +593,62 @@ impl Store {
         true
     }
 
-    /// The list answer for a service: instances of `clusters` (all if empty), enabled ones
-    /// only, healthy ones only if asked.
+    /// The instances a list query asks for: those of `clusters` (all if empty), enabled
+    /// ones only, healthy ones only if asked. Cheap: metadata is shared, not copied.
+    pub fn snapshot(
+        &self,
+        key: &ServiceKey,
+        clusters: &str,
+        healthy_only: bool,
+    ) -> ServiceSnapshot {
+        let wanted: Vec<&str> = clusters
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        let Some(svc) = self.services.get(key) else {
+            // A service that is gone answers with the newest change time of the store, so
+            // that clients never take its empty list for stale data.
+            return ServiceSnapshot {
+                clusters: Vec::new(),
+                last_ref_time: now_ms().max(self.last_stamp),
+            };
+        };
+        let mut out = Vec::new();
+        for (name, cluster) in &svc.clusters {
+            if !wanted.is_empty() && !wanted.contains(&name.as_str()) {
+                continue;
+            }
+            let hosts: Vec<HostSnapshot> = cluster
+                .values()
+                .filter(|i| i.enabled && (!healthy_only || i.healthy))
+                .map(|i| HostSnapshot {
+                    ip: i.ip.clone(),
+                    port: i.port,
+                    weight: i.weight,
+                    healthy: i.healthy,
+                    enabled: i.enabled,
+                    ephemeral: i.ephemeral,
+                    metadata: i.metadata.clone(),
+                })
+                .collect();
+            if !hosts.is_empty() {
+                out.push((name.clone(), hosts));
+            }
+        }
+        ServiceSnapshot {
+            clusters: out,
+            last_ref_time: svc.last_ref_time,
+        }
+    }
+
+    /// The change time of a service (0 if it is gone).
+    pub fn last_ref_time(&self, key: &ServiceKey) -> u64 {
+        self.services.get(key).map_or(0, |s| s.last_ref_time)
+    }
+
+    /// The list answer for a service, as a value (the server encodes snapshots directly).
+    #[cfg(test)]
     pub fn service_info(
         &self,
         key: &ServiceKey,
@@ -390,50 +657,9 @@ impl Store {
         healthy_only: bool,
         cache_millis: u64,
     ) -> ServiceInfo {
-        let wanted: Vec<&str> = clusters
-            .split(',')
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .collect();
-        let mut hosts = Vec::new();
-        let mut last_ref_time = 0;
-        if let Some(svc) = self.services.get(key) {
-            last_ref_time = svc.last_ref_time;
-            for (name, cluster) in &svc.clusters {
-                if !wanted.is_empty() && !wanted.contains(&name.as_str()) {
-                    continue;
-                }
-                for inst in cluster.values() {
-                    if !inst.enabled || (healthy_only && !inst.healthy) {
-                        continue;
-                    }
-                    hosts.push(inst.host(&key.grouped));
-                }
-            }
-        }
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        for h in &hosts {
-            h.ip.hash(&mut hasher);
-            h.port.hash(&mut hasher);
-            h.weight.to_bits().hash(&mut hasher);
-            h.healthy.hash(&mut hasher);
-            h.metadata.hash(&mut hasher);
-        }
-        ServiceInfo {
-            name: key.grouped.clone(),
-            group_name: group.to_owned(),
-            clusters: clusters.to_owned(),
-            cache_millis,
-            hosts,
-            // A service that is gone answers with the newest change time of the store, so
-            // that clients never take its empty list for stale data.
-            last_ref_time: if last_ref_time == 0 {
-                now_ms().max(self.last_stamp)
-            } else {
-                last_ref_time
-            },
-            checksum: format!("{:016x}", hasher.finish()),
-        }
+        let snap = self.snapshot(key, clusters, healthy_only);
+        let data = super::encode::service_json(&snap, key, group, clusters, cache_millis, None);
+        serde_json::from_slice(&data).expect("valid JSON")
     }
 
     /// One instance.
@@ -466,16 +692,29 @@ impl Store {
 
     /// Counts for metrics: (services, instances).
     pub fn counts(&self) -> (usize, usize) {
-        (
-            self.services.len(),
-            self.services.values().map(Service::instance_count).sum(),
-        )
+        (self.services.len(), self.instances)
     }
 
-    /// Services of a namespace (and group, if given): grouped names.
-    pub fn service_names(&self, namespace: &str) -> impl Iterator<Item = &ServiceKey> {
-        let ns = namespace.to_owned();
-        self.services.keys().filter(move |k| k.namespace == ns)
+    /// Instances of one service.
+    pub fn service_instance_count(&self, key: &ServiceKey) -> usize {
+        self.services.get(key).map_or(0, Service::instance_count)
+    }
+
+    /// Services of a namespace whose grouped names start with `prefix`, in name order.
+    pub fn service_names<'a>(
+        &'a self,
+        namespace: &str,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = &'a ServiceKey> + 'a {
+        let start = ServiceKey {
+            namespace: namespace.to_owned(),
+            grouped: prefix.to_owned(),
+        };
+        let ns = start.namespace.clone();
+        self.services
+            .range(start..)
+            .map(|(k, _)| k)
+            .take_while(move |k| k.namespace == ns && k.grouped.starts_with(prefix))
     }
 }
 
@@ -492,7 +731,7 @@ mod tests {
             enabled: true,
             ephemeral,
             cluster: "DEFAULT".into(),
-            metadata: BTreeMap::new(),
+            metadata: Arc::new(BTreeMap::new()),
             last_beat: None,
             last_beat_ms: 0,
         }
@@ -509,15 +748,17 @@ mod tests {
     fn silent_instances_turn_unhealthy_then_disappear() {
         let mut s = Store::open(None).unwrap();
         let k = key("a");
-        assert!(s.register(&k, inst("127.0.0.1", 1, true)).unwrap());
+        assert!(s.register(&k, inst("127.0.0.1", 1, true)).unwrap().changed);
         let timing = Timing {
             beat_timeout: Duration::from_secs(15),
             delete_timeout: Duration::from_secs(30),
         };
         let t0 = Instant::now();
-        assert!(s.expire(timing, t0 + Duration::from_secs(14)).is_empty());
+        assert!(s
+            .expire(timing, t0 + Duration::from_secs(14), None)
+            .is_empty());
         assert_eq!(
-            s.expire(timing, t0 + Duration::from_secs(16)),
+            s.expire(timing, t0 + Duration::from_secs(16), None),
             vec![k.clone()]
         );
         let info = s.service_info(&k, "DEFAULT_GROUP", "", false, 3000);
@@ -531,7 +772,7 @@ mod tests {
         assert!(s.service_info(&k, "DEFAULT_GROUP", "", true, 3000).hosts[0].healthy);
         let t1 = Instant::now();
         assert_eq!(
-            s.expire(timing, t1 + Duration::from_secs(31)),
+            s.expire(timing, t1 + Duration::from_secs(31), None),
             vec![k.clone()]
         );
         assert!(s.services.is_empty());
@@ -539,25 +780,87 @@ mod tests {
     }
 
     #[test]
-    fn metadata_overrides_the_timeouts() {
+    fn nothing_expires_while_the_server_refuses_requests() {
         let mut s = Store::open(None).unwrap();
         let k = key("a");
-        let mut i = inst("127.0.0.1", 1, true);
-        i.metadata.insert(META_BEAT_TIMEOUT.into(), "1000".into());
-        i.metadata.insert(META_DELETE_TIMEOUT.into(), "2000".into());
-        i.metadata.insert(META_BEAT_INTERVAL.into(), "500".into());
-        s.register(&k, i).unwrap();
+        let _ = s.register(&k, inst("127.0.0.1", 1, true)).unwrap();
+        let _ = s.register(&k, inst("127.0.0.1", 2, true)).unwrap();
+        assert_eq!(s.counts(), (1, 2));
         let timing = Timing {
             beat_timeout: Duration::from_secs(15),
             delete_timeout: Duration::from_secs(30),
         };
         let t0 = Instant::now();
-        assert_eq!(s.expire(timing, t0 + Duration::from_millis(1500)).len(), 1);
-        assert_eq!(s.expire(timing, t0 + Duration::from_millis(2500)).len(), 1);
+        // Refusing requests until t0 + 50 s: silence counts from the last refusal.
+        let refused = Some(t0 + Duration::from_secs(50));
+        assert!(s
+            .expire(timing, t0 + Duration::from_secs(60), refused)
+            .is_empty());
+        assert_eq!(s.counts(), (1, 2));
+        // 16 s after the last refusal: unhealthy; 31 s after: removed.
+        assert_eq!(
+            s.expire(timing, t0 + Duration::from_secs(66), refused),
+            vec![k.clone()]
+        );
+        assert!(!s.services[&k].clusters["DEFAULT"][&("127.0.0.1".into(), 1)].healthy);
+        assert_eq!(
+            s.expire(timing, t0 + Duration::from_secs(81), refused),
+            vec![k.clone()]
+        );
+        assert_eq!(s.counts(), (0, 0));
+    }
+
+    #[test]
+    fn counts_follow_every_change() {
+        let mut s = Store::open(None).unwrap();
+        for n in 0..50u16 {
+            let _ = s.register(&key(&format!("s{}", n % 5)), inst("127.0.0.1", n, true));
+        }
+        // Registering again is no new instance.
+        let _ = s.register(&key("s0"), inst("127.0.0.1", 0, true));
+        assert_eq!(s.counts(), (5, 50));
+        assert_eq!(s.service_instance_count(&key("s1")), 10);
+        let _ = s.deregister(&key("s1"), "DEFAULT", "127.0.0.1", 1).unwrap();
+        let _ = s.deregister(&key("s1"), "DEFAULT", "127.0.0.1", 1).unwrap();
+        assert_eq!(s.counts(), (5, 49));
+        let timing = Timing {
+            beat_timeout: Duration::from_secs(1),
+            delete_timeout: Duration::from_secs(2),
+        };
+        s.expire(timing, Instant::now() + Duration::from_secs(3), None);
+        assert_eq!(s.counts(), (0, 0));
+        let names: Vec<_> = s.service_names("public", "DEFAULT_GROUP@@").collect();
+        assert!(names.is_empty());
+    }
+
+    #[test]
+    fn metadata_overrides_the_timeouts() {
+        let mut s = Store::open(None).unwrap();
+        let k = key("a");
+        let mut i = inst("127.0.0.1", 1, true);
+        Arc::make_mut(&mut i.metadata).insert(META_BEAT_TIMEOUT.into(), "1000".into());
+        Arc::make_mut(&mut i.metadata).insert(META_DELETE_TIMEOUT.into(), "2000".into());
+        Arc::make_mut(&mut i.metadata).insert(META_BEAT_INTERVAL.into(), "500".into());
+        let _ = s.register(&k, i).unwrap();
+        let timing = Timing {
+            beat_timeout: Duration::from_secs(15),
+            delete_timeout: Duration::from_secs(30),
+        };
+        let t0 = Instant::now();
+        assert_eq!(
+            s.expire(timing, t0 + Duration::from_millis(1500), None)
+                .len(),
+            1
+        );
+        assert_eq!(
+            s.expire(timing, t0 + Duration::from_millis(2500), None)
+                .len(),
+            1
+        );
         assert!(s.services.is_empty());
         let mut i = inst("127.0.0.1", 2, true);
-        i.metadata.insert(META_BEAT_INTERVAL.into(), "500".into());
-        s.register(&k, i).unwrap();
+        Arc::make_mut(&mut i.metadata).insert(META_BEAT_INTERVAL.into(), "500".into());
+        let _ = s.register(&k, i).unwrap();
         assert_eq!(
             s.beat(&k, "DEFAULT", "127.0.0.1", 2).0,
             Beat::Ok(Duration::from_millis(500))
@@ -572,18 +875,20 @@ mod tests {
         {
             let mut s = Store::open(Some(&dir)).unwrap();
             let mut i = inst("127.0.0.1", 7, false);
-            i.metadata.insert("k".into(), "v".into());
+            Arc::make_mut(&mut i.metadata).insert("k".into(), "v".into());
             i.weight = 3.0;
-            s.register(&k, i).unwrap();
-            s.register(&k, inst("127.0.0.1", 8, false)).unwrap();
-            s.register(&k, inst("127.0.0.1", 9, true)).unwrap();
-            assert!(s.deregister(&k, "DEFAULT", "127.0.0.1", 8).unwrap());
+            // Each write is committed by the storage thread; the flush says when.
+            assert!(s.register(&k, i).unwrap().flushed_blocking().unwrap());
+            let _ = s.register(&k, inst("127.0.0.1", 8, false)).unwrap();
+            let plain = s.register(&k, inst("127.0.0.1", 9, true)).unwrap();
+            assert!(plain.flush.is_none(), "ephemeral instances are not written");
+            assert!(s.deregister(&k, "DEFAULT", "127.0.0.1", 8).unwrap().changed);
             let later = Instant::now() + Duration::from_secs(3600);
             let timing = Timing {
                 beat_timeout: Duration::from_secs(15),
                 delete_timeout: Duration::from_secs(30),
             };
-            s.expire(timing, later);
+            s.expire(timing, later, None);
             assert_eq!(s.counts(), (1, 1));
         }
         let s = Store::open(Some(&dir)).unwrap();
@@ -604,11 +909,11 @@ mod tests {
         let k = key("fast");
         let mut last = 0;
         for port in 1..200 {
-            s.register(&k, inst("127.0.0.1", port, true)).unwrap();
+            let _ = s.register(&k, inst("127.0.0.1", port, true)).unwrap();
             let info = s.service_info(&k, "DEFAULT_GROUP", "", false, 3000);
             assert!(info.last_ref_time > last);
             last = info.last_ref_time;
-            s.deregister(&k, "DEFAULT", "127.0.0.1", port).unwrap();
+            let _ = s.deregister(&k, "DEFAULT", "127.0.0.1", port).unwrap();
             let gone = s.service_info(&k, "DEFAULT_GROUP", "", false, 3000);
             assert!(gone.hosts.is_empty());
             assert!(
@@ -629,9 +934,9 @@ mod tests {
         b.cluster = "B".into();
         let mut d = inst("127.0.0.1", 3, true);
         d.enabled = false;
-        s.register(&k, a).unwrap();
-        s.register(&k, b).unwrap();
-        s.register(&k, d).unwrap();
+        let _ = s.register(&k, a).unwrap();
+        let _ = s.register(&k, b).unwrap();
+        let _ = s.register(&k, d).unwrap();
         let all = s.service_info(&k, "DEFAULT_GROUP", "", false, 3000);
         assert_eq!(all.hosts.len(), 2);
         let only_a = s.service_info(&k, "DEFAULT_GROUP", "A", false, 3000);
@@ -641,6 +946,6 @@ mod tests {
         // Re-registering the same data is not a change.
         let mut a2 = inst("127.0.0.1", 1, true);
         a2.cluster = "A".into();
-        assert!(!s.register(&k, a2).unwrap());
+        assert!(!s.register(&k, a2).unwrap().changed);
     }
 }
