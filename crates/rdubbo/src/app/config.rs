@@ -28,7 +28,8 @@
 //! `RDUBBO_APPLICATION__NAME=shop` sets `application.name` and
 //! `RDUBBO_REGISTRIES__MAIN__ADDRESS=zookeeper://127.0.0.1:2181` sets
 //! `registries.main.address`. Values are read as TOML values when they parse as one
-//! (`8080`, `true`, `["a", "b"]`) and as strings otherwise.
+//! (`8080`, `true`, `["a", "b"]`) and as strings otherwise. Names of one level
+//! (`RDUBBO_JAVA_DUBBO_DIR`) name no key and are left to the tools that read them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -447,7 +448,9 @@ impl Config {
             .filter_map(|(k, v)| {
                 let rest = k.strip_prefix("RDUBBO_")?;
                 let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
-                (!path.iter().any(String::is_empty)).then_some((path, v, k))
+                // Every key of the file is inside a section, so an override has two levels
+                // at least; single-level names (`RDUBBO_JAVA_DUBBO_DIR`) belong to tools.
+                (path.len() >= 2 && !path.iter().any(String::is_empty)).then_some((path, v, k))
             })
             .collect();
         if overrides.is_empty() {
