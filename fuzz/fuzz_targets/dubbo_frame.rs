@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let body = data.get(HEADER_LEN..).unwrap_or(data);
     let bytes = bytes::Bytes::copy_from_slice(body);
-    if let Ok(req) = codec::decode_request_body(bytes.clone()) {
+    if let Ok(req) = codec::decode_request_body(&bytes) {
         let _ = req.service();
         // As dynamic values and their JSON form (what generic callers and the CLI see) ...
         if let Ok(values) = req.args.to_values() {

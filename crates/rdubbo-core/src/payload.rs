@@ -268,7 +268,7 @@ impl Args {
     /// A reader of the arguments one by one, into Rust types.
     pub fn decoder(&self) -> ArgsDecoder<'_> {
         let state = match self {
-            Args::Hessian(h) => State::Hessian(Box::new(Decoder::new(&h.body[h.start..h.end]))),
+            Args::Hessian(h) => State::Hessian(Decoder::new(&h.body[h.start..h.end])),
             Args::Typed(t) => match t.to_values() {
                 Ok(v) => State::Owned(v),
                 Err(e) => State::Failed(e.to_string()),
@@ -283,10 +283,13 @@ impl Args {
     }
 }
 
+// Not boxed: an argument reader lives for one dispatch, and boxing would cost every call
+// over the wire an allocation.
+#[allow(clippy::large_enum_variant)]
 enum State<'a> {
     Borrowed,
     Owned(Vec<Value>),
-    Hessian(Box<Decoder<'a>>),
+    Hessian(Decoder<'a>),
     Failed(String),
 }
 

@@ -1,11 +1,17 @@
-//! Hessian2 against serde_json on the same realistic struct (an order with a customer,
-//! lines, tags, attributes): encode and decode throughput, and encoded size.
+//! Hessian2 against serde_json on the same realistic structs: an order with a customer,
+//! lines, tags, attributes; and the interop POJO `com.example.User` (the one Java's
+//! `UserService.echoUser` sends: name, age, Date, BigDecimal, List<String>, nested Address,
+//! enum Level, Map<String, Integer>). Encode and decode throughput, and encoded size.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde::{Deserialize, Serialize};
+
+#[path = "common/user.rs"]
+mod user;
+use user::{user, User};
 
 #[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
 #[serde(rename = "com.example.Customer")]
@@ -68,6 +74,36 @@ fn order() -> Order {
     }
 }
 
+fn bench_user(c: &mut Criterion) {
+    let u = user();
+    let hessian = rdubbo_hessian::to_bytes(&u).unwrap();
+    let json = serde_json::to_vec(&u).unwrap();
+    assert_eq!(rdubbo_hessian::from_slice::<User>(&hessian).unwrap(), u);
+    println!(
+        "user: encoded size: hessian2 {} bytes, serde_json {} bytes",
+        hessian.len(),
+        json.len()
+    );
+    let mut g = c.benchmark_group("user");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("encode/hessian2", |b| {
+        b.iter(|| rdubbo_hessian::to_bytes(black_box(&u)).unwrap())
+    });
+    g.bench_function("encode/serde_json", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&u)).unwrap())
+    });
+    g.bench_function("decode/hessian2", |b| {
+        b.iter(|| rdubbo_hessian::from_slice::<User>(black_box(&hessian)).unwrap())
+    });
+    g.bench_function("decode/serde_json", |b| {
+        b.iter(|| serde_json::from_slice::<User>(black_box(&json)).unwrap())
+    });
+    g.bench_function("decode/hessian2-value", |b| {
+        b.iter(|| rdubbo_hessian::decode_value(black_box(&hessian)).unwrap())
+    });
+    g.finish();
+}
+
 fn bench(c: &mut Criterion) {
     let o = order();
     let hessian = rdubbo_hessian::to_bytes(&o).unwrap();
@@ -98,5 +134,5 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench_user, bench);
 criterion_main!(benches);

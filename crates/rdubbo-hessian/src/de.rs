@@ -6,11 +6,12 @@
 //! buffers. A back-reference is read by reading the referenced value again; a reference
 //! that forms a cycle is an error here ([`Value`](crate::Value) can hold cycles).
 
-use std::sync::Arc;
+use std::borrow::Cow;
 
+use serde::de::value::{BorrowedStrDeserializer, StrDeserializer};
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
-use crate::decode::{ClassDef, Decoder, ListKind};
+use crate::decode::{Decoder, ListKind};
 use crate::error::{Error, Result};
 use crate::ser::DATE_TOKEN;
 
@@ -35,6 +36,7 @@ impl<'de> Decoder<'de> {
 
     /// Skips class definitions; if the next value is a back-reference, moves the read
     /// position to the referenced value and returns where to come back to.
+    #[inline]
     fn follow(&mut self) -> Result<Option<(usize, usize)>> {
         while self.peek()? == b'C' {
             self.pos += 1;
@@ -56,6 +58,7 @@ impl<'de> Decoder<'de> {
         Ok(Some((back, index)))
     }
 
+    #[inline]
     fn come_back(&mut self, from: Option<(usize, usize)>) {
         if let Some((back, index)) = from {
             self.refs[index].open = false;
@@ -68,36 +71,39 @@ impl<'de> Decoder<'de> {
         self.spend()?;
         let start = self.pos;
         let tag = self.byte()?;
+        // One jump on the tag (the forms are disjoint ranges of it).
         match tag {
-            b'N' => return visitor.visit_unit(),
-            b'T' => return visitor.visit_bool(true),
-            b'F' => return visitor.visit_bool(false),
-            _ => {}
-        }
-        if let Some(i) = self.int_after(tag)? {
-            return visitor.visit_i32(i);
-        }
-        if let Some(l) = self.long_after(tag)? {
-            return visitor.visit_i64(l);
-        }
-        if let Some(d) = self.double_after(tag)? {
-            return visitor.visit_f64(d);
-        }
-        if let Some(ms) = self.date_after(tag)? {
-            return visitor.visit_i64(ms);
-        }
-        if Self::is_string_tag(tag) {
-            if let Some(s) = self.borrowed_ascii(tag)? {
-                return visitor.visit_borrowed_str(s);
+            b'N' => visitor.visit_unit(),
+            b'T' => visitor.visit_bool(true),
+            b'F' => visitor.visit_bool(false),
+            0x80..=0xbf => visitor.visit_i32(i32::from(tag) - 0x90),
+            0xc0..=0xd7 | b'I' => match self.int_after(tag)? {
+                Some(i) => visitor.visit_i32(i),
+                None => Err(self.unexpected(tag, "an int")),
+            },
+            0xd8..=0xff | 0x38..=0x3f | 0x59 | b'L' => match self.long_after(tag)? {
+                Some(l) => visitor.visit_i64(l),
+                None => Err(self.unexpected(tag, "a long")),
+            },
+            0x5b..=0x5f | b'D' => match self.double_after(tag)? {
+                Some(d) => visitor.visit_f64(d),
+                None => Err(self.unexpected(tag, "a double")),
+            },
+            0x4a | 0x4b => match self.date_after(tag)? {
+                Some(ms) => visitor.visit_i64(ms),
+                None => Err(self.unexpected(tag, "a date")),
+            },
+            0x00..=0x1f | 0x30..=0x33 | b'R' | b'S' => {
+                if let Some(s) = self.borrowed_ascii(tag)? {
+                    return visitor.visit_borrowed_str(s);
+                }
+                let mut s = String::new();
+                self.string_after(tag, &mut s)?;
+                visitor.visit_string(s)
             }
-            let mut s = String::new();
-            self.string_after(tag, &mut s)?;
-            return visitor.visit_string(s);
-        }
-        if Self::is_binary_tag(tag) {
-            return visitor.visit_byte_buf(self.binary_after(tag)?);
-        }
-        match tag {
+            0x20..=0x2f | 0x34..=0x37 | b'A' | b'B' => {
+                visitor.visit_byte_buf(self.binary_after(tag)?)
+            }
             b'H' | b'M' => {
                 let slot = self.open_slot(start);
                 self.enter()?;
@@ -113,13 +119,14 @@ impl<'de> Decoder<'de> {
                 Ok(v)
             }
             b'O' | 0x60..=0x6f => {
-                let def = self.instance_class(tag)?;
+                let class = self.instance_class(tag)?;
                 let slot = self.open_slot(start);
                 self.enter()?;
+                let fields = self.class_fields(class);
                 let v = visitor.visit_map(ObjectAccess {
                     de: self,
-                    def: def.clone(),
-                    next: 0,
+                    next: fields.start,
+                    end: fields.end,
                 })?;
                 self.leave();
                 self.close_slot(slot);
@@ -149,6 +156,28 @@ impl<'de> Decoder<'de> {
             }
         }
     }
+
+    /// Reads a one-chunk ASCII string at once (the usual form of a Java string); `None`
+    /// when the next value is anything else.
+    #[inline]
+    fn plain_str(&mut self) -> Result<Option<&'de str>> {
+        let tag = self.peek()?;
+        if !matches!(tag, 0x00..=0x1f | 0x30..=0x33 | b'S') {
+            return Ok(None);
+        }
+        let at = self.pos;
+        self.pos += 1;
+        match self.borrowed_ascii(tag)? {
+            Some(s) => {
+                self.spend()?;
+                Ok(Some(s))
+            }
+            None => {
+                self.pos = at;
+                Ok(None)
+            }
+        }
+    }
 }
 
 macro_rules! via_any {
@@ -162,6 +191,7 @@ macro_rules! via_any {
 impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     type Error = Error;
 
+    #[inline]
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         let back = self.follow()?;
         let r = self.any(visitor);
@@ -170,13 +200,41 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     }
 
     via_any! {
-        deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+        deserialize_bool deserialize_i8 deserialize_i16 deserialize_i64
         deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_f32
-        deserialize_f64 deserialize_char deserialize_str deserialize_string deserialize_bytes
+        deserialize_f64 deserialize_char deserialize_bytes
         deserialize_byte_buf deserialize_unit deserialize_seq deserialize_map
         deserialize_identifier deserialize_ignored_any deserialize_i128 deserialize_u128
     }
 
+    #[inline]
+    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        let tag = self.peek()?;
+        if let 0x80..=0xbf = tag {
+            self.spend()?;
+            self.pos += 1;
+            return visitor.visit_i32(i32::from(tag) - 0x90);
+        }
+        self.deserialize_any(visitor)
+    }
+
+    #[inline]
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self.plain_str()? {
+            Some(s) => visitor.visit_borrowed_str(s),
+            None => self.deserialize_any(visitor),
+        }
+    }
+
+    #[inline]
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self.plain_str()? {
+            Some(s) => visitor.visit_borrowed_str(s),
+            None => self.deserialize_any(visitor),
+        }
+    }
+
+    #[inline]
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         if self.peek()? == b'N' {
             self.pos += 1;
@@ -264,30 +322,38 @@ impl<'de> Decoder<'de> {
         let start = self.pos;
         let tag = self.peek()?;
         if Self::is_string_tag(tag) {
-            let name = self.read_string()?;
-            return visitor.visit_enum(name.into_deserializer());
+            return match self.read_str()? {
+                Cow::Borrowed(name) => visitor.visit_enum(BorrowedStrDeserializer::new(name)),
+                Cow::Owned(name) => visitor.visit_enum(name.into_deserializer()),
+            };
         }
         match tag {
             b'O' | 0x60..=0x6f => {
                 // A Java enum constant: an object whose `name` field names the variant.
                 self.pos += 1;
-                let def = self.instance_class(tag)?;
+                let class = self.instance_class(tag)?;
                 let slot = self.open_slot(start);
                 self.enter()?;
                 let mut name = None;
-                for field in def.fields.iter() {
-                    if field == "name" {
-                        name = Some(self.read_string()?);
+                for i in self.class_fields(class) {
+                    if self.field_names[i] == "name" {
+                        name = Some(self.read_str()?);
                     } else {
-                        self.read_value()?;
+                        self.skip_value()?;
                     }
                 }
                 self.leave();
                 self.close_slot(slot);
-                let name = name.ok_or_else(|| {
-                    Error::Message(format!("object of class {} has no `name` field", def.name))
-                })?;
-                visitor.visit_enum(name.into_deserializer())
+                match name {
+                    Some(Cow::Borrowed(name)) => {
+                        visitor.visit_enum(BorrowedStrDeserializer::new(name))
+                    }
+                    Some(Cow::Owned(name)) => visitor.visit_enum(name.into_deserializer()),
+                    None => Err(Error::Message(format!(
+                        "object of class {} has no `name` field",
+                        self.classes[class].name
+                    ))),
+                }
             }
             b'H' | b'M' => {
                 self.pos += 1;
@@ -321,6 +387,7 @@ struct SeqAccess<'a, 'de> {
 
 impl<'de> de::SeqAccess<'de> for SeqAccess<'_, 'de> {
     type Error = Error;
+    #[inline]
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
         match &mut self.left {
             Some(0) => return Ok(None),
@@ -344,38 +411,50 @@ struct MapAccess<'a, 'de> {
 
 impl<'de> de::MapAccess<'de> for MapAccess<'_, 'de> {
     type Error = Error;
+    #[inline]
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
         if self.de.peek()? == b'Z' {
             return Ok(None);
         }
         seed.deserialize(&mut *self.de).map(Some)
     }
+    #[inline]
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value> {
         seed.deserialize(&mut *self.de)
     }
 }
 
+/// The fields of an object: their names are `next..end` of the decoder's `field_names`.
 struct ObjectAccess<'a, 'de> {
     de: &'a mut Decoder<'de>,
-    def: Arc<ClassDef>,
     next: usize,
+    end: usize,
 }
 
 impl<'de> de::MapAccess<'de> for ObjectAccess<'_, 'de> {
     type Error = Error;
+    #[inline]
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
-        let Some(name) = self.def.fields.get(self.next) else {
+        if self.next == self.end {
             return Ok(None);
-        };
+        }
+        let i = self.next;
         self.next += 1;
-        seed.deserialize(de::value::StrDeserializer::<Error>::new(name))
-            .map(Some)
+        match &self.de.field_names[i] {
+            Cow::Borrowed(name) => seed
+                .deserialize(BorrowedStrDeserializer::<Error>::new(name))
+                .map(Some),
+            Cow::Owned(name) => seed
+                .deserialize(StrDeserializer::<Error>::new(name))
+                .map(Some),
+        }
     }
+    #[inline]
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value> {
         seed.deserialize(&mut *self.de)
     }
     fn size_hint(&self) -> Option<usize> {
-        Some(self.def.fields.len() - self.next)
+        Some(self.end - self.next)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The Hessian 2.0 reader.
 
-use std::sync::Arc;
+use std::borrow::Cow;
 
 use crate::error::{Error, Result};
 use crate::value::{List, Map, Object, Value};
@@ -8,18 +8,89 @@ use crate::value::{List, Map, Object, Value};
 /// Default limit on nesting of lists, maps and objects.
 pub const DEFAULT_MAX_DEPTH: usize = 128;
 
-/// A class definition seen in the stream.
+/// A list that keeps its first `N` items inline: a stream usually has few class
+/// definitions, field names and containers, and a decoder should not allocate for them.
 #[derive(Debug)]
-pub(crate) struct ClassDef {
-    pub(crate) name: String,
-    pub(crate) fields: Vec<String>,
+pub(crate) struct Small<T, const N: usize> {
+    inline: [T; N],
+    len: usize,
+    more: Vec<T>,
 }
 
-/// A list, map or object begun in the stream: where it starts, and whether it is still
-/// being read (a reference to it then is a cycle).
-#[derive(Debug, Clone, Copy)]
+impl<T: Default, const N: usize> Small<T, N> {
+    fn new() -> Self {
+        Small {
+            inline: std::array::from_fn(|_| T::default()),
+            len: 0,
+            more: Vec::new(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    pub(crate) fn push(&mut self, item: T) {
+        if self.len < N {
+            self.inline[self.len] = item;
+        } else {
+            self.more.push(item);
+        }
+        self.len += 1;
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> Option<&T> {
+        if i < self.len.min(N) {
+            Some(&self.inline[i])
+        } else {
+            self.more.get(i.checked_sub(N)?)
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        if i < self.len.min(N) {
+            Some(&mut self.inline[i])
+        } else {
+            self.more.get_mut(i.checked_sub(N)?)
+        }
+    }
+}
+
+impl<T: Default, const N: usize> std::ops::Index<usize> for Small<T, N> {
+    type Output = T;
+    #[inline]
+    fn index(&self, i: usize) -> &T {
+        self.get(i).expect("index within the list")
+    }
+}
+
+impl<T: Default, const N: usize> std::ops::IndexMut<usize> for Small<T, N> {
+    #[inline]
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        self.get_mut(i).expect("index within the list")
+    }
+}
+
+/// A class definition seen in the stream. Its name and field names are borrowed from the
+/// input (when they are plain ASCII, as class and field names are); the field names are
+/// `fields` of the decoder's `field_names`.
+#[derive(Debug, Default)]
+pub(crate) struct ClassDef<'de> {
+    pub(crate) name: Cow<'de, str>,
+    pub(crate) fields: std::ops::Range<usize>,
+}
+
+/// A list, map or object begun in the stream: where it starts, the number its instance was
+/// produced under (see `Decoder::emitted`), and whether it is still being read (a
+/// reference to it then is a cycle).
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Slot {
     pub(crate) pos: usize,
+    pub(crate) emitted: u32,
     pub(crate) open: bool,
 }
 
@@ -29,6 +100,12 @@ pub(crate) enum ListKind {
     Variable,
     /// This many items.
     Fixed(usize),
+}
+
+/// A map being read entry by entry (see [`Decoder::begin_map`]).
+#[derive(Debug)]
+pub struct MapReader {
+    slot: Option<usize>,
 }
 
 /// A Hessian 2.0 input stream over a byte slice.
@@ -43,9 +120,11 @@ pub(crate) enum ListKind {
 pub struct Decoder<'de> {
     pub(crate) input: &'de [u8],
     pub(crate) pos: usize,
-    pub(crate) classes: Vec<Arc<ClassDef>>,
-    pub(crate) types: Vec<String>,
-    pub(crate) refs: Vec<Slot>,
+    pub(crate) classes: Small<ClassDef<'de>, 4>,
+    /// The field names of every class definition, one after the other.
+    pub(crate) field_names: Small<Cow<'de, str>, 16>,
+    pub(crate) types: Vec<Cow<'de, str>>,
+    pub(crate) refs: Small<Slot, 8>,
     /// Greater than zero while re-reading a referenced value: nothing is defined then.
     pub(crate) replay: u32,
     /// While re-reading: the slot number of the next container met, per nested re-read
@@ -54,8 +133,6 @@ pub struct Decoder<'de> {
     /// Containers produced so far, copies of referenced ones included: the numbering a
     /// [`Value::Ref`] uses, so that a decoded value encodes back consistently.
     emitted: u32,
-    /// For each slot, the number its open instance was produced under.
-    emitted_of: Vec<u32>,
     pub(crate) depth: usize,
     max_depth: usize,
     pub(crate) budget: usize,
@@ -69,13 +146,13 @@ impl<'de> Decoder<'de> {
         Decoder {
             input,
             pos: 0,
-            classes: Vec::new(),
+            classes: Small::new(),
+            field_names: Small::new(),
             types: Vec::new(),
-            refs: Vec::new(),
+            refs: Small::new(),
             replay: 0,
             replay_next: Vec::new(),
             emitted: 0,
-            emitted_of: Vec::new(),
             depth: 0,
             max_depth: DEFAULT_MAX_DEPTH,
             budget: max_values,
@@ -112,6 +189,7 @@ impl<'de> Decoder<'de> {
         &self.input[self.pos.min(self.input.len())..]
     }
 
+    #[inline]
     pub(crate) fn peek(&self) -> Result<u8> {
         self.input
             .get(self.pos)
@@ -119,12 +197,14 @@ impl<'de> Decoder<'de> {
             .ok_or(Error::Eof(self.pos))
     }
 
+    #[inline]
     pub(crate) fn byte(&mut self) -> Result<u8> {
         let b = self.peek()?;
         self.pos += 1;
         Ok(b)
     }
 
+    #[inline]
     pub(crate) fn take(&mut self, n: usize) -> Result<&'de [u8]> {
         let end = self.pos.checked_add(n).ok_or(Error::Eof(self.pos))?;
         if end > self.input.len() {
@@ -135,6 +215,7 @@ impl<'de> Decoder<'de> {
         Ok(s)
     }
 
+    #[inline]
     fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
         let s = self.take(N)?;
         let mut a = [0u8; N];
@@ -154,6 +235,7 @@ impl<'de> Decoder<'de> {
         }
     }
 
+    #[inline]
     pub(crate) fn spend(&mut self) -> Result<()> {
         if self.budget == 0 {
             return Err(Error::TooLarge(self.max_values));
@@ -162,6 +244,7 @@ impl<'de> Decoder<'de> {
         Ok(())
     }
 
+    #[inline]
     pub(crate) fn enter(&mut self) -> Result<()> {
         self.depth += 1;
         if self.depth > self.max_depth {
@@ -170,6 +253,7 @@ impl<'de> Decoder<'de> {
         Ok(())
     }
 
+    #[inline]
     pub(crate) fn leave(&mut self) {
         self.depth -= 1;
     }
@@ -181,17 +265,18 @@ impl<'de> Decoder<'de> {
             let next = self.replay_next.last_mut()?;
             let slot = *next;
             *next += 1;
-            if slot >= self.refs.len() {
-                return None;
-            }
-            self.refs[slot].open = true;
+            let s = self.refs.get_mut(slot)?;
+            s.open = true;
+            s.emitted = self.emitted;
             slot
         } else {
-            self.refs.push(Slot { pos, open: true });
-            self.emitted_of.push(0);
+            self.refs.push(Slot {
+                pos,
+                emitted: self.emitted,
+                open: true,
+            });
             self.refs.len() - 1
         };
-        self.emitted_of[slot] = self.emitted;
         self.emitted = self.emitted.saturating_add(1);
         Some(slot)
     }
@@ -208,6 +293,7 @@ impl<'de> Decoder<'de> {
         self.replay_next.pop();
     }
 
+    #[inline]
     pub(crate) fn close_slot(&mut self, slot: Option<usize>) {
         if let Some(i) = slot {
             self.refs[i].open = false;
@@ -215,6 +301,7 @@ impl<'de> Decoder<'de> {
     }
 
     /// Reads an int in any of its forms, after its tag.
+    #[inline]
     pub(crate) fn int_after(&mut self, tag: u8) -> Result<Option<i32>> {
         Ok(Some(match tag {
             0x80..=0xbf => i32::from(tag) - 0x90,
@@ -229,6 +316,7 @@ impl<'de> Decoder<'de> {
     }
 
     /// Reads a long in any of its forms, after its tag.
+    #[inline]
     pub(crate) fn long_after(&mut self, tag: u8) -> Result<Option<i64>> {
         Ok(Some(match tag {
             0xd8..=0xef => i64::from(tag) - 0xe0,
@@ -244,6 +332,7 @@ impl<'de> Decoder<'de> {
     }
 
     /// Reads a double in any of its forms, after its tag.
+    #[inline]
     pub(crate) fn double_after(&mut self, tag: u8) -> Result<Option<f64>> {
         Ok(Some(match tag {
             0x5b => 0.0,
@@ -257,6 +346,7 @@ impl<'de> Decoder<'de> {
     }
 
     /// Reads a date after its tag, in milliseconds.
+    #[inline]
     pub(crate) fn date_after(&mut self, tag: u8) -> Result<Option<i64>> {
         Ok(Some(match tag {
             0x4a => i64::from_be_bytes(self.array()?),
@@ -266,6 +356,7 @@ impl<'de> Decoder<'de> {
     }
 
     /// Reads an int value (any int form; a long that fits is accepted too).
+    #[inline]
     pub fn read_int(&mut self) -> Result<i32> {
         let tag = self.byte()?;
         if let Some(i) = self.int_after(tag)? {
@@ -292,6 +383,7 @@ impl<'de> Decoder<'de> {
     }
 
     /// Whether `tag` starts a string.
+    #[inline]
     pub(crate) fn is_string_tag(tag: u8) -> bool {
         matches!(tag, 0x00..=0x1f | 0x30..=0x33 | b'R' | b'S')
     }
@@ -320,6 +412,7 @@ impl<'de> Decoder<'de> {
     }
 
     /// If the string at the read position is one chunk of ASCII, borrows it.
+    #[inline]
     pub(crate) fn borrowed_ascii(&mut self, tag: u8) -> Result<Option<&'de str>> {
         let start = self.pos;
         let len = match tag {
@@ -332,8 +425,7 @@ impl<'de> Decoder<'de> {
         match self.input.get(body..body + len) {
             Some(s) if s.is_ascii() => {
                 self.pos = body + len;
-                // ASCII is valid UTF-8.
-                Ok(std::str::from_utf8(s).ok())
+                Ok(Some(ascii_str(s)))
             }
             _ => {
                 self.pos = start;
@@ -342,11 +434,121 @@ impl<'de> Decoder<'de> {
         }
     }
 
+    /// Reads a string after its tag: borrowed from the input when it is one chunk of ASCII.
+    #[inline]
+    pub(crate) fn str_after(&mut self, tag: u8) -> Result<Cow<'de, str>> {
+        if let Some(s) = self.borrowed_ascii(tag)? {
+            return Ok(Cow::Borrowed(s));
+        }
+        let mut s = String::new();
+        self.string_after(tag, &mut s)?;
+        Ok(Cow::Owned(s))
+    }
+
+    /// Reads a string value, borrowed from the input when it is one chunk of ASCII.
+    #[inline]
+    pub(crate) fn read_str(&mut self) -> Result<Cow<'de, str>> {
+        let tag = self.byte()?;
+        self.str_after(tag)
+    }
+
+    /// Reads the next value if it is a string: borrowed from the input when it is one
+    /// chunk of ASCII (as names, versions and descriptors are), else decoded. `None`, with
+    /// nothing read, when the next value is not a string.
+    pub fn try_read_str(&mut self) -> Result<Option<Cow<'de, str>>> {
+        let tag = self.peek()?;
+        if !Self::is_string_tag(tag) {
+            return Ok(None);
+        }
+        self.spend()?;
+        self.pos += 1;
+        self.str_after(tag).map(Some)
+    }
+
+    /// If the next value is a map (`H`, or `M` and its type), reads its start and returns
+    /// it: read its keys and values with the other read methods until
+    /// [`Decoder::end_map`] says it ended. `None`, with nothing read, for any other value.
+    ///
+    /// ```
+    /// use rdubbo_hessian::{Decoder, Encoder};
+    ///
+    /// let mut e = Encoder::new();
+    /// e.write_map_begin(None);
+    /// e.write_str("k");
+    /// e.write_str("v");
+    /// e.write_end();
+    /// let bytes = e.into_bytes();
+    /// let mut d = Decoder::new(&bytes);
+    /// let map = d.begin_map().unwrap().unwrap();
+    /// let mut pairs = Vec::new();
+    /// while !d.end_map(&map).unwrap() {
+    ///     let k = d.try_read_str().unwrap().unwrap();
+    ///     let v = d.try_read_str().unwrap().unwrap();
+    ///     pairs.push((k, v));
+    /// }
+    /// assert_eq!(pairs, [("k".into(), "v".into())]);
+    /// assert!(d.is_at_end());
+    /// ```
+    pub fn begin_map(&mut self) -> Result<Option<MapReader>> {
+        let tag = self.peek()?;
+        if tag != b'H' && tag != b'M' {
+            return Ok(None);
+        }
+        self.spend()?;
+        let start = self.pos;
+        self.pos += 1;
+        let slot = self.open_slot(start);
+        self.enter()?;
+        if tag == b'M' {
+            self.read_type()?;
+        }
+        Ok(Some(MapReader { slot }))
+    }
+
+    /// Whether `map` (begun by [`Decoder::begin_map`]) is at its end; if so, reads its end
+    /// marker.
+    pub fn end_map(&mut self, map: &MapReader) -> Result<bool> {
+        if self.peek()? != b'Z' {
+            return Ok(false);
+        }
+        self.pos += 1;
+        self.leave();
+        self.close_slot(map.slot);
+        Ok(true)
+    }
+
+    /// Steps over a string after its first tag.
+    pub(crate) fn skip_string_after(&mut self, tag: u8) -> Result<()> {
+        if self.borrowed_ascii(tag)?.is_some() {
+            return Ok(());
+        }
+        let mut s = String::new();
+        self.string_after(tag, &mut s)
+    }
+
+    /// Steps over binary data after its first tag.
+    pub(crate) fn skip_binary_after(&mut self, mut tag: u8) -> Result<()> {
+        loop {
+            let (len, last) = match tag {
+                0x20..=0x2f => ((tag - 0x20) as usize, true),
+                0x34..=0x37 => ((((tag - 0x34) as usize) << 8) | self.byte()? as usize, true),
+                b'B' => (self.u16()?, true),
+                b'A' => (self.u16()?, false),
+                _ => return Err(self.unexpected(tag, "a binary chunk")),
+            };
+            self.take(len)?;
+            if last {
+                return Ok(());
+            }
+            tag = self.byte()?;
+        }
+    }
+
     fn utf8_units(&mut self, n: usize, out: &mut String, pending: &mut Option<u16>) -> Result<()> {
         if pending.is_none() {
             if let Some(s) = self.input.get(self.pos..self.pos + n) {
                 if s.is_ascii() {
-                    out.push_str(std::str::from_utf8(s).map_err(|_| Error::Utf8(self.pos))?);
+                    out.push_str(ascii_str(s));
                     self.pos += n;
                     return Ok(());
                 }
@@ -417,6 +619,7 @@ impl<'de> Decoder<'de> {
     }
 
     /// Whether `tag` starts binary data.
+    #[inline]
     pub(crate) fn is_binary_tag(tag: u8) -> bool {
         matches!(tag, 0x20..=0x2f | 0x34..=0x37 | b'A' | b'B')
     }
@@ -441,10 +644,10 @@ impl<'de> Decoder<'de> {
     }
 
     /// Reads a type name or a type reference.
-    pub(crate) fn read_type(&mut self) -> Result<String> {
+    pub(crate) fn read_type(&mut self) -> Result<Cow<'de, str>> {
         let tag = self.peek()?;
         if Self::is_string_tag(tag) {
-            let t = self.read_string()?;
+            let t = self.read_str()?;
             if self.replay == 0 {
                 self.types.push(t.clone());
             }
@@ -461,34 +664,55 @@ impl<'de> Decoder<'de> {
 
     /// Reads a class definition after its `C`.
     pub(crate) fn class_def(&mut self) -> Result<()> {
-        let name = self.read_string()?;
+        let name = self.read_str()?;
         let n = self.read_len()?;
-        let mut fields = Vec::with_capacity(n.min(self.input.len() - self.pos));
+        if self.replay > 0 {
+            // Read again while following a reference: defined already.
+            for _ in 0..n {
+                self.read_str()?;
+            }
+            return Ok(());
+        }
+        let start = self.field_names.len();
         for _ in 0..n {
-            fields.push(self.read_string()?);
+            let field = self.read_str()?;
+            self.field_names.push(field);
         }
-        if self.replay == 0 {
-            self.classes.push(Arc::new(ClassDef { name, fields }));
-        }
+        self.classes.push(ClassDef {
+            name,
+            fields: start..start + n,
+        });
         Ok(())
     }
 
-    /// The class definition of an instance, after its tag (`O` or `0x60..0x6f`).
-    pub(crate) fn instance_class(&mut self, tag: u8) -> Result<Arc<ClassDef>> {
+    /// The class definition (its index) of an instance, after its tag (`O` or
+    /// `0x60..0x6f`).
+    #[inline]
+    pub(crate) fn instance_class(&mut self, tag: u8) -> Result<usize> {
         let at = self.pos - 1;
         let index = if tag == b'O' {
             self.read_len()?
         } else {
             (tag - 0x60) as usize
         };
-        self.classes
-            .get(index)
-            .cloned()
-            .ok_or(Error::UnknownClass { index, pos: at })
+        if index < self.classes.len() {
+            Ok(index)
+        } else {
+            Err(Error::UnknownClass { index, pos: at })
+        }
+    }
+
+    /// The field names of class definition `class`.
+    #[inline]
+    pub(crate) fn class_fields(&self, class: usize) -> std::ops::Range<usize> {
+        self.classes[class].fields.clone()
     }
 
     /// The list form a tag begins, with its type name; None if the tag begins no list.
-    pub(crate) fn list_after(&mut self, tag: u8) -> Result<Option<(ListKind, Option<String>)>> {
+    pub(crate) fn list_after(
+        &mut self,
+        tag: u8,
+    ) -> Result<Option<(ListKind, Option<Cow<'de, str>>)>> {
         Ok(Some(match tag {
             0x55 => (ListKind::Variable, Some(self.read_type()?)),
             b'V' => {
@@ -507,6 +731,7 @@ impl<'de> Decoder<'de> {
     }
 
     /// A capacity for `n` announced items, bounded by the bytes left (every item takes one).
+    #[inline]
     pub(crate) fn capacity(&self, n: usize) -> usize {
         n.min(self.input.len().saturating_sub(self.pos))
     }
@@ -563,14 +788,14 @@ impl<'de> Decoder<'de> {
                 // Shared and cyclic graphs stay what they are: a back-reference, never a
                 // copy (a copy would change identity for a Java peer, and lets a small
                 // input expand without bound).
-                let (index, _) = self.ref_after()?;
-                Ok(Value::Ref(self.emitted_of[index]))
+                let (_, slot) = self.ref_after()?;
+                Ok(Value::Ref(slot.emitted))
             }
             b'H' | b'M' => {
                 let slot = self.open_slot(start);
                 self.enter()?;
                 let type_name = if tag == b'M' {
-                    Some(self.read_type()?)
+                    Some(self.read_type()?.into_owned())
                 } else {
                     None
                 };
@@ -586,17 +811,19 @@ impl<'de> Decoder<'de> {
                 Ok(Value::Map(Map { type_name, entries }))
             }
             b'O' | 0x60..=0x6f => {
-                let def = self.instance_class(tag)?;
+                let class = self.instance_class(tag)?;
                 let slot = self.open_slot(start);
                 self.enter()?;
-                let mut fields = Vec::with_capacity(def.fields.len());
-                for name in &def.fields {
-                    fields.push((name.clone(), self.read_value()?));
+                let names = self.class_fields(class);
+                let mut fields = Vec::with_capacity(names.len());
+                for i in names {
+                    let name = self.field_names[i].to_string();
+                    fields.push((name, self.read_value()?));
                 }
                 self.leave();
                 self.close_slot(slot);
                 Ok(Value::Object(Object {
-                    class: def.name.clone(),
+                    class: self.classes[class].name.to_string(),
                     fields,
                 }))
             }
@@ -625,7 +852,10 @@ impl<'de> Decoder<'de> {
                 };
                 self.leave();
                 self.close_slot(slot);
-                Ok(Value::List(List { type_name, items }))
+                Ok(Value::List(List {
+                    type_name: type_name.map(Cow::into_owned),
+                    items,
+                }))
             }
         }
     }
@@ -636,20 +866,24 @@ impl<'de> Decoder<'de> {
         self.spend()?;
         let start = self.pos;
         let tag = self.byte()?;
-        if matches!(tag, b'N' | b'T' | b'F')
-            || self.int_after(tag)?.is_some()
-            || self.long_after(tag)?.is_some()
-            || self.double_after(tag)?.is_some()
-            || self.date_after(tag)?.is_some()
-        {
+        // Nulls, booleans, numbers and dates: how many bytes follow the tag.
+        let fixed = match tag {
+            b'N' | b'T' | b'F' | 0x80..=0xbf | 0xd8..=0xef | 0x5b | 0x5c => Some(0),
+            0xc0..=0xcf | 0xf0..=0xff | 0x5d => Some(1),
+            0xd0..=0xd7 | 0x38..=0x3f | 0x5e => Some(2),
+            b'I' | 0x59 | 0x5f | 0x4b => Some(4),
+            b'L' | b'D' | 0x4a => Some(8),
+            _ => None,
+        };
+        if let Some(n) = fixed {
+            self.take(n)?;
             return Ok(());
         }
         if Self::is_string_tag(tag) {
-            let mut s = String::new();
-            return self.string_after(tag, &mut s);
+            return self.skip_string_after(tag);
         }
         if Self::is_binary_tag(tag) {
-            return self.binary_after(tag).map(drop);
+            return self.skip_binary_after(tag);
         }
         match tag {
             b'C' => {
@@ -674,10 +908,10 @@ impl<'de> Decoder<'de> {
                 Ok(())
             }
             b'O' | 0x60..=0x6f => {
-                let def = self.instance_class(tag)?;
+                let class = self.instance_class(tag)?;
                 let slot = self.open_slot(start);
                 self.enter()?;
-                for _ in 0..def.fields.len() {
+                for _ in self.class_fields(class) {
                     self.skip_value()?;
                 }
                 self.leave();
@@ -717,6 +951,14 @@ impl<'de> Decoder<'de> {
             expected: "the start of a value",
         }
     }
+}
+
+/// `bytes`, which are ASCII, as text (without checking them again).
+#[inline]
+fn ascii_str(bytes: &[u8]) -> &str {
+    debug_assert!(bytes.is_ascii());
+    // SAFETY: every caller checked that `bytes` is ASCII, and ASCII is valid UTF-8.
+    unsafe { std::str::from_utf8_unchecked(bytes) }
 }
 
 /// Decodes one value from `input`, which must hold exactly one value.

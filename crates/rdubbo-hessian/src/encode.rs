@@ -2,17 +2,90 @@
 //! so that values with one canonical form come out byte-identical to Java's.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use crate::value::{List, Map, Object, Value};
 
 /// Longest chunk of a string or binary before a continuation chunk (`R` / `A`).
 const CHUNK: usize = 0x8000;
 
-/// A serde struct's identity: its name and how many fields it serializes.
-pub(crate) type StructKey = (&'static str, usize);
-/// Field names of a serde struct, in order.
-pub(crate) type Fields = Arc<[&'static str]>;
+/// Field names of a serde struct, in order (learnt once per process, then kept).
+pub(crate) type Fields = &'static [&'static str];
+
+/// Whether two names a serde impl handed over are the same: the same literal (pointer and
+/// length, the usual case) or the same text.
+#[inline]
+pub(crate) fn same_name(a: &'static str, b: &'static str) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
+}
+
+/// A list kept inline up to `N` items (no allocation for the few a stream usually has).
+#[derive(Debug, Clone)]
+pub(crate) struct SmallList<T: Copy, const N: usize> {
+    inline: [Option<T>; N],
+    len: usize,
+    more: Vec<T>,
+}
+
+impl<T: Copy, const N: usize> Default for SmallList<T, N> {
+    fn default() -> Self {
+        SmallList {
+            inline: [None; N],
+            len: 0,
+            more: Vec::new(),
+        }
+    }
+}
+
+impl<T: Copy, const N: usize> SmallList<T, N> {
+    #[inline]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.inline[..self.len.min(N)]
+            .iter()
+            .flatten()
+            .chain(self.more.iter())
+    }
+
+    #[inline]
+    pub(crate) fn push(&mut self, item: T) {
+        if self.len < N {
+            self.inline[self.len] = Some(item);
+        } else {
+            self.more.push(item);
+        }
+        self.len += 1;
+    }
+
+    pub(crate) fn retain(&mut self, keep: impl Fn(&T) -> bool) {
+        let kept: Vec<T> = self.iter().copied().filter(|x| keep(x)).collect();
+        self.clear();
+        for x in kept {
+            self.push(x);
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.inline = [None; N];
+        self.len = 0;
+        self.more.clear();
+    }
+}
+
+/// A class definition written for a serde struct (or enum, with `len == usize::MAX`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StructClass {
+    pub(crate) name: &'static str,
+    pub(crate) len: usize,
+    pub(crate) index: usize,
+    pub(crate) fields: Fields,
+}
+
+/// An enum constant written in the stream, and its reference number.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EnumRef {
+    name: &'static str,
+    variant: &'static str,
+    reference: u32,
+}
 
 /// A Hessian 2.0 output stream.
 ///
@@ -23,23 +96,25 @@ pub(crate) type Fields = Arc<[&'static str]>;
 #[derive(Debug, Default)]
 pub struct Encoder {
     pub(crate) buf: Vec<u8>,
-    /// Class definitions written from [`Value`]s: (class, fields) → index.
-    value_classes: HashMap<(String, Vec<String>), usize>,
-    /// Class definitions written from serde structs: (name, field count) → index, fields.
-    pub(crate) struct_classes: HashMap<StructKey, (usize, Fields)>,
+    /// Class definitions written from [`Value`]s: (class, fields) → index. Created when
+    /// first needed, as are the other maps.
+    value_classes: Option<HashMap<(String, Vec<String>), usize>>,
+    /// Class definitions written from serde structs and enums (a stream has few: a list
+    /// beats a map).
+    struct_classes: SmallList<StructClass, 8>,
     pub(crate) class_count: usize,
-    types: HashMap<String, usize>,
+    types: Option<HashMap<String, usize>>,
     /// Lists, maps and objects begun so far (the numbers back-references use).
     pub(crate) refs: u32,
     /// Java class names for serde names.
-    pub(crate) renames: HashMap<&'static str, String>,
+    pub(crate) renames: Option<HashMap<&'static str, String>>,
     /// Set when a struct was written before its fields were known (see `to_bytes`).
     pub(crate) relearn: bool,
     /// The next i64 is a date (set by `Date`'s serialization).
     pub(crate) date_next: bool,
-    /// Enum constants written so far, by (enum, variant) → reference number: Java enum
-    /// constants are singletons, so a second occurrence is written as a reference.
-    pub(crate) enum_refs: HashMap<(&'static str, &'static str), u32>,
+    /// Enum constants written so far, with their reference numbers: Java enum constants
+    /// are singletons, so a second occurrence is written as a reference.
+    enum_refs: SmallList<EnumRef, 4>,
 }
 
 /// Where a stream's tables stood, to roll back to.
@@ -52,11 +127,13 @@ pub(crate) struct Snapshot {
 
 impl Encoder {
     /// An empty stream.
+    #[inline]
     pub fn new() -> Encoder {
         Encoder::default()
     }
 
     /// An empty stream writing after the bytes already in `buf`.
+    #[inline]
     pub fn with_buffer(buf: Vec<u8>) -> Encoder {
         Encoder {
             buf,
@@ -64,64 +141,112 @@ impl Encoder {
         }
     }
 
+    #[inline]
     pub(crate) fn snapshot(&self) -> Snapshot {
         Snapshot {
             classes: self.class_count,
-            types: self.types.len(),
+            types: self.types.as_ref().map_or(0, HashMap::len),
             refs: self.refs,
         }
     }
 
     pub(crate) fn restore(&mut self, s: Snapshot) {
-        self.value_classes.retain(|_, i| *i < s.classes);
-        self.struct_classes.retain(|_, (i, _)| *i < s.classes);
+        if let Some(v) = &mut self.value_classes {
+            v.retain(|_, i| *i < s.classes);
+        }
+        self.struct_classes.retain(|c| c.index < s.classes);
         self.class_count = s.classes;
-        self.types.retain(|_, i| *i < s.types);
-        self.enum_refs.retain(|_, r| *r < s.refs);
+        if let Some(t) = &mut self.types {
+            t.retain(|_, i| *i < s.types);
+        }
+        self.enum_refs.retain(|e| e.reference < s.refs);
         self.refs = s.refs;
     }
 
+    /// The class definition written for the serde struct `name` of `len` fields, if any.
+    #[inline]
+    pub(crate) fn struct_class(&self, name: &'static str, len: usize) -> Option<StructClass> {
+        self.struct_classes
+            .iter()
+            .find(|c| c.len == len && same_name(c.name, name))
+            .copied()
+    }
+
+    #[inline]
     pub(crate) fn remember_struct(
         &mut self,
-        key: (&'static str, usize),
+        name: &'static str,
+        len: usize,
         index: usize,
-        fields: Arc<[&'static str]>,
+        fields: Fields,
     ) {
-        self.struct_classes.insert(key, (index, fields));
+        self.struct_classes.push(StructClass {
+            name,
+            len,
+            index,
+            fields,
+        });
+    }
+
+    /// The reference number of the enum constant `name::variant` written before, if any.
+    #[inline]
+    pub(crate) fn enum_ref(&self, name: &'static str, variant: &'static str) -> Option<u32> {
+        self.enum_refs
+            .iter()
+            .find(|e| same_name(e.variant, variant) && same_name(e.name, name))
+            .map(|e| e.reference)
+    }
+
+    #[inline]
+    pub(crate) fn remember_enum(&mut self, name: &'static str, variant: &'static str, r: u32) {
+        self.enum_refs.push(EnumRef {
+            name,
+            variant,
+            reference: r,
+        });
     }
 
     /// Forgets class definitions, types and references, and clears the buffer.
     pub fn reset(&mut self) {
         self.buf.clear();
-        self.value_classes.clear();
+        if let Some(v) = &mut self.value_classes {
+            v.clear();
+        }
         self.struct_classes.clear();
         self.class_count = 0;
-        self.types.clear();
+        if let Some(t) = &mut self.types {
+            t.clear();
+        }
         self.enum_refs.clear();
         self.refs = 0;
     }
 
     /// The bytes written so far.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf
     }
 
     /// The bytes written, consuming the encoder.
+    #[inline]
     pub fn into_bytes(self) -> Vec<u8> {
         self.buf
     }
 
     /// Writes `N`.
+    #[inline]
     pub fn write_null(&mut self) {
         self.buf.push(b'N');
     }
 
     /// Writes `T` or `F`.
+    #[inline]
     pub fn write_bool(&mut self, v: bool) {
         self.buf.push(if v { b'T' } else { b'F' });
     }
 
     /// Writes an int in its shortest form.
+    #[inline]
     pub fn write_int(&mut self, v: i32) {
         let b = &mut self.buf;
         if (-0x10..=0x2f).contains(&v) {
@@ -137,6 +262,7 @@ impl Encoder {
     }
 
     /// Writes a long in its shortest form.
+    #[inline]
     pub fn write_long(&mut self, v: i64) {
         let b = &mut self.buf;
         if (-0x08..=0x0f).contains(&v) {
@@ -190,6 +316,7 @@ impl Encoder {
 
     /// Writes a date (milliseconds since the epoch): in minutes (`0x4b`) when it is a whole
     /// minute that fits, else in milliseconds (`0x4a`).
+    #[inline]
     pub fn write_date(&mut self, millis: i64) {
         if millis % 60_000 == 0 {
             let minutes = millis / 60_000;
@@ -205,7 +332,20 @@ impl Encoder {
 
     /// Writes a string. Lengths count UTF-16 units; characters outside the Basic
     /// Multilingual Plane are written as two 3-byte surrogates, as Java does.
+    #[inline]
     pub fn write_str(&mut self, s: &str) {
+        let bytes = s.as_bytes();
+        if bytes.len() <= 0x1f && bytes.is_ascii() {
+            // The usual case: one byte of length, then the characters.
+            self.buf.reserve(bytes.len() + 1);
+            self.buf.push(bytes.len() as u8);
+            self.buf.extend_from_slice(bytes);
+            return;
+        }
+        self.write_long_str(s);
+    }
+
+    fn write_long_str(&mut self, s: &str) {
         if s.is_ascii() {
             let bytes = s.as_bytes();
             let mut rest = bytes;
@@ -284,6 +424,7 @@ impl Encoder {
     }
 
     /// Writes binary data (`byte[]`).
+    #[inline]
     pub fn write_bytes(&mut self, data: &[u8]) {
         let mut rest = data;
         while rest.len() > CHUNK {
@@ -307,17 +448,19 @@ impl Encoder {
 
     /// Writes a type name, or its number when it was written before in this stream.
     fn write_type(&mut self, type_name: &str) {
-        if let Some(&i) = self.types.get(type_name) {
+        let types = self.types.get_or_insert_with(HashMap::new);
+        if let Some(&i) = types.get(type_name) {
             self.write_int(i as i32);
         } else {
-            let n = self.types.len();
-            self.types.insert(type_name.to_string(), n);
+            let n = types.len();
+            types.insert(type_name.to_string(), n);
             self.write_str(type_name);
         }
     }
 
     /// Begins a list of `len` items (then write the items; no end marker). Counts as one
     /// reference.
+    #[inline]
     pub fn write_list_begin(&mut self, len: usize, type_name: Option<&str>) {
         self.refs += 1;
         match (len <= 7, type_name) {
@@ -352,6 +495,7 @@ impl Encoder {
 
     /// Begins a map (`H`, or `M` with a type); write keys and values, then
     /// [`Encoder::write_end`]. Counts as one reference.
+    #[inline]
     pub fn write_map_begin(&mut self, type_name: Option<&str>) {
         self.refs += 1;
         match type_name {
@@ -364,6 +508,7 @@ impl Encoder {
     }
 
     /// Ends a map or a variable-length list (`Z`).
+    #[inline]
     pub fn write_end(&mut self) {
         self.buf.push(b'Z');
     }
@@ -376,11 +521,13 @@ impl Encoder {
             class.to_string(),
             fields.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
         );
-        let index = match self.value_classes.get(&key) {
+        let index = match self.value_classes.as_ref().and_then(|v| v.get(&key)) {
             Some(&i) => i,
             None => {
                 let i = self.define_class(class, fields.iter().copied());
-                self.value_classes.insert(key, i);
+                self.value_classes
+                    .get_or_insert_with(HashMap::new)
+                    .insert(key, i);
                 i
             }
         };
@@ -403,6 +550,16 @@ impl Encoder {
         i
     }
 
+    /// Appends a class definition already encoded (`C`, name, field count, field names).
+    #[inline]
+    pub(crate) fn define_class_encoded(&mut self, definition: &[u8]) -> usize {
+        self.buf.extend_from_slice(definition);
+        let i = self.class_count;
+        self.class_count += 1;
+        i
+    }
+
+    #[inline]
     pub(crate) fn write_instance(&mut self, index: usize) {
         self.refs += 1;
         if index <= 0x0f {
@@ -414,6 +571,7 @@ impl Encoder {
     }
 
     /// Writes a back-reference to the `index`-th list, map or object of the stream.
+    #[inline]
     pub fn write_ref(&mut self, index: u32) {
         self.buf.push(0x51);
         self.write_int(index as i32);

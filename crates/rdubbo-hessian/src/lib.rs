@@ -49,7 +49,7 @@ mod value_serde;
 pub mod with;
 
 pub use de::from_slice;
-pub use decode::{decode_value, Decoder, DEFAULT_MAX_DEPTH};
+pub use decode::{decode_value, Decoder, MapReader, DEFAULT_MAX_DEPTH};
 pub use encode::{encode_value, Encoder};
 pub use error::{Error, Result};
 pub use ser::{to_bytes, to_encoder, Compound, StructSerializer, VariantSerializer};

@@ -8,23 +8,112 @@
 //! `serialize_bytes` become `byte[]`, [`Date`](crate::Date) a date. Other enum variants are
 //! written as a one-entry map `{variant: value}`.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
 
 use serde::ser::{self, Serialize};
 
-use crate::encode::{Encoder, Fields, StructKey};
+use crate::encode::{same_name, Encoder, Fields};
 use crate::error::{Error, Result};
 
 /// The newtype-struct name by which [`crate::Date`] tells the serializer it is a date.
 pub(crate) const DATE_TOKEN: &str = "$rdubbo_hessian::Date";
 
+/// What the serializer knows of a serde struct once it has seen one: its field names, and
+/// its class definition as written when no rename applies (copied into each stream that
+/// needs it).
+#[derive(Debug)]
+struct Schema {
+    fields: Fields,
+    definition: &'static [u8],
+}
+
+/// Schemas of the structs serialized so far, by (serde name, field count), shared by every
+/// thread: a struct's fields are learnt once per process. Schemas are never dropped (one
+/// per struct type of the program).
+static SCHEMAS: RwLock<BTreeMap<(&'static str, usize), &'static Schema>> =
+    RwLock::new(BTreeMap::new());
+
+/// Slots of a thread's schema cache.
+const CACHE_SLOTS: usize = 64;
+
+/// A schema found for (address of the serde name, its length, field count).
+#[derive(Clone, Copy)]
+struct Cached {
+    name: usize,
+    name_len: usize,
+    len: usize,
+    schema: &'static Schema,
+}
+
 thread_local! {
-    /// Field lists of the structs serialized so far, by (name, field count): with them, a
-    /// class definition can be written before the first instance's values.
-    static SCHEMAS: RefCell<HashMap<StructKey, Fields>> =
-        RefCell::new(HashMap::new());
+    /// This thread's view of [`SCHEMAS`]: a direct-mapped cache keyed by the address of the
+    /// serde name (no lock, no hashing of the text; a miss reads [`SCHEMAS`]).
+    static SCHEMA_CACHE: [Cell<Option<Cached>>; CACHE_SLOTS] =
+        const { [const { Cell::new(None) }; CACHE_SLOTS] };
+}
+
+#[inline]
+fn cache_slot(name: &'static str, len: usize) -> usize {
+    let a = name.as_ptr() as usize;
+    ((a >> 3) ^ (a >> 10) ^ len.wrapping_mul(7)) % CACHE_SLOTS
+}
+
+/// The schema of the serde struct `name` with `len` fields, if one was learnt.
+#[inline]
+fn schema(name: &'static str, len: usize) -> Option<&'static Schema> {
+    let slot = cache_slot(name, len);
+    let hit = SCHEMA_CACHE
+        .with(|c| c[slot].get())
+        .filter(|c| c.name == name.as_ptr() as usize && c.name_len == name.len() && c.len == len);
+    match hit {
+        Some(c) => Some(c.schema),
+        None => shared_schema(name, len),
+    }
+}
+
+fn shared_schema(name: &'static str, len: usize) -> Option<&'static Schema> {
+    let found = SCHEMAS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&(name, len))
+        .copied()?;
+    remember(name, len, found);
+    Some(found)
+}
+
+fn remember(name: &'static str, len: usize, schema: &'static Schema) {
+    let slot = cache_slot(name, len);
+    SCHEMA_CACHE.with(|c| {
+        c[slot].set(Some(Cached {
+            name: name.as_ptr() as usize,
+            name_len: name.len(),
+            len,
+            schema,
+        }))
+    });
+}
+
+/// Records the fields of the serde struct `name` with `len` fields.
+fn learn(name: &'static str, len: usize, fields: Vec<&'static str>) -> &'static Schema {
+    let mut all = SCHEMAS.write().unwrap_or_else(|e| e.into_inner());
+    let schema = *all.entry((name, len)).or_insert_with(|| {
+        let mut e = Encoder::new();
+        e.define_class(name, fields.iter().copied());
+        Box::leak(Box::new(Schema {
+            fields: fields.leak(),
+            definition: e.into_bytes().leak(),
+        }))
+    });
+    drop(all);
+    remember(name, len, schema);
+    schema
+}
+
+/// The schema of the Java enum `name`: one field, `name`.
+fn enum_schema(name: &'static str) -> &'static Schema {
+    schema(name, usize::MAX).unwrap_or_else(|| learn(name, usize::MAX, vec!["name"]))
 }
 
 impl Encoder {
@@ -36,29 +125,43 @@ impl Encoder {
     /// Writes instances of the struct or enum `rust_name` (its serde name) as the Java
     /// class `java_name`.
     pub fn rename_class(&mut self, rust_name: &'static str, java_name: impl Into<String>) {
-        self.renames.insert(rust_name, java_name.into());
+        self.renames
+            .get_or_insert_with(HashMap::new)
+            .insert(rust_name, java_name.into());
     }
 
-    fn class_name(&self, name: &'static str) -> String {
-        self.renames
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| name.to_string())
+    /// The Java class name given to `name` by [`Encoder::rename_class`], if any.
+    #[inline]
+    fn renamed(&self, name: &'static str) -> Option<String> {
+        self.renames.as_ref()?.get(name).cloned()
+    }
+
+    /// Writes the class definition of a struct whose schema is known; returns its index.
+    #[inline]
+    fn define_struct(&mut self, name: &'static str, len: usize, schema: &'static Schema) -> usize {
+        let index = match self.renamed(name) {
+            Some(class) => self.define_class(&class, schema.fields.iter().copied()),
+            None => self.define_class_encoded(schema.definition),
+        };
+        self.remember_struct(name, len, index, schema.fields);
+        index
     }
 }
 
 /// Encodes `value` as a stream of its own.
 ///
-/// The first time a struct type is written in a thread its field names are learnt while
-/// writing; the value is then written again so that class definitions come out in the
-/// order Java writes them.
+/// The first time a struct type is written (in this process) its field names are learnt
+/// while writing; the value is then written again so that class definitions come out in
+/// the order Java writes them.
+#[inline]
 pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    let mut e = Encoder::new();
+    let mut e = Encoder::with_buffer(Vec::with_capacity(256));
     to_encoder(&mut e, value)?;
     Ok(e.into_bytes())
 }
 
 /// Writes `value` into `e`'s stream (see [`to_bytes`]).
+#[inline]
 pub fn to_encoder<T: Serialize + ?Sized>(e: &mut Encoder, value: &T) -> Result<()> {
     let start = e.buf.len();
     let snapshot = e.snapshot();
@@ -81,10 +184,7 @@ pub struct StructSerializer<'a> {
 
 enum StructMode {
     /// The class definition is written; values follow in its field order.
-    Known {
-        fields: Arc<[&'static str]>,
-        next: usize,
-    },
+    Known { fields: Fields, next: usize },
     /// First sight of this struct: values go to a side buffer while field names are learnt.
     Learning {
         name: &'static str,
@@ -95,24 +195,32 @@ enum StructMode {
 }
 
 impl<'a> StructSerializer<'a> {
+    #[inline]
     fn begin(enc: &'a mut Encoder, name: &'static str, len: usize) -> StructSerializer<'a> {
-        let key = (name, len);
-        if let Some((index, fields)) = enc.struct_classes.get(&key) {
-            let (index, fields) = (*index, fields.clone());
-            enc.write_instance(index);
+        if let Some(class) = enc.struct_class(name, len) {
+            enc.write_instance(class.index);
             return StructSerializer {
                 enc,
-                mode: StructMode::Known { fields, next: 0 },
+                mode: StructMode::Known {
+                    fields: class.fields,
+                    next: 0,
+                },
             };
         }
-        if let Some(fields) = SCHEMAS.with(|s| s.borrow().get(&key).cloned()) {
-            let class = enc.class_name(name);
-            let index = enc.define_class(&class, fields.iter().copied());
-            enc.remember_struct(key, index, fields.clone());
+        StructSerializer::define(enc, name, len)
+    }
+
+    /// The first instance of `name` in this stream: its class definition, then the instance.
+    fn define(enc: &'a mut Encoder, name: &'static str, len: usize) -> StructSerializer<'a> {
+        if let Some(schema) = schema(name, len) {
+            let index = enc.define_struct(name, len, schema);
             enc.write_instance(index);
             return StructSerializer {
                 enc,
-                mode: StructMode::Known { fields, next: 0 },
+                mode: StructMode::Known {
+                    fields: schema.fields,
+                    next: 0,
+                },
             };
         }
         enc.relearn = true;
@@ -128,10 +236,15 @@ impl<'a> StructSerializer<'a> {
         }
     }
 
+    #[inline]
     fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<()> {
         match &mut self.mode {
             StructMode::Known { fields, next } => {
-                while *next < fields.len() && fields[*next] != key {
+                if fields.get(*next).is_some_and(|f| same_name(f, key)) {
+                    *next += 1;
+                    return value.serialize(&mut *self.enc);
+                }
+                while *next < fields.len() && !same_name(fields[*next], key) {
                     self.enc.write_null();
                     *next += 1;
                 }
@@ -150,6 +263,7 @@ impl<'a> StructSerializer<'a> {
         }
     }
 
+    #[inline]
     fn finish(self) -> Result<()> {
         match self.mode {
             StructMode::Known { fields, next } => {
@@ -164,11 +278,8 @@ impl<'a> StructSerializer<'a> {
                 fields,
             } => {
                 let values = std::mem::replace(&mut self.enc.buf, outer);
-                let fields: Arc<[&'static str]> = fields.into();
-                SCHEMAS.with(|s| s.borrow_mut().insert((name, len), fields.clone()));
-                let class = self.enc.class_name(name);
-                let index = self.enc.define_class(&class, fields.iter().copied());
-                self.enc.remember_struct((name, len), index, fields);
+                let schema = learn(name, len, fields);
+                let index = self.enc.define_struct(name, len, schema);
                 self.enc.write_instance(index);
                 self.enc.buf.extend_from_slice(&values);
             }
@@ -180,6 +291,7 @@ impl<'a> StructSerializer<'a> {
 impl ser::SerializeStruct for StructSerializer<'_> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(
         &mut self,
         key: &'static str,
@@ -187,9 +299,11 @@ impl ser::SerializeStruct for StructSerializer<'_> {
     ) -> Result<()> {
         self.field(key, value)
     }
+    #[inline]
     fn skip_field(&mut self, _key: &'static str) -> Result<()> {
         Ok(())
     }
+    #[inline]
     fn end(self) -> Result<()> {
         self.finish()
     }
@@ -203,6 +317,7 @@ pub struct VariantSerializer<'a> {
 impl ser::SerializeStructVariant for VariantSerializer<'_> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(
         &mut self,
         key: &'static str,
@@ -211,6 +326,7 @@ impl ser::SerializeStructVariant for VariantSerializer<'_> {
         self.enc.write_str(key);
         value.serialize(&mut *self.enc)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         self.enc.write_end();
         self.enc.write_end();
@@ -221,9 +337,11 @@ impl ser::SerializeStructVariant for VariantSerializer<'_> {
 impl ser::SerializeTupleVariant for VariantSerializer<'_> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         value.serialize(&mut *self.enc)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         self.enc.write_end();
         self.enc.write_end();
@@ -241,9 +359,11 @@ pub struct Compound<'a> {
 impl ser::SerializeSeq for Compound<'_> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         value.serialize(&mut *self.enc)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         if self.ended {
             self.enc.write_end();
@@ -255,9 +375,11 @@ impl ser::SerializeSeq for Compound<'_> {
 impl ser::SerializeTuple for Compound<'_> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         value.serialize(&mut *self.enc)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         ser::SerializeSeq::end(self)
     }
@@ -266,9 +388,11 @@ impl ser::SerializeTuple for Compound<'_> {
 impl ser::SerializeTupleStruct for Compound<'_> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         value.serialize(&mut *self.enc)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         ser::SerializeSeq::end(self)
     }
@@ -277,12 +401,15 @@ impl ser::SerializeTupleStruct for Compound<'_> {
 impl ser::SerializeMap for Compound<'_> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
         key.serialize(&mut *self.enc)
     }
+    #[inline]
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         value.serialize(&mut *self.enc)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         self.enc.write_end();
         Ok(())
@@ -300,22 +427,27 @@ impl<'a> ser::Serializer for &'a mut Encoder {
     type SerializeStruct = StructSerializer<'a>;
     type SerializeStructVariant = VariantSerializer<'a>;
 
+    #[inline]
     fn serialize_bool(self, v: bool) -> Result<()> {
         self.write_bool(v);
         Ok(())
     }
+    #[inline]
     fn serialize_i8(self, v: i8) -> Result<()> {
         self.write_int(v.into());
         Ok(())
     }
+    #[inline]
     fn serialize_i16(self, v: i16) -> Result<()> {
         self.write_int(v.into());
         Ok(())
     }
+    #[inline]
     fn serialize_i32(self, v: i32) -> Result<()> {
         self.write_int(v);
         Ok(())
     }
+    #[inline]
     fn serialize_i64(self, v: i64) -> Result<()> {
         if std::mem::take(&mut self.date_next) {
             self.write_date(v);
@@ -324,6 +456,7 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         }
         Ok(())
     }
+    #[inline]
     fn serialize_i128(self, v: i128) -> Result<()> {
         let v = i64::try_from(v).map_err(|_| Error::OutOfRange {
             value: v.to_string(),
@@ -331,14 +464,17 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         })?;
         self.serialize_i64(v)
     }
+    #[inline]
     fn serialize_u8(self, v: u8) -> Result<()> {
         self.write_int(v.into());
         Ok(())
     }
+    #[inline]
     fn serialize_u16(self, v: u16) -> Result<()> {
         self.write_int(v.into());
         Ok(())
     }
+    #[inline]
     fn serialize_u32(self, v: u32) -> Result<()> {
         match i32::try_from(v) {
             Ok(i) => self.write_int(i),
@@ -346,6 +482,7 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         }
         Ok(())
     }
+    #[inline]
     fn serialize_u64(self, v: u64) -> Result<()> {
         let v = i64::try_from(v).map_err(|_| Error::OutOfRange {
             value: v.to_string(),
@@ -353,6 +490,7 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         })?;
         self.serialize_i64(v)
     }
+    #[inline]
     fn serialize_u128(self, v: u128) -> Result<()> {
         let v = i64::try_from(v).map_err(|_| Error::OutOfRange {
             value: v.to_string(),
@@ -360,42 +498,52 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         })?;
         self.serialize_i64(v)
     }
+    #[inline]
     fn serialize_f32(self, v: f32) -> Result<()> {
         self.write_double(v.into());
         Ok(())
     }
+    #[inline]
     fn serialize_f64(self, v: f64) -> Result<()> {
         self.write_double(v);
         Ok(())
     }
+    #[inline]
     fn serialize_char(self, v: char) -> Result<()> {
         let mut tmp = [0u8; 4];
         self.write_str(v.encode_utf8(&mut tmp));
         Ok(())
     }
+    #[inline]
     fn serialize_str(self, v: &str) -> Result<()> {
         self.write_str(v);
         Ok(())
     }
+    #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<()> {
         self.write_bytes(v);
         Ok(())
     }
+    #[inline]
     fn serialize_none(self) -> Result<()> {
         self.write_null();
         Ok(())
     }
+    #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<()> {
         value.serialize(self)
     }
+    #[inline]
     fn serialize_unit(self) -> Result<()> {
         self.write_null();
         Ok(())
     }
+    #[inline]
     fn serialize_unit_struct(self, _name: &'static str) -> Result<()> {
         self.write_null();
         Ok(())
     }
+    #[inline]
     fn serialize_unit_variant(
         self,
         name: &'static str,
@@ -404,25 +552,20 @@ impl<'a> ser::Serializer for &'a mut Encoder {
     ) -> Result<()> {
         // A Java enum constant: an object of the enum's class with its `name`; the same
         // constant again is a reference to the first (Java writes singletons so).
-        if let Some(&r) = self.enum_refs.get(&(name, variant)) {
+        if let Some(r) = self.enum_ref(name, variant) {
             self.write_ref(r);
             return Ok(());
         }
-        self.enum_refs.insert((name, variant), self.refs);
-        let key = (name, usize::MAX);
-        let index = match self.struct_classes.get(&key) {
-            Some((i, _)) => *i,
-            None => {
-                let class = self.class_name(name);
-                let i = self.define_class(&class, ["name"].into_iter());
-                self.remember_struct(key, i, Arc::from(vec!["name"]));
-                i
-            }
+        self.remember_enum(name, variant, self.refs);
+        let index = match self.struct_class(name, usize::MAX) {
+            Some(class) => class.index,
+            None => self.define_struct(name, usize::MAX, enum_schema(name)),
         };
         self.write_instance(index);
         self.write_str(variant);
         Ok(())
     }
+    #[inline]
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         name: &'static str,
@@ -443,9 +586,11 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         }
         value.serialize(self)
     }
+    #[inline]
     fn is_human_readable(&self) -> bool {
         false
     }
+    #[inline]
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -459,6 +604,7 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         self.write_end();
         Ok(())
     }
+    #[inline]
     fn serialize_seq(self, len: Option<usize>) -> Result<Compound<'a>> {
         match len {
             Some(n) => {
@@ -477,12 +623,15 @@ impl<'a> ser::Serializer for &'a mut Encoder {
             }
         }
     }
+    #[inline]
     fn serialize_tuple(self, len: usize) -> Result<Compound<'a>> {
         self.serialize_seq(Some(len))
     }
+    #[inline]
     fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<Compound<'a>> {
         self.serialize_seq(Some(len))
     }
+    #[inline]
     fn serialize_tuple_variant(
         self,
         _name: &'static str,
@@ -495,6 +644,7 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         self.write_list_begin_variable(None);
         Ok(VariantSerializer { enc: self })
     }
+    #[inline]
     fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'a>> {
         self.write_map_begin(None);
         Ok(Compound {
@@ -502,9 +652,11 @@ impl<'a> ser::Serializer for &'a mut Encoder {
             ended: true,
         })
     }
+    #[inline]
     fn serialize_struct(self, name: &'static str, len: usize) -> Result<StructSerializer<'a>> {
         Ok(StructSerializer::begin(self, name, len))
     }
+    #[inline]
     fn serialize_struct_variant(
         self,
         _name: &'static str,

@@ -452,6 +452,27 @@ proptest! {
     }
 
     #[test]
+    fn skipping_steps_over_what_reading_reads(v in arb_value()) {
+        let bytes = encode_value(&v);
+        let mut read = rdubbo_hessian::Decoder::new(&bytes);
+        let mut skip = rdubbo_hessian::Decoder::new(&bytes);
+        read.read_value().unwrap();
+        skip.skip_value().unwrap();
+        prop_assert_eq!(read.position(), skip.position());
+    }
+
+    #[test]
+    fn skipping_garbage_fails_where_reading_does(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+        let mut read = rdubbo_hessian::Decoder::new(&bytes);
+        let mut skip = rdubbo_hessian::Decoder::new(&bytes);
+        match (read.read_value(), skip.skip_value()) {
+            (Ok(_), Ok(())) => prop_assert_eq!(read.position(), skip.position()),
+            (Err(_), Err(_)) => {}
+            (r, s) => prop_assert!(false, "read {:?}, skip {:?}", r, s),
+        }
+    }
+
+    #[test]
     fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let _ = decode_value(&bytes);
         let _ = from_slice::<serde_json::Value>(&bytes);

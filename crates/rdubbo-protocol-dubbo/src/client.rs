@@ -219,13 +219,21 @@ impl Inner {
             pending.insert(id, reply_tx);
             pending.len() == 1
         };
-        if !conn.writer.send(&frame).await {
-            st.pending().remove(&id);
-            st.closed.store(true, Ordering::Relaxed);
-            return Err(RpcError::Transport {
-                addr: self.addr.clone(),
-                reason: "writing the request failed".into(),
-            });
+        if alone {
+            if !conn.writer.send(&frame).await {
+                st.pending().remove(&id);
+                st.closed.store(true, Ordering::Relaxed);
+                return Err(RpcError::Transport {
+                    addr: self.addr.clone(),
+                    reason: WRITE_FAILED.into(),
+                });
+            }
+        } else {
+            // Other calls are in flight: their callers are about to send too (the reader
+            // just woke them). Queue the request; the connection's flusher writes what
+            // they all queued in one go, one system call instead of one each.
+            conn.writer.queue(&frame);
+            st.flush_soon.notify_one();
         }
         let reply = match tokio::time::timeout_at(deadline, st.wait_reply(reply_rx, alone)).await {
             Ok(Some(r)) => r?,
@@ -245,32 +253,28 @@ impl Inner {
 
     fn encode(&self, id: i64, inv: &Invocation, timeout: Duration) -> RpcResult<Vec<u8>> {
         let (types, args) = wire_args(inv)?;
-        let timeout_ms = timeout.as_millis().to_string();
-        let mut attachments: Vec<(&str, &str)> = vec![
-            ("path", &inv.interface),
-            ("interface", &inv.interface),
-            ("timeout", &timeout_ms),
-        ];
-        if let Some(v) = &inv.version {
-            attachments.push(("version", v));
-        }
-        if let Some(g) = &inv.group {
-            attachments.push(("group", g));
-        }
-        for (k, v) in inv.attachments.iter() {
-            attachments.push((k, v));
-        }
+        let mut digits = [0u8; 40];
+        let timeout_ms = decimal(timeout.as_millis(), &mut digits);
+        let attachments = [
+            ("path", &*inv.interface),
+            ("interface", &*inv.interface),
+            ("timeout", timeout_ms),
+        ]
+        .into_iter()
+        .chain(inv.version.as_deref().map(|v| ("version", v)))
+        .chain(inv.group.as_deref().map(|g| ("group", g)))
+        .chain(inv.attachments.iter());
         let mut out = Vec::with_capacity(256);
         let start = codec::begin_frame(&mut out, FLAG_REQUEST | FLAG_TWO_WAY | HESSIAN2, 0, id);
         let mut e = Encoder::with_buffer(out);
-        codec::encode_request_body(
+        codec::encode_request(
             &mut e,
             &inv.interface,
             inv.version.as_deref(),
             &inv.method,
             &types,
             &args,
-            &attachments,
+            attachments,
         )
         .map_err(|e| {
             RpcError::Codec(format!(
@@ -363,8 +367,10 @@ impl Inner {
             born: Instant::now(),
             payload: self.config.payload,
             writer: writer.clone(),
+            flush_soon: Notify::new(),
         });
         let reader = tokio::spawn(background_reader(shared.clone()));
+        let flusher = tokio::spawn(flusher(shared.clone()));
         let heartbeat = tokio::spawn(heartbeat_loop(
             self.config.heartbeat,
             self.ids.clone(),
@@ -373,7 +379,11 @@ impl Inner {
         Conn {
             writer,
             shared,
-            tasks: vec![reader.abort_handle(), heartbeat.abort_handle()],
+            tasks: vec![
+                reader.abort_handle(),
+                heartbeat.abort_handle(),
+                flusher.abort_handle(),
+            ],
         }
     }
 }
@@ -402,6 +412,25 @@ struct ConnShared {
     born: Instant,
     payload: usize,
     writer: Arc<Writer>,
+    /// Signalled when a request was queued for the flusher (see [`flusher`]).
+    flush_soon: Notify,
+}
+
+/// Why a call failed when its request could not be written.
+const WRITE_FAILED: &str = "writing the request failed";
+
+/// Writes the requests queued by calls made while others were in flight: after being
+/// signalled it lets every task that is ready run first (they are mostly callers about to
+/// queue a request of their own), then writes the whole queue at once.
+async fn flusher(st: Arc<ConnShared>) {
+    loop {
+        st.flush_soon.notified().await;
+        tokio::task::yield_now().await;
+        if !st.writer.flush().await {
+            st.close(WRITE_FAILED);
+            return;
+        }
+    }
 }
 
 impl ConnShared {
@@ -620,7 +649,7 @@ fn decode_reply(
             data: Some(serde_json::json!({"status": header.status})),
         });
     }
-    let (result, attachments) = codec::decode_response_body(bytes::Bytes::from(body))
+    let (result, attachments) = codec::decode_response(bytes::Bytes::from(body), sink.is_set())
         .map_err(|e| RpcError::Codec(format!("bad response from {addr}: {e}")))?;
     match result {
         ResponseBody::Value(v) => {
@@ -641,6 +670,21 @@ fn is_not_found(message: &str) -> bool {
     first.contains("java.lang.IllegalArgumentException: Service not found:")
         || first.contains("Not found exported service: ")
         || first.starts_with("Fail to decode request due to: RpcInvocation [methodName=")
+}
+
+/// `n` in decimal, written into `buf`.
+fn decimal(mut n: u128, buf: &mut [u8; 40]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits.
+    std::str::from_utf8(&buf[at..]).unwrap_or("0")
 }
 
 /// The error a Java exception object becomes: a service error whose `data` names the

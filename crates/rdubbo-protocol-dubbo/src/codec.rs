@@ -1,6 +1,10 @@
 //! The pure codec: the 16-byte header, request and response bodies, events, and the
 //! generic (`$invoke`) form of values.
 
+use std::borrow::{Borrow, Cow};
+use std::fmt;
+use std::ops::{Deref, Range};
+
 use bytes::Bytes;
 use rdubbo_core::{Args, HessianArgs, Reply};
 use rdubbo_hessian::{Decoder, Encoder, Map, Value as HValue};
@@ -189,31 +193,130 @@ fn null_event(flags: u8, status: u8, id: i64) -> Vec<u8> {
     out
 }
 
-/// A decoded request body.
+/// Text of a request body: borrowed from the body when it is one chunk of ASCII (as
+/// names, versions, descriptors and most attachments are), else decoded into a string of
+/// its own. Reads as a `&str`.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Text<'a>(Cow<'a, str>);
+
+impl<'a> Text<'a> {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text as a string of its own.
+    pub fn into_owned(self) -> String {
+        self.0.into_owned()
+    }
+
+    /// Part `range` of the text (which must fall on character boundaries).
+    fn slice(&self, range: Range<usize>) -> Text<'a> {
+        match &self.0 {
+            Cow::Borrowed(s) => Text(Cow::Borrowed(&s[range])),
+            Cow::Owned(s) => Text(Cow::Owned(s[range].to_string())),
+        }
+    }
+}
+
+impl Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Text<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for Text<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'a> From<Cow<'a, str>> for Text<'a> {
+    fn from(s: Cow<'a, str>) -> Text<'a> {
+        Text(s)
+    }
+}
+
+impl<'a> From<&'a str> for Text<'a> {
+    fn from(s: &'a str) -> Text<'a> {
+        Text(Cow::Borrowed(s))
+    }
+}
+
+impl From<String> for Text<'_> {
+    fn from(s: String) -> Self {
+        Text(Cow::Owned(s))
+    }
+}
+
+impl From<Text<'_>> for String {
+    fn from(t: Text<'_>) -> String {
+        t.into_owned()
+    }
+}
+
+impl PartialEq<str> for Text<'_> {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for Text<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<String> for Text<'_> {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+/// A decoded request body. Its texts borrow from the body they were decoded from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RequestBody {
+pub struct RequestBody<'a> {
     /// Dubbo protocol version of the caller (`2.0.2`).
-    pub dubbo_version: String,
+    pub dubbo_version: Text<'a>,
     /// Service path (interface name).
-    pub path: String,
+    pub path: Text<'a>,
     /// Service version (None for none, empty or `0.0.0`).
-    pub version: Option<String>,
+    pub version: Option<Text<'a>>,
     /// Method name.
     pub method: String,
     /// Parameter types, JVM descriptors.
-    pub parameter_types: Vec<String>,
+    pub parameter_types: Vec<Text<'a>>,
     /// Arguments, still in Hessian2 (decoded by whoever serves the call).
     pub args: Args,
     /// Attachments, values as text.
-    pub attachments: Vec<(String, String)>,
+    pub attachments: Vec<(Text<'a>, Text<'a>)>,
 }
 
-impl RequestBody {
+impl RequestBody<'_> {
     /// The attachment `key`.
     pub fn attachment(&self, key: &str) -> Option<&str> {
         self.attachments
             .iter()
-            .find(|(k, _)| k == key)
+            .find(|(k, _)| *k == key)
             .map(|(_, v)| v.as_str())
     }
 
@@ -225,11 +328,10 @@ impl RequestBody {
     }
 }
 
-/// Splits a JVM method descriptor's parameter list (`Ljava/lang/String;I[J`) into one
-/// descriptor per parameter.
-pub fn parse_descriptor(desc: &str) -> Result<Vec<String>, String> {
+/// Calls `each` with the range of every parameter descriptor of a JVM method descriptor's
+/// parameter list (`Ljava/lang/String;I[J`).
+fn split_descriptor(desc: &str, mut each: impl FnMut(Range<usize>)) -> Result<(), String> {
     let b = desc.as_bytes();
-    let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
         let start = i;
@@ -244,9 +346,56 @@ pub fn parse_descriptor(desc: &str) -> Result<Vec<String>, String> {
             },
             _ => return Err(format!("bad parameter descriptor `{desc}` at {start}")),
         }
-        out.push(desc[start..i].to_string());
+        each(start..i);
     }
+    Ok(())
+}
+
+/// Splits a JVM method descriptor's parameter list (`Ljava/lang/String;I[J`) into one
+/// descriptor per parameter.
+pub fn parse_descriptor(desc: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    split_descriptor(desc, |r| out.push(desc[r].to_string()))?;
     Ok(out)
+}
+
+/// A parameter descriptor as an invocation carries it: the common ones (primitives, boxes,
+/// strings, collections, dates, decimals) without an allocation.
+pub(crate) fn static_descriptor(d: &str) -> Cow<'static, str> {
+    const COMMON: &[&str] = &[
+        "Ljava/lang/String;",
+        "J",
+        "I",
+        "Z",
+        "D",
+        "Ljava/lang/Long;",
+        "Ljava/lang/Integer;",
+        "Ljava/lang/Object;",
+        "Ljava/util/Map;",
+        "Ljava/util/List;",
+        "Ljava/lang/Boolean;",
+        "Ljava/lang/Double;",
+        "[Ljava/lang/String;",
+        "[Ljava/lang/Object;",
+        "Ljava/util/Set;",
+        "Ljava/util/Collection;",
+        "Ljava/util/Date;",
+        "Ljava/math/BigDecimal;",
+        "Ljava/math/BigInteger;",
+        "[B",
+        "B",
+        "S",
+        "C",
+        "F",
+        "Ljava/lang/Float;",
+        "Ljava/lang/Short;",
+        "Ljava/lang/Byte;",
+        "Ljava/lang/Character;",
+    ];
+    match COMMON.iter().find(|c| **c == d) {
+        Some(c) => Cow::Borrowed(c),
+        None => Cow::Owned(d.to_string()),
+    }
 }
 
 fn text_of(v: &HValue) -> String {
@@ -261,38 +410,77 @@ fn text_of(v: &HValue) -> String {
     }
 }
 
-fn read_attachments(d: &mut Decoder<'_>) -> Result<Vec<(String, String)>, String> {
+/// An attachment key or value: a string as it is (borrowed when it can be), anything else
+/// as text.
+fn read_text<'a>(d: &mut Decoder<'a>) -> Result<Text<'a>, String> {
+    match d.try_read_str().map_err(|e| e.to_string())? {
+        Some(s) => Ok(Text(s)),
+        None => Ok(Text(Cow::Owned(text_of(
+            &d.read_value().map_err(|e| e.to_string())?,
+        )))),
+    }
+}
+
+/// Reads the attachments map (absent or null: none).
+fn read_attachments<'a>(d: &mut Decoder<'a>) -> Result<Vec<(Text<'a>, Text<'a>)>, String> {
     if d.is_at_end() {
         return Ok(Vec::new());
     }
+    if let Some(map) = d.begin_map().map_err(|e| e.to_string())? {
+        let mut out = Vec::with_capacity(8);
+        while !d.end_map(&map).map_err(|e| e.to_string())? {
+            let k = read_text(d)?;
+            let v = read_text(d)?;
+            out.push((k, v));
+        }
+        return Ok(out);
+    }
     match d.read_value().map_err(|e| e.to_string())? {
-        HValue::Map(m) => Ok(m
-            .entries
-            .iter()
-            .map(|(k, v)| (text_of(k), text_of(v)))
-            .collect()),
         HValue::Null => Ok(Vec::new()),
         other => Err(format!("attachments are not a map: {other:?}")),
     }
 }
 
+/// Steps over the attachments map (absent or null: none), checking it as
+/// [`read_attachments`] does.
+fn skip_attachments(d: &mut Decoder<'_>) -> Result<(), String> {
+    if d.is_at_end() {
+        return Ok(());
+    }
+    if let Some(map) = d.begin_map().map_err(|e| e.to_string())? {
+        while !d.end_map(&map).map_err(|e| e.to_string())? {
+            d.skip_value().map_err(|e| e.to_string())?;
+            d.skip_value().map_err(|e| e.to_string())?;
+        }
+        return Ok(());
+    }
+    match d.read_value().map_err(|e| e.to_string())? {
+        HValue::Null => Ok(()),
+        other => Err(format!("attachments are not a map: {other:?}")),
+    }
+}
+
 /// Decodes a request body (Hessian2). The arguments are only stepped over, to reach the
-/// attachments: they stay in `body` for the service to decode into its own types.
-pub fn decode_request_body(body: Bytes) -> Result<RequestBody, String> {
-    let mut d = Decoder::new(&body);
-    let string = |d: &mut Decoder<'_>, what: &str| -> Result<String, String> {
+/// attachments: they stay in `body` for the service to decode into its own types. Texts
+/// borrow from `body`.
+pub fn decode_request_body(body: &Bytes) -> Result<RequestBody<'_>, String> {
+    let mut d = Decoder::new(body);
+    fn text<'a>(d: &mut Decoder<'a>, what: &str) -> Result<Text<'a>, String> {
+        if let Some(s) = d.try_read_str().map_err(|e| format!("{what}: {e}"))? {
+            return Ok(Text(s));
+        }
         match d.read_value().map_err(|e| format!("{what}: {e}"))? {
-            HValue::String(s) => Ok(s),
-            HValue::Null => Ok(String::new()),
+            HValue::Null => Ok(Text::default()),
             other => Err(format!("{what} is not a string: {other:?}")),
         }
-    };
-    let dubbo_version = string(&mut d, "dubbo version")?;
-    let path = string(&mut d, "service path")?;
-    let version = string(&mut d, "service version")?;
-    let method = string(&mut d, "method name")?;
-    let desc = string(&mut d, "parameter types")?;
-    let parameter_types = parse_descriptor(&desc)?;
+    }
+    let dubbo_version = text(&mut d, "dubbo version")?;
+    let path = text(&mut d, "service path")?;
+    let version = text(&mut d, "service version")?;
+    let method = text(&mut d, "method name")?.into_owned();
+    let desc = text(&mut d, "parameter types")?;
+    let mut parameter_types = Vec::new();
+    split_descriptor(&desc, |r| parameter_types.push(desc.slice(r)))?;
     let start = d.position();
     for i in 0..parameter_types.len() {
         d.skip_value().map_err(|e| format!("argument {i}: {e}"))?;
@@ -300,9 +488,8 @@ pub fn decode_request_body(body: Bytes) -> Result<RequestBody, String> {
     let end = d.position();
     let attachments = read_attachments(&mut d)?;
     let count = parameter_types.len();
-    drop(d);
     let args = Args::Hessian(HessianArgs {
-        body,
+        body: body.clone(),
         start,
         end,
         count,
@@ -310,7 +497,7 @@ pub fn decode_request_body(body: Bytes) -> Result<RequestBody, String> {
     Ok(RequestBody {
         dubbo_version,
         path,
-        version: Some(version).filter(|v| !v.is_empty() && v != "0.0.0"),
+        version: Some(version).filter(|v| !v.is_empty() && *v != "0.0.0"),
         method,
         parameter_types,
         args,
@@ -328,15 +515,47 @@ pub fn encode_request_body<T: AsRef<str>>(
     args: &Args,
     attachments: &[(&str, &str)],
 ) -> Result<(), String> {
+    encode_request(
+        e,
+        path,
+        version,
+        method,
+        parameter_types,
+        args,
+        attachments.iter().copied(),
+    )
+}
+
+/// [`encode_request_body`] with the attachments as they come.
+pub(crate) fn encode_request<'a, T: AsRef<str>>(
+    e: &mut Encoder,
+    path: &str,
+    version: Option<&str>,
+    method: &str,
+    parameter_types: &[T],
+    args: &Args,
+    attachments: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<(), String> {
     e.write_str(DUBBO_VERSION);
     e.write_str(path);
     e.write_str(version.unwrap_or("0.0.0"));
     e.write_str(method);
-    let mut desc = String::new();
-    for t in parameter_types {
-        desc.push_str(t.as_ref());
+    // The descriptors as one string, assembled on the stack when it fits.
+    let mut stack = [0u8; 256];
+    let total: usize = parameter_types.iter().map(|t| t.as_ref().len()).sum();
+    if total <= stack.len() {
+        let mut at = 0;
+        for t in parameter_types {
+            let t = t.as_ref().as_bytes();
+            stack[at..at + t.len()].copy_from_slice(t);
+            at += t.len();
+        }
+        // Whole strings one after the other: valid UTF-8.
+        e.write_str(std::str::from_utf8(&stack[..at]).map_err(|e| e.to_string())?);
+    } else {
+        let desc: String = parameter_types.iter().map(AsRef::as_ref).collect();
+        e.write_str(&desc);
     }
-    e.write_str(&desc);
     args.write_hessian(e)?;
     e.write_map_begin(None);
     for (k, v) in attachments {
@@ -360,35 +579,50 @@ pub enum ResponseBody {
 /// caller to decode into its own type. Bytes after the last value are ignored (dubbo-go
 /// appends a null).
 pub fn decode_response_body(body: Bytes) -> Result<(ResponseBody, Vec<(String, String)>), String> {
+    decode_response(body, true)
+}
+
+/// [`decode_response_body`]; the attachments are only checked, not kept, unless `keep`.
+pub(crate) fn decode_response(
+    body: Bytes,
+    keep: bool,
+) -> Result<(ResponseBody, Vec<(String, String)>), String> {
     let mut d = Decoder::new(&body);
     let flag = d.read_int().map_err(|e| format!("response flag: {e}"))?;
+    // The result of a value response is the body itself from `start` on: taken below,
+    // once the attachments are read.
+    let mut start = 0;
     let (result, with_attachments) = match flag {
         response_flag::NULL_VALUE | response_flag::NULL_VALUE_WITH_ATTACHMENTS => (
-            ResponseBody::Value(Reply::Value(HValue::Null)),
+            Some(ResponseBody::Value(Reply::Value(HValue::Null))),
             flag == response_flag::NULL_VALUE_WITH_ATTACHMENTS,
         ),
         response_flag::VALUE | response_flag::VALUE_WITH_ATTACHMENTS => {
-            let start = d.position();
+            start = d.position();
             d.skip_value().map_err(|e| format!("result: {e}"))?;
-            (
-                ResponseBody::Value(Reply::Hessian {
-                    body: body.clone(),
-                    start,
-                }),
-                flag == response_flag::VALUE_WITH_ATTACHMENTS,
-            )
+            (None, flag == response_flag::VALUE_WITH_ATTACHMENTS)
         }
         response_flag::EXCEPTION | response_flag::EXCEPTION_WITH_ATTACHMENTS => (
-            ResponseBody::Exception(d.read_value().map_err(|e| format!("exception: {e}"))?),
+            Some(ResponseBody::Exception(
+                d.read_value().map_err(|e| format!("exception: {e}"))?,
+            )),
             flag == response_flag::EXCEPTION_WITH_ATTACHMENTS,
         ),
         other => return Err(format!("unknown response flag {other}")),
     };
-    let attachments = if with_attachments {
-        read_attachments(&mut d)?
-    } else {
-        Vec::new()
+    let attachments = match (with_attachments, keep) {
+        (true, true) => read_attachments(&mut d)?
+            .into_iter()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect(),
+        (true, false) => {
+            skip_attachments(&mut d)?;
+            Vec::new()
+        }
+        (false, _) => Vec::new(),
     };
+    drop(d);
+    let result = result.unwrap_or(ResponseBody::Value(Reply::Hessian { body, start }));
     Ok((result, attachments))
 }
 
@@ -570,7 +804,8 @@ mod tests {
             &[("path", "com.example.Echo"), ("timeout", "3000")],
         )
         .unwrap();
-        let body = decode_request_body(Bytes::from(e.into_bytes())).unwrap();
+        let bytes = Bytes::from(e.into_bytes());
+        let body = decode_request_body(&bytes).unwrap();
         assert_eq!(body.path, "com.example.Echo");
         assert_eq!(body.version.as_deref(), Some("1.0"));
         assert_eq!(body.method, "echo");
@@ -582,6 +817,68 @@ mod tests {
         assert_eq!(d.read::<String>().unwrap(), "hi");
         assert_eq!(d.read::<i64>().unwrap(), 5);
         assert_eq!(body.attachment("timeout"), Some("3000"));
+    }
+
+    #[test]
+    fn request_texts_borrow_plain_strings_and_convert_the_rest() {
+        // Written by hand: a typed attachments map holding a long, a null, a non-ASCII
+        // key and a value in two chunks, as other peers may send.
+        let mut e = Encoder::new();
+        e.write_str("2.0.2");
+        e.write_str("com.example.Échos");
+        e.write_str("1.0");
+        e.write_str("echo");
+        e.write_str("Ljava/lang/String;J");
+        e.write_str("hi");
+        e.write_long(5);
+        e.write_map_begin(Some("java.util.HashMap"));
+        e.write_str("timeout");
+        e.write_long(3000);
+        e.write_str("nothing");
+        e.write_null();
+        e.write_str("clé");
+        e.write_str("valeur");
+        e.write_str("long");
+        e.write_str(&"x".repeat(0x9000));
+        e.write_end();
+        let bytes = Bytes::from(e.into_bytes());
+        let body = decode_request_body(&bytes).unwrap();
+        assert_eq!(body.path, "com.example.Échos");
+        assert!(matches!(body.path.0, Cow::Owned(_)));
+        assert!(matches!(body.dubbo_version.0, Cow::Borrowed(_)));
+        assert_eq!(body.parameter_types, ["Ljava/lang/String;", "J"]);
+        assert!(body
+            .parameter_types
+            .iter()
+            .all(|t| matches!(t.0, Cow::Borrowed(_))));
+        assert_eq!(body.attachment("timeout"), Some("3000"));
+        assert_eq!(body.attachment("nothing"), Some(""));
+        assert_eq!(body.attachment("clé"), Some("valeur"));
+        assert_eq!(body.attachment("long").map(str::len), Some(0x9000));
+        let mut d = body.args.decoder();
+        assert_eq!(d.read::<String>().unwrap(), "hi");
+        assert_eq!(d.read::<i64>().unwrap(), 5);
+        assert!(decode_request_body(&Bytes::from_static(&[0x05, b'2'])).is_err());
+    }
+
+    #[test]
+    fn response_attachments_are_checked_even_when_not_kept() {
+        let mut e = Encoder::new();
+        e.write_int(response_flag::VALUE_WITH_ATTACHMENTS);
+        e.write_str("x");
+        e.write_str("not a map");
+        let bytes = Bytes::from(e.into_bytes());
+        assert!(decode_response(bytes.clone(), true).is_err());
+        assert!(decode_response(bytes, false).is_err());
+        let mut e = Encoder::new();
+        // The flag in a long form: the value starts after it, wherever that is.
+        e.write_raw(&[b'I', 0, 0, 0, 4]);
+        e.write_str("x");
+        e.write_null();
+        let (r, att) = decode_response(Bytes::from(e.into_bytes()), false).unwrap();
+        let ResponseBody::Value(r) = r else { panic!() };
+        assert_eq!(r.decode::<String>().unwrap(), "x");
+        assert!(att.is_empty());
     }
 
     #[test]

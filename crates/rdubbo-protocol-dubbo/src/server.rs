@@ -54,6 +54,31 @@ impl Default for ServerConfig {
 struct Export {
     info: ServiceInfo,
     invoker: Arc<dyn Invoker>,
+    names: Names,
+}
+
+/// The names of an export as an invocation carries them, made once (not per call).
+struct Names {
+    interface: Arc<str>,
+    group: Option<Arc<str>>,
+    version: Option<Arc<str>>,
+    methods: std::collections::HashSet<Arc<str>>,
+}
+
+impl Names {
+    fn of(info: &ServiceInfo) -> Names {
+        Names {
+            interface: Arc::from(info.interface.as_str()),
+            group: info.group.as_deref().map(Arc::from),
+            version: info.version.as_deref().map(Arc::from),
+            methods: info.methods.iter().map(|m| Arc::from(m.as_str())).collect(),
+        }
+    }
+
+    /// The method name `m`, shared when the service declares it.
+    fn method(&self, m: &str) -> Arc<str> {
+        self.methods.get(m).cloned().unwrap_or_else(|| Arc::from(m))
+    }
 }
 
 struct Shared {
@@ -96,7 +121,17 @@ impl ServerBuilder {
         let exports = self
             .exports
             .into_iter()
-            .map(|(info, invoker)| (info.service_key(), Export { info, invoker }))
+            .map(|(info, invoker)| {
+                let names = Names::of(&info);
+                (
+                    info.service_key(),
+                    Export {
+                        info,
+                        invoker,
+                        names,
+                    },
+                )
+            })
             .collect();
         let shared = Arc::new(Shared {
             exports,
@@ -392,7 +427,8 @@ pub(crate) fn error_frame(h: Header, st: u8, message: &str) -> Vec<u8> {
 
 async fn handle(shared: Arc<Shared>, header: Header, body: Vec<u8>, conn: Conn) -> Option<Vec<u8>> {
     let two_way = header.is_two_way();
-    let req = match codec::decode_request_body(bytes::Bytes::from(body)) {
+    let body = bytes::Bytes::from(body);
+    let mut req = match codec::decode_request_body(&body) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "bad request body");
@@ -410,9 +446,14 @@ async fn handle(shared: Arc<Shared>, header: Header, body: Vec<u8>, conn: Conn) 
         });
     }
     let group = req.attachment("group").filter(|g| !g.is_empty());
-    let key = rdubbo_core::url::service_key(group, req.service(), req.version.as_deref());
-    let Some(export) = shared.exports.get(&key) else {
-        return two_way.then(|| not_exported(&shared, header, &req, &key, conn));
+    // (In a block: the key's buffer is not kept in the call's future.)
+    let export = {
+        let key = ServiceKey::new(group, req.service(), req.version.as_deref());
+        let key = key.as_str();
+        let Some(export) = shared.exports.get(key) else {
+            return two_way.then(|| not_exported(&shared, header, &req, key, conn));
+        };
+        export
     };
     let timeout = req
         .attachment("timeout")
@@ -432,12 +473,11 @@ async fn handle(shared: Arc<Shared>, header: Header, body: Vec<u8>, conn: Conn) 
         }
     } else {
         (
-            req.method.clone(),
-            req.args.clone(),
+            std::mem::take(&mut req.method),
+            std::mem::take(&mut req.args),
             req.parameter_types
                 .iter()
-                .cloned()
-                .map(std::borrow::Cow::Owned)
+                .map(|t| codec::static_descriptor(t))
                 .collect(),
         )
     };
@@ -451,10 +491,10 @@ async fn handle(shared: Arc<Shared>, header: Header, body: Vec<u8>, conn: Conn) 
         }
     }
     let inv = Invocation {
-        interface: Arc::from(export.info.interface.as_str()),
-        group: export.info.group.as_deref().map(Arc::from),
-        version: export.info.version.as_deref().map(Arc::from),
-        method: Arc::from(method.as_str()),
+        interface: export.names.interface.clone(),
+        group: export.names.group.clone(),
+        version: export.names.version.clone(),
+        method: export.names.method(&method),
         args,
         attachments,
         timeout: Some(timeout),
@@ -539,7 +579,7 @@ async fn handle(shared: Arc<Shared>, header: Header, body: Vec<u8>, conn: Conn) 
         }
         Err(e) => ResponseBody::Exception(exception_of(&e).to_value()),
     };
-    let mut out = Vec::with_capacity(HEADER_LEN + 64);
+    let mut out = Vec::with_capacity(HEADER_LEN + 256);
     let start = codec::begin_frame(&mut out, response_flags(), status::OK, header.id);
     let mut e = Encoder::with_buffer(out);
     let pairs: Vec<(String, String)> = reply_attachments
@@ -567,6 +607,50 @@ async fn handle(shared: Arc<Shared>, header: Header, body: Vec<u8>, conn: Conn) 
         return Some(error_frame(header, status::SERVICE_ERROR, &msg));
     }
     Some(out)
+}
+
+/// `[group/]interface[:version]`, as `rdubbo_core::url::service_key` writes it, on the
+/// stack when it is short (every request looks its export up by it).
+struct ServiceKey {
+    buf: [u8; 192],
+    len: usize,
+    long: Option<String>,
+}
+
+impl ServiceKey {
+    fn new(group: Option<&str>, interface: &str, version: Option<&str>) -> ServiceKey {
+        let group = group.filter(|g| !g.is_empty());
+        let version = version.filter(|v| !v.is_empty());
+        let mut key = ServiceKey {
+            buf: [0; 192],
+            len: 0,
+            long: None,
+        };
+        let parts = [
+            group.unwrap_or(""),
+            if group.is_some() { "/" } else { "" },
+            interface,
+            if version.is_some() { ":" } else { "" },
+            version.unwrap_or(""),
+        ];
+        if parts.iter().map(|p| p.len()).sum::<usize>() > key.buf.len() {
+            key.long = Some(rdubbo_core::url::service_key(group, interface, version));
+            return key;
+        }
+        for p in parts {
+            key.buf[key.len..key.len + p.len()].copy_from_slice(p.as_bytes());
+            key.len += p.len();
+        }
+        key
+    }
+
+    fn as_str(&self) -> &str {
+        match &self.long {
+            Some(k) => k,
+            // Whole strings one after the other: valid UTF-8.
+            None => std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default(),
+        }
+    }
 }
 
 /// The Java exception a provider-side error travels as.

@@ -13,6 +13,9 @@ use crate::codec::{Header, HeaderError, HEADER_LEN};
 /// The write side of a connection.
 pub(crate) struct Writer {
     queued: Mutex<Vec<u8>>,
+    /// The buffer the queue is swapped with while a batch is written (used only by the task
+    /// that holds `socket`), so that neither is ever allocated again.
+    spare: Mutex<Vec<u8>>,
     socket: tokio::sync::Mutex<OwnedWriteHalf>,
     failed: AtomicBool,
 }
@@ -21,6 +24,7 @@ impl Writer {
     pub(crate) fn new(socket: OwnedWriteHalf) -> Writer {
         Writer {
             queued: Mutex::new(Vec::with_capacity(16 * 1024)),
+            spare: Mutex::new(Vec::new()),
             socket: tokio::sync::Mutex::new(socket),
             failed: AtomicBool::new(false),
         }
@@ -28,6 +32,10 @@ impl Writer {
 
     fn queued(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
         self.queued.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn spare(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.spare.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Queues `frame` for the next [`Writer::flush`].
@@ -44,7 +52,6 @@ impl Writer {
 
     /// Writes what is queued, if no other task is writing.
     pub(crate) async fn flush(&self) -> bool {
-        let mut spare = Vec::new();
         loop {
             if self.failed.load(Ordering::Relaxed) {
                 return false;
@@ -53,14 +60,24 @@ impl Writer {
                 // The writer in charge re-checks the queue after it lets go.
                 return true;
             };
-            let batch = std::mem::replace(&mut *self.queued(), std::mem::take(&mut spare));
+            let batch = {
+                let mut queued = self.queued();
+                if queued.is_empty() {
+                    Vec::new()
+                } else {
+                    let spare = std::mem::take(&mut *self.spare());
+                    std::mem::replace(&mut *queued, spare)
+                }
+            };
             if !batch.is_empty() {
-                if socket.write_all(&batch).await.is_err() {
+                let written = socket.write_all(&batch).await;
+                let mut batch = batch;
+                batch.clear();
+                *self.spare() = batch;
+                if written.is_err() {
                     self.failed.store(true, Ordering::Relaxed);
                     return false;
                 }
-                spare = batch;
-                spare.clear();
             }
             drop(socket);
             if self.queued().is_empty() {

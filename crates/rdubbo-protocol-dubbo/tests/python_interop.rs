@@ -190,7 +190,8 @@ async fn rdubbo_decodes_the_python_request_byte_for_byte() {
     let _ = client.await;
     assert!(header.is_request() && header.is_two_way() && !header.is_event());
     assert_eq!(header.serialization(), codec::HESSIAN2);
-    let req = codec::decode_request_body(body.clone().into()).unwrap();
+    let bytes = bytes::Bytes::from(body.clone());
+    let req = codec::decode_request_body(&bytes).unwrap();
     assert_eq!(req.dubbo_version, "2.4.10");
     assert_eq!(req.path, "com.example.InteropService");
     assert_eq!(req.version.as_deref(), Some("1.0.0"));
