@@ -86,37 +86,11 @@ const DEPS_2_7: &[&str] = &[
     "commons-lang3",
 ];
 
-const DEPS_3_3: &[&str] = &[
-    "netty-buffer",
-    "netty-codec",
-    "netty-common",
-    "netty-handler",
-    "netty-resolver",
-    "netty-transport",
-    "netty-transport-native-epoll",
-    "netty-transport-native-unix-common",
-    "netty-codec-http",
+/// What 3.3.1 needs besides 2.7.23's classpath (HTTP/2 for Triple, log4j 2, metrics, JSON).
+const DEPS_3_3_EXTRA: &[&str] = &[
     "netty-codec-http2",
-    "netty-handler-proxy",
-    "netty-codec-socks",
-    "javassist",
-    "curator-client",
-    "curator-framework",
-    "curator-recipes",
-    "curator-x-discovery",
-    "zookeeper",
-    "zookeeper-jute",
-    "guava",
-    "gson",
-    "snakeyaml",
-    "slf4j-api",
-    "slf4j-log4j12",
-    "log4j-1.2",
     "log4j-api",
     "log4j-core",
-    "commons-logging",
-    "commons-io",
-    "commons-lang3",
     "commons-compress",
     "snappy-java",
     "protobuf",
@@ -181,11 +155,13 @@ impl DubboVersion {
         }
     }
 
-    fn deps(self) -> &'static [&'static str] {
-        match self {
-            DubboVersion::V2_7 => DEPS_2_7,
-            DubboVersion::V3_3 => DEPS_3_3,
-        }
+    /// The Debian jars (names under /usr/share/java) of this version's classpath.
+    fn deps(self) -> impl Iterator<Item = &'static str> {
+        let extra: &[&str] = match self {
+            DubboVersion::V2_7 => &[],
+            DubboVersion::V3_3 => DEPS_3_3_EXTRA,
+        };
+        DEPS_2_7.iter().chain(extra).copied()
     }
 
     fn apt_line(self) -> String {
