@@ -15,6 +15,7 @@
 mod cluster;
 pub mod configurator;
 mod directory;
+pub mod extension;
 pub mod filter;
 mod health;
 pub mod loadbalance;
@@ -23,6 +24,7 @@ mod stats;
 
 pub use cluster::{ClusterInvoker, Strategy};
 pub use directory::{Directory, Provider};
+pub use extension::Extensions;
 pub use filter::Filter;
 pub use health::Health;
 pub use loadbalance::LoadBalance;

@@ -26,7 +26,7 @@ pub trait LoadBalance: Send + Sync + 'static {
     fn select(&self, providers: &[Arc<Provider>], invocation: &Invocation) -> Arc<Provider>;
 }
 
-/// The balancer named `name` (Dubbo's names), if known.
+/// The balancer named `name` (Dubbo's names), if it is a built-in.
 pub fn by_name(name: &str) -> Option<Arc<dyn LoadBalance>> {
     Some(match name {
         "random" => Arc::new(Random),
@@ -37,6 +37,26 @@ pub fn by_name(name: &str) -> Option<Arc<dyn LoadBalance>> {
         "p2c" => Arc::new(PowerOfTwo),
         _ => return None,
     })
+}
+
+/// The names of the built-in balancers.
+pub const BUILTIN: &[&str] = &[
+    "random",
+    "roundrobin",
+    "leastactive",
+    "shortestresponse",
+    "consistenthash",
+    "p2c",
+];
+
+/// Registers the built-in balancers in `table`, as a user registers a plugin.
+pub fn register_builtins(table: &mut crate::Extensions) {
+    table.add_balancer("random", || Arc::new(Random));
+    table.add_balancer("roundrobin", || Arc::new(RoundRobin::default()));
+    table.add_balancer("leastactive", || Arc::new(LeastActive));
+    table.add_balancer("shortestresponse", || Arc::new(ShortestResponse));
+    table.add_balancer("consistenthash", || Arc::new(ConsistentHash::default()));
+    table.add_balancer("p2c", || Arc::new(PowerOfTwo));
 }
 
 fn now_ms() -> u64 {

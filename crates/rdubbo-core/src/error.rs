@@ -158,6 +158,101 @@ impl RpcError {
     }
 }
 
+/// Why something could not be set up: a reference built, a server bound, a registry
+/// connected, an application started. Separate from [`RpcError`], which is what a call
+/// answers; the cause, when there is one, is kept as [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// An operating-system operation failed (binding a port, reading a file).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done (`bind 0.0.0.0:20880`).
+        what: String,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A name that no extension of the table answers to (`loadbalance=foo`).
+    #[error("unknown {kind} `{name}` (known: {known})")]
+    Unknown {
+        /// What kind of extension (`protocol`, `registry`, `loadbalance`, `cluster`).
+        kind: &'static str,
+        /// The name asked for.
+        name: String,
+        /// The names the table knows, comma-separated.
+        known: String,
+    },
+    /// The configuration or builder input is not usable.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// An extension exists but cannot do what was asked (a consumer-only protocol asked
+    /// to serve).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// The registry refused or could not be reached (with `check=true`).
+    #[error(transparent)]
+    Registry(#[from] crate::RegistryError),
+    /// No provider of a checked reference appeared within its wait.
+    #[error("no provider for {0}")]
+    NoProvider(String),
+    /// Anything else, with its cause.
+    #[error("{message}: {source}")]
+    Other {
+        /// What was being done.
+        message: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl SetupError {
+    /// An [`Io`](SetupError::Io) error for `what`.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> SetupError {
+        SetupError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// An [`Other`](SetupError::Other) error: `message`, caused by `source`.
+    pub fn other(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> SetupError {
+        SetupError::Other {
+            message: message.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Lets code that answers with [`RpcResult`] use `?` on setup steps: the setup error
+/// becomes [`RpcError::NoProvider`] or [`RpcError::Invalid`] with its text.
+impl From<SetupError> for RpcError {
+    fn from(e: SetupError) -> RpcError {
+        match e {
+            SetupError::NoProvider(service) => RpcError::NoProvider(service),
+            other => RpcError::Invalid(other.to_string()),
+        }
+    }
+}
+
+/// Lets code that answers with `io::Result` use `?` on setup steps: an I/O error comes
+/// back as itself, anything else as [`std::io::ErrorKind::Other`] carrying the setup error.
+impl From<SetupError> for std::io::Error {
+    fn from(e: SetupError) -> std::io::Error {
+        match e {
+            SetupError::Io { source, .. } => source,
+            SetupError::Invalid(_) | SetupError::Unknown { .. } => {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, e)
+            }
+            other => std::io::Error::other(other),
+        }
+    }
+}
+
 impl From<serde_json::Error> for RpcError {
     fn from(e: serde_json::Error) -> RpcError {
         RpcError::Codec(e.to_string())

@@ -29,11 +29,13 @@ pub mod registry;
 pub mod url;
 pub mod value;
 
-pub use error::{RpcError, RpcResult};
+pub use error::{RpcError, RpcResult, SetupError};
 pub use invocation::{Attachments, Invocation, ReplySink};
-pub use invoker::{BoxFuture, Invoker, Protocol, ServiceInfo};
+pub use invoker::{
+    layered, BoxFuture, Export, Invoker, Layer, Protocol, ServeResult, Server, ServiceInfo,
+};
 pub use java::JavaType;
 pub use payload::{Args, ArgsDecoder, HessianArgs, Reply, TypedArgs, TypedValue};
-pub use registry::{NotifyListener, Registry, RegistryError, RegistryResult};
+pub use registry::{NotifyListener, Registry, RegistryError, RegistryFactory, RegistryResult};
 pub use url::{Url, UrlError};
 pub use value::Value;
