@@ -398,6 +398,31 @@ fn parse_properties(text: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Opens registries of one scheme (`zookeeper`, `nacos`, or a user's own): what an
+/// extension table holds under that scheme.
+pub trait RegistryFactory: Send + Sync + 'static {
+    /// Connects to the registry at `url`, as [`Registry`] documents (a registry that is
+    /// down is not an error unless the URL says `check=true`).
+    fn connect(
+        &self,
+        url: &Url,
+    ) -> BoxFuture<'static, RegistryResult<std::sync::Arc<dyn Registry>>>;
+}
+
+impl<F, Fut> RegistryFactory for F
+where
+    F: Fn(Url) -> Fut + Send + Sync + 'static,
+    Fut:
+        std::future::Future<Output = RegistryResult<std::sync::Arc<dyn Registry>>> + Send + 'static,
+{
+    fn connect(
+        &self,
+        url: &Url,
+    ) -> BoxFuture<'static, RegistryResult<std::sync::Arc<dyn Registry>>> {
+        Box::pin(self(url.clone()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,30 +553,5 @@ mod tests {
         fn any_cache_file_text_parses_without_panic(text in "\\PC*(\n\\PC*){0,5}") {
             let _ = parse_properties(&text);
         }
-    }
-}
-
-/// Opens registries of one scheme (`zookeeper`, `nacos`, or a user's own): what an
-/// extension table holds under that scheme.
-pub trait RegistryFactory: Send + Sync + 'static {
-    /// Connects to the registry at `url`, as [`Registry`] documents (a registry that is
-    /// down is not an error unless the URL says `check=true`).
-    fn connect(
-        &self,
-        url: &Url,
-    ) -> BoxFuture<'static, RegistryResult<std::sync::Arc<dyn Registry>>>;
-}
-
-impl<F, Fut> RegistryFactory for F
-where
-    F: Fn(Url) -> Fut + Send + Sync + 'static,
-    Fut:
-        std::future::Future<Output = RegistryResult<std::sync::Arc<dyn Registry>>> + Send + 'static,
-{
-    fn connect(
-        &self,
-        url: &Url,
-    ) -> BoxFuture<'static, RegistryResult<std::sync::Arc<dyn Registry>>> {
-        Box::pin(self(url.clone()))
     }
 }
