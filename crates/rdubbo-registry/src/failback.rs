@@ -126,13 +126,17 @@ impl FailbackOptions {
     }
 }
 
+/// Last notified list per (subscriber URL, category), with the force generation it was
+/// notified at.
+type LastLists = BTreeMap<(String, String), (u64, Vec<Url>)>;
+
 /// One subscription: its listeners and what they were told last.
 struct Subscription {
     url: Url,
     listeners: Mutex<Vec<Arc<dyn NotifyListener>>>,
     /// Last notified list per (subscriber, category), with the force generation it was
     /// notified at. Held while listeners are called, so lists reach them in order.
-    last: Mutex<BTreeMap<(String, String), (u64, Vec<Url>)>>,
+    last: Mutex<LastLists>,
     /// Bumped to make the next list of every category reach the listeners unchanged or not.
     force: AtomicU64,
     active: AtomicBool,
