@@ -13,14 +13,21 @@ use std::time::{Duration, Instant};
 use rdubbo_core::invocation::ParameterTypes;
 use rdubbo_core::{error::codes, BoxFuture, Invocation, Invoker, RpcError, RpcResult, Url};
 use rdubbo_core::{json, Args, Reply};
-use rdubbo_hessian::{Encoder, Throwable, Value as HValue};
+use rdubbo_hessian::{Encoder, Value as HValue};
 use std::borrow::Cow;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::AbortHandle;
 
-use crate::codec::{self, status, Header, ResponseBody, FLAG_REQUEST, FLAG_TWO_WAY, HESSIAN2};
-use crate::wire::{FrameReader, Read, ReadError, Writer};
+use crate::codec::{self, Header, FLAG_REQUEST, FLAG_TWO_WAY, HESSIAN2};
+use crate::wire::{FrameReader, Writer};
+
+mod conn;
+mod reply;
+
+use conn::{background_reader, flusher, heartbeat_loop, WRITE_FAILED};
+use reply::decode_reply;
+pub use reply::java_exception;
 
 /// Settings of a [`DubboClient`]; each can also come from the provider URL.
 #[derive(Debug, Clone)]
@@ -416,262 +423,6 @@ struct ConnShared {
     flush_soon: Notify,
 }
 
-/// Why a call failed when its request could not be written.
-const WRITE_FAILED: &str = "writing the request failed";
-
-/// Writes the requests queued by calls made while others were in flight: after being
-/// signalled it lets every task that is ready run first (they are mostly callers about to
-/// queue a request of their own), then writes the whole queue at once.
-async fn flusher(st: Arc<ConnShared>) {
-    loop {
-        st.flush_soon.notified().await;
-        tokio::task::yield_now().await;
-        if !st.writer.flush().await {
-            st.close(WRITE_FAILED);
-            return;
-        }
-    }
-}
-
-impl ConnShared {
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<i64, oneshot::Sender<Frame>>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Marks the connection closed and fails every call waiting on it.
-    fn close(&self, reason: &str) {
-        if !self.closed.swap(true, Ordering::Relaxed) {
-            tracing::debug!(provider = %self.addr, %reason, "connection closed");
-        }
-        fail_all(&self.pending, &self.addr, reason);
-    }
-
-    /// Waits for the answer `rx` stands for. A call that is `alone` on the connection reads
-    /// the connection itself; others wait for the reader to hand them their answer (with
-    /// many calls in flight, one reader serving all is cheaper than passing the reader
-    /// around). `None` when the connection closed first.
-    async fn wait_reply(&self, mut rx: oneshot::Receiver<Frame>, alone: bool) -> Option<Frame> {
-        if !alone {
-            return rx.await.ok();
-        }
-        let _done: LeaderDone<'_>;
-        let mut reader = tokio::select! {
-            biased;
-            reply = &mut rx => return reply.ok(),
-            reader = self.reader.lock() => reader,
-        };
-        self.leading.store(true, Ordering::SeqCst);
-        _done = LeaderDone(self);
-        loop {
-            match rx.try_recv() {
-                Ok(reply) => return Some(reply),
-                Err(oneshot::error::TryRecvError::Closed) => return None,
-                Err(oneshot::error::TryRecvError::Empty) => {}
-            }
-            let read = reader.next().await;
-            if let Err(reason) = self.dispatch(read).await {
-                self.close(&reason);
-            }
-        }
-    }
-
-    /// Acts on one frame read from the provider; `Err` (the reason) when the connection
-    /// must close.
-    async fn dispatch(&self, read: Result<Read, ReadError>) -> Result<(), String> {
-        self.last_read
-            .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let (header, body) = match read {
-            Ok(Read::Frame(h, b)) => (h, b),
-            Ok(Read::Closed) => return Err("closed by the provider".to_string()),
-            Ok(Read::TooLarge(header)) => {
-                if let Some(w) = self.pending().remove(&header.id) {
-                    let _ = w.send(Err(RpcError::Limit(format!(
-                        "Data length too large: {}, max payload: {} (response dropped)",
-                        header.len, self.payload
-                    ))));
-                }
-                return Ok(());
-            }
-            Err(ReadError::Bad(e)) => return Err(format!("bad frame from provider: {e}")),
-            Err(ReadError::Io(e)) => return Err(format!("connection lost: {e}")),
-        };
-        if header.is_request() {
-            if header.is_event() {
-                let readonly = rdubbo_hessian::decode_value(&body)
-                    .ok()
-                    .is_some_and(|v| v.as_str() == Some(codec::READONLY_EVENT));
-                if readonly {
-                    tracing::info!(provider = %self.addr, "provider is shutting down (readonly event)");
-                    self.readonly.store(true, Ordering::Relaxed);
-                    self.any_readonly.store(true, Ordering::Relaxed);
-                }
-                if header.is_two_way() {
-                    self.writer
-                        .send(&codec::heartbeat_response(header.id))
-                        .await;
-                }
-            }
-            return Ok(());
-        }
-        if header.is_event() {
-            return Ok(()); // heartbeat answer
-        }
-        if let Some(w) = self.pending().remove(&header.id) {
-            let _ = w.send(Ok((header, body)));
-        }
-        Ok(())
-    }
-}
-
-fn fail_all(pending: &Mutex<HashMap<i64, oneshot::Sender<Frame>>>, addr: &str, reason: &str) {
-    let waiting: Vec<_> = pending
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .drain()
-        .collect();
-    for (_, tx) in waiting {
-        let _ = tx.send(Err(RpcError::Transport {
-            addr: addr.to_string(),
-            reason: reason.to_string(),
-        }));
-    }
-}
-
-/// Marks the end of a caller's turn as reader (after the reader itself is released).
-struct LeaderDone<'a>(&'a ConnShared);
-
-impl Drop for LeaderDone<'_> {
-    fn drop(&mut self) {
-        self.0.leading.store(false, Ordering::SeqCst);
-        self.0.leader_done.notify_waiters();
-    }
-}
-
-/// Reads the connection while no caller does (see [`ConnShared`]).
-async fn background_reader(st: Arc<ConnShared>) {
-    let socket = st.reader.lock().await.socket();
-    loop {
-        if st.closed.load(Ordering::Relaxed) {
-            return;
-        }
-        if st.leading.load(Ordering::SeqCst) {
-            let done = st.leader_done.notified();
-            tokio::pin!(done);
-            done.as_mut().enable();
-            if st.leading.load(Ordering::SeqCst) {
-                done.await;
-            }
-            continue;
-        }
-        if let Err(e) = socket.readable().await {
-            st.close(&format!("connection lost: {e}"));
-            return;
-        }
-        let mut reader = st.reader.lock().await;
-        loop {
-            let read = match reader.try_next() {
-                Ok(None) => break,
-                Ok(Some(read)) => Ok(read),
-                Err(e) => Err(e),
-            };
-            if let Err(reason) = st.dispatch(read).await {
-                st.close(&reason);
-                return;
-            }
-        }
-    }
-}
-
-async fn heartbeat_loop(period: Duration, ids: Arc<AtomicI64>, st: Arc<ConnShared>) {
-    let tick = (period / 4).max(Duration::from_millis(10));
-    let mut last_sent = Duration::ZERO;
-    loop {
-        tokio::time::sleep(tick).await;
-        if st.closed.load(Ordering::Relaxed) {
-            return;
-        }
-        let now = st.born.elapsed();
-        let idle = now.saturating_sub(Duration::from_millis(st.last_read.load(Ordering::Relaxed)));
-        if idle >= period * 3 {
-            tracing::warn!(provider = %st.addr, ?idle, "no answer to three heartbeats; closing");
-            st.close("heartbeat timeout");
-            return;
-        }
-        if idle >= period && now.saturating_sub(last_sent) >= period {
-            let id = ids.fetch_add(1, Ordering::Relaxed);
-            st.writer.send(&codec::heartbeat_request(id)).await;
-            last_sent = now;
-        }
-    }
-}
-
-/// Turns a response frame into the call's result.
-fn decode_reply(
-    addr: &str,
-    (header, body): (Header, Vec<u8>),
-    sink: &rdubbo_core::ReplySink,
-) -> RpcResult<Reply> {
-    if header.status != status::OK {
-        let message = rdubbo_hessian::decode_value(&body)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        let code = match header.status {
-            status::CLIENT_TIMEOUT | status::SERVER_TIMEOUT => codes::SERVER_TIMEOUT,
-            status::SERVER_THREADPOOL_EXHAUSTED_ERROR => {
-                if message.contains("shutting down") {
-                    codes::SHUTTING_DOWN
-                } else {
-                    codes::SERVER_BUSY
-                }
-            }
-            status::SERVICE_NOT_FOUND => codes::METHOD_NOT_FOUND,
-            // How Java providers (and rdubbo's server) say "no such service, version or
-            // method": 2.7 answers 40 `… Service not found:<path>, <method>` or 70
-            // `… Not found exported service: …`; 3.3 answers 40 `Fail to decode request
-            // due to: RpcInvocation [methodName=…`.
-            status::BAD_REQUEST | status::SERVICE_ERROR if is_not_found(&message) => {
-                codes::METHOD_NOT_FOUND
-            }
-            status::BAD_REQUEST | status::SERIALIZATION_ERROR => codes::INVALID_REQUEST,
-            status::SERVICE_ERROR => codes::SERVICE_ERROR,
-            status::CHANNEL_INACTIVE => {
-                return Err(RpcError::Transport {
-                    addr: addr.to_string(),
-                    reason: message,
-                })
-            }
-            _ => codes::INTERNAL_ERROR,
-        };
-        return Err(RpcError::Remote {
-            code,
-            message,
-            data: Some(serde_json::json!({"status": header.status})),
-        });
-    }
-    let (result, attachments) = codec::decode_response(bytes::Bytes::from(body), sink.is_set())
-        .map_err(|e| RpcError::Codec(format!("bad response from {addr}: {e}")))?;
-    match result {
-        ResponseBody::Value(v) => {
-            if sink.is_set() {
-                for (k, v) in attachments {
-                    sink.insert(k, v);
-                }
-            }
-            Ok(v)
-        }
-        ResponseBody::Exception(x) => Err(exception_error(&x)),
-    }
-}
-
-/// Whether an error answer's text is Java Dubbo's "service or method not found".
-fn is_not_found(message: &str) -> bool {
-    let first = message.lines().next().unwrap_or("");
-    first.contains("java.lang.IllegalArgumentException: Service not found:")
-        || first.contains("Not found exported service: ")
-        || first.starts_with("Fail to decode request due to: RpcInvocation [methodName=")
-}
-
 /// `n` in decimal, written into `buf`.
 fn decimal(mut n: u128, buf: &mut [u8; 40]) -> &str {
     let mut at = buf.len();
@@ -685,53 +436,6 @@ fn decimal(mut n: u128, buf: &mut [u8; 40]) -> &str {
     }
     // ASCII digits.
     std::str::from_utf8(&buf[at..]).unwrap_or("0")
-}
-
-/// The error a Java exception object becomes: a service error whose `data` names the
-/// exception class and carries its stack (see [`java_exception`]).
-fn exception_error(x: &HValue) -> RpcError {
-    match Throwable::from_value(x) {
-        Some(t) => RpcError::Remote {
-            code: codes::SERVICE_ERROR,
-            message: t.message.clone().unwrap_or_else(|| t.class.clone()),
-            data: Some(serde_json::json!({
-                "exception": t.class,
-                "stackTrace": t.stack_trace.iter().map(|f| format!(
-                    "{}.{}({}:{})",
-                    f.declaring_class,
-                    f.method_name,
-                    f.file_name.as_deref().unwrap_or("Unknown Source"),
-                    f.line_number
-                )).collect::<Vec<_>>(),
-            })),
-        },
-        None => RpcError::Remote {
-            code: codes::SERVICE_ERROR,
-            message: format!(
-                "provider answered with an exception: {}",
-                rdubbo_core::json::from_value(x)
-            ),
-            data: None,
-        },
-    }
-}
-
-/// The Java exception class and stack of an error a Dubbo provider raised, if it was one.
-pub fn java_exception(e: &RpcError) -> Option<(String, Vec<String>)> {
-    let RpcError::Remote { data: Some(d), .. } = e else {
-        return None;
-    };
-    let class = d.get("exception")?.as_str()?.to_string();
-    let stack = d
-        .get("stackTrace")
-        .and_then(serde_json::Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    Some((class, stack))
 }
 
 /// The descriptors and arguments a call goes out with. Typed and encoded arguments go as

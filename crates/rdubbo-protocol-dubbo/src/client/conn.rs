@@ -1,0 +1,211 @@
+//! What runs on one connection besides the callers: the flusher writing queued requests,
+//! reading and routing answers (by a caller or the background reader), heartbeats, and
+//! failing every waiting call when the connection closes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdubbo_core::RpcError;
+use tokio::sync::oneshot;
+
+use crate::codec;
+use crate::wire::{Read, ReadError};
+
+use super::{ConnShared, Frame};
+
+/// Why a call failed when its request could not be written.
+pub(super) const WRITE_FAILED: &str = "writing the request failed";
+
+/// Writes the requests queued by calls made while others were in flight: after being
+/// signalled it lets every task that is ready run first (they are mostly callers about to
+/// queue a request of their own), then writes the whole queue at once.
+pub(super) async fn flusher(st: Arc<ConnShared>) {
+    loop {
+        st.flush_soon.notified().await;
+        tokio::task::yield_now().await;
+        if !st.writer.flush().await {
+            st.close(WRITE_FAILED);
+            return;
+        }
+    }
+}
+
+impl ConnShared {
+    pub(super) fn pending(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<i64, oneshot::Sender<Frame>>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks the connection closed and fails every call waiting on it.
+    fn close(&self, reason: &str) {
+        if !self.closed.swap(true, Ordering::Relaxed) {
+            tracing::debug!(provider = %self.addr, %reason, "connection closed");
+        }
+        fail_all(&self.pending, &self.addr, reason);
+    }
+
+    /// Waits for the answer `rx` stands for. A call that is `alone` on the connection reads
+    /// the connection itself; others wait for the reader to hand them their answer (with
+    /// many calls in flight, one reader serving all is cheaper than passing the reader
+    /// around). `None` when the connection closed first.
+    pub(super) async fn wait_reply(
+        &self,
+        mut rx: oneshot::Receiver<Frame>,
+        alone: bool,
+    ) -> Option<Frame> {
+        if !alone {
+            return rx.await.ok();
+        }
+        let _done: LeaderDone<'_>;
+        let mut reader = tokio::select! {
+            biased;
+            reply = &mut rx => return reply.ok(),
+            reader = self.reader.lock() => reader,
+        };
+        self.leading.store(true, Ordering::SeqCst);
+        _done = LeaderDone(self);
+        loop {
+            match rx.try_recv() {
+                Ok(reply) => return Some(reply),
+                Err(oneshot::error::TryRecvError::Closed) => return None,
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            let read = reader.next().await;
+            if let Err(reason) = self.dispatch(read).await {
+                self.close(&reason);
+            }
+        }
+    }
+
+    /// Acts on one frame read from the provider; `Err` (the reason) when the connection
+    /// must close.
+    async fn dispatch(&self, read: Result<Read, ReadError>) -> Result<(), String> {
+        self.last_read
+            .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let (header, body) = match read {
+            Ok(Read::Frame(h, b)) => (h, b),
+            Ok(Read::Closed) => return Err("closed by the provider".to_string()),
+            Ok(Read::TooLarge(header)) => {
+                if let Some(w) = self.pending().remove(&header.id) {
+                    let _ = w.send(Err(RpcError::Limit(format!(
+                        "Data length too large: {}, max payload: {} (response dropped)",
+                        header.len, self.payload
+                    ))));
+                }
+                return Ok(());
+            }
+            Err(ReadError::Bad(e)) => return Err(format!("bad frame from provider: {e}")),
+            Err(ReadError::Io(e)) => return Err(format!("connection lost: {e}")),
+        };
+        if header.is_request() {
+            if header.is_event() {
+                let readonly = rdubbo_hessian::decode_value(&body)
+                    .ok()
+                    .is_some_and(|v| v.as_str() == Some(codec::READONLY_EVENT));
+                if readonly {
+                    tracing::info!(provider = %self.addr, "provider is shutting down (readonly event)");
+                    self.readonly.store(true, Ordering::Relaxed);
+                    self.any_readonly.store(true, Ordering::Relaxed);
+                }
+                if header.is_two_way() {
+                    self.writer
+                        .send(&codec::heartbeat_response(header.id))
+                        .await;
+                }
+            }
+            return Ok(());
+        }
+        if header.is_event() {
+            return Ok(()); // heartbeat answer
+        }
+        if let Some(w) = self.pending().remove(&header.id) {
+            let _ = w.send(Ok((header, body)));
+        }
+        Ok(())
+    }
+}
+
+fn fail_all(pending: &Mutex<HashMap<i64, oneshot::Sender<Frame>>>, addr: &str, reason: &str) {
+    let waiting: Vec<_> = pending
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain()
+        .collect();
+    for (_, tx) in waiting {
+        let _ = tx.send(Err(RpcError::Transport {
+            addr: addr.to_string(),
+            reason: reason.to_string(),
+        }));
+    }
+}
+
+/// Marks the end of a caller's turn as reader (after the reader itself is released).
+struct LeaderDone<'a>(&'a ConnShared);
+
+impl Drop for LeaderDone<'_> {
+    fn drop(&mut self) {
+        self.0.leading.store(false, Ordering::SeqCst);
+        self.0.leader_done.notify_waiters();
+    }
+}
+
+/// Reads the connection while no caller does (see [`ConnShared`]).
+pub(super) async fn background_reader(st: Arc<ConnShared>) {
+    let socket = st.reader.lock().await.socket();
+    loop {
+        if st.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        if st.leading.load(Ordering::SeqCst) {
+            let done = st.leader_done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if st.leading.load(Ordering::SeqCst) {
+                done.await;
+            }
+            continue;
+        }
+        if let Err(e) = socket.readable().await {
+            st.close(&format!("connection lost: {e}"));
+            return;
+        }
+        let mut reader = st.reader.lock().await;
+        loop {
+            let read = match reader.try_next() {
+                Ok(None) => break,
+                Ok(Some(read)) => Ok(read),
+                Err(e) => Err(e),
+            };
+            if let Err(reason) = st.dispatch(read).await {
+                st.close(&reason);
+                return;
+            }
+        }
+    }
+}
+
+pub(super) async fn heartbeat_loop(period: Duration, ids: Arc<AtomicI64>, st: Arc<ConnShared>) {
+    let tick = (period / 4).max(Duration::from_millis(10));
+    let mut last_sent = Duration::ZERO;
+    loop {
+        tokio::time::sleep(tick).await;
+        if st.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = st.born.elapsed();
+        let idle = now.saturating_sub(Duration::from_millis(st.last_read.load(Ordering::Relaxed)));
+        if idle >= period * 3 {
+            tracing::warn!(provider = %st.addr, ?idle, "no answer to three heartbeats; closing");
+            st.close("heartbeat timeout");
+            return;
+        }
+        if idle >= period && now.saturating_sub(last_sent) >= period {
+            let id = ids.fetch_add(1, Ordering::Relaxed);
+            st.writer.send(&codec::heartbeat_request(id)).await;
+            last_sent = now;
+        }
+    }
+}
