@@ -24,7 +24,7 @@ use procstats::{cpu_ms, rss_kib};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use rdubbo_core::{NotifyListener, Registry, Url};
-use rdubbo_registry_nacos::server::{NamingServer, NamingServerConfig};
+use rdubbo_naming_server::{NamingServer, NamingServerConfig};
 use rdubbo_registry_nacos::NacosRegistry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -146,7 +146,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::server::store::HostSnapshot;
+    use crate::store::HostSnapshot;
 
     #[test]
     fn the_answer_is_the_shape_nacos_clients_read() {

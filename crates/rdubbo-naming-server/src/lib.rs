@@ -1,8 +1,12 @@
-//! The embedded naming server: the Nacos Open API v1 naming calls, single node.
+//! An embedded naming server: the Nacos Open API v1 naming calls, single node. `rdubbo
+//! registry` and `rdubbo demo` run it; any Nacos v1 client (rdubbo's `nacos://` registry,
+//! Java Dubbo's) registers and subscribes on it. Its own crate, so that a `nacos://` client
+//! does not compile it (the `rdubbo` facade re-exports it as `rdubbo::nacos::server` with
+//! the `naming-server` feature).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use rdubbo_registry_nacos::server::{NamingServer, NamingServerConfig};
+//! use rdubbo_naming_server::{NamingServer, NamingServerConfig};
 //! let server = NamingServer::start(NamingServerConfig {
 //!     listen: "127.0.0.1:8848".parse()?,
 //!     ..Default::default()
@@ -51,15 +55,15 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use rdubbo_registry_nacos::model::{
+    self, BEAT_OK, BEAT_UNKNOWN_INSTANCE, DEFAULT_CLUSTER, DEFAULT_GROUP, DEFAULT_NAMESPACE,
+};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::model::{
-    self, BEAT_OK, BEAT_UNKNOWN_INSTANCE, DEFAULT_CLUSTER, DEFAULT_GROUP, DEFAULT_NAMESPACE,
-};
 use auth::Auth;
 use conn::{Admit, Clock, ConnState, Conns, LargeAnswer, LargeAnswers, ResponseBody, Watched};
 use encode::ListExtras;

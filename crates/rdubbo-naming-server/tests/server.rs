@@ -4,9 +4,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use rdubbo_naming_server::{NamingServer, NamingServerConfig};
 use rdubbo_registry_nacos::client::decode_push;
 use rdubbo_registry_nacos::model::ServiceInfo;
-use rdubbo_registry_nacos::server::{NamingServer, NamingServerConfig};
 use serde_json::Value;
 
 /// One HTTP/1.1 exchange; returns (status, body).

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdubbo_core::{NotifyListener, Registry, Url};
-use rdubbo_registry_nacos::server::{NamingServer, NamingServerConfig};
+use rdubbo_naming_server::{NamingServer, NamingServerConfig};
 use rdubbo_registry_nacos::NacosRegistry;
 
 const IFACE: &str = "com.example.GreetingService";

@@ -50,9 +50,16 @@ pub mod registry;
 
 pub use rdubbo_cluster as cluster;
 
-/// The Nacos registry client and the embedded naming server (`rdubbo registry`).
+/// The Nacos registry client (`nacos://`) and, with the `naming-server` feature, the
+/// embedded naming server that `rdubbo registry` runs (`rdubbo::nacos::server`).
 #[cfg(feature = "nacos")]
-pub use rdubbo_registry_nacos as nacos;
+pub mod nacos {
+    pub use rdubbo_registry_nacos::*;
+
+    /// The embedded Nacos-compatible naming server (crate `rdubbo-naming-server`).
+    #[cfg(feature = "naming-server")]
+    pub use rdubbo_naming_server as server;
+}
 
 /// The Dubbo binary protocol (`dubbo://`, Hessian2): server, client and codec.
 #[cfg(feature = "dubbo")]

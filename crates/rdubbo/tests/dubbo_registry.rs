@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdubbo::nacos::server::{NamingServer, NamingServerConfig};
+use rdubbo_naming_server::{NamingServer, NamingServerConfig};
 use rdubbo::prelude::*;
 use rdubbo::{Registry, Reply};
 use serde_json::json;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdubbo::consumer::Reference;
-use rdubbo::nacos::server::{NamingServer, NamingServerConfig};
+use rdubbo_naming_server::{NamingServer, NamingServerConfig};
 use rdubbo::provider::Provider;
 use rdubbo::{BoxFuture, Invocation, Invoker, Registry, Reply, RpcError, RpcResult, ServiceInfo};
 use rdubbo_testkit::{npm_install, ChildGuard};

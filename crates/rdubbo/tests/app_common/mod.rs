@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdubbo::app::{Application, Config, Format};
-use rdubbo::nacos::server::{NamingServer, NamingServerConfig};
+use rdubbo_naming_server::{NamingServer, NamingServerConfig};
 use rdubbo::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
