@@ -20,13 +20,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdubbo_cluster::filter::{self, with_filters, Filter, Side};
+use rdubbo_cluster::filter::{self, Filter, Side};
 use rdubbo_cluster::{ClusterInvoker, Directory};
 
+use crate::extension::Extensions;
 use crate::registry::{now_millis, sorted_params};
 use crate::{
-    BoxFuture, Invocation, Invoker, NotifyListener, Protocol, Registry, RegistryError, Reply,
-    RpcError, RpcResult, Url,
+    layered, BoxFuture, Invocation, Invoker, Layer, NotifyListener, Protocol, Registry, Reply,
+    RpcResult, SetupError, Url,
 };
 
 /// Builds a [`Reference`].
@@ -37,12 +38,14 @@ pub struct ReferenceBuilder {
     application: String,
     registry: Option<Arc<dyn Registry>>,
     direct: Option<Url>,
+    extensions: Arc<Extensions>,
     protocols: Vec<Arc<dyn Protocol>>,
     retries: usize,
     check: bool,
     wait: Duration,
     params: Vec<(String, String)>,
-    filters: Vec<Arc<dyn Filter>>,
+    layers: Vec<Arc<dyn Layer>>,
+    attempt_layers: Vec<Arc<dyn Layer>>,
 }
 
 /// A service reference: calls go to one of the live providers, with failover.
@@ -64,12 +67,14 @@ impl Reference {
             application: "rdubbo-consumer".to_owned(),
             registry: None,
             direct: None,
-            protocols: default_protocols(),
+            extensions: crate::extension::shared(),
+            protocols: Vec::new(),
             retries: 2,
             check: true,
             wait: Duration::from_secs(3),
             params: Vec::new(),
-            filters: Vec::new(),
+            layers: Vec::new(),
+            attempt_layers: Vec::new(),
         }
     }
 
@@ -105,15 +110,6 @@ impl Invoker for Reference {
     }
 }
 
-fn default_protocols() -> Vec<Arc<dyn Protocol>> {
-    vec![
-        #[cfg(feature = "jsonrpc")]
-        Arc::new(rdubbo_protocol_jsonrpc::JsonRpcProtocol::default()),
-        #[cfg(feature = "dubbo")]
-        Arc::new(rdubbo_protocol_dubbo::DubboProtocol::default()),
-    ]
-}
-
 fn subscription_url(consumer: &Url) -> Url {
     consumer
         .clone()
@@ -146,9 +142,17 @@ impl ReferenceBuilder {
         self.direct = Some(url);
         self
     }
-    /// Replaces the protocols this consumer speaks (default: every protocol of this build).
+    /// Adds `protocols` to this reference's copy of its extension table, in place of
+    /// the ones of the same names (by default it speaks every protocol of the table;
+    /// [`extensions`](Self::extensions) sets the whole table).
     pub fn protocols(mut self, protocols: Vec<Arc<dyn Protocol>>) -> Self {
-        self.protocols = protocols;
+        self.protocols.extend(protocols);
+        self
+    }
+    /// The extension table this reference takes its protocols, load balancers and cluster
+    /// strategies from (default: [`extension::builtin`](crate::extension::builtin)).
+    pub fn extensions(mut self, extensions: Arc<Extensions>) -> Self {
+        self.extensions = extensions;
         self
     }
     /// Extra attempts on other providers after a retryable failure (default 2).
@@ -180,16 +184,40 @@ impl ReferenceBuilder {
             .push((key.to_owned(), crate::url::encode(value)));
         self
     }
-    /// Adds a filter around the calls of this reference (the first added sees calls
-    /// first). `actives` and `accesslog` parameters add built-in filters inside them.
-    pub fn filter(mut self, filter: Arc<dyn Filter>) -> Self {
-        self.filters.push(filter);
+    /// Adds a layer around the calls of this reference, outside the cluster: it sees each
+    /// call once, whatever the retries (the first added sees calls first). `actives` and
+    /// `accesslog` parameters add built-in filters inside them.
+    pub fn layer(mut self, layer: Arc<dyn Layer>) -> Self {
+        self.layers.push(layer);
         self
+    }
+    /// Adds a layer around each attempt on one provider, inside the cluster: with
+    /// failover it sees every attempt (the first added sees an attempt first).
+    pub fn attempt_layer(mut self, layer: Arc<dyn Layer>) -> Self {
+        self.attempt_layers.push(layer);
+        self
+    }
+    /// Adds a filter around the calls of this reference: [`layer`](Self::layer) for a
+    /// [`Filter`].
+    pub fn filter(self, filter: Arc<dyn Filter>) -> Self {
+        self.layer(filter::layer(filter))
     }
     /// How long [`build`](Self::build) waits for the first provider list (default 3 s).
     pub fn wait(mut self, wait: Duration) -> Self {
         self.wait = wait;
         self
+    }
+
+    /// The reference's table: its extensions with the protocols added on the builder.
+    fn table(&self) -> Arc<Extensions> {
+        if self.protocols.is_empty() {
+            return self.extensions.clone();
+        }
+        let mut table = (*self.extensions).clone();
+        for protocol in &self.protocols {
+            table.add_protocol(protocol.clone());
+        }
+        Arc::new(table)
     }
 
     fn consumer_url(&self) -> Url {
@@ -228,17 +256,24 @@ impl ReferenceBuilder {
     }
 
     /// Subscribes (or binds the direct URL) and returns the reference.
-    pub async fn build(self) -> RpcResult<Reference> {
+    ///
+    /// Fails with [`SetupError::Unknown`] for a cluster strategy, load balancer or (direct
+    /// URL) protocol its table lacks, [`SetupError::Registry`] when the subscription fails,
+    /// [`SetupError::NoProvider`] when `check` is on and no provider appeared in time.
+    pub async fn build(self) -> Result<Reference, SetupError> {
         let consumer = self.consumer_url();
-        let directory = Directory::new(
+        let table = self.table();
+        let directory = Directory::with_extensions(
             consumer.clone().with_param("category", "providers"),
-            self.protocols.clone(),
+            table.clone(),
+            self.attempt_layers.clone(),
         );
         let listener: Arc<dyn NotifyListener> = directory.clone();
-        let cluster = ClusterInvoker::new(directory.clone())?;
-        let mut filters = self.filters.clone();
-        filters.extend(filter::from_url(&consumer, Side::Consumer));
-        let invoker = with_filters(Arc::new(cluster.clone()), &filters);
+        let cluster = ClusterInvoker::with_extensions(directory.clone(), &table)?;
+        // User layers outside the built-in ones the URL asks for (`actives`, `accesslog`).
+        let mut layers = self.layers.clone();
+        layers.extend(filter::from_url(&consumer, Side::Consumer));
+        let invoker = layered(Arc::new(cluster.clone()), &layers);
         if let Some(mut url) = self.direct.clone() {
             // A direct URL stands for a provider of exactly this reference.
             url.set_param("interface", self.interface.clone());
@@ -248,15 +283,13 @@ impl ReferenceBuilder {
             if let Some(g) = &self.group {
                 url.set_param("group", g.clone());
             }
-            directory.update(&[url]);
+            directory.update(&[url.clone()]);
             if directory.providers().is_empty() {
-                return Err(RpcError::Invalid(format!(
-                    "no protocol of this build can call {}",
-                    self.direct
-                        .as_ref()
-                        .map(|u| u.to_string())
-                        .unwrap_or_default()
-                )));
+                return Err(SetupError::Unknown {
+                    kind: "protocol",
+                    name: url.protocol().to_owned(),
+                    known: table.protocol_names().join(", "),
+                });
             }
             return Ok(Reference {
                 cluster,
@@ -267,25 +300,23 @@ impl ReferenceBuilder {
             });
         }
         let Some(registry) = self.registry.clone() else {
-            return Err(RpcError::Invalid(
+            return Err(SetupError::Invalid(
                 "a reference needs a registry or a provider URL".into(),
             ));
         };
-        let registry_err = |e: RegistryError| RpcError::Invalid(e.to_string());
         if let Err(e) = registry.register(&consumer).await {
             tracing::warn!(error = %e, "consumer registration failed; retrying in the background");
         }
         registry
             .subscribe(&subscription_url(&consumer), listener.clone())
-            .await
-            .map_err(registry_err)?;
+            .await?;
         let ready = directory.wait_ready(self.wait).await;
         if self.check && (!ready || directory.providers().is_empty()) {
             let _ = registry
                 .unsubscribe(&subscription_url(&consumer), &listener)
                 .await;
             let _ = registry.unregister(&consumer).await;
-            return Err(RpcError::NoProvider(consumer.service_key()));
+            return Err(SetupError::NoProvider(consumer.service_key()));
         }
         Ok(Reference {
             cluster,

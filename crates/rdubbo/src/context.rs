@@ -25,6 +25,26 @@
 //! .await;
 //! # }
 //! ```
+//!
+//! # Tasks
+//!
+//! The context lives in the task serving the call (a tokio task-local): a task started with
+//! a plain `tokio::spawn` starts without it — no [`current`] call, so no deadline for the
+//! calls it makes, and none of the attachments of [`with_attachments`]. Start such tasks
+//! with [`spawn`] (or wrap their future in [`bind`]) to carry the context into them:
+//!
+//! ```
+//! # async fn inside_a_service_method() {
+//! let deadline = rdubbo::context::spawn(async {
+//!     // still the served call: same deadline, same attachments
+//!     rdubbo::context::current().and_then(|call| call.deadline)
+//! })
+//! .await;
+//! # }
+//! ```
+//!
+//! A context can also be handled explicitly: [`CallContext::from_invocation`] makes one,
+//! [`CallContext::scope`] runs a future as serving it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,6 +68,38 @@ pub struct CallContext {
 }
 
 impl CallContext {
+    /// The context of serving `invocation`: its interface, method and attachments, a
+    /// deadline its `timeout` from now, and its reply attachments.
+    pub fn from_invocation(invocation: &Invocation) -> CallContext {
+        CallContext {
+            interface: invocation.interface.clone(),
+            method: invocation.method.clone(),
+            attachments: invocation.attachments.clone(),
+            deadline: invocation.timeout.map(|t| Instant::now() + t),
+            reply: invocation.reply_attachments.clone(),
+        }
+    }
+
+    /// Runs `fut` as serving this call: in it [`current`] answers this context, and the
+    /// calls stubs make get at most its remaining time.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use rdubbo::context::{self, CallContext};
+    ///
+    /// let mut invocation = rdubbo::Invocation::new("org.example.Greeter", "sayHello", vec![]);
+    /// invocation.timeout = Some(Duration::from_secs(5));
+    /// let call = CallContext::from_invocation(&invocation);
+    /// let method = call.scope(async { context::current().map(|c| c.method) }).await;
+    /// assert_eq!(method.as_deref(), Some("sayHello"));
+    /// # }
+    /// ```
+    pub async fn scope<F: Future>(self, fut: F) -> F::Output {
+        INCOMING.scope(self, fut).await
+    }
+
     /// Time left until the deadline (zero when passed), if there is one.
     pub fn remaining(&self) -> Option<Duration> {
         self.deadline
@@ -106,20 +158,51 @@ pub async fn with_attachments<F: Future>(attachments: Attachments, fut: F) -> F:
     OUTGOING.scope(merged, fut).await
 }
 
-#[doc(hidden)]
-pub fn incoming(invocation: &Invocation) -> CallContext {
-    CallContext {
-        interface: invocation.interface.clone(),
-        method: invocation.method.clone(),
-        attachments: invocation.attachments.clone(),
-        deadline: invocation.timeout.map(|t| Instant::now() + t),
-        reply: invocation.reply_attachments.clone(),
+/// Spawns `fut` on the tokio runtime carrying the current context: the call being served
+/// (its deadline, attachments and reply attachments), the attachments of the enclosing
+/// [`with_attachments`] and the capture of [`capture_reply_attachments`]. A plain
+/// `tokio::spawn` carries none of them.
+pub fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(bind(fut))
+}
+
+/// `fut`, made to run in the current context wherever it is polled (what [`spawn`] does
+/// before spawning; for `JoinSet::spawn` and other executors).
+pub fn bind<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+    let incoming = INCOMING.try_with(Clone::clone).ok();
+    let outgoing = OUTGOING.try_with(Clone::clone).ok();
+    let capture = CAPTURE.try_with(Clone::clone).ok();
+    within(
+        &INCOMING,
+        incoming,
+        within(&OUTGOING, outgoing, within(&CAPTURE, capture, fut)),
+    )
+}
+
+/// `fut` in `key`'s scope with `value`, if there is one.
+async fn within<T: 'static, F: Future>(
+    key: &'static tokio::task::LocalKey<T>,
+    value: Option<T>,
+    fut: F,
+) -> F::Output {
+    match value {
+        Some(value) => key.scope(value, fut).await,
+        None => fut.await,
     }
 }
 
 #[doc(hidden)]
+pub fn incoming(invocation: &Invocation) -> CallContext {
+    CallContext::from_invocation(invocation)
+}
+
+#[doc(hidden)]
 pub async fn scoped<F: Future>(context: CallContext, fut: F) -> F::Output {
-    INCOMING.scope(context, fut).await
+    context.scope(fut).await
 }
 
 /// Adds scoped attachments and caps the timeout at the served call's remaining budget.

@@ -43,8 +43,8 @@ pub use rdubbo_macros::{service, JavaType};
 pub mod app;
 pub mod consumer;
 pub mod context;
+pub mod extension;
 pub mod generic;
-#[cfg(feature = "jsonrpc")]
 pub mod provider;
 pub mod registry;
 
@@ -76,7 +76,6 @@ pub use rdubbo_protocol_jsonrpc as jsonrpc;
 pub mod prelude {
     pub use crate::consumer::Reference;
     pub use crate::generic::{GenericClient, GenericService};
-    #[cfg(feature = "jsonrpc")]
     pub use crate::provider::Provider;
     pub use crate::{service, Invocation, Invoker, RpcError, RpcResult, ServiceInfo, Url, Value};
 }

@@ -8,45 +8,68 @@
 
 use std::sync::Arc;
 
+use crate::extension::{self, Extensions};
 use crate::{Registry, RegistryError, RegistryResult, Url};
 
-/// Registry schemes this build supports.
+/// Registry schemes this build supports (those of [`extension::builtin`]).
 pub fn supported_schemes() -> &'static [&'static str] {
     &[
         #[cfg(feature = "zookeeper")]
         "zookeeper",
+        #[cfg(feature = "zookeeper")]
+        "zk",
         #[cfg(feature = "nacos")]
         "nacos",
     ]
 }
 
 /// Connects to the registry named by `url` (`zookeeper://host:port?backup=…`,
-/// `nacos://host:8848?namespace=…&group=…`). Waits for
+/// `nacos://host:8848?namespace=…&group=…`) with the registries of this build
+/// ([`extension::builtin`]). Waits for
 /// the first session up to the URL's `timeout`; a registry that is down is not an error
 /// unless `check=true` (operations are retried until it is back).
 pub async fn connect(url: &str) -> RegistryResult<Arc<dyn Registry>> {
+    connect_with(&extension::shared(), url).await
+}
+
+/// [`connect`] with the registry factories of `extensions` (by URL scheme).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let table = rdubbo::extension::Extensions::new();
+/// let e = rdubbo::registry::connect_with(&table, "zookeeper://127.0.0.1:2181")
+///     .await
+///     .err()
+///     .unwrap();
+/// assert!(e.to_string().contains("unsupported registry `zookeeper`"));
+/// # }
+/// ```
+pub async fn connect_with(extensions: &Extensions, url: &str) -> RegistryResult<Arc<dyn Registry>> {
     let url: Url = url
         .parse()
         .map_err(|e| RegistryError::Invalid(format!("registry URL {url:?}: {e}")))?;
-    connect_url(&url).await
+    connect_url_with(extensions, &url).await
 }
 
 /// [`connect`] with a parsed URL.
 pub async fn connect_url(url: &Url) -> RegistryResult<Arc<dyn Registry>> {
-    match url.protocol() {
-        #[cfg(feature = "zookeeper")]
-        "zookeeper" | "zk" => Ok(Arc::new(
-            rdubbo_registry_zookeeper::ZookeeperRegistry::connect(url).await?,
-        )),
-        #[cfg(feature = "nacos")]
-        "nacos" => Ok(Arc::new(
-            rdubbo_registry_nacos::NacosRegistry::connect(url).await?,
-        )),
-        other => Err(RegistryError::Invalid(format!(
-            "unsupported registry {other:?} (supported: {})",
-            supported_schemes().join(", ")
-        ))),
-    }
+    connect_url_with(&extension::shared(), url).await
+}
+
+/// [`connect_with`] with a parsed URL.
+pub async fn connect_url_with(
+    extensions: &Extensions,
+    url: &Url,
+) -> RegistryResult<Arc<dyn Registry>> {
+    let scheme = url.protocol();
+    let Some(factory) = extensions.registry(scheme) else {
+        return Err(RegistryError::Invalid(format!(
+            "unsupported registry `{scheme}` (supported: {})",
+            extensions.registry_names().join(", ")
+        )));
+    };
+    factory.connect(url).await
 }
 
 /// Formats URL parameters sorted by key, as Java Dubbo writes them.

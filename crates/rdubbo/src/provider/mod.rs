@@ -23,17 +23,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[cfg(feature = "dubbo")]
-use rdubbo_protocol_dubbo::{DubboServer, ServerConfig as DubboConfig};
-use rdubbo_protocol_jsonrpc::{JsonRpcServer, ServerConfig};
-
-use crate::cluster::filter::{self, with_filters, Filter, Side};
+use crate::cluster::filter::{self, Filter, Side};
+use crate::extension::Extensions;
 use crate::registry::{now_millis, sorted_params};
 mod registration;
 use registration::DynamicTimeout;
 pub(crate) use registration::{sort_params, Dynamic, Registration};
 
-use crate::{Invoker, Registry, ServiceInfo, Url};
+use crate::{layered, Export, Invoker, Layer, Registry, Server, ServiceInfo, SetupError, Url};
+
+/// The protocol a provider serves unless told otherwise: `jsonrpc`, or `dubbo` in a build
+/// without the `jsonrpc` feature.
+pub const DEFAULT_PROTOCOL: &str = if cfg!(feature = "jsonrpc") {
+    "jsonrpc"
+} else {
+    "dubbo"
+};
 
 /// Builds a [`Provider`].
 pub struct ProviderBuilder {
@@ -44,42 +49,17 @@ pub struct ProviderBuilder {
     services: Vec<(ServiceInfo, Arc<dyn Invoker>)>,
     unregister_wait: Duration,
     drain: Duration,
-    server_config: Option<ServerConfig>,
     params: Vec<(String, String)>,
-    filters: Vec<Arc<dyn Filter>>,
+    layers: Vec<Arc<dyn Layer>>,
     protocol: String,
-    #[cfg(feature = "dubbo")]
-    dubbo_config: Option<DubboConfig>,
-}
-
-/// The server a provider runs, by protocol.
-enum Server {
-    JsonRpc(JsonRpcServer),
-    #[cfg(feature = "dubbo")]
-    Dubbo(DubboServer),
-}
-
-impl Server {
-    fn local_addr(&self) -> SocketAddr {
-        match self {
-            Server::JsonRpc(s) => s.local_addr(),
-            #[cfg(feature = "dubbo")]
-            Server::Dubbo(s) => s.local_addr(),
-        }
-    }
-
-    async fn shutdown(self, drain: Duration) {
-        match self {
-            Server::JsonRpc(s) => s.shutdown(drain).await,
-            #[cfg(feature = "dubbo")]
-            Server::Dubbo(s) => s.shutdown(drain).await,
-        }
-    }
+    extensions: Arc<Extensions>,
+    /// Protocols configured on this builder, put into its copy of the table at the start.
+    configured: Vec<Arc<dyn crate::Protocol>>,
 }
 
 /// Running services, registered in their registries.
 pub struct Provider {
-    server: Server,
+    server: Box<dyn Server>,
     urls: Vec<Url>,
     registrations: Vec<Arc<Registration>>,
     dynamic: Vec<Arc<Dynamic>>,
@@ -89,7 +69,8 @@ pub struct Provider {
 }
 
 impl Provider {
-    /// A builder listening on `listen` (port 0 picks a free port).
+    /// A builder listening on `listen` (port 0 picks a free port), serving
+    /// [`DEFAULT_PROTOCOL`] with the protocols of [`extension::builtin`](crate::extension::builtin).
     pub fn builder(listen: SocketAddr) -> ProviderBuilder {
         ProviderBuilder {
             application: "rdubbo-provider".to_owned(),
@@ -99,12 +80,11 @@ impl Provider {
             services: Vec::new(),
             unregister_wait: Duration::from_secs(1),
             drain: Duration::from_secs(10),
-            server_config: None,
             params: Vec::new(),
-            filters: Vec::new(),
-            protocol: "jsonrpc".to_owned(),
-            #[cfg(feature = "dubbo")]
-            dubbo_config: None,
+            layers: Vec::new(),
+            protocol: DEFAULT_PROTOCOL.to_owned(),
+            extensions: crate::extension::shared(),
+            configured: Vec::new(),
         }
     }
 
@@ -115,11 +95,7 @@ impl Provider {
 
     /// Open connections of the server.
     pub fn connections(&self) -> usize {
-        match &self.server {
-            Server::JsonRpc(s) => s.connections(),
-            #[cfg(feature = "dubbo")]
-            Server::Dubbo(s) => s.connections(),
-        }
+        self.server.connections()
     }
 
     /// The provider URLs, as built at the start (one per exported service, before any
@@ -136,6 +112,7 @@ impl Provider {
 
     /// The dynamic parameters of each exported service (in export order), for callers
     /// that register the URLs themselves (the application).
+    #[allow(dead_code)]
     pub(crate) fn dynamic(&self) -> &[Arc<Dynamic>] {
         &self.dynamic
     }
@@ -208,90 +185,113 @@ impl ProviderBuilder {
         self
     }
 
-    /// Adds a filter around every exported service (the first added sees calls first).
+    /// Adds a layer around every exported service (the first added sees calls first).
     /// Built-in filters asked for by parameters (`accesslog`, `tps`, `executes`) run
-    /// inside the ones added here.
-    pub fn filter(mut self, filter: Arc<dyn Filter>) -> Self {
-        self.filters.push(filter);
+    /// inside the ones added here; a `timeout` set by an `override://` rule outside them.
+    pub fn layer(mut self, layer: Arc<dyn Layer>) -> Self {
+        self.layers.push(layer);
         self
     }
 
-    /// The protocol to serve: `jsonrpc` (default) or `dubbo` (with the `dubbo` feature).
+    /// Adds a filter around every exported service: [`layer`](Self::layer) for a
+    /// [`Filter`].
+    pub fn filter(self, filter: Arc<dyn Filter>) -> Self {
+        self.layer(filter::layer(filter))
+    }
+
+    /// The protocol to serve, by name in the builder's extension table: `jsonrpc` (the
+    /// default with the `jsonrpc` feature), `dubbo` (with the `dubbo` feature) or one
+    /// added with [`extensions`](Self::extensions).
     pub fn protocol(mut self, name: &str) -> Self {
         self.protocol = name.to_owned();
         self
     }
 
-    /// Limits of the Dubbo protocol server (when serving `dubbo`).
-    #[cfg(feature = "dubbo")]
-    pub fn dubbo_config(mut self, config: DubboConfig) -> Self {
-        self.dubbo_config = Some(config);
+    /// The extension table the protocol is taken from (default:
+    /// [`extension::builtin`](crate::extension::builtin)).
+    pub fn extensions(mut self, extensions: Arc<Extensions>) -> Self {
+        self.extensions = extensions;
         self
     }
 
-    /// Server limits of the JSON-RPC server.
-    pub fn server_config(mut self, config: ServerConfig) -> Self {
-        self.server_config = Some(config);
+    /// Limits of the Dubbo protocol server (when serving `dubbo`): serves a
+    /// [`DubboProtocol`](rdubbo_protocol_dubbo::DubboProtocol) with this configuration,
+    /// in place of the table's `dubbo`.
+    #[cfg(feature = "dubbo")]
+    pub fn dubbo_config(self, config: rdubbo_protocol_dubbo::ServerConfig) -> Self {
+        self.configure(Arc::new(
+            rdubbo_protocol_dubbo::DubboProtocol::default().with_server_config(config),
+        ))
+    }
+
+    /// Server limits of the JSON-RPC server (when serving `jsonrpc`): serves a
+    /// [`JsonRpcProtocol`](rdubbo_protocol_jsonrpc::JsonRpcProtocol) with this
+    /// configuration, in place of the table's `jsonrpc`.
+    #[cfg(feature = "jsonrpc")]
+    pub fn server_config(self, config: rdubbo_protocol_jsonrpc::ServerConfig) -> Self {
+        self.configure(Arc::new(
+            rdubbo_protocol_jsonrpc::JsonRpcProtocol::default().with_server_config(config),
+        ))
+    }
+
+    fn configure(mut self, protocol: Arc<dyn crate::Protocol>) -> Self {
+        self.configured.retain(|p| p.name() != protocol.name());
+        self.configured.push(protocol);
         self
+    }
+
+    /// The builder's table: its extensions with the protocols configured on it.
+    fn table(&self) -> Arc<Extensions> {
+        if self.configured.is_empty() {
+            return self.extensions.clone();
+        }
+        let mut table = (*self.extensions).clone();
+        for protocol in &self.configured {
+            table.add_protocol(protocol.clone());
+        }
+        Arc::new(table)
     }
 
     /// Binds the server, then registers every service in every registry. A registry that
     /// is unreachable does not stop the start: the registration is retried in the
     /// background.
-    pub async fn start(self) -> std::io::Result<Provider> {
+    ///
+    /// Fails with [`SetupError::Unknown`] for a protocol the table lacks,
+    /// [`SetupError::Unsupported`] for a consumer-only one, [`SetupError::Io`] when the
+    /// address cannot be bound.
+    pub async fn start(self) -> Result<Provider, SetupError> {
+        let table = self.table();
+        let protocol = table.check_protocol(&self.protocol)?.clone();
         let dynamic: Vec<Arc<Dynamic>> = self
             .services
             .iter()
             .map(|_| Arc::new(Dynamic::default()))
             .collect();
-        let exports: Vec<(ServiceInfo, Arc<dyn Invoker>)> = self
+        let exports: Vec<Export> = self
             .services
             .iter()
             .zip(&dynamic)
             .map(|((info, invoker), dynamic)| {
-                // Outermost: the deadline of a dynamically configured `timeout` covers the
-                // whole chain.
-                let mut filters: Vec<Arc<dyn Filter>> = vec![Arc::new(DynamicTimeout {
-                    dynamic: dynamic.clone(),
-                })];
-                filters.extend(self.filters.iter().cloned());
                 let mut template = Url::new(&self.protocol, "0.0.0.0", None, &info.interface);
                 for (k, v) in &self.params {
                     template.set_param(k, v.clone());
                 }
-                filters.extend(filter::from_url(&template, Side::Provider));
-                (info.clone(), with_filters(invoker.clone(), &filters))
+                // Outermost: the deadline of a dynamically configured `timeout` covers the
+                // whole chain; then the builder's layers, then the built-in ones the URL
+                // asks for (`accesslog`, `tps`, `executes`).
+                let mut layers: Vec<Arc<dyn Layer>> =
+                    vec![filter::layer(Arc::new(DynamicTimeout {
+                        dynamic: dynamic.clone(),
+                    }))];
+                layers.extend(self.layers.iter().cloned());
+                layers.extend(filter::from_url(&template, Side::Provider));
+                Export {
+                    info: info.clone(),
+                    invoker: layered(invoker.clone(), &layers),
+                }
             })
             .collect();
-        let server = match self.protocol.as_str() {
-            "jsonrpc" => {
-                let mut builder = JsonRpcServer::builder();
-                if let Some(config) = self.server_config.clone() {
-                    builder = builder.config(config);
-                }
-                for (info, invoker) in exports {
-                    builder = builder.export(&info.interface.clone(), info, invoker);
-                }
-                Server::JsonRpc(builder.bind(self.listen).await?)
-            }
-            #[cfg(feature = "dubbo")]
-            "dubbo" => {
-                let mut builder = DubboServer::builder();
-                if let Some(config) = self.dubbo_config.clone() {
-                    builder = builder.config(config);
-                }
-                for (info, invoker) in exports {
-                    builder = builder.export(info, invoker);
-                }
-                Server::Dubbo(builder.bind(self.listen).await?)
-            }
-            other => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!("unknown protocol `{other}` (this build serves jsonrpc, dubbo)"),
-                ))
-            }
-        };
+        let server = protocol.serve(self.listen, exports).await?;
         let addr = server.local_addr();
         let (host, anyhost) = match &self.host {
             Some(h) => (h.clone(), false),
