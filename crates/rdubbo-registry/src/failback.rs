@@ -516,21 +516,34 @@ async fn recover<B: RegistryBackend>(core: &Arc<Core>, backend: &B) {
         )
     };
     for url in registered {
-        if let Err(e) = backend.do_register(&url).await {
-            tracing::warn!(url = %url, error = %e, "re-registration failed; will retry");
-            let key = url.to_string();
-            let mut state = core.state();
-            if retryable(&e) && state.registered.contains_key(&key) {
-                state.failed_register.insert(key, url);
+        let key = url.to_string();
+        let result = backend.do_register(&url).await;
+        let mut state = core.state();
+        match result {
+            Ok(()) => {
+                state.failed_register.remove(&key);
+            }
+            Err(e) => {
+                tracing::warn!(url = %url, error = %e, "re-registration failed; will retry");
+                if retryable(&e) && state.registered.contains_key(&key) {
+                    state.failed_register.insert(key, url);
+                }
             }
         }
     }
     for sub in subs {
-        if let Err(e) = backend.do_subscribe(&sub.url, core.notifier(&sub)).await {
-            tracing::warn!(url = %sub.url, error = %e, "re-subscription failed; will retry");
-            let mut state = core.state();
-            if retryable(&e) && sub.active.load(Ordering::Acquire) {
-                state.failed_subscribe.insert(sub.url.to_string(), sub);
+        let key = sub.url.to_string();
+        let result = backend.do_subscribe(&sub.url, core.notifier(&sub)).await;
+        let mut state = core.state();
+        match result {
+            Ok(()) => {
+                state.failed_subscribe.remove(&key);
+            }
+            Err(e) => {
+                tracing::warn!(url = %sub.url, error = %e, "re-subscription failed; will retry");
+                if retryable(&e) && sub.active.load(Ordering::Acquire) {
+                    state.failed_subscribe.insert(key, sub);
+                }
             }
         }
     }
