@@ -29,6 +29,7 @@ pub use rdubbo_cluster::extension::{BalancerFactory, Extensions};
 /// `zk`, `nacos`), load balancer and cluster strategy compiled into this build (see the
 /// crate's features).
 pub fn builtin() -> Extensions {
+    #[allow(unused_mut)] // a build without protocols or registries adds nothing
     let mut table = Extensions::with_cluster_builtins();
     #[cfg(feature = "jsonrpc")]
     table.add_protocol(Arc::new(rdubbo_protocol_jsonrpc::JsonRpcProtocol::default()));

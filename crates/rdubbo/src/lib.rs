@@ -39,7 +39,7 @@ pub use rdubbo_macros::{service, JavaType};
 
 /// Applications started from a configuration file: bootstrap, graceful shutdown,
 /// metrics, tracing and QoS commands.
-#[cfg(feature = "jsonrpc")]
+#[cfg(feature = "app")]
 pub mod app;
 pub mod consumer;
 pub mod context;
@@ -185,6 +185,6 @@ pub mod __private {
 }
 
 /// The README's examples, compiled as doc tests so they stay true.
-#[cfg(all(doctest, feature = "jsonrpc"))]
+#[cfg(all(doctest, feature = "app", feature = "dubbo", feature = "zookeeper"))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;

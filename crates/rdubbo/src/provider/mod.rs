@@ -234,6 +234,7 @@ impl ProviderBuilder {
         ))
     }
 
+    #[cfg(any(feature = "dubbo", feature = "jsonrpc"))]
     fn configure(mut self, protocol: Arc<dyn crate::Protocol>) -> Self {
         self.configured.retain(|p| p.name() != protocol.name());
         self.configured.push(protocol);
