@@ -189,7 +189,7 @@ mod tests {
         assert_eq!(h["ephemeral"], false);
         assert_eq!(h["metadata"]["k"], "v\n");
         assert_eq!(h["ipDeleteTimeout"], 30000);
-        let push: crate::model::ServiceInfo =
+        let push: rdubbo_registry_nacos::model::ServiceInfo =
             serde_json::from_slice(&service_json(&snap, &key, "G", "", 10000, None)).unwrap();
         assert_eq!(push.hosts[0].port, 80);
         assert_eq!(push.checksum, list["checksum"]);

@@ -1,23 +1,25 @@
 //! The naming data of the embedded server: namespace → `group@@service` → cluster →
 //! instances, with beats, health, expiry and the persistent part kept in redb.
 
+mod disk;
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tokio::sync::oneshot;
 
 #[cfg(test)]
-use crate::model::ServiceInfo;
-use crate::model::{
+use rdubbo_registry_nacos::model::ServiceInfo;
+use rdubbo_registry_nacos::model::{
     Host, DEFAULT_BEAT_INTERVAL_MS, META_BEAT_INTERVAL, META_BEAT_TIMEOUT, META_DELETE_TIMEOUT,
 };
 
-const PERSISTENT: TableDefinition<&str, &str> = TableDefinition::new("persistent_instances");
+use disk::{db_key, Writer};
+pub(crate) use disk::{Change, Flush};
 
 /// Identifies a service: namespace and grouped name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -154,151 +156,11 @@ pub(crate) struct Store {
     last_stamp: u64,
 }
 
-/// Completion of a write to disk: resolves once the write is committed (or failed).
-pub(crate) type Flush = oneshot::Receiver<Result<(), String>>;
-
-/// The outcome of a registration or removal.
-#[must_use]
-pub(crate) struct Change {
-    /// Whether anything visible changed.
-    pub changed: bool,
-    /// Set when the change is written to disk: wait for it outside the store lock.
-    pub flush: Option<Flush>,
-}
-
-impl Change {
-    fn memory(changed: bool) -> Change {
-        Change {
-            changed,
-            flush: None,
-        }
-    }
-
-    /// Waits for the disk write, if any (never under the store lock).
-    pub async fn flushed(self) -> Result<bool, String> {
-        if let Some(f) = self.flush {
-            f.await
-                .map_err(|_| "storage closed".to_owned())
-                .and_then(|r| r)?;
-        }
-        Ok(self.changed)
-    }
-
-    /// Waits for the disk write from a thread that is not a runtime thread.
-    #[cfg(test)]
-    pub fn flushed_blocking(self) -> Result<bool, String> {
-        if let Some(f) = self.flush {
-            f.blocking_recv()
-                .map_err(|_| "storage closed".to_owned())
-                .and_then(|r| r)?;
-        }
-        Ok(self.changed)
-    }
-}
-
-struct WriteOp {
-    key: String,
-    /// `None` removes.
-    value: Option<String>,
-    done: oneshot::Sender<Result<(), String>>,
-}
-
-/// The redb database, written by a thread of its own: writes queued under the store lock
-/// are committed in batches (one fsync for many), never while the lock is held.
-struct Writer {
-    tx: Option<mpsc::Sender<WriteOp>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Writer {
-    fn start(db: Database) -> Result<Writer, String> {
-        let (tx, rx) = mpsc::channel::<WriteOp>();
-        let thread = std::thread::Builder::new()
-            .name("naming-redb".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < 4096 {
-                        match rx.try_recv() {
-                            Ok(op) => batch.push(op),
-                            Err(_) => break,
-                        }
-                    }
-                    let result = Writer::commit(&db, &batch);
-                    if let Err(e) = &result {
-                        tracing::error!(error = %e, writes = batch.len(), "cannot store instances");
-                    }
-                    for op in batch {
-                        let _ = op.done.send(result.clone());
-                    }
-                }
-                drop(db);
-            })
-            .map_err(|e| format!("cannot start the storage thread: {e}"))?;
-        Ok(Writer {
-            tx: Some(tx),
-            thread: Some(thread),
-        })
-    }
-
-    fn commit(db: &Database, batch: &[WriteOp]) -> Result<(), String> {
-        let tx = db.begin_write().map_err(|e| e.to_string())?;
-        {
-            let mut table = tx.open_table(PERSISTENT).map_err(|e| e.to_string())?;
-            for op in batch {
-                match &op.value {
-                    None => {
-                        table.remove(op.key.as_str()).map_err(|e| e.to_string())?;
-                    }
-                    Some(v) => {
-                        table
-                            .insert(op.key.as_str(), v.as_str())
-                            .map_err(|e| e.to_string())?;
-                    }
-                }
-            }
-        }
-        tx.commit().map_err(|e| e.to_string())
-    }
-
-    fn send(&self, key: String, value: Option<String>) -> Result<Flush, String> {
-        let (done, flush) = oneshot::channel();
-        self.tx
-            .as_ref()
-            .ok_or_else(|| "storage closed".to_owned())?
-            .send(WriteOp { key, value, done })
-            .map_err(|_| "storage closed".to_owned())?;
-        Ok(flush)
-    }
-
-    /// Stops taking writes; returns the thread, which ends once the queued writes are
-    /// committed (and then closes the database).
-    fn close(&mut self) -> Option<std::thread::JoinHandle<()>> {
-        self.tx.take();
-        self.thread.take()
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        if let Some(t) = self.close() {
-            let _ = t.join();
-        }
-    }
-}
-
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-fn db_key(key: &ServiceKey, cluster: &str, ip: &str, port: u16) -> String {
-    format!(
-        "{}\n{}\n{}\n{}\n{}",
-        key.namespace, key.grouped, cluster, ip, port
-    )
 }
 
 impl Store {
@@ -314,54 +176,23 @@ impl Store {
         let Some(dir) = data_dir else {
             return Ok(store);
         };
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
-        let path = dir.join("naming.redb");
-        let db =
-            Database::create(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        {
-            let tx = db.begin_write().map_err(|e| e.to_string())?;
-            tx.open_table(PERSISTENT).map_err(|e| e.to_string())?;
-            tx.commit().map_err(|e| e.to_string())?;
-        }
-        let mut loaded = 0usize;
-        {
-            let tx = db.begin_read().map_err(|e| e.to_string())?;
-            let table = tx.open_table(PERSISTENT).map_err(|e| e.to_string())?;
-            for row in table.iter().map_err(|e| e.to_string())? {
-                let (k, v) = row.map_err(|e| e.to_string())?;
-                let mut parts = k.value().splitn(3, '\n');
-                let (Some(ns), Some(grouped)) = (parts.next(), parts.next()) else {
-                    tracing::warn!(key = k.value(), "skipping a malformed stored instance");
-                    continue;
-                };
-                match serde_json::from_str::<Instance>(v.value()) {
-                    Ok(mut inst) => {
-                        inst.last_beat = Some(Instant::now());
-                        let key = ServiceKey {
-                            namespace: ns.to_owned(),
-                            grouped: grouped.to_owned(),
-                        };
-                        let stamp = store.stamp();
-                        let svc = store.services.entry(key).or_default();
-                        svc.last_ref_time = stamp;
-                        if svc
-                            .clusters
-                            .entry(inst.cluster.clone())
-                            .or_default()
-                            .insert((inst.ip.clone(), inst.port), inst)
-                            .is_none()
-                        {
-                            store.instances += 1;
-                        }
-                        loaded += 1;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "skipping an unreadable stored instance"),
-                }
+        let (writer, stored) = disk::open(dir)?;
+        for (key, mut inst) in stored {
+            inst.last_beat = Some(Instant::now());
+            let stamp = store.stamp();
+            let svc = store.services.entry(key).or_default();
+            svc.last_ref_time = stamp;
+            if svc
+                .clusters
+                .entry(inst.cluster.clone())
+                .or_default()
+                .insert((inst.ip.clone(), inst.port), inst)
+                .is_none()
+            {
+                store.instances += 1;
             }
         }
-        tracing::info!(path = %path.display(), loaded, "persistent instances loaded");
-        store.writer = Some(Writer::start(db)?);
+        store.writer = Some(writer);
         Ok(store)
     }
 
@@ -715,237 +546,5 @@ impl Store {
             .range(start..)
             .map(|(k, _)| k)
             .take_while(move |k| k.namespace == ns && k.grouped.starts_with(prefix))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn inst(ip: &str, port: u16, ephemeral: bool) -> Instance {
-        Instance {
-            ip: ip.into(),
-            port,
-            weight: 1.0,
-            healthy: true,
-            enabled: true,
-            ephemeral,
-            cluster: "DEFAULT".into(),
-            metadata: Arc::new(BTreeMap::new()),
-            last_beat: None,
-            last_beat_ms: 0,
-        }
-    }
-
-    fn key(name: &str) -> ServiceKey {
-        ServiceKey {
-            namespace: "public".into(),
-            grouped: format!("DEFAULT_GROUP@@{name}"),
-        }
-    }
-
-    #[test]
-    fn silent_instances_turn_unhealthy_then_disappear() {
-        let mut s = Store::open(None).unwrap();
-        let k = key("a");
-        assert!(s.register(&k, inst("127.0.0.1", 1, true)).unwrap().changed);
-        let timing = Timing {
-            beat_timeout: Duration::from_secs(15),
-            delete_timeout: Duration::from_secs(30),
-        };
-        let t0 = Instant::now();
-        assert!(s
-            .expire(timing, t0 + Duration::from_secs(14), None)
-            .is_empty());
-        assert_eq!(
-            s.expire(timing, t0 + Duration::from_secs(16), None),
-            vec![k.clone()]
-        );
-        let info = s.service_info(&k, "DEFAULT_GROUP", "", false, 3000);
-        assert!(!info.hosts[0].healthy);
-        assert!(s
-            .service_info(&k, "DEFAULT_GROUP", "", true, 3000)
-            .hosts
-            .is_empty());
-        // A beat brings it back.
-        assert!(s.beat(&k, "DEFAULT", "127.0.0.1", 1).1);
-        assert!(s.service_info(&k, "DEFAULT_GROUP", "", true, 3000).hosts[0].healthy);
-        let t1 = Instant::now();
-        assert_eq!(
-            s.expire(timing, t1 + Duration::from_secs(31), None),
-            vec![k.clone()]
-        );
-        assert!(s.services.is_empty());
-        assert_eq!(s.beat(&k, "DEFAULT", "127.0.0.1", 1).0, Beat::Unknown);
-    }
-
-    #[test]
-    fn nothing_expires_while_the_server_refuses_requests() {
-        let mut s = Store::open(None).unwrap();
-        let k = key("a");
-        let _ = s.register(&k, inst("127.0.0.1", 1, true)).unwrap();
-        let _ = s.register(&k, inst("127.0.0.1", 2, true)).unwrap();
-        assert_eq!(s.counts(), (1, 2));
-        let timing = Timing {
-            beat_timeout: Duration::from_secs(15),
-            delete_timeout: Duration::from_secs(30),
-        };
-        let t0 = Instant::now();
-        // Refusing requests until t0 + 50 s: silence counts from the last refusal.
-        let refused = Some(t0 + Duration::from_secs(50));
-        assert!(s
-            .expire(timing, t0 + Duration::from_secs(60), refused)
-            .is_empty());
-        assert_eq!(s.counts(), (1, 2));
-        // 16 s after the last refusal: unhealthy; 31 s after: removed.
-        assert_eq!(
-            s.expire(timing, t0 + Duration::from_secs(66), refused),
-            vec![k.clone()]
-        );
-        assert!(!s.services[&k].clusters["DEFAULT"][&("127.0.0.1".into(), 1)].healthy);
-        assert_eq!(
-            s.expire(timing, t0 + Duration::from_secs(81), refused),
-            vec![k.clone()]
-        );
-        assert_eq!(s.counts(), (0, 0));
-    }
-
-    #[test]
-    fn counts_follow_every_change() {
-        let mut s = Store::open(None).unwrap();
-        for n in 0..50u16 {
-            let _ = s.register(&key(&format!("s{}", n % 5)), inst("127.0.0.1", n, true));
-        }
-        // Registering again is no new instance.
-        let _ = s.register(&key("s0"), inst("127.0.0.1", 0, true));
-        assert_eq!(s.counts(), (5, 50));
-        assert_eq!(s.service_instance_count(&key("s1")), 10);
-        let _ = s.deregister(&key("s1"), "DEFAULT", "127.0.0.1", 1).unwrap();
-        let _ = s.deregister(&key("s1"), "DEFAULT", "127.0.0.1", 1).unwrap();
-        assert_eq!(s.counts(), (5, 49));
-        let timing = Timing {
-            beat_timeout: Duration::from_secs(1),
-            delete_timeout: Duration::from_secs(2),
-        };
-        s.expire(timing, Instant::now() + Duration::from_secs(3), None);
-        assert_eq!(s.counts(), (0, 0));
-        let names: Vec<_> = s.service_names("public", "DEFAULT_GROUP@@").collect();
-        assert!(names.is_empty());
-    }
-
-    #[test]
-    fn metadata_overrides_the_timeouts() {
-        let mut s = Store::open(None).unwrap();
-        let k = key("a");
-        let mut i = inst("127.0.0.1", 1, true);
-        Arc::make_mut(&mut i.metadata).insert(META_BEAT_TIMEOUT.into(), "1000".into());
-        Arc::make_mut(&mut i.metadata).insert(META_DELETE_TIMEOUT.into(), "2000".into());
-        Arc::make_mut(&mut i.metadata).insert(META_BEAT_INTERVAL.into(), "500".into());
-        let _ = s.register(&k, i).unwrap();
-        let timing = Timing {
-            beat_timeout: Duration::from_secs(15),
-            delete_timeout: Duration::from_secs(30),
-        };
-        let t0 = Instant::now();
-        assert_eq!(
-            s.expire(timing, t0 + Duration::from_millis(1500), None)
-                .len(),
-            1
-        );
-        assert_eq!(
-            s.expire(timing, t0 + Duration::from_millis(2500), None)
-                .len(),
-            1
-        );
-        assert!(s.services.is_empty());
-        let mut i = inst("127.0.0.1", 2, true);
-        Arc::make_mut(&mut i.metadata).insert(META_BEAT_INTERVAL.into(), "500".into());
-        let _ = s.register(&k, i).unwrap();
-        assert_eq!(
-            s.beat(&k, "DEFAULT", "127.0.0.1", 2).0,
-            Beat::Ok(Duration::from_millis(500))
-        );
-    }
-
-    #[test]
-    fn persistent_instances_survive_a_reopen_and_never_expire() {
-        let dir = std::env::temp_dir().join(format!("rdubbo-store-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let k = key("p");
-        {
-            let mut s = Store::open(Some(&dir)).unwrap();
-            let mut i = inst("127.0.0.1", 7, false);
-            Arc::make_mut(&mut i.metadata).insert("k".into(), "v".into());
-            i.weight = 3.0;
-            // Each write is committed by the storage thread; the flush says when.
-            assert!(s.register(&k, i).unwrap().flushed_blocking().unwrap());
-            let _ = s.register(&k, inst("127.0.0.1", 8, false)).unwrap();
-            let plain = s.register(&k, inst("127.0.0.1", 9, true)).unwrap();
-            assert!(plain.flush.is_none(), "ephemeral instances are not written");
-            assert!(s.deregister(&k, "DEFAULT", "127.0.0.1", 8).unwrap().changed);
-            let later = Instant::now() + Duration::from_secs(3600);
-            let timing = Timing {
-                beat_timeout: Duration::from_secs(15),
-                delete_timeout: Duration::from_secs(30),
-            };
-            s.expire(timing, later, None);
-            assert_eq!(s.counts(), (1, 1));
-        }
-        let s = Store::open(Some(&dir)).unwrap();
-        let info = s.service_info(&k, "DEFAULT_GROUP", "", false, 3000);
-        assert_eq!(info.hosts.len(), 1);
-        assert_eq!(info.hosts[0].port, 7);
-        assert_eq!(info.hosts[0].weight, 3.0);
-        assert_eq!(info.hosts[0].metadata["k"], "v");
-        assert!(!info.hosts[0].ephemeral);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn a_removed_service_never_looks_older_than_its_last_list() {
-        // Many changes within one millisecond push the change stamps ahead of the clock;
-        // the empty list of a removed service must still be newer than its last list.
-        let mut s = Store::open(None).unwrap();
-        let k = key("fast");
-        let mut last = 0;
-        for port in 1..200 {
-            let _ = s.register(&k, inst("127.0.0.1", port, true)).unwrap();
-            let info = s.service_info(&k, "DEFAULT_GROUP", "", false, 3000);
-            assert!(info.last_ref_time > last);
-            last = info.last_ref_time;
-            let _ = s.deregister(&k, "DEFAULT", "127.0.0.1", port).unwrap();
-            let gone = s.service_info(&k, "DEFAULT_GROUP", "", false, 3000);
-            assert!(gone.hosts.is_empty());
-            assert!(
-                gone.last_ref_time >= last,
-                "{} < {last}",
-                gone.last_ref_time
-            );
-        }
-    }
-
-    #[test]
-    fn list_filters_clusters_and_disabled_instances() {
-        let mut s = Store::open(None).unwrap();
-        let k = key("c");
-        let mut a = inst("127.0.0.1", 1, true);
-        a.cluster = "A".into();
-        let mut b = inst("127.0.0.1", 2, true);
-        b.cluster = "B".into();
-        let mut d = inst("127.0.0.1", 3, true);
-        d.enabled = false;
-        let _ = s.register(&k, a).unwrap();
-        let _ = s.register(&k, b).unwrap();
-        let _ = s.register(&k, d).unwrap();
-        let all = s.service_info(&k, "DEFAULT_GROUP", "", false, 3000);
-        assert_eq!(all.hosts.len(), 2);
-        let only_a = s.service_info(&k, "DEFAULT_GROUP", "A", false, 3000);
-        assert_eq!(only_a.hosts.len(), 1);
-        assert_eq!(only_a.hosts[0].cluster_name, "A");
-        assert_ne!(all.checksum, only_a.checksum);
-        // Re-registering the same data is not a change.
-        let mut a2 = inst("127.0.0.1", 1, true);
-        a2.cluster = "A".into();
-        assert!(!s.register(&k, a2).unwrap().changed);
     }
 }
