@@ -1,278 +1,46 @@
 //! The failback registry base: [`FailbackRegistry`] over a [`RegistryBackend`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rdubbo_core::registry::{empty_url, is_empty_url, subscribed_categories, RegistryCache};
+use rdubbo_core::registry::{is_empty_url, subscribed_categories, RegistryCache};
 use rdubbo_core::{BoxFuture, NotifyListener, Registry, RegistryError, RegistryResult, Url};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-/// Default period between retries of failed operations, as Java Dubbo's `retry.period`.
-pub const DEFAULT_RETRY_PERIOD: Duration = Duration::from_millis(5_000);
-
-/// The registry-specific half of a registry: talks to one kind of server.
-///
-/// [`FailbackRegistry`] calls these operations and keeps everything else: which URLs are
-/// registered, which subscriptions exist and who listens, what to retry, the cache file.
-/// A backend reports connection changes through the [`BackendEvents`] it was built with.
-pub trait RegistryBackend: Send + Sync + 'static {
-    /// Whether the server is reachable right now.
-    fn is_available(&self) -> bool;
-
-    /// Publishes `url`. An error puts the URL on the retry list (unless it is
-    /// [`RegistryError::Invalid`] or [`RegistryError::Closed`]).
-    fn do_register<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, RegistryResult<()>>;
-
-    /// Withdraws `url`. An error puts the URL on the retry list (unless it is
-    /// [`RegistryError::Invalid`] or [`RegistryError::Closed`]).
-    fn do_unregister<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, RegistryResult<()>>;
-
-    /// Starts following the subscription `url`: delivers the current list of each category
-    /// through `notifier`, then every change, until
-    /// [`do_unsubscribe`](Self::do_unsubscribe). Returns an error when the first read
-    /// fails; the base then answers from the cache file and calls `do_subscribe` again
-    /// later. Called again for a URL already followed (after a new session), the backend
-    /// replaces what it had for that URL.
-    fn do_subscribe<'a>(
-        &'a self,
-        url: &'a Url,
-        notifier: Notifier,
-    ) -> BoxFuture<'a, RegistryResult<()>>;
-
-    /// Stops following the subscription `url`.
-    fn do_unsubscribe<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, RegistryResult<()>>;
-
-    /// The URLs currently registered that match `url` (one read).
-    fn lookup<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, RegistryResult<Vec<Url>>>;
-
-    /// Closes the connection; called last by [`Registry::destroy`].
-    fn close(&self) -> BoxFuture<'_, ()>;
-}
-
-/// What a backend tells its [`FailbackRegistry`] about its connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BackendEvent {
-    Reconnected,
-    SessionRenewed,
-}
-
-/// The sending half a backend keeps to report connection changes (cheap to clone).
-#[derive(Debug, Clone)]
-pub struct BackendEvents {
-    tx: mpsc::UnboundedSender<BackendEvent>,
-}
-
-/// The receiving half of [`BackendEvents`], handed to [`FailbackRegistry::new`].
-#[derive(Debug)]
-pub struct BackendEventStream {
-    rx: mpsc::UnboundedReceiver<BackendEvent>,
-}
-
-/// A connected pair: the backend keeps the [`BackendEvents`], the registry takes the
-/// [`BackendEventStream`].
-pub fn backend_events() -> (BackendEvents, BackendEventStream) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (BackendEvents { tx }, BackendEventStream { rx })
-}
-
-impl BackendEvents {
-    /// The connection is back within the same session (what was registered is still
-    /// there): failed operations are retried now and the next list of every subscription
-    /// is notified even if it did not change.
-    pub fn reconnected(&self) {
-        let _ = self.tx.send(BackendEvent::Reconnected);
-    }
-
-    /// A new session replaced one that was lost (what was registered may be gone): every
-    /// registered URL is registered again, every subscription subscribed again and its
-    /// lists notified again.
-    pub fn session_renewed(&self) {
-        let _ = self.tx.send(BackendEvent::SessionRenewed);
-    }
-}
-
-/// Settings of the base.
-#[derive(Debug)]
-pub struct FailbackOptions {
-    /// Period of the retry timer.
-    pub retry_period: Duration,
-    /// Where the last notified lists are kept.
-    pub cache: RegistryCache,
-}
-
-impl FailbackOptions {
-    /// From a registry URL: `retry.period` (ms, default 5000) and the cache file of
-    /// [`RegistryCache::for_registry`].
-    pub fn from_url(url: &Url) -> FailbackOptions {
-        let retry_period = url
-            .param_non_empty("retry.period")
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|ms| Duration::from_millis(ms.max(1)))
-            .unwrap_or(DEFAULT_RETRY_PERIOD);
-        FailbackOptions {
-            retry_period,
-            cache: RegistryCache::for_registry(url),
-        }
-    }
-
-    /// `retry_period` with a cache kept only in memory.
-    pub fn in_memory(retry_period: Duration) -> FailbackOptions {
-        FailbackOptions {
-            retry_period,
-            cache: RegistryCache::in_memory(),
-        }
-    }
-}
-
-/// Last notified list per (subscriber URL, category), with the force generation it was
-/// notified at.
-type LastLists = BTreeMap<(String, String), (u64, Vec<Url>)>;
-
-/// One subscription: its listeners and what they were told last.
-struct Subscription {
-    url: Url,
-    listeners: Mutex<Vec<Arc<dyn NotifyListener>>>,
-    /// Last notified list per (subscriber, category), with the force generation it was
-    /// notified at. Held while listeners are called, so lists reach them in order.
-    last: Mutex<LastLists>,
-    /// Bumped to make the next list of every category reach the listeners unchanged or not.
-    force: AtomicU64,
-    active: AtomicBool,
-}
-
-impl Subscription {
-    fn new(url: Url, listener: Arc<dyn NotifyListener>) -> Subscription {
-        Subscription {
-            url,
-            listeners: Mutex::new(vec![listener]),
-            last: Mutex::new(BTreeMap::new()),
-            force: AtomicU64::new(0),
-            active: AtomicBool::new(true),
-        }
-    }
-
-    fn listeners(&self) -> Vec<Arc<dyn NotifyListener>> {
-        lock(&self.listeners).clone()
-    }
-
-    fn notified_anything(&self) -> bool {
-        !lock(&self.last).is_empty()
-    }
-}
-
-/// The handle through which a backend delivers the lists of one subscription.
-///
-/// Each call carries the complete current list of one category; the base adds the
-/// `empty://` placeholder for an empty list, skips a list equal to the last one, writes the
-/// cache file and calls the listeners. Cheap to clone; does nothing once the subscription
-/// is gone.
-#[derive(Clone)]
-pub struct Notifier {
-    core: Weak<Core>,
-    sub: Arc<Subscription>,
-}
-
-impl std::fmt::Debug for Notifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Notifier")
-            .field("url", &self.sub.url)
-            .finish()
-    }
-}
-
-impl Notifier {
-    /// The subscription URL.
-    pub fn url(&self) -> &Url {
-        &self.sub.url
-    }
-
-    /// Whether the subscription still exists.
-    pub fn is_active(&self) -> bool {
-        self.sub.active.load(Ordering::Acquire)
-    }
-
-    /// Delivers the complete list of `category` (empty: the category is empty).
-    pub fn notify(&self, category: &str, urls: Vec<Url>) {
-        let url = self.sub.url.clone();
-        self.notify_as(&url, category, urls);
-    }
-
-    /// [`notify`](Self::notify) for a narrower subscriber than the subscription URL: an
-    /// `interface=*` subscription notifies each interface with its own URL, which names
-    /// the `empty://` placeholder and the cache entry.
-    pub fn notify_as(&self, subscriber: &Url, category: &str, mut urls: Vec<Url>) {
-        if !self.is_active() {
-            return;
-        }
-        if urls.is_empty() {
-            urls.push(empty_url(subscriber, category));
-        } else {
-            urls.sort_by_cached_key(|u| u.to_string());
-        }
-        let force = self.sub.force.load(Ordering::Acquire);
-        let mut last = lock(&self.sub.last);
-        let key = (subscriber.to_string(), category.to_owned());
-        if let Some((at, list)) = last.get(&key) {
-            if *at >= force && *list == urls {
-                return;
-            }
-        }
-        last.insert(key, (force, urls.clone()));
-        if let Some(core) = self.core.upgrade() {
-            core.cache.put(&subscriber.service_key(), category, &urls);
-        }
-        tracing::debug!(service = %subscriber.service_key(), category, count = urls.len(), "notify");
-        for listener in self.sub.listeners() {
-            listener.notify(urls.clone());
-        }
-    }
-
-    /// Makes the next list of every category reach the listeners even if it did not
-    /// change (after a reconnect, the full lists are notified again).
-    pub fn force_next(&self) {
-        self.sub.force.fetch_add(1, Ordering::AcqRel);
-    }
-}
+use crate::backend::{BackendEventStream, FailbackOptions, RegistryBackend};
+use crate::notifier::{lock, Notifier, Subscription};
+use crate::retry::{retry_failed, retryable, run_timer};
 
 #[derive(Default)]
-struct State {
-    registered: BTreeMap<String, Url>,
-    failed_register: BTreeMap<String, Url>,
-    failed_unregister: BTreeMap<String, Url>,
-    subscriptions: HashMap<String, Arc<Subscription>>,
-    failed_subscribe: BTreeMap<String, Arc<Subscription>>,
+pub(crate) struct State {
+    pub(crate) registered: BTreeMap<String, Url>,
+    pub(crate) failed_register: BTreeMap<String, Url>,
+    pub(crate) failed_unregister: BTreeMap<String, Url>,
+    pub(crate) subscriptions: HashMap<String, Arc<Subscription>>,
+    pub(crate) failed_subscribe: BTreeMap<String, Arc<Subscription>>,
 }
 
 /// The part of the base that does not depend on the backend.
-struct Core {
-    url: Url,
-    retry_period: Duration,
-    cache: RegistryCache,
-    state: Mutex<State>,
-    closed: watch::Sender<bool>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Whether a failed operation is worth retrying.
-fn retryable(e: &RegistryError) -> bool {
-    !matches!(e, RegistryError::Invalid(_) | RegistryError::Closed)
+pub(crate) struct Core {
+    pub(crate) url: Url,
+    pub(crate) retry_period: Duration,
+    pub(crate) cache: RegistryCache,
+    pub(crate) state: Mutex<State>,
+    pub(crate) closed: watch::Sender<bool>,
 }
 
 impl Core {
-    fn state(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
 
-    fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         *self.closed.borrow()
     }
 
-    fn notifier(self: &Arc<Self>, sub: &Arc<Subscription>) -> Notifier {
+    pub(crate) fn notifier(self: &Arc<Self>, sub: &Arc<Subscription>) -> Notifier {
         Notifier {
             core: Arc::downgrade(self),
             sub: sub.clone(),
@@ -280,7 +48,7 @@ impl Core {
     }
 
     /// Answers a subscription from the cache file while the registry cannot be read.
-    fn notify_from_cache(self: &Arc<Self>, sub: &Arc<Subscription>) {
+    pub(crate) fn notify_from_cache(self: &Arc<Self>, sub: &Arc<Subscription>) {
         if sub.notified_anything() {
             return;
         }
@@ -305,7 +73,7 @@ impl Core {
         }
     }
 
-    fn force_all(&self) {
+    pub(crate) fn force_all(&self) {
         for sub in self.state().subscriptions.values() {
             sub.force.fetch_add(1, Ordering::AcqRel);
         }
@@ -320,8 +88,8 @@ impl Core {
 /// - [`subscribe`](Registry::subscribe) adds the listener to the subscription of that URL
 ///   (a late listener gets the last lists at once); when the backend cannot read yet, the
 ///   listener is answered from the cache file and the subscription is retried;
-/// - after [`BackendEvents::reconnected`] failed operations are retried at once and the
-///   full lists notified again; after [`BackendEvents::session_renewed`] everything is
+/// - after [`BackendEvents::reconnected`](crate::BackendEvents::reconnected) failed operations are retried at once and the
+///   full lists notified again; after [`BackendEvents::session_renewed`](crate::BackendEvents::session_renewed) everything is
 ///   registered and subscribed again;
 /// - [`destroy`](Registry::destroy) unsubscribes and unregisters everything, flushes the
 ///   cache and closes the backend.
@@ -351,7 +119,7 @@ impl<B> std::fmt::Debug for FailbackRegistry<B> {
 
 impl<B: RegistryBackend> FailbackRegistry<B> {
     /// Puts `backend` under the base and starts the retry timer. `events` is the other half
-    /// of the [`BackendEvents`] the backend reports with.
+    /// of the [`BackendEvents`](crate::BackendEvents) the backend reports with.
     pub fn new(
         url: Url,
         backend: B,
@@ -440,153 +208,6 @@ impl<B: RegistryBackend> FailbackRegistry<B> {
     /// One round of retries now, as the timer does.
     pub async fn retry_now(&self) {
         retry_failed(&self.core, &*self.backend).await;
-    }
-}
-
-/// Retries failed registrations, unregistrations and subscriptions once.
-async fn retry_failed<B: RegistryBackend>(core: &Arc<Core>, backend: &B) {
-    if core.is_closed() {
-        return;
-    }
-    let (register, unregister, subscribe) = {
-        let state = core.state();
-        (
-            state.failed_register.values().cloned().collect::<Vec<_>>(),
-            state
-                .failed_unregister
-                .values()
-                .cloned()
-                .collect::<Vec<_>>(),
-            state.failed_subscribe.values().cloned().collect::<Vec<_>>(),
-        )
-    };
-    for url in register {
-        let key = url.to_string();
-        match backend.do_register(&url).await {
-            Ok(()) => {
-                tracing::info!(url = %url, "registration retried successfully");
-                core.state().failed_register.remove(&key);
-            }
-            Err(e) if !retryable(&e) => {
-                core.state().failed_register.remove(&key);
-            }
-            Err(e) => tracing::debug!(url = %url, error = %e, "registration retry failed"),
-        }
-    }
-    for url in unregister {
-        let key = url.to_string();
-        match backend.do_unregister(&url).await {
-            Err(e) if retryable(&e) => {
-                tracing::debug!(url = %url, error = %e, "unregistration retry failed")
-            }
-            _ => {
-                core.state().failed_unregister.remove(&key);
-            }
-        }
-    }
-    for sub in subscribe {
-        if !sub.active.load(Ordering::Acquire) {
-            continue;
-        }
-        let key = sub.url.to_string();
-        match backend.do_subscribe(&sub.url, core.notifier(&sub)).await {
-            Ok(()) => {
-                tracing::info!(url = %sub.url, "subscription retried successfully");
-                core.state().failed_subscribe.remove(&key);
-            }
-            Err(e) if !retryable(&e) => {
-                core.state().failed_subscribe.remove(&key);
-            }
-            Err(e) => {
-                tracing::debug!(url = %sub.url, error = %e, "subscription retry failed");
-                core.notify_from_cache(&sub);
-            }
-        }
-    }
-}
-
-/// After a new session: registers and subscribes everything again, then retries.
-async fn recover<B: RegistryBackend>(core: &Arc<Core>, backend: &B) {
-    core.force_all();
-    let (registered, subs) = {
-        let state = core.state();
-        (
-            state.registered.values().cloned().collect::<Vec<_>>(),
-            state.subscriptions.values().cloned().collect::<Vec<_>>(),
-        )
-    };
-    for url in registered {
-        let key = url.to_string();
-        let result = backend.do_register(&url).await;
-        let mut state = core.state();
-        match result {
-            Ok(()) => {
-                state.failed_register.remove(&key);
-            }
-            Err(e) => {
-                tracing::warn!(url = %url, error = %e, "re-registration failed; will retry");
-                if retryable(&e) && state.registered.contains_key(&key) {
-                    state.failed_register.insert(key, url);
-                }
-            }
-        }
-    }
-    for sub in subs {
-        let key = sub.url.to_string();
-        let result = backend.do_subscribe(&sub.url, core.notifier(&sub)).await;
-        let mut state = core.state();
-        match result {
-            Ok(()) => {
-                state.failed_subscribe.remove(&key);
-            }
-            Err(e) => {
-                tracing::warn!(url = %sub.url, error = %e, "re-subscription failed; will retry");
-                if retryable(&e) && sub.active.load(Ordering::Acquire) {
-                    state.failed_subscribe.insert(key, sub);
-                }
-            }
-        }
-    }
-    retry_failed(core, backend).await;
-}
-
-/// The retry timer and the reaction to backend events, until the registry is destroyed or
-/// dropped.
-async fn run_timer<B: RegistryBackend>(
-    core: Weak<Core>,
-    backend: Weak<B>,
-    mut events: BackendEventStream,
-) {
-    let (period, mut closed) = match core.upgrade() {
-        Some(c) => (c.retry_period, c.closed.subscribe()),
-        None => return,
-    };
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut events_open = true;
-    loop {
-        let event = tokio::select! {
-            _ = tick.tick() => None,
-            e = events.rx.recv(), if events_open => match e {
-                Some(e) => Some(e),
-                None => {
-                    events_open = false;
-                    continue;
-                }
-            },
-            _ = closed.wait_for(|c| *c) => return,
-        };
-        let (Some(core), Some(backend)) = (core.upgrade(), backend.upgrade()) else {
-            return;
-        };
-        match event {
-            None => retry_failed(&core, &*backend).await,
-            Some(BackendEvent::Reconnected) => {
-                core.force_all();
-                retry_failed(&core, &*backend).await;
-            }
-            Some(BackendEvent::SessionRenewed) => recover(&core, &*backend).await,
-        }
     }
 }
 

@@ -10,12 +10,17 @@
 //!   clients of one [`MemoryStore`] see each other's registrations, and a client can be
 //!   made unreachable to exercise the failback logic.
 
+mod backend;
 mod failback;
 mod memory;
+mod notifier;
+mod retry;
 
-pub use failback::{
-    backend_events, BackendEventStream, BackendEvents, FailbackOptions, FailbackRegistry, Notifier,
-    RegistryBackend, DEFAULT_RETRY_PERIOD,
+pub use backend::{
+    backend_events, BackendEventStream, BackendEvents, FailbackOptions, RegistryBackend,
+    DEFAULT_RETRY_PERIOD,
 };
+pub use failback::FailbackRegistry;
 pub use memory::{MemoryBackend, MemoryRegistry, MemoryStore};
+pub use notifier::Notifier;
 pub use rdubbo_core::registry::RegistryCache;

@@ -10,7 +10,7 @@ use rdubbo_core::registry::subscribed_categories;
 use rdubbo_core::url::keys;
 use rdubbo_core::{BoxFuture, NotifyListener, Registry, RegistryError, RegistryResult, Url};
 
-use crate::failback::{
+use crate::{
     backend_events, BackendEvents, FailbackOptions, FailbackRegistry, Notifier, RegistryBackend,
 };
 
