@@ -20,13 +20,13 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{lock, AppState};
+use super::{lock, AppState, StateRef};
 use crate::Invocation;
 
 const PROMPT: &str = "dubbo>";
@@ -44,7 +44,7 @@ const MUTATING: [&str; 3] = ["online", "offline", "invoke"];
 
 pub(crate) async fn serve(
     listen: SocketAddr,
-    state: Weak<AppState>,
+    state: StateRef,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -95,7 +95,7 @@ impl Answer {
 
 async fn connection(
     stream: TcpStream,
-    state: Weak<AppState>,
+    state: StateRef,
     sessions: Arc<tokio::sync::Semaphore>,
 ) -> std::io::Result<()> {
     let local = stream.local_addr()?;
@@ -251,7 +251,7 @@ fn is_local_host(host: &str, local: SocketAddr) -> bool {
 
 async fn answer_http(
     reader: BufReader<TcpStream>,
-    state: &Weak<AppState>,
+    state: &StateRef,
     request: HttpRequest,
 ) -> std::io::Result<()> {
     let (path, query) = request
@@ -352,11 +352,19 @@ ready                                  true when the application serves traffic
 live                                   true while the process runs
 quit                                   close this session (telnet)";
 
-async fn run(state: &Weak<AppState>, cmd: &str, args: &str) -> Answer {
-    let Some(state) = state.upgrade() else {
-        return Answer {
-            status: 503,
-            text: "the application is stopping".into(),
+async fn run(state: &StateRef, cmd: &str, args: &str) -> Answer {
+    let Some(state) = state.get() else {
+        return match (cmd, state.started()) {
+            ("live", _) => Answer::ok("true"),
+            ("help", _) => Answer::ok(HELP),
+            (_, false) => Answer {
+                status: 503,
+                text: "the application is starting".into(),
+            },
+            (_, true) => Answer {
+                status: 503,
+                text: "the application is stopping".into(),
+            },
         };
     };
     match cmd {

@@ -30,6 +30,12 @@
 //! `registries.main.address`. Values are read as TOML values when they parse as one
 //! (`8080`, `true`, `["a", "b"]`) and as strings otherwise. Names of one level
 //! (`RDUBBO_JAVA_DUBBO_DIR`) name no key and are left to the tools that read them.
+//!
+//! The model (this module), reading and environment overrides (`load`) and checks (`validate`)
+//! are separate: every load checks what the file alone can tell (required keys, ids, URLs);
+//! the names of protocols, registry schemes, load balancers and cluster strategies are
+//! checked against an extension table by [`Config::check_extensions`], which an application
+//! does with the table it is given, so a plug-in's name is as good as a built-in's.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -37,6 +43,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+
+mod load;
+mod validate;
 
 /// The format of a configuration text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,7 +216,8 @@ pub struct RegistryConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProtocolConfig {
-    /// Protocol name: `dubbo` or `jsonrpc` (default: the id).
+    /// Protocol name: `dubbo`, `jsonrpc` or one in the application's extension table
+    /// (default: the id).
     pub name: Option<String>,
     /// Listen IP (default `127.0.0.1`; `0.0.0.0` for every interface).
     pub ip: Option<String>,
@@ -332,10 +342,10 @@ pub struct ReferenceConfig {
     /// Extra attempts after a retryable failure (default: the consumer's).
     pub retries: Option<u32>,
     /// Load balancer: `random`, `roundrobin`, `leastactive`, `shortestresponse`,
-    /// `consistenthash`, `p2c`.
+    /// `consistenthash`, `p2c`, or one in the application's extension table.
     pub loadbalance: Option<String>,
     /// Cluster strategy: `failover`, `failfast`, `failsafe`, `failback`, `forking`,
-    /// `broadcast`.
+    /// `broadcast`, or one in the application's extension table.
     pub cluster: Option<String>,
     /// Calls in flight at once (`actives`).
     pub actives: Option<u32>,
@@ -405,345 +415,6 @@ impl Default for QosConfig {
     }
 }
 
-impl Config {
-    /// Reads a file (format from its extension) and applies `RDUBBO_…` overrides from the
-    /// process environment.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
-        let path = path.as_ref();
-        let name = path.display().to_string();
-        let format = Format::of_path(path).ok_or_else(|| ConfigError {
-            source: name.clone(),
-            key: None,
-            position: None,
-            message: "unknown configuration format: use a .toml, .yaml or .yml file".into(),
-        })?;
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            source: name.clone(),
-            key: None,
-            position: None,
-            message: format!("cannot read: {e}"),
-        })?;
-        Config::from_str_with_env(&text, format, &name, std::env::vars())
-    }
-
-    /// Parses a text (no environment overrides). `source` names it in errors.
-    #[allow(clippy::should_implement_trait)]
-    pub fn from_str(text: &str, format: Format, source: &str) -> Result<Config, ConfigError> {
-        let config = parse_typed(text, format, source)?;
-        config.validate(source)?;
-        Ok(config)
-    }
-
-    /// Parses a text, then applies the `RDUBBO_…` variables among `vars`.
-    pub fn from_str_with_env(
-        text: &str,
-        format: Format,
-        source: &str,
-        vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
-        // First the file alone, so that its errors carry positions.
-        let config = parse_typed(text, format, source)?;
-        let overrides: Vec<(Vec<String>, String, String)> = vars
-            .into_iter()
-            .filter_map(|(k, v)| {
-                let rest = k.strip_prefix("RDUBBO_")?;
-                let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
-                // Every key of the file is inside a section, so an override has two levels
-                // at least; single-level names (`RDUBBO_JAVA_DUBBO_DIR`) belong to tools.
-                (path.len() >= 2 && !path.iter().any(String::is_empty)).then_some((path, v, k))
-            })
-            .collect();
-        if overrides.is_empty() {
-            config.validate(source)?;
-            return Ok(config);
-        }
-        let mut tree: serde_json::Value = match format {
-            Format::Toml => toml::from_str::<serde_json::Value>(text).map_err(|e| ConfigError {
-                source: source.into(),
-                key: None,
-                position: None,
-                message: e.message().to_owned(),
-            })?,
-            Format::Yaml => parse_yaml_tree(text, source)?,
-        };
-        if tree.is_null() {
-            tree = serde_json::json!({});
-        }
-        let mut names = Vec::new();
-        for (path, value, name) in overrides {
-            set_path(&mut tree, &path, env_value(&value)).map_err(|m| {
-                ConfigError::at_key("environment", path.join("."), format!("{name}: {m}"))
-            })?;
-            names.push(name);
-        }
-        let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
-            let key = e.path().to_string();
-            ConfigError::at_key(
-                &format!("{source} with {}", names.join(", ")),
-                key,
-                e.into_inner().to_string(),
-            )
-        })?;
-        config.validate(source)?;
-        Ok(config)
-    }
-
-    /// Checks what the types cannot: required keys, references between sections.
-    fn validate(&self, source: &str) -> Result<(), ConfigError> {
-        let err = |key: String, msg: String| Err(ConfigError::at_key(source, key, msg));
-        for (id, r) in &self.registries {
-            let key = format!("registries.{id}.address");
-            match r.address.parse::<crate::Url>() {
-                Err(e) => return err(key, format!("not a URL: {e}")),
-                Ok(url) => {
-                    let scheme = url.protocol();
-                    let known = crate::registry::supported_schemes();
-                    if !known.contains(&scheme) && scheme != "zk" {
-                        return err(
-                            key,
-                            format!(
-                                "unsupported registry `{scheme}` (supported: {})",
-                                known.join(", ")
-                            ),
-                        );
-                    }
-                }
-            }
-        }
-        for (id, p) in &self.protocols {
-            let name = p.name.as_deref().unwrap_or(id);
-            if !matches!(name, "dubbo" | "jsonrpc") {
-                return err(
-                    format!("protocols.{id}.name"),
-                    format!("unknown protocol `{name}` (dubbo, jsonrpc)"),
-                );
-            }
-            if let Some(ip) = &p.ip {
-                if ip.parse::<std::net::IpAddr>().is_err() {
-                    return err(
-                        format!("protocols.{id}.ip"),
-                        format!("`{ip}` is not an IP address"),
-                    );
-                }
-            }
-        }
-        let registry_ids: Vec<&String> = self.registries.keys().collect();
-        let protocol_ids: Vec<&String> = self.protocols.keys().collect();
-        let check_ids = |key: &str, ids: &Option<Vec<String>>, known: &[&String], what: &str| {
-            for id in ids.iter().flatten() {
-                if !known.contains(&id) {
-                    return Err(ConfigError::at_key(
-                        source,
-                        key,
-                        format!(
-                            "no {what} with id `{id}` (known: {})",
-                            known
-                                .iter()
-                                .map(|k| k.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    ));
-                }
-            }
-            Ok(())
-        };
-        check_ids(
-            "provider.registries",
-            &self.provider.registries,
-            &registry_ids,
-            "registry",
-        )?;
-        check_ids(
-            "provider.protocols",
-            &self.provider.protocols,
-            &protocol_ids,
-            "protocol",
-        )?;
-        check_ids(
-            "consumer.registries",
-            &self.consumer.registries,
-            &registry_ids,
-            "registry",
-        )?;
-        for (id, s) in &self.provider.services {
-            if s.interface.is_empty() {
-                return err(
-                    format!("provider.services.{id}.interface"),
-                    "required".into(),
-                );
-            }
-            check_ids(
-                &format!("provider.services.{id}.registries"),
-                &s.registries,
-                &registry_ids,
-                "registry",
-            )?;
-            check_ids(
-                &format!("provider.services.{id}.protocols"),
-                &s.protocols,
-                &protocol_ids,
-                "protocol",
-            )?;
-        }
-        if !self.provider.services.is_empty() && self.protocols.is_empty() {
-            return err(
-                "protocols".into(),
-                "services are provided but no protocol is configured".into(),
-            );
-        }
-        for (id, r) in &self.consumer.references {
-            let key = |k: &str| format!("consumer.references.{id}.{k}");
-            if r.interface.is_empty() {
-                return err(key("interface"), "required".into());
-            }
-            if let Some(url) = &r.url {
-                if let Err(e) = url.parse::<crate::Url>() {
-                    return err(key("url"), format!("not a URL: {e}"));
-                }
-            }
-            if let Some(reg) = &r.registry {
-                if !self.registries.contains_key(reg) {
-                    return err(key("registry"), format!("no registry with id `{reg}`"));
-                }
-            }
-            if r.url.is_none() && r.registry.is_none() && self.registries.is_empty() {
-                return err(key("url"), "a reference needs a `url` or a registry".into());
-            }
-            for (k, v) in [("loadbalance", &r.loadbalance), ("cluster", &r.cluster)] {
-                let allowed: &[&str] = if k == "cluster" {
-                    &[
-                        "failover",
-                        "failfast",
-                        "failsafe",
-                        "failback",
-                        "forking",
-                        "broadcast",
-                    ]
-                } else {
-                    &[
-                        "random",
-                        "roundrobin",
-                        "leastactive",
-                        "shortestresponse",
-                        "consistenthash",
-                        "p2c",
-                    ]
-                };
-                if let Some(v) = v {
-                    if !allowed.contains(&v.as_str()) {
-                        return err(
-                            key(k),
-                            format!("unknown {k} `{v}` ({})", allowed.join(", ")),
-                        );
-                    }
-                }
-            }
-        }
-        if self.metrics.enabled && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
-            return err(
-                "metrics.listen".into(),
-                format!("`{}` is not an address (ip:port)", self.metrics.listen),
-            );
-        }
-        Ok(())
-    }
-}
-
-fn parse_typed(text: &str, format: Format, source: &str) -> Result<Config, ConfigError> {
-    match format {
-        Format::Toml => {
-            let de =
-                toml::Deserializer::parse(text).map_err(|e| toml_error(text, source, None, &e))?;
-            serde_path_to_error::deserialize(de).map_err(|e| {
-                let key = e.path().to_string();
-                toml_error(text, source, Some(key), e.inner())
-            })
-        }
-        Format::Yaml => {
-            if text.trim().is_empty() {
-                return Ok(Config::default());
-            }
-            let de = serde_yaml_ng::Deserializer::from_str(text);
-            serde_path_to_error::deserialize(de).map_err(|e| {
-                let key = e.path().to_string();
-                let inner = e.into_inner();
-                yaml_error(source, Some(key), &inner)
-            })
-        }
-    }
-}
-
-fn parse_yaml_tree(text: &str, source: &str) -> Result<serde_json::Value, ConfigError> {
-    serde_yaml_ng::from_str(text).map_err(|e| yaml_error(source, None, &e))
-}
-
-fn key_or_none(key: Option<String>) -> Option<String> {
-    key.filter(|k| !k.is_empty() && k != ".")
-}
-
-fn toml_error(text: &str, source: &str, key: Option<String>, e: &toml::de::Error) -> ConfigError {
-    let position = e.span().map(|span| line_col(text, span.start));
-    ConfigError {
-        source: source.to_owned(),
-        key: key_or_none(key),
-        position,
-        message: e.message().trim().to_owned(),
-    }
-}
-
-fn yaml_error(source: &str, key: Option<String>, e: &serde_yaml_ng::Error) -> ConfigError {
-    let mut message = e.to_string();
-    // The YAML error text repeats the position; it is reported separately.
-    if let Some(i) = message.find(" at line ") {
-        message.truncate(i);
-    }
-    ConfigError {
-        source: source.to_owned(),
-        key: key_or_none(key),
-        position: e.location().map(|l| (l.line(), l.column())),
-        message,
-    }
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
-}
-
-fn env_value(raw: &str) -> serde_json::Value {
-    #[derive(Deserialize)]
-    struct Wrap {
-        v: serde_json::Value,
-    }
-    toml::from_str::<Wrap>(&format!("v = {raw}"))
-        .map(|w| w.v)
-        .unwrap_or_else(|_| serde_json::Value::String(raw.to_owned()))
-}
-
-fn set_path(
-    tree: &mut serde_json::Value,
-    path: &[String],
-    value: serde_json::Value,
-) -> Result<(), String> {
-    let mut node = tree;
-    for (i, part) in path.iter().enumerate() {
-        let serde_json::Value::Object(map) = node else {
-            return Err(format!("`{}` is not a table", path[..i].join(".")));
-        };
-        if i == path.len() - 1 {
-            map.insert(part.clone(), value);
-            return Ok(());
-        }
-        node = map
-            .entry(part.clone())
-            .or_insert_with(|| serde_json::json!({}));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -755,11 +426,5 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("3 parsecs").unwrap_err().contains("unit"));
         assert!(parse_duration("fast").is_err());
-    }
-
-    #[test]
-    fn line_and_column() {
-        assert_eq!(line_col("ab\ncd\nef", 4), (2, 2));
-        assert_eq!(line_col("x", 0), (1, 1));
     }
 }
