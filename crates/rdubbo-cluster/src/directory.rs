@@ -4,16 +4,16 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use rdubbo_core::registry::is_empty_url;
 use rdubbo_core::url::keys;
-use rdubbo_core::{Invocation, Invoker, NotifyListener, Protocol, Url};
+use rdubbo_core::{layered, Invocation, Invoker, Layer, NotifyListener, Protocol, Url};
 use tokio::sync::watch;
 
-use crate::{configurator, router, CallStats, Health};
+use crate::{configurator, router, CallStats, Extensions, Health};
 
 /// One provider of a directory: its URL, an invoker calling it, and its health.
 pub struct Provider {
     /// The provider URL as registered.
     pub url: Url,
-    /// Calls this provider.
+    /// Calls this provider: the protocol's invoker inside the directory's attempt layers.
     pub invoker: Arc<dyn Invoker>,
     /// Outlier detection state (kept while the provider stays in the list).
     pub health: Arc<Health>,
@@ -37,11 +37,18 @@ impl std::fmt::Debug for Provider {
 ///
 /// Register it as the [`NotifyListener`] of a subscription with the consumer URL; it keeps
 /// only `providers` URLs that match the consumer (interface, group, version, enabled) and
-/// whose protocol is one of `protocols`. Invokers of providers that stay in the list are
-/// reused across notifications, so connection pools and health survive updates.
+/// whose protocol (URL scheme) is in its [`Extensions`] table. Invokers of providers that
+/// stay in the list are reused across notifications, so connection pools and health
+/// survive updates.
+///
+/// Attempt layers ([`with_extensions`](Directory::with_extensions)) wrap the invoker of
+/// each provider once, when the directory creates it: they run inside the cluster, once
+/// per attempt, and see which provider the attempt went to (a failover retry runs them
+/// again, around the next provider).
 pub struct Directory {
     consumer: Url,
-    protocols: Vec<Arc<dyn Protocol>>,
+    extensions: Arc<Extensions>,
+    attempt_layers: Vec<Arc<dyn Layer>>,
     providers: ArcSwap<Vec<Arc<Provider>>>,
     /// Condition rules from the `routers` category.
     routers: ArcSwap<Vec<router::ConditionRule>>,
@@ -63,11 +70,28 @@ impl std::fmt::Debug for Directory {
 
 impl Directory {
     /// An empty directory for `consumer` (its interface, group and version select the
-    /// providers) speaking `protocols`.
+    /// providers) speaking `protocols` (the first of two with one name wins), with the
+    /// built-in balancers and strategies
+    /// ([`Extensions::with_cluster_builtins`]) and no attempt layers.
     pub fn new(consumer: Url, protocols: Vec<Arc<dyn Protocol>>) -> Arc<Directory> {
+        let mut extensions = Extensions::with_cluster_builtins();
+        for protocol in protocols.into_iter().rev() {
+            extensions.add_protocol(protocol);
+        }
+        Directory::with_extensions(consumer, Arc::new(extensions), Vec::new())
+    }
+
+    /// An empty directory for `consumer` speaking the protocols of `extensions`, each
+    /// provider's invoker wrapped in `attempt_layers` (the first is the outermost).
+    pub fn with_extensions(
+        consumer: Url,
+        extensions: Arc<Extensions>,
+        attempt_layers: Vec<Arc<dyn Layer>>,
+    ) -> Arc<Directory> {
         Arc::new(Directory {
             consumer,
-            protocols,
+            extensions,
+            attempt_layers,
             providers: ArcSwap::from_pointee(Vec::new()),
             raw: Mutex::new((Vec::new(), Vec::new())),
             routers: ArcSwap::from_pointee(Vec::new()),
@@ -79,6 +103,11 @@ impl Directory {
     /// The consumer URL.
     pub fn consumer(&self) -> &Url {
         &self.consumer
+    }
+
+    /// The extension table the directory was made with.
+    pub fn extensions(&self) -> &Arc<Extensions> {
+        &self.extensions
     }
 
     /// The service key of the reference.
@@ -189,14 +218,14 @@ impl Directory {
                 }
                 continue;
             }
-            let Some(protocol) = self.protocols.iter().find(|p| p.name() == url.protocol()) else {
+            let Some(protocol) = self.extensions.protocol(url.protocol()) else {
                 tracing::debug!(url = %url, "ignoring a provider of a protocol this consumer does not speak");
                 continue;
             };
             match protocol.refer(url) {
                 Ok(invoker) => next.push(Arc::new(Provider {
                     url: configured,
-                    invoker,
+                    invoker: layered(invoker, &self.attempt_layers),
                     health: Arc::default(),
                     stats: Arc::default(),
                     key,

@@ -24,7 +24,11 @@
 //! assert!(table.balancer("first").is_some());
 //! assert!(table.balancer("random").is_some());
 //! assert!(table.check_balancer("nope").is_err());
+//! assert!(table.cluster("failover").is_some());
 //! ```
+//!
+//! A cluster strategy is written against [`Cluster`](crate::Cluster) (see the
+//! [`strategy`] module) and registered with [`Extensions::add_cluster`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,6 +36,7 @@ use std::sync::Arc;
 use rdubbo_core::{Protocol, RegistryFactory, SetupError};
 
 use crate::loadbalance::{self, LoadBalance};
+use crate::strategy::{self, ClusterStrategy};
 
 /// Makes a fresh balancer (balancers may keep per-reference state, as round-robin does).
 pub type BalancerFactory = Arc<dyn Fn() -> Arc<dyn LoadBalance> + Send + Sync>;
@@ -42,6 +47,7 @@ pub struct Extensions {
     protocols: BTreeMap<String, Arc<dyn Protocol>>,
     registries: BTreeMap<String, Arc<dyn RegistryFactory>>,
     balancers: BTreeMap<String, BalancerFactory>,
+    clusters: BTreeMap<String, Arc<dyn ClusterStrategy>>,
 }
 
 impl std::fmt::Debug for Extensions {
@@ -50,6 +56,7 @@ impl std::fmt::Debug for Extensions {
             .field("protocols", &self.protocol_names())
             .field("registries", &self.registry_names())
             .field("balancers", &self.balancer_names())
+            .field("clusters", &self.cluster_names())
             .finish()
     }
 }
@@ -68,11 +75,13 @@ impl Extensions {
         Extensions::default()
     }
 
-    /// A table with the balancers and cluster strategies of this crate (`random`,
-    /// `roundrobin`, `leastactive`, `shortestresponse`, `consistenthash`, `p2c`).
+    /// A table with the balancers (`random`, `roundrobin`, `leastactive`,
+    /// `shortestresponse`, `consistenthash`, `p2c`) and cluster strategies (`failover`,
+    /// `failfast`, `failsafe`, `failback`, `forking`, `broadcast`) of this crate.
     pub fn with_cluster_builtins() -> Extensions {
         let mut table = Extensions::new();
         loadbalance::register_builtins(&mut table);
+        strategy::register_builtins(&mut table);
         table
     }
 
@@ -152,5 +161,32 @@ impl Extensions {
     /// Names of the balancers.
     pub fn balancer_names(&self) -> Vec<&str> {
         self.balancers.keys().map(String::as_str).collect()
+    }
+
+    /// Every balancer factory, by name.
+    pub(crate) fn balancer_factories(&self) -> &BTreeMap<String, BalancerFactory> {
+        &self.balancers
+    }
+
+    /// Registers a cluster strategy under `name` (`cluster=<name>`).
+    pub fn add_cluster(&mut self, name: &str, strategy: impl ClusterStrategy) -> &mut Self {
+        self.clusters.insert(name.to_owned(), Arc::new(strategy));
+        self
+    }
+
+    /// The cluster strategy named `name`.
+    pub fn cluster(&self, name: &str) -> Option<&Arc<dyn ClusterStrategy>> {
+        self.clusters.get(name)
+    }
+
+    /// The cluster strategy named `name`, or an error naming the known ones.
+    pub fn check_cluster(&self, name: &str) -> Result<&Arc<dyn ClusterStrategy>, SetupError> {
+        self.cluster(name)
+            .ok_or_else(|| unknown("cluster", name, self.cluster_names()))
+    }
+
+    /// Names of the cluster strategies.
+    pub fn cluster_names(&self) -> Vec<&str> {
+        self.clusters.keys().map(String::as_str).collect()
     }
 }

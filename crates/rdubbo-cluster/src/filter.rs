@@ -1,8 +1,15 @@
-//! Filters: one middleware abstraction for both sides and for built-in and user code.
+//! Middleware for both sides, as [`Layer`]s: built-in and user code alike.
 //!
-//! A [`Filter`] sees every invocation and the next [`Invoker`] of the chain; it may change
-//! the invocation, answer by itself, or call `next` and look at the result.
-//! [`with_filters`] wraps an invoker in a chain (the first filter is the outermost).
+//! A [`Layer`] wraps an [`Invoker`] in another when a chain is built (a reference, a
+//! provider's export, each provider of a cluster), not per call; the invoker it makes holds
+//! the inner one and calls it directly, so a layer that only looks at a call and forwards
+//! it costs no allocation of its own. [`layered`](rdubbo_core::layered) builds a chain (the
+//! first layer is the outermost).
+//!
+//! A [`Filter`] is the easy way to write middleware: one method that gets the invocation
+//! and the next [`Invoker`] of the chain; it may change the invocation, answer by itself,
+//! or call `next` and look at the result. [`FilterLayer`] (or [`layer`]) makes it a
+//! [`Layer`]; [`with_filters`] wraps an invoker in filters directly.
 //!
 //! Built-ins, switched on by URL parameters as in Dubbo (see [`from_url`]):
 //! - [`AccessLog`] (`accesslog=true`): one `tracing` event per call, target `rdubbo::access`;
@@ -13,17 +20,43 @@
 //!   current interval are refused with a retryable "busy" error;
 //! - [`Deadline`]: enforces the invocation's timeout over the rest of the chain.
 //!
-//! Per-method limits use Dubbo's keys (`methods.<m>.executes`, `<m>.tps` …).
+//! Per-method limits use Dubbo's keys (`methods.<m>.executes`, `<m>.tps` …). The limits
+//! count per wrapped invoker: each invoker a limit layer makes has its own slots and
+//! budget.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use rdubbo_cluster::filter::{self, Filter, Side};
+//! use rdubbo_core::{layered, BoxFuture, Invocation, Invoker, Layer, Reply, RpcResult, Url};
+//!
+//! /// Adds `tenant=acme` to every call.
+//! struct Tenant;
+//! impl Filter for Tenant {
+//!     fn invoke(&self, next: Arc<dyn Invoker>, mut inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
+//!         inv.attachments.insert("tenant", "acme");
+//!         next.invoke(inv)
+//!     }
+//! }
+//!
+//! # fn chain(provider: Arc<dyn Invoker>) -> Arc<dyn Invoker> {
+//! let url: Url = "jsonrpc://127.0.0.1:8080/demo.Api?accesslog=true&executes=10".parse().unwrap();
+//! let mut layers: Vec<Arc<dyn Layer>> = vec![filter::layer(Arc::new(Tenant))];
+//! layers.extend(filter::from_url(&url, Side::Provider));
+//! layered(provider, &layers)
+//! # }
+//! ```
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdubbo_core::error::codes;
-use rdubbo_core::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult, Url};
+use rdubbo_core::{BoxFuture, Invocation, Invoker, Layer, Reply, RpcError, RpcResult, Url};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
-/// A middleware around an invoker.
+/// A middleware around an invoker, written as one method. Make it a [`Layer`] with
+/// [`FilterLayer`] or [`layer`].
 pub trait Filter: Send + Sync + 'static {
     /// Handles `invocation`, usually by calling `next`.
     fn invoke(
@@ -31,6 +64,58 @@ pub trait Filter: Send + Sync + 'static {
         next: Arc<dyn Invoker>,
         invocation: Invocation,
     ) -> BoxFuture<'static, RpcResult<Reply>>;
+}
+
+impl<T: Filter + ?Sized> Filter for Arc<T> {
+    fn invoke(
+        &self,
+        next: Arc<dyn Invoker>,
+        invocation: Invocation,
+    ) -> BoxFuture<'static, RpcResult<Reply>> {
+        (**self).invoke(next, invocation)
+    }
+}
+
+/// A [`Filter`] as a [`Layer`]: each invoker it makes calls the filter with the inner
+/// invoker as `next`.
+#[derive(Clone)]
+pub struct FilterLayer {
+    filter: Arc<dyn Filter>,
+}
+
+impl FilterLayer {
+    /// The layer of `filter`.
+    pub fn new(filter: impl Filter) -> FilterLayer {
+        FilterLayer {
+            filter: Arc::new(filter),
+        }
+    }
+}
+
+impl From<Arc<dyn Filter>> for FilterLayer {
+    fn from(filter: Arc<dyn Filter>) -> FilterLayer {
+        FilterLayer { filter }
+    }
+}
+
+impl std::fmt::Debug for FilterLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilterLayer").finish_non_exhaustive()
+    }
+}
+
+impl Layer for FilterLayer {
+    fn layer(&self, inner: Arc<dyn Invoker>) -> Arc<dyn Invoker> {
+        Arc::new(Filtered {
+            filter: self.filter.clone(),
+            next: inner,
+        })
+    }
+}
+
+/// `filter` as a [`Layer`].
+pub fn layer(filter: Arc<dyn Filter>) -> Arc<dyn Layer> {
+    Arc::new(FilterLayer::from(filter))
 }
 
 struct Filtered {
@@ -63,33 +148,34 @@ pub enum Side {
     Provider,
 }
 
-/// The built-in filters a URL asks for: `accesslog=true`, then `tps` (provider), then
+/// The built-in layers a URL asks for: `accesslog=true`, then `tps` (provider), then
 /// `executes` (provider) or `actives` (consumer), each only if some key of it is set.
-pub fn from_url(url: &Url, side: Side) -> Vec<Arc<dyn Filter>> {
+pub fn from_url(url: &Url, side: Side) -> Vec<Arc<dyn Layer>> {
     let has = |key: &str| {
-        url.params()
-            .any(|(k, v)| (k == key || k.ends_with(&format!(".{key}"))) && !v.is_empty())
+        url.params().any(|(k, v)| {
+            (k == key || k.strip_suffix(key).is_some_and(|r| r.ends_with('.'))) && !v.is_empty()
+        })
     };
-    let mut filters: Vec<Arc<dyn Filter>> = Vec::new();
+    let mut layers: Vec<Arc<dyn Layer>> = Vec::new();
     if url.param_bool("accesslog", false) {
-        filters.push(Arc::new(AccessLog::new(side)));
+        layers.push(Arc::new(AccessLog::new(side)));
     }
     match side {
         Side::Provider => {
             if has("tps") {
-                filters.push(Arc::new(RateLimit::new(url.clone())));
+                layers.push(Arc::new(RateLimit::new(url.clone())));
             }
             if has("executes") {
-                filters.push(Arc::new(ConcurrencyLimit::executes(url.clone())));
+                layers.push(Arc::new(ConcurrencyLimit::executes(url.clone())));
             }
         }
         Side::Consumer => {
             if has("actives") {
-                filters.push(Arc::new(ConcurrencyLimit::actives(url.clone())));
+                layers.push(Arc::new(ConcurrencyLimit::actives(url.clone())));
             }
         }
     }
-    filters
+    layers
 }
 
 fn busy(message: String) -> RpcError {
@@ -97,7 +183,7 @@ fn busy(message: String) -> RpcError {
 }
 
 /// Logs every call: service, method, outcome and time taken.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct AccessLog {
     side: Side,
 }
@@ -109,18 +195,29 @@ impl AccessLog {
     }
 }
 
-impl Filter for AccessLog {
-    fn invoke(
-        &self,
-        next: Arc<dyn Invoker>,
-        inv: Invocation,
-    ) -> BoxFuture<'static, RpcResult<Reply>> {
+impl Layer for AccessLog {
+    fn layer(&self, inner: Arc<dyn Invoker>) -> Arc<dyn Invoker> {
+        Arc::new(AccessLogged {
+            side: self.side,
+            inner,
+        })
+    }
+}
+
+struct AccessLogged {
+    side: Side,
+    inner: Arc<dyn Invoker>,
+}
+
+impl Invoker for AccessLogged {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         let side = self.side;
+        let service = inv.service_key();
+        let method = inv.method.clone();
+        let started = Instant::now();
+        let call = self.inner.invoke(inv);
         Box::pin(async move {
-            let service = inv.service_key();
-            let method = inv.method.clone();
-            let started = Instant::now();
-            let result = next.invoke(inv).await;
+            let result = call.await;
             let elapsed_us = started.elapsed().as_micros() as u64;
             match &result {
                 Ok(_) => {
@@ -137,11 +234,11 @@ impl Filter for AccessLog {
 
 /// Calls in flight per method, limited by `executes` (provider: refuse) or `actives`
 /// (consumer: wait for a slot until the call's deadline).
+#[derive(Debug, Clone)]
 pub struct ConcurrencyLimit {
     url: Url,
     key: &'static str,
     wait: bool,
-    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl ConcurrencyLimit {
@@ -151,7 +248,6 @@ impl ConcurrencyLimit {
             url,
             key: "executes",
             wait: false,
-            slots: Mutex::new(HashMap::new()),
         }
     }
 
@@ -161,53 +257,73 @@ impl ConcurrencyLimit {
             url,
             key: "actives",
             wait: true,
-            slots: Mutex::new(HashMap::new()),
         }
     }
+}
 
+impl Layer for ConcurrencyLimit {
+    fn layer(&self, inner: Arc<dyn Invoker>) -> Arc<dyn Invoker> {
+        Arc::new(Limited {
+            limit: self.clone(),
+            slots: Mutex::new(HashMap::new()),
+            inner,
+        })
+    }
+}
+
+struct Limited {
+    limit: ConcurrencyLimit,
+    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    inner: Arc<dyn Invoker>,
+}
+
+impl Limited {
     fn semaphore(&self, method: &str) -> Option<(usize, Arc<Semaphore>)> {
-        let limit: usize = self.url.method_param_or(method, self.key, 0usize);
+        let limit: usize = self
+            .limit
+            .url
+            .method_param_or(method, self.limit.key, 0usize);
         if limit == 0 {
             return None;
         }
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        let sem = slots
-            .entry(method.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(limit)))
-            .clone();
+        if let Some(sem) = slots.get(method) {
+            return Some((limit, sem.clone()));
+        }
+        let sem = Arc::new(Semaphore::new(limit));
+        slots.insert(method.to_owned(), sem.clone());
         Some((limit, sem))
     }
 }
 
-impl Filter for ConcurrencyLimit {
-    fn invoke(
-        &self,
-        next: Arc<dyn Invoker>,
-        inv: Invocation,
-    ) -> BoxFuture<'static, RpcResult<Reply>> {
+impl Invoker for Limited {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         let Some((limit, sem)) = self.semaphore(&inv.method) else {
-            return next.invoke(inv);
+            return self.inner.invoke(inv);
         };
-        let (key, wait) = (self.key, self.wait);
-        Box::pin(async move {
-            let permit = if wait {
-                let deadline = inv.timeout.unwrap_or(Duration::from_secs(1));
-                match tokio::time::timeout(deadline, sem.acquire_owned()).await {
-                    Ok(Ok(p)) => p,
-                    _ => return Err(RpcError::Timeout(deadline)),
-                }
-            } else {
-                match sem.try_acquire_owned() {
-                    Ok(p) => p,
-                    Err(_) => {
-                        return Err(busy(format!(
-                            "{}.{}: more than {key}={limit} calls in flight",
-                            inv.interface, inv.method
-                        )))
-                    }
-                }
+        if !self.limit.wait {
+            let Ok(permit) = sem.try_acquire_owned() else {
+                let message = format!(
+                    "{}.{}: more than {}={limit} calls in flight",
+                    inv.interface, inv.method, self.limit.key
+                );
+                return Box::pin(async move { Err(busy(message)) });
             };
-            let result = next.invoke(inv).await;
+            let call = self.inner.invoke(inv);
+            return Box::pin(async move {
+                let result = call.await;
+                drop(permit);
+                result
+            });
+        }
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let deadline = inv.timeout.unwrap_or(Duration::from_secs(1));
+            let permit = match tokio::time::timeout(deadline, sem.acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                _ => return Err(RpcError::Timeout(deadline)),
+            };
+            let result = inner.invoke(inv).await;
             drop(permit);
             result
         })
@@ -215,20 +331,36 @@ impl Filter for ConcurrencyLimit {
 }
 
 /// At most `tps` calls per `tps.interval` ms (default 60000) per method.
+#[derive(Debug, Clone)]
 pub struct RateLimit {
     url: Url,
-    windows: Mutex<HashMap<String, (Instant, u64)>>,
 }
 
 impl RateLimit {
     /// A limiter reading `tps` and `tps.interval` from `url`.
     pub fn new(url: Url) -> RateLimit {
-        RateLimit {
-            url,
-            windows: Mutex::new(HashMap::new()),
-        }
+        RateLimit { url }
     }
+}
 
+impl Layer for RateLimit {
+    fn layer(&self, inner: Arc<dyn Invoker>) -> Arc<dyn Invoker> {
+        Arc::new(RateLimited {
+            url: self.url.clone(),
+            windows: Mutex::new(HashMap::new()),
+            inner,
+        })
+    }
+}
+
+struct RateLimited {
+    url: Url,
+    /// Per method: start of the current interval and calls admitted in it.
+    windows: Mutex<HashMap<String, (Instant, u64)>>,
+    inner: Arc<dyn Invoker>,
+}
+
+impl RateLimited {
     fn admit(&self, method: &str) -> Result<(), (u64, u64)> {
         let tps: u64 = self.url.method_param_or(method, "tps", 0u64);
         if tps == 0 {
@@ -240,7 +372,12 @@ impl RateLimit {
             .max(1);
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let (start, count) = windows.entry(method.to_owned()).or_insert((now, 0));
+        if !windows.contains_key(method) {
+            windows.insert(method.to_owned(), (now, 0));
+        }
+        let Some((start, count)) = windows.get_mut(method) else {
+            return Ok(());
+        };
         if now.duration_since(*start) >= Duration::from_millis(interval) {
             *start = now;
             *count = 0;
@@ -253,14 +390,10 @@ impl RateLimit {
     }
 }
 
-impl Filter for RateLimit {
-    fn invoke(
-        &self,
-        next: Arc<dyn Invoker>,
-        inv: Invocation,
-    ) -> BoxFuture<'static, RpcResult<Reply>> {
+impl Invoker for RateLimited {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         match self.admit(&inv.method) {
-            Ok(()) => next.invoke(inv),
+            Ok(()) => self.inner.invoke(inv),
             Err((tps, interval)) => {
                 let message = format!(
                     "{}.{}: over tps={tps} per {interval} ms",
@@ -274,20 +407,25 @@ impl Filter for RateLimit {
 
 /// Fails a call with [`RpcError::Timeout`] when the rest of the chain takes longer than
 /// the invocation's timeout.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 pub struct Deadline;
 
-impl Filter for Deadline {
-    fn invoke(
-        &self,
-        next: Arc<dyn Invoker>,
-        inv: Invocation,
-    ) -> BoxFuture<'static, RpcResult<Reply>> {
+impl Layer for Deadline {
+    fn layer(&self, inner: Arc<dyn Invoker>) -> Arc<dyn Invoker> {
+        Arc::new(WithDeadline(inner))
+    }
+}
+
+struct WithDeadline(Arc<dyn Invoker>);
+
+impl Invoker for WithDeadline {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         let Some(timeout) = inv.timeout else {
-            return next.invoke(inv);
+            return self.0.invoke(inv);
         };
+        let call = self.0.invoke(inv);
         Box::pin(async move {
-            tokio::time::timeout(timeout, next.invoke(inv))
+            tokio::time::timeout(timeout, call)
                 .await
                 .unwrap_or(Err(RpcError::Timeout(timeout)))
         })
@@ -297,7 +435,7 @@ impl Filter for Deadline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rdubbo_core::Value;
+    use rdubbo_core::{layered, Value};
 
     /// Sleeps for the first argument in ms, then answers it.
     struct Sleepy;
@@ -334,7 +472,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn chain_order_is_the_list_order() {
+    async fn chain_order_is_the_list_order_for_filters_and_layers() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let chain = with_filters(
             Arc::new(Sleepy),
@@ -345,12 +483,23 @@ mod tests {
         );
         chain.invoke(call(0)).await.unwrap();
         assert_eq!(*seen.lock().unwrap(), ["outer", "inner"]);
+        seen.lock().unwrap().clear();
+        let chain = layered(
+            Arc::new(Sleepy),
+            &[
+                layer(Arc::new(Tag("first", seen.clone()))),
+                Arc::new(FilterLayer::new(Tag("second", seen.clone()))),
+                Arc::new(Deadline),
+            ],
+        );
+        chain.invoke(call(0)).await.unwrap();
+        assert_eq!(*seen.lock().unwrap(), ["first", "second"]);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn executes_refuses_calls_over_the_limit() {
         let provider = url("jsonrpc://h:1/demo.Api?executes=2");
-        let chain = with_filters(Arc::new(Sleepy), &from_url(&provider, Side::Provider));
+        let chain = layered(Arc::new(Sleepy), &from_url(&provider, Side::Provider));
         let calls: Vec<_> = (0..3).map(|_| chain.invoke(call(200))).collect();
         let mut busy = 0;
         let mut ok = 0;
@@ -370,13 +519,21 @@ mod tests {
         chain.invoke(call(0)).await.unwrap();
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn actives_makes_callers_wait_for_a_slot() {
         let consumer = url("consumer://h/demo.Api?actives=1");
-        let chain = with_filters(Arc::new(Sleepy), &from_url(&consumer, Side::Consumer));
+        let chain = layered(Arc::new(Sleepy), &from_url(&consumer, Side::Consumer));
+        let started = Instant::now();
         let results = futures_join((0..3).map(|_| chain.invoke(call(50))).collect()).await;
         assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
-        // A caller whose deadline passes while waiting gets a timeout.
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(150),
+            "one at a time"
+        );
+        // A caller whose deadline passes while waiting gets a timeout. The clock only
+        // moves once every task waits, so the hog holds the slot when the short call
+        // comes.
         let hog = tokio::spawn(chain.invoke(call(500)));
         tokio::time::sleep(Duration::from_millis(50)).await;
         let short = Invocation::new("demo.Api", "slow", vec![Value::from(0)])
@@ -388,24 +545,29 @@ mod tests {
         hog.await.unwrap().unwrap();
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn tps_allows_the_budget_per_interval() {
         let provider = url("jsonrpc://h:1/demo.Api?tps=5&tps.interval=300&other.tps=1");
-        let chain = with_filters(Arc::new(Sleepy), &from_url(&provider, Side::Provider));
-        let mut ok = 0;
-        for _ in 0..8 {
-            if chain.invoke(call(0)).await.is_ok() {
-                ok += 1;
+        let chain = layered(Arc::new(Sleepy), &from_url(&provider, Side::Provider));
+        let admitted = |chain: Arc<dyn Invoker>| async move {
+            let mut ok = 0;
+            for _ in 0..8 {
+                if chain.invoke(call(0)).await.is_ok() {
+                    ok += 1;
+                }
             }
-        }
-        assert_eq!(ok, 5);
-        tokio::time::sleep(Duration::from_millis(350)).await;
-        chain.invoke(call(0)).await.unwrap();
+            ok
+        };
+        assert_eq!(admitted(chain.clone()).await, 5);
+        tokio::time::advance(Duration::from_millis(299)).await;
+        assert!(chain.invoke(call(0)).await.is_err(), "same interval");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(admitted(chain).await, 5, "a new interval");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn deadline_and_access_log() {
-        let chain = with_filters(
+        let chain = layered(
             Arc::new(Sleepy),
             &[Arc::new(AccessLog::new(Side::Consumer)), Arc::new(Deadline)],
         );
@@ -416,8 +578,18 @@ mod tests {
             Err(RpcError::Timeout(_))
         ));
         assert_eq!(chain.invoke(call(1)).await.unwrap(), Value::from(1));
-        // No parameter, no filter.
+        // No parameter, no layer.
         assert!(from_url(&url("jsonrpc://h:1/x"), Side::Provider).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limits_are_per_wrapped_invoker() {
+        let provider = url("jsonrpc://h:1/demo.Api?executes=1");
+        let layers = from_url(&provider, Side::Provider);
+        let a = layered(Arc::new(Sleepy), &layers);
+        let b = layered(Arc::new(Sleepy), &layers);
+        let results = futures_join(vec![a.invoke(call(10)), b.invoke(call(10))]).await;
+        assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
     }
 
     async fn futures_join(

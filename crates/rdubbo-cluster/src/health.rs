@@ -1,8 +1,15 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// The current time on tokio's clock (the real one, or the paused one of a test), as a
+/// `std` instant.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// Outlier detection for one provider: consecutive failures eject it for a back-off that
-/// doubles from `base` up to `max`; a success clears it.
+/// doubles from `base` up to `max`; a success clears it. Time is tokio's clock, so tests
+/// can pause and advance it.
 #[derive(Debug)]
 pub struct Health {
     base: Duration,
@@ -44,7 +51,7 @@ impl Health {
         state.consecutive_failures = state.consecutive_failures.saturating_add(1);
         let exp = state.consecutive_failures.saturating_sub(1).min(16);
         let period = self.base.saturating_mul(1u32 << exp).min(self.max);
-        state.ejected_until = Some(Instant::now() + period);
+        state.ejected_until = Some(now() + period);
         period
     }
 

@@ -8,9 +8,13 @@
 //! - [`Health`]: per-provider outlier detection. A refused connection, a reset or a timeout
 //!   ejects the provider for a back-off period that doubles with each consecutive failure,
 //!   so a stale registry node costs at most one fast failed attempt.
-//! - [`ClusterInvoker`]: the strategies of Dubbo's `cluster=` (failover, failfast, failsafe,
-//!   failback, forking, broadcast) over the balancers of `loadbalance=`
-//!   ([`loadbalance`]); failover never tries the same provider twice while another exists.
+//! - [`ClusterInvoker`]: a [`ClusterStrategy`] (`cluster=`: Dubbo's failover, failfast,
+//!   failsafe, failback, forking, broadcast, or a user's own, see [`strategy`]) over the
+//!   balancers of `loadbalance=` ([`loadbalance`]), both looked up by name in an
+//!   [`Extensions`] table; failover never tries the same provider twice while another
+//!   exists.
+//! - [`filter`]: the built-in middleware as [`Layer`](rdubbo_core::Layer)s, and [`Filter`],
+//!   the easy way to write one.
 
 mod cluster;
 pub mod configurator;
@@ -21,11 +25,15 @@ mod health;
 pub mod loadbalance;
 pub mod router;
 mod stats;
+pub mod strategy;
 
-pub use cluster::{ClusterInvoker, Strategy};
+pub use cluster::{
+    Cluster, ClusterInvoker, DEFAULT_LOADBALANCE, FAILBACK_PERIOD, FAILBACK_QUEUE_LIMIT,
+};
 pub use directory::{Directory, Provider};
 pub use extension::Extensions;
 pub use filter::Filter;
 pub use health::Health;
 pub use loadbalance::LoadBalance;
 pub use stats::{ActiveCall, CallStats};
+pub use strategy::ClusterStrategy;
