@@ -47,6 +47,8 @@ pub mod extension;
 pub mod generic;
 pub mod provider;
 pub mod registry;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use rdubbo_cluster as cluster;
 
