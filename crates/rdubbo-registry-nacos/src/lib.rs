@@ -3,7 +3,12 @@
 //! embedded naming server that `rdubbo registry` and `rdubbo demo` run is the crate
 //! `rdubbo-naming-server`.
 
+mod api;
+mod backend;
+mod beat;
 pub mod client;
 pub mod model;
+mod push;
+mod subscribe;
 
 pub use client::NacosRegistry;
