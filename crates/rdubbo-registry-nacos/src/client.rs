@@ -6,7 +6,7 @@
 //! `poll` (ms between list queries of a subscription; default the server's `cacheMillis`),
 //! `push=false` (no UDP push subscription: polling only), `username`/`password` (or in the
 //! URL's user info), `check`, `file` (the cache file, see
-//! [`RegistryCache::for_registry`]).
+//! [`RegistryCache::for_registry`](rdubbo_core::registry::RegistryCache::for_registry)).
 //!
 //! Dubbo URLs map to Nacos instances as Java Dubbo maps them: service
 //! `providers:<interface>:<version>:<group>` in the registry's group, instance address =
