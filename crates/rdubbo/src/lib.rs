@@ -32,6 +32,32 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Extension points
+//!
+//! Protocols, registries, load balancers and cluster strategies are looked up by name in an
+//! [`extension::Extensions`] table ([`extension::builtin`] by default): a provider serves
+//! the protocol of its table ([`Protocol::serve`]), a reference calls providers with the
+//! protocols of its table, [`registry::connect_with`] opens registries through it. Layers
+//! ([`Layer`]) wrap a provider's services, a reference (once per call) or each attempt of
+//! a reference on one provider.
+//!
+//! # Features
+//!
+//! All but `naming-server` are on by default (the CLI and the README rely on them); each
+//! builds alone, and with
+//! none the crate keeps services, generic calls, the cluster, providers and references over
+//! protocols of one's own.
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `jsonrpc` | [`jsonrpc`]: Dubbo's JSON-RPC 2.0 over HTTP (the default protocol of a provider) |
+//! | `dubbo` | [`dubbo`]: the Dubbo binary protocol with Hessian2 |
+//! | `zookeeper` | the `zookeeper://` (alias `zk://`) registry |
+//! | `nacos` | the `nacos://` registry (`naming-server` adds the embedded naming server) |
+//! | `app` | [`app`]: applications from a configuration file, metrics, QoS; turns on `jsonrpc`, the protocol an application serves unless its configuration names another |
+//! | `chrono`, `bigdecimal` | `java.util.Date` and `java.math.BigDecimal` as `chrono` and `bigdecimal` types |
+//! | `tower` | bridges with tower middleware |
 #![warn(missing_docs)]
 
 pub use rdubbo_core::*;
