@@ -44,10 +44,9 @@
 //!
 //! # Features
 //!
-//! All but `naming-server` are on by default (the CLI and the README rely on them); each
-//! builds alone, and with
-//! none the crate keeps services, generic calls, the cluster, providers and references over
-//! protocols of one's own.
+//! All but `naming-server` are on by default (the CLI and the README rely on them). Each
+//! builds alone; with none the crate keeps services, generic calls, the cluster, providers
+//! and references over protocols of one's own.
 //!
 //! | feature | what it adds |
 //! |---|---|
