@@ -2,8 +2,9 @@
 
 /// User + system CPU time of this process so far, in milliseconds.
 pub fn cpu_ms() -> f64 {
-    // SAFETY: getrusage writes into the struct we pass.
+    // SAFETY: `rusage` is plain integers, for which all-zero bytes are a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we pass.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     ru.ru_utime.tv_sec as f64 * 1e3
         + ru.ru_utime.tv_usec as f64 / 1e3

@@ -1,13 +1,11 @@
 //! The `rdubbo` command with a real ZooKeeper: a provider registers, `ls` lists it,
 //! `call` and `bench` find it through the registry, SIGTERM unregisters it.
 
-use std::time::{Duration, Instant};
-
 use rdubbo_testkit::ZkServer;
 
 mod common;
 
-use common::{rdubbo, start, text, Running};
+use common::{rdubbo, start, stop, text, Running};
 const DEMO: &str = "org.apache.dubbo.demo.DemoService";
 
 /// Starts `rdubbo demo provider --registry …` and returns it with the URLs it registered.
@@ -37,7 +35,7 @@ fn start_provider(registry: &str) -> (Running, Vec<String>) {
 fn provider_registers_and_is_listed_called_and_benched_through_zookeeper() {
     let zk = ZkServer::start();
     let registry = zk.registry_url("session=4000&file.cache=false");
-    let (mut provider, urls) = start_provider(&registry);
+    let (provider, urls) = start_provider(&registry);
     assert!(urls[0].starts_with("jsonrpc://127.0.0.1:"), "{urls:?}");
     assert!(urls.iter().any(|u| u.contains("version=1.0.0")));
 
@@ -116,18 +114,7 @@ fn provider_registers_and_is_listed_called_and_benched_through_zookeeper() {
     );
 
     // SIGTERM: unregister, drain, exit 0; the nodes are gone.
-    unsafe {
-        libc::kill(provider.0.id() as i32, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = provider.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "provider did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "{status:?}");
+    stop(provider);
     let ls = zk.cli(&["ls", &format!("/dubbo/{DEMO}/providers")]);
     assert!(!ls.contains("jsonrpc%3A%2F%2F"), "{ls}");
 }

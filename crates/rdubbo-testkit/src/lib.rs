@@ -102,6 +102,8 @@ impl Node {
         .stdout(log.try_clone().expect("log file"))
         .stderr(log);
         // The server dies with the test process, even if the test is killed.
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+        // which is async-signal-safe; it touches no memory of the parent.
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
