@@ -8,8 +8,15 @@
 
 use std::sync::Arc;
 
+/// The registry model every registry speaks (the trait, `empty://` placeholders,
+/// subscribed categories, the cache file), for writing a registry of one's own.
+pub use rdubbo_core::registry::{
+    empty_url, is_empty_url, subscribed_categories, NotifyListener, Registry, RegistryCache,
+    RegistryError, RegistryFactory, RegistryResult, EMPTY_PROTOCOL,
+};
+
 use crate::extension::{self, Extensions};
-use crate::{Registry, RegistryError, RegistryResult, Url};
+use crate::Url;
 
 /// Registry schemes this build supports (those of [`extension::builtin`]).
 pub fn supported_schemes() -> &'static [&'static str] {
