@@ -7,14 +7,19 @@
 # the registry console, both driven by tests that install their npm packages into
 # target/tmp on first use; the Debian jars real Java Dubbo 2.7.23 and 3.3.1 run on, for the
 # interop tests that start them), then checks
-# formatting and lints, then runs every test of the workspace (unit, integration, interop,
-# property tests, doc tests), then fuzzes the Hessian2 and Dubbo frame decoders for a
-# bounded time (scripts/fuzz-smoke.sh). Servers the tests need are started and stopped by the tests.
+# formatting and lints, the docs (warnings as errors), every feature set of the `rdubbo`
+# facade (scripts/check-features.sh), what can be checked of the MSRV without a second
+# toolchain (scripts/check-msrv.sh), licenses, bans, sources and advisories with cargo-deny
+# (scripts/check-deny.sh, deny.toml), then runs every test of the workspace (unit,
+# integration, interop, property tests, compile-fail tests of the macros, doc tests), then
+# fuzzes the Hessian2 and Dubbo frame decoders for a bounded time (scripts/fuzz-smoke.sh).
+# Servers the tests need are started and stopped by the tests. Each step prints its time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v jq >/dev/null 2>&1 || need+=(jq) # scripts/check-features.sh, check-msrv.sh
 command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
 [ -f /usr/share/java/hessian.jar ] || need+=(libhessian-java)
 [ -f /usr/share/java/zookeeper.jar ] && [ -x /usr/share/zookeeper/bin/zkCli.sh ] || need+=(zookeeper)
@@ -44,15 +49,25 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-echo "== cargo fmt --check"
-cargo fmt --all --check
-echo "== cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo test"
+# step NAME COMMAND...: runs one step, then prints how long it took.
+step() {
+  local name="$1" start=$SECONDS
+  shift
+  echo "== $name"
+  "$@"
+  echo "   ($name: $((SECONDS - start)) s)"
+}
+step "cargo fmt --check" cargo fmt --all --check
+step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+# Libraries only (the CLI's binary is also called rdubbo); every public item documented.
+step "cargo doc (warnings and missing docs as errors)" env RUSTDOCFLAGS="-D warnings -D missing_docs" \
+  cargo doc --workspace --no-deps --lib --locked --quiet
+step "feature sets of the rdubbo facade" ./scripts/check-features.sh rdubbo
+step "MSRV (declared rust-versions, clippy incompatible_msrv)" ./scripts/check-msrv.sh
+step "cargo deny" ./scripts/check-deny.sh
 # Where the Java Dubbo jars are present (CI has ../shared), interop tests must run, not skip.
 if [ -f ../shared/java-dubbo/apache-dubbo-2.7.23-loopback.jar ] || [ -n "${RDUBBO_JAVA_DUBBO_DIR:-}" ]; then
   export RDUBBO_REQUIRE_JAVA="${RDUBBO_REQUIRE_JAVA:-1}"
 fi
-cargo test --workspace --locked --no-fail-fast
-echo "== fuzz smoke run (cargo-fuzz, ${FUZZ_SECONDS:-30}s per decoder)"
-./scripts/fuzz-smoke.sh
+step "cargo test" cargo test --workspace --locked --no-fail-fast
+step "fuzz smoke run (cargo-fuzz, ${FUZZ_SECONDS:-30}s per decoder)" ./scripts/fuzz-smoke.sh

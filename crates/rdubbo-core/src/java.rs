@@ -21,9 +21,9 @@
 //! | `Vec<T>`, `[T]`, `VecDeque<T>` | `Ljava/util/List;` | same |
 //! | `HashSet<T>`, `BTreeSet<T>` | `Ljava/util/Set;` | same |
 //! | `HashMap<K, V>`, `BTreeMap<K, V>` | `Ljava/util/Map;` | same |
-//! | [`Bytes`](crate::value::Bytes) | `[B` | same |
-//! | [`Date`](crate::value::Date) | `Ljava/util/Date;` | same |
-//! | [`BigDecimal`](crate::value::BigDecimal) | `Ljava/math/BigDecimal;` | same |
+//! | [`Bytes`] | `[B` | same |
+//! | [`Date`] | `Ljava/util/Date;` | same |
+//! | [`BigDecimal`] | `Ljava/math/BigDecimal;` | same |
 //! | [`Value`], `serde_json::Value` | `Ljava/lang/Object;` | same |
 //! | `Box<T>`, `Arc<T>`, `&T` | as `T` | as `T` |
 //!
