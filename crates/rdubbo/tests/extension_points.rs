@@ -345,3 +345,61 @@ async fn registries_open_through_the_factories_of_a_table() {
     assert!(builtin.protocol("dubbo").is_some());
     assert!(builtin.cluster("failover").is_some());
 }
+
+/// A user's protocol: JSON-RPC under a scheme of its own.
+struct MyRpc(rdubbo::jsonrpc::JsonRpcProtocol);
+
+impl Protocol for MyRpc {
+    fn name(&self) -> &'static str {
+        "myrpc"
+    }
+    fn refer(&self, url: &Url) -> RpcResult<Arc<dyn Invoker>> {
+        self.0.refer(url)
+    }
+    fn serve(
+        &self,
+        listen: std::net::SocketAddr,
+        exports: Vec<rdubbo::Export>,
+    ) -> BoxFuture<'static, rdubbo::ServeResult> {
+        self.0.serve(listen, exports)
+    }
+}
+
+#[tokio::test]
+async fn a_protocol_of_ones_own_serves_and_is_called_like_a_builtin() {
+    let mut table = extension::builtin();
+    table.add_protocol(Arc::new(MyRpc(Default::default())));
+    let table = Arc::new(table);
+    let provider = Provider::builder("127.0.0.1:0".parse().unwrap())
+        .protocol("myrpc")
+        .extensions(table.clone())
+        .export(
+            ProbeServer::<Prober>::info(),
+            Arc::new(ProbeServer::new(Prober)),
+        )
+        .unregister_wait(Duration::ZERO)
+        .start()
+        .await
+        .unwrap();
+    let url = url_of(&provider);
+    assert_eq!(url.protocol(), "myrpc");
+    let reference = Reference::builder("org.example.Probe")
+        .version("1.0.0")
+        .url(url.clone())
+        .extensions(table)
+        .build()
+        .await
+        .unwrap();
+    let client = ProbeClient::new(Arc::new(reference));
+    assert_eq!(client.trace().await.unwrap(), "trace=- deadline=true");
+    assert_eq!(provider.connections(), 1);
+    // The built-in table does not know the scheme.
+    let e = Reference::builder("org.example.Probe")
+        .url(url)
+        .build()
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("unknown protocol `myrpc`"), "{e}");
+    provider.stop().await;
+}
