@@ -16,6 +16,14 @@
 //! );
 //! # Ok(()) }
 //! ```
+//!
+//! Where a [`Layer`] goes decides what it sees: [`ReferenceBuilder::layer`] wraps the
+//! reference outside the cluster (each call once, whatever the retries; metrics of what the
+//! caller experienced, a rate limit per caller), [`ReferenceBuilder::attempt_layer`] wraps
+//! each provider's invoker inside it (every attempt, with the provider chosen; per-provider
+//! metrics, a per-attempt deadline). Protocols, the cluster strategy and the load balancer
+//! come from the reference's [`Extensions`] table ([`ReferenceBuilder::extensions`], the
+//! built-ins by default).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -18,6 +18,11 @@
 //! comes back. As in Java the old URL is unregistered before the new one is registered.
 //! A `timeout` set by such a rule (also per method: `<method>.timeout`) also bounds how long
 //! the provider lets a call run.
+//!
+//! The server is the [`Protocol::serve`](crate::Protocol::serve) of the protocol named by
+//! [`ProviderBuilder::protocol`] in the builder's [`Extensions`] table
+//! ([`ProviderBuilder::extensions`], the built-ins by default), so a protocol of one's own
+//! serves as the built-in ones do; [`ProviderBuilder::layer`] wraps every exported service.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
