@@ -1,5 +1,5 @@
 //! Bridges with [tower](https://docs.rs/tower): a `tower::Layer` used as an rdubbo
-//! [`Layer`](crate::Layer), and an rdubbo [`Invoker`] used as a `tower::Service`.
+//! [`Layer`], and an rdubbo [`Invoker`] used as a `tower::Service`.
 //!
 //! Any tower middleware whose service is `Clone` (timeouts, concurrency limits, load
 //! shedding, retries, tracing, most of tower-http's ideas) plugs into a reference, a
