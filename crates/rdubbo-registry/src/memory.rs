@@ -286,6 +286,13 @@ impl MemoryRegistry {
     /// A client of `store` whose failed operations are retried every `retry_period`.
     /// Must be called inside a Tokio runtime.
     pub fn with_store(store: &MemoryStore, retry_period: Duration) -> MemoryRegistry {
+        MemoryRegistry::with_options(store, FailbackOptions::in_memory(retry_period))
+    }
+
+    /// A client of `store` with the base's settings (a cache file, for instance). Must be
+    /// called inside a Tokio runtime.
+    pub fn with_options(store: &MemoryStore, options: FailbackOptions) -> MemoryRegistry {
+        let retry_period = options.retry_period;
         let id = store.inner.next_client.fetch_add(1, Ordering::Relaxed);
         let (events, stream) = backend_events();
         let backend = MemoryBackend {
@@ -300,12 +307,7 @@ impl MemoryRegistry {
             .with_param("client", id.to_string())
             .with_param("retry.period", retry_period.as_millis().to_string());
         MemoryRegistry {
-            inner: FailbackRegistry::new(
-                url,
-                backend,
-                stream,
-                FailbackOptions::in_memory(retry_period),
-            ),
+            inner: FailbackRegistry::new(url, backend, stream, options),
         }
     }
 

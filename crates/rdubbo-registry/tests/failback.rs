@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdubbo_core::{NotifyListener, Registry, RegistryError, Url};
-use rdubbo_registry::{MemoryRegistry, MemoryStore};
+use rdubbo_registry::{FailbackOptions, MemoryRegistry, MemoryStore, RegistryCache};
 
 const PERIOD: Duration = Duration::from_secs(5);
 
@@ -249,4 +249,43 @@ async fn dropping_the_registry_stops_the_timer() {
     tokio::time::sleep(PERIOD * 3).await;
     settle().await;
     assert!(store.urls().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cache_file_is_written_on_notify_and_read_by_the_next_run() {
+    let dir = std::env::temp_dir().join(format!("rdubbo-registry-cache-{}", std::process::id()));
+    let path = dir.join("registry.cache");
+    let _ = std::fs::remove_file(&path);
+    let with_file = || FailbackOptions {
+        retry_period: PERIOD,
+        cache: RegistryCache::open(&path),
+    };
+    let store = MemoryStore::new();
+    let provider_side = store.connect(PERIOD);
+    provider_side.register(&provider(9)).await.unwrap();
+    {
+        let first_run = MemoryRegistry::with_options(&store, with_file());
+        let rec = Arc::new(Recorder::default());
+        first_run
+            .subscribe(&providers_only(), rec.clone())
+            .await
+            .unwrap();
+        assert_eq!(rec.last_ports(), Some(vec![9]));
+        first_run.destroy().await;
+    }
+    assert!(std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("127.0.0.1\\:9/"));
+    // The next run starts while the registry is down: the file answers.
+    store.set_available(false);
+    let next_run = MemoryRegistry::with_options(&store, with_file());
+    let rec = Arc::new(Recorder::default());
+    next_run
+        .subscribe(&providers_only(), rec.clone())
+        .await
+        .unwrap();
+    assert_eq!(rec.last_ports(), Some(vec![9]));
+    next_run.destroy().await;
+    provider_side.destroy().await;
+    std::fs::remove_dir_all(&dir).ok();
 }
