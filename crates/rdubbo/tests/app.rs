@@ -821,3 +821,116 @@ enabled = false
     assert_eq!(server.stats().instances, 0);
     assert_closed(&addrs);
 }
+
+/// A registry that takes everything and never answers a subscription, so that a start
+/// against it waits (for the first rules of each service, then for the providers of a
+/// checked reference). It records what it holds.
+#[derive(Default)]
+struct Silent {
+    registered: Mutex<Vec<rdubbo::Url>>,
+    subscriptions: Mutex<Vec<rdubbo::Url>>,
+    destroyed: AtomicBool,
+}
+
+impl rdubbo::Registry for Silent {
+    fn url(&self) -> &rdubbo::Url {
+        static URL: std::sync::OnceLock<rdubbo::Url> = std::sync::OnceLock::new();
+        URL.get_or_init(|| "silent://127.0.0.1:1".parse().unwrap())
+    }
+    fn is_available(&self) -> bool {
+        true
+    }
+    fn register(&self, url: &rdubbo::Url) -> rdubbo::BoxFuture<'_, rdubbo::RegistryResult<()>> {
+        self.registered.lock().unwrap().push(url.clone());
+        Box::pin(async { Ok(()) })
+    }
+    fn unregister(&self, url: &rdubbo::Url) -> rdubbo::BoxFuture<'_, rdubbo::RegistryResult<()>> {
+        self.registered.lock().unwrap().retain(|u| u != url);
+        Box::pin(async { Ok(()) })
+    }
+    fn subscribe(
+        &self,
+        url: &rdubbo::Url,
+        _: Arc<dyn rdubbo::NotifyListener>,
+    ) -> rdubbo::BoxFuture<'_, rdubbo::RegistryResult<()>> {
+        self.subscriptions.lock().unwrap().push(url.clone());
+        Box::pin(async { Ok(()) })
+    }
+    fn unsubscribe(
+        &self,
+        url: &rdubbo::Url,
+        _: &Arc<dyn rdubbo::NotifyListener>,
+    ) -> rdubbo::BoxFuture<'_, rdubbo::RegistryResult<()>> {
+        self.subscriptions.lock().unwrap().retain(|u| u != url);
+        Box::pin(async { Ok(()) })
+    }
+    fn lookup(
+        &self,
+        _: &rdubbo::Url,
+    ) -> rdubbo::BoxFuture<'_, rdubbo::RegistryResult<Vec<rdubbo::Url>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn destroy(&self) -> rdubbo::BoxFuture<'_, ()> {
+        self.destroyed.store(true, Ordering::SeqCst);
+        Box::pin(async {})
+    }
+}
+
+/// A start whose task is aborted midway (its server listening, waiting for the first
+/// rules of its service) is undone in the background: the server stops, the rules are no
+/// longer followed, the registry is closed, and nothing was registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_cancelled_midway_is_undone() {
+    let silent = Arc::new(Silent::default());
+    let mut table = rdubbo::extension::builtin();
+    let s = silent.clone();
+    table.add_registry("silent", move |_: rdubbo::Url| {
+        let s = s.clone();
+        async move { Ok(s as Arc<dyn rdubbo::Registry>) }
+    });
+    let text = r#"
+[registries.main]
+address = "silent://127.0.0.1:1"
+[protocols.dubbo]
+port = 0
+[provider.services.demo]
+interface = "org.apache.dubbo.demo.DemoService"
+[consumer.references.relay]
+interface = "org.example.Relay"
+[metrics]
+enabled = false
+[qos]
+enabled = false
+"#;
+    let builder = Application::builder(Config::from_str(text, Format::Toml, "s.toml").unwrap())
+        .extensions(Arc::new(table))
+        .service(
+            "demo",
+            DemoServiceServer::<Demo>::info(),
+            Arc::new(DemoServiceServer::new(Demo("silent"))),
+        );
+    let starting = tokio::spawn(builder.start());
+    // The service follows its rules (`provider://host:port/…`) once its server listens.
+    let s = silent.clone();
+    eventually("the server's rules subscription", move || {
+        !s.subscriptions.lock().unwrap().is_empty()
+    })
+    .await;
+    let rules = silent.subscriptions.lock().unwrap()[0].clone();
+    let addr: SocketAddr = format!("{}:{}", rules.host(), rules.port().unwrap())
+        .parse()
+        .unwrap();
+    assert!(accepts(addr), "{addr}");
+    starting.abort();
+    assert!(starting.await.err().is_some_and(|e| e.is_cancelled()));
+
+    eventually("the server stopped", || !accepts(addr)).await;
+    assert_closed(&[addr]);
+    let s = silent.clone();
+    eventually("the registry closed", move || {
+        s.destroyed.load(Ordering::SeqCst)
+    })
+    .await;
+    assert!(silent.subscriptions.lock().unwrap().is_empty());
+    assert!(silent.registered.lock().unwrap().is_empty());
+}

@@ -81,8 +81,9 @@ impl ApplicationBuilder {
 /// A service implementation matched with its configuration entry.
 type Impls = HashMap<String, (ServiceInfo, Arc<dyn Invoker>)>;
 
-/// The start in progress: what it was given, and what its steps have started so far (in
-/// the order they started it), which [`rollback`](Bootstrap::rollback) undoes.
+/// The start in progress: what it was given, and what its steps have started so far. If it
+/// is dropped before it ended (its future cancelled), what was started is undone in the
+/// background.
 struct Bootstrap {
     cfg: Config,
     src: String,
@@ -91,6 +92,13 @@ struct Bootstrap {
     metrics: Arc<Metrics>,
     /// What the QoS and metrics endpoints serve; set by the last step.
     state: StateRef,
+    started: Started,
+}
+
+/// What the steps have started, in the order they started it; [`undo`](Started::undo)
+/// takes it down in reverse.
+#[derive(Default)]
+struct Started {
     registries: Vec<(String, Arc<dyn Registry>)>,
     metrics_listener: Option<Listener>,
     servers: Vec<(String, Provider, SocketAddr)>,
@@ -98,6 +106,27 @@ struct Bootstrap {
     local: HashMap<String, Arc<dyn Invoker>>,
     references: BTreeMap<String, Arc<Reference>>,
     qos_listener: Option<Listener>,
+}
+
+impl Drop for Bootstrap {
+    fn drop(&mut self) {
+        // Empty after `ready` and `rollback`: only a start cancelled midway gets here with
+        // something started.
+        let started = std::mem::take(&mut self.started);
+        if started.is_empty() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                tracing::warn!(source = %self.src, "start cancelled; undoing what was started");
+                runtime.spawn(started.undo());
+            }
+            Err(_) => tracing::warn!(
+                source = %self.src,
+                "start cancelled outside a runtime; what it started is dropped without undoing"
+            ),
+        }
+    }
 }
 
 impl Bootstrap {
@@ -116,13 +145,7 @@ impl Bootstrap {
             impls,
             metrics: Arc::new(Metrics::new()),
             state: StateRef::default(),
-            registries: Vec::new(),
-            metrics_listener: None,
-            servers: Vec::new(),
-            exports: Vec::new(),
-            local: HashMap::new(),
-            references: BTreeMap::new(),
-            qos_listener: None,
+            started: Started::default(),
         })
     }
 
@@ -150,7 +173,7 @@ impl Bootstrap {
             let registry = crate::registry::connect_url_with(&self.extensions, &url)
                 .await
                 .map_err(|e| start_err(format!("registries.{id}"), e))?;
-            self.registries.push((id.clone(), registry));
+            self.started.registries.push((id.clone(), registry));
         }
         Ok(())
     }
@@ -175,7 +198,7 @@ impl Bootstrap {
         let (addr, task) = metrics::serve(listen, render)
             .await
             .map_err(|e| start_err("metrics.listen", format!("cannot listen on {listen}: {e}")))?;
-        self.metrics_listener = Some(Listener::new(addr, task));
+        self.started.metrics_listener = Some(Listener::new(addr, task));
         Ok(())
     }
 
@@ -212,7 +235,8 @@ impl Bootstrap {
                         self.metrics.filter(Side::Provider),
                     ],
                 );
-                self.local
+                self.started
+                    .local
                     .entry(s.interface.clone())
                     .or_insert_with(|| wrapped.clone());
                 builder = builder.export(wiring::service_info(s, code_info), wrapped);
@@ -235,8 +259,8 @@ impl Bootstrap {
                 .cloned()
                 .zip(provider.dynamic().iter().cloned())
                 .collect();
-            // Kept from here on, so that a failure below stops this server too.
-            self.servers.push((pid.clone(), provider, addr));
+            // Kept from here on, so that a failure (or cancellation) below stops it too.
+            self.started.servers.push((pid.clone(), provider, addr));
             for ((url, dynamic), (id, params)) in urls.into_iter().zip(templates) {
                 let s = &cfg.provider.services[&id];
                 let mut url = url;
@@ -245,16 +269,18 @@ impl Bootstrap {
                 }
                 let url = sort_params(&url);
                 let ids = s.registries.as_ref().or(cfg.provider.registries.as_ref());
-                let registries = pick_registries(&self.registries, ids);
+                let registries = pick_registries(&self.started.registries, ids);
                 let registration = Registration::new(url.clone(), registries, dynamic);
-                registration.subscribe().await;
-                self.exports.push(Export {
+                // Kept before it subscribes, so that a start cancelled while it waits for
+                // the first rules unsubscribes it too.
+                self.started.exports.push(Export {
                     id,
                     protocol: name.clone(),
                     url,
-                    registration,
+                    registration: registration.clone(),
                     online: AtomicBool::new(false),
                 });
+                registration.subscribe().await;
             }
             tracing::debug!(protocol = %pid, %addr, "server listening");
         }
@@ -281,9 +307,9 @@ impl Bootstrap {
                             .as_ref()
                             .and_then(|v| v.first().cloned())
                     })
-                    .or_else(|| self.registries.first().map(|(i, _)| i.clone()));
+                    .or_else(|| self.started.registries.first().map(|(i, _)| i.clone()));
                 let registry = rid
-                    .and_then(|rid| registry_by_id(&self.registries, &rid))
+                    .and_then(|rid| registry_by_id(&self.started.registries, &rid))
                     .ok_or_else(|| {
                         start_err(
                             format!("consumer.references.{id}"),
@@ -296,7 +322,9 @@ impl Bootstrap {
                 .build()
                 .await
                 .map_err(|e| start_err(format!("consumer.references.{id}"), e))?;
-            self.references.insert(id.clone(), Arc::new(reference));
+            self.started
+                .references
+                .insert(id.clone(), Arc::new(reference));
         }
         Ok(())
     }
@@ -316,40 +344,42 @@ impl Bootstrap {
         let (addr, task) = qos::serve(listen, self.state.clone())
             .await
             .map_err(|e| start_err("qos.port", format!("cannot listen on {listen}: {e}")))?;
-        self.qos_listener = Some(Listener::new(addr, task));
+        self.started.qos_listener = Some(Listener::new(addr, task));
         Ok(())
     }
 
     /// Step 7: registers every service URL, now that every server listens and everything
     /// else is up. A registry that is down does not fail it: registrations are retried.
     async fn register(&mut self) {
-        set_online(&self.exports, "", true).await;
+        set_online(&self.started.exports, "", true).await;
     }
 
     /// Step 8: the running application, `ready`.
-    fn ready(self, signals: Option<Signals>) -> Application {
+    fn ready(&mut self, signals: Option<Signals>) -> Application {
+        let started = std::mem::take(&mut self.started);
         let state = Arc::new(AppState {
-            config: self.cfg,
-            metrics: self.metrics,
-            registries: self.registries,
+            config: std::mem::take(&mut self.cfg),
+            metrics: self.metrics.clone(),
+            registries: started.registries,
             providers: Mutex::new(
-                self.servers
+                started
+                    .servers
                     .into_iter()
                     .map(|(id, p, addr)| (id, Some(p), addr))
                     .collect(),
             ),
-            exports: self.exports,
-            local: self.local,
-            references: self.references,
+            exports: started.exports,
+            local: started.local,
+            references: started.references,
             ready: AtomicBool::new(false),
         });
         self.state.set(&state);
-        let metrics_addr = self.metrics_listener.as_ref().map(|l| l.addr);
-        let qos_addr = self.qos_listener.as_ref().map(|l| l.addr);
-        let listeners = self
+        let metrics_addr = started.metrics_listener.as_ref().map(|l| l.addr);
+        let qos_addr = started.qos_listener.as_ref().map(|l| l.addr);
+        let listeners = started
             .metrics_listener
             .into_iter()
-            .chain(self.qos_listener)
+            .chain(started.qos_listener)
             .collect();
         state.ready.store(true, Ordering::SeqCst);
         tracing::info!(source = %self.src, "started");
@@ -362,10 +392,27 @@ impl Bootstrap {
         }
     }
 
-    /// Undoes what the steps started, in reverse order: QoS, references, registrations
+    /// Undoes what the steps started (see [`Started::undo`]).
+    async fn rollback(&mut self) {
+        std::mem::take(&mut self.started).undo().await;
+        tracing::info!(source = %self.src, "start undone");
+    }
+}
+
+impl Started {
+    fn is_empty(&self) -> bool {
+        self.registries.is_empty()
+            && self.metrics_listener.is_none()
+            && self.servers.is_empty()
+            && self.exports.is_empty()
+            && self.references.is_empty()
+            && self.qos_listener.is_none()
+    }
+
+    /// Takes everything down in reverse start order: QoS, references, registrations
     /// (unregistered, rules no longer followed), servers (stopped, ports freed), metrics,
     /// registries.
-    async fn rollback(self) {
+    async fn undo(self) {
         if let Some(qos) = self.qos_listener {
             qos.close().await;
         }
@@ -383,7 +430,6 @@ impl Bootstrap {
         for (_, registry) in self.registries.iter().rev() {
             registry.destroy().await;
         }
-        tracing::info!(source = %self.src, "start undone");
     }
 }
 
