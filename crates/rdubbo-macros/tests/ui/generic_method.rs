@@ -1,0 +1,6 @@
+#[rdubbo::service]
+pub trait Echo {
+    async fn echo<T>(&self, value: T) -> rdubbo::RpcResult<T>;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[derive(rdubbo::JavaType)]
+pub struct User {
+    pub name: String,
+}
+
+fn main() {}

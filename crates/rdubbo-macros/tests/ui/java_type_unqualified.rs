@@ -1,0 +1,7 @@
+#[derive(serde::Serialize, rdubbo::JavaType)]
+#[serde(rename = "User")]
+pub struct User {
+    pub name: String,
+}
+
+fn main() {}

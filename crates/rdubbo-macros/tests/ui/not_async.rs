@@ -1,0 +1,6 @@
+#[rdubbo::service]
+pub trait Greeter {
+    fn say_hello(&self, name: String) -> rdubbo::RpcResult<String>;
+}
+
+fn main() {}
