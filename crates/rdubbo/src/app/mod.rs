@@ -39,7 +39,8 @@
 //! When a step fails, what the earlier steps started is undone in reverse order (QoS
 //! closed, references closed, service URLs unregistered and rules no longer followed,
 //! servers stopped and their ports freed, metrics closed, registries closed) before
-//! `start` returns the error, so a failed start leaves nothing behind.
+//! `start` returns the error, so a failed start leaves nothing behind. A start whose future
+//! is dropped midway is undone the same way, in the background.
 //!
 //! The shutdown sequence ([`Application::shutdown`](crate::app::Application::shutdown)):
 //! 1. `ready` turns false (QoS `ready` answers so);
