@@ -117,7 +117,7 @@ impl Provider {
 
     /// The dynamic parameters of each exported service (in export order), for callers
     /// that register the URLs themselves (the application).
-    #[allow(dead_code)]
+    #[cfg_attr(not(feature = "app"), allow(dead_code))]
     pub(crate) fn dynamic(&self) -> &[Arc<Dynamic>] {
         &self.dynamic
     }
