@@ -1,0 +1,389 @@
+//! The consumer side: HTTP/2 cleartext (prior knowledge) connections to one provider,
+//! calls multiplexed on them, Java's wrapper around the Hessian2 arguments and result.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, Request, StatusCode};
+use http_body_util::BodyExt;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use prost::Message;
+use rdubbo_core::{error::codes, BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult, Url};
+
+use crate::codec::{self, grpc, Encoding, TripleResponseWrapper};
+use crate::headers::{self, OneBody};
+
+/// Settings of a [`TripleClient`]; URL parameters override them.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// HTTP/2 connections to the provider, calls spread over them (`connections=`,
+    /// default 1).
+    pub connections: usize,
+    /// Call timeout when the invocation has none (`timeout=` ms, default 1000); sent as
+    /// `grpc-timeout`.
+    pub timeout: Duration,
+    /// Connect timeout (`connect.timeout=` ms, default 3000).
+    pub connect_timeout: Duration,
+    /// Largest message sent or accepted (`payload=` bytes, default 8 MiB).
+    pub max_message_size: usize,
+    /// Compress requests with gzip (`compression=gzip`, default off).
+    pub gzip: bool,
+    /// The consumer's application name, sent as `tri-consumer-appname` (`application=`).
+    pub application: Option<String>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            connections: 1,
+            timeout: Duration::from_millis(1000),
+            connect_timeout: Duration::from_millis(3000),
+            max_message_size: codec::DEFAULT_MAX_MESSAGE,
+            gzip: false,
+            application: None,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// This configuration with the URL's parameters applied.
+    pub fn from_url(mut self, url: &Url) -> Self {
+        let num = |k: &str| url.param(k).and_then(|v| v.parse::<u64>().ok());
+        if let Some(n) = num("connections").filter(|n| *n > 0) {
+            self.connections = n.min(64) as usize;
+        }
+        if let Some(ms) = num("timeout").filter(|n| *n > 0) {
+            self.timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = num("connect.timeout").filter(|n| *n > 0) {
+            self.connect_timeout = Duration::from_millis(ms);
+        }
+        if let Some(b) = num("payload").filter(|n| *n > 0) {
+            self.max_message_size = b as usize;
+        }
+        if let Some(c) = url.param("compression") {
+            self.gzip = c.eq_ignore_ascii_case("gzip");
+        }
+        if let Some(app) = url.param_non_empty("application") {
+            self.application = Some(app.to_string());
+        }
+        self
+    }
+}
+
+struct Inner {
+    url: Url,
+    addr: String,
+    config: ClientConfig,
+    slots: Vec<Slot>,
+    next: AtomicUsize,
+    application: Option<HeaderValue>,
+}
+
+struct Slot {
+    up: Mutex<Option<SendRequest<OneBody>>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+/// An invoker calling one provider over Triple (`tri://host:port/interface`).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use rdubbo_core::{Invocation, Invoker, Url};
+/// use rdubbo_protocol_triple::TripleClient;
+///
+/// let url: Url = "tri://127.0.0.1:50051/org.apache.dubbo.demo.DemoService".parse()?;
+/// let client = TripleClient::new(&url)?;
+/// let inv = Invocation::new("org.apache.dubbo.demo.DemoService", "sayHello", vec!["world".into()]);
+/// let answer: String = client.invoke(inv).await?.decode()?;
+/// println!("{answer}");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TripleClient {
+    inner: Arc<Inner>,
+}
+
+impl TripleClient {
+    /// A client of the provider at `url`, configured by the URL's parameters.
+    pub fn new(url: &Url) -> RpcResult<TripleClient> {
+        TripleClient::with_config(url, ClientConfig::default().from_url(url))
+    }
+
+    /// A client with explicit settings.
+    pub fn with_config(url: &Url, config: ClientConfig) -> RpcResult<TripleClient> {
+        let port = url
+            .port()
+            .ok_or_else(|| RpcError::Invalid(format!("provider URL without port: {url}")))?;
+        let addr = if url.host().contains(':') {
+            format!("[{}]:{port}", url.host())
+        } else {
+            format!("{}:{port}", url.host())
+        };
+        let application = config
+            .application
+            .as_deref()
+            .and_then(|a| HeaderValue::from_str(a).ok());
+        let slots = (0..config.connections.max(1))
+            .map(|_| Slot {
+                up: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+            })
+            .collect();
+        Ok(TripleClient {
+            inner: Arc::new(Inner {
+                url: url.clone(),
+                addr,
+                config,
+                slots,
+                next: AtomicUsize::new(0),
+                application,
+            }),
+        })
+    }
+
+    /// The provider URL.
+    pub fn url(&self) -> &Url {
+        &self.inner.url
+    }
+}
+
+impl Invoker for TripleClient {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.call(inv).await })
+    }
+}
+
+impl Inner {
+    fn connect_error(&self, reason: impl std::fmt::Display) -> RpcError {
+        RpcError::Connect {
+            addr: self.addr.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn transport_error(&self, reason: impl std::fmt::Display) -> RpcError {
+        RpcError::Transport {
+            addr: self.addr.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A ready sender on one of the connections, connecting when needed.
+    async fn sender(&self) -> RpcResult<SendRequest<OneBody>> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let slot = &self.slots[i];
+        if let Some(s) = self.live(slot) {
+            return Ok(s);
+        }
+        let _one = slot.connecting.lock().await;
+        if let Some(s) = self.live(slot) {
+            return Ok(s);
+        }
+        let stream = tokio::time::timeout(
+            self.config.connect_timeout,
+            tokio::net::TcpStream::connect(&self.addr),
+        )
+        .await
+        .map_err(|_| {
+            self.connect_error(format!(
+                "no connection within {:?}",
+                self.config.connect_timeout
+            ))
+        })?
+        .map_err(|e| self.connect_error(e))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(1 << 20)
+            .initial_connection_window_size(16 << 20)
+            .max_send_buf_size(1 << 20)
+            .keep_alive_interval(Some(Duration::from_secs(60)))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| self.connect_error(e))?;
+        let addr = self.addr.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%addr, error = %e, "triple connection ended");
+            }
+        });
+        *slot.up.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
+        Ok(sender)
+    }
+
+    fn live(&self, slot: &Slot) -> Option<SendRequest<OneBody>> {
+        let mut up = slot.up.lock().unwrap_or_else(|p| p.into_inner());
+        match &*up {
+            Some(s) if !s.is_closed() => Some(s.clone()),
+            Some(_) => {
+                *up = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    async fn call(&self, inv: Invocation) -> RpcResult<Reply> {
+        let timeout = inv.timeout.unwrap_or(self.config.timeout);
+        match tokio::time::timeout(timeout, self.exchange(&inv, timeout)).await {
+            Ok(r) => r,
+            Err(_) => Err(RpcError::Timeout(timeout)),
+        }
+    }
+
+    fn request(&self, inv: &Invocation, timeout: Duration) -> RpcResult<Request<OneBody>> {
+        let wrapper =
+            codec::encode_args(&inv.args, &inv.parameter_types).map_err(RpcError::Codec)?;
+        let message = wrapper.encode_to_vec();
+        if message.len() > self.config.max_message_size {
+            return Err(RpcError::Limit(format!(
+                "request of {} bytes is over the limit of {} bytes",
+                message.len(),
+                self.config.max_message_size
+            )));
+        }
+        let encoding = if self.config.gzip {
+            Encoding::Gzip
+        } else {
+            Encoding::Identity
+        };
+        let frame = codec::encode_message(&message, encoding);
+        let uri = format!("http://{}/{}/{}", self.addr, inv.interface, inv.method);
+        let mut req = Request::post(uri)
+            .body(OneBody::new(frame, None))
+            .map_err(|e| RpcError::Invalid(format!("bad request for {}: {e}", inv.interface)))?;
+        let h = req.headers_mut();
+        h.insert(
+            "content-type",
+            HeaderValue::from_static("application/grpc+proto"),
+        );
+        h.insert("te", HeaderValue::from_static("trailers"));
+        if let Ok(v) = HeaderValue::from_str(&codec::format_timeout(timeout)) {
+            h.insert(headers::GRPC_TIMEOUT, v);
+        }
+        for (name, value) in [
+            (headers::SERVICE_VERSION, inv.version.as_deref()),
+            (headers::SERVICE_GROUP, inv.group.as_deref()),
+        ] {
+            if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+                h.insert(name, v);
+            }
+        }
+        if let Some(app) = &self.application {
+            h.insert(headers::CONSUMER_APPNAME, app.clone());
+        }
+        h.insert(
+            headers::GRPC_ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip"),
+        );
+        if self.config.gzip {
+            h.insert(headers::GRPC_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        headers::put_attachments(h, inv.attachments.iter());
+        Ok(req)
+    }
+
+    async fn exchange(&self, inv: &Invocation, timeout: Duration) -> RpcResult<Reply> {
+        let req = self.request(inv, timeout)?;
+        let mut sender = self.sender().await?;
+        sender.ready().await.map_err(|e| self.connect_error(e))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let (parts, body) = resp.into_parts();
+        let h = &parts.headers;
+        // Trailers-only: the status is in the headers.
+        if let Some(status) = headers::text(h, headers::GRPC_STATUS) {
+            let status = status.trim().parse::<u32>().unwrap_or(grpc::UNKNOWN);
+            if status != grpc::OK {
+                return Err(status_error(status, h));
+            }
+        }
+        if parts.status != StatusCode::OK {
+            let code = match parts.status {
+                StatusCode::NOT_FOUND | StatusCode::NOT_IMPLEMENTED => codes::METHOD_NOT_FOUND,
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
+                    codes::SERVER_BUSY
+                }
+                _ => codes::INTERNAL_ERROR,
+            };
+            return Err(RpcError::Remote {
+                code,
+                message: format!("HTTP status {} from {}", parts.status, self.addr),
+                data: Some(serde_json::json!({ "http-status": parts.status.as_u16() })),
+            });
+        }
+        let encoding =
+            Encoding::parse(headers::text(h, headers::GRPC_ENCODING)).ok_or_else(|| {
+                RpcError::Codec(format!(
+                    "provider {} answered with an unsupported grpc-encoding",
+                    self.addr
+                ))
+            })?;
+        let max = self.config.max_message_size;
+        let collected = http_body_util::Limited::new(body, max + codec::PREFIX_LEN)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    RpcError::Limit(format!(
+                        "response from {} larger than {max} bytes",
+                        self.addr
+                    ))
+                } else {
+                    self.transport_error(e)
+                }
+            })?;
+        let trailers = collected.trailers().cloned().unwrap_or_default();
+        let data = collected.to_bytes();
+        let status = headers::text(&trailers, headers::GRPC_STATUS)
+            .map(|s| s.trim().parse::<u32>().unwrap_or(grpc::UNKNOWN));
+        match status {
+            Some(grpc::OK) => {}
+            Some(s) => return Err(status_error(s, &trailers)),
+            None => {
+                return Err(self.transport_error("the response ended without grpc-status"));
+            }
+        }
+        if inv.reply_attachments.is_set() {
+            let mut a = rdubbo_core::Attachments::new();
+            headers::read_attachments(h, &mut a);
+            headers::read_attachments(&trailers, &mut a);
+            for (k, v) in a.iter() {
+                inv.reply_attachments.insert(k, v);
+            }
+        }
+        let message = codec::decode_unary(&data, encoding, max).map_err(|e| match e {
+            codec::FrameError::TooLarge(n) => {
+                RpcError::Limit(format!("response from {} larger than {n} bytes", self.addr))
+            }
+            e => RpcError::Codec(format!("bad response from {}: {e}", self.addr)),
+        })?;
+        let wrapper = TripleResponseWrapper::decode(message).map_err(|e| {
+            RpcError::Codec(format!("bad TripleResponseWrapper from {}: {e}", self.addr))
+        })?;
+        let exception = headers::text(h, headers::EXCEPTION_CODE).is_some_and(|c| c.trim() != "0");
+        if exception {
+            let value = rdubbo_hessian::decode_value(&wrapper.data)
+                .map_err(|e| RpcError::Codec(format!("bad exception from {}: {e}", self.addr)))?;
+            return Err(codec::exception_error(&value));
+        }
+        Ok(Reply::Hessian {
+            body: wrapper.data,
+            start: 0,
+        })
+    }
+}
+
+fn status_error(status: u32, h: &HeaderMap) -> RpcError {
+    let message = headers::text(h, headers::GRPC_MESSAGE)
+        .map(codec::decode_grpc_message)
+        .unwrap_or_else(|| format!("grpc-status {status}"));
+    codec::error_of_status(status, message)
+}

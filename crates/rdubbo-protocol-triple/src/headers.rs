@@ -1,0 +1,207 @@
+//! Attachments ↔ HTTP headers as Java's `StreamUtils` maps them, and the one-message body
+//! both sides send.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use http_body::{Body, Frame, SizeHint};
+use rdubbo_core::Attachments;
+
+/// `tri-service-version`.
+pub const SERVICE_VERSION: &str = "tri-service-version";
+/// `tri-service-group`.
+pub const SERVICE_GROUP: &str = "tri-service-group";
+/// `tri-service-timeout` (ms; HTTP/1 mode).
+pub const SERVICE_TIMEOUT: &str = "tri-service-timeout";
+/// `tri-consumer-appname`.
+pub const CONSUMER_APPNAME: &str = "tri-consumer-appname";
+/// `tri-exception-code`: the body holds an exception, not the result.
+pub const EXCEPTION_CODE: &str = "tri-exception-code";
+/// `grpc-timeout`.
+pub const GRPC_TIMEOUT: &str = "grpc-timeout";
+/// `grpc-encoding`.
+pub const GRPC_ENCODING: &str = "grpc-encoding";
+/// `grpc-accept-encoding`.
+pub const GRPC_ACCEPT_ENCODING: &str = "grpc-accept-encoding";
+/// `grpc-status`.
+pub const GRPC_STATUS: &str = "grpc-status";
+/// `grpc-message`.
+pub const GRPC_MESSAGE: &str = "grpc-message";
+
+/// Headers that are the protocol's own (or HTTP's) and never attachments.
+fn reserved(name: &str) -> bool {
+    name.starts_with("grpc-")
+        || name.starts_with("tri-")
+        || name.starts_with("rest-service-")
+        || matches!(
+            name,
+            "content-type"
+                | "content-length"
+                | "te"
+                | "host"
+                | "user-agent"
+                | "accept"
+                | "accept-encoding"
+                | "connection"
+                | "transfer-encoding"
+                | "keep-alive"
+                | "upgrade"
+                | "alt-svc"
+                | "timeout"
+                | "triple-protocol-version"
+                | "triple-timeout-ms"
+                | "path"
+                | "interface"
+                | "group"
+                | "version"
+                | "application"
+                | "remote.application"
+                | "serialization"
+                | "generic"
+        )
+}
+
+/// Writes attachments as headers: keys lower-cased, a value that is not a valid header
+/// value as `<key>-bin` with base64 (no padding) of its UTF-8 bytes; reserved and invalid
+/// keys are left out.
+pub fn put_attachments<'a>(
+    headers: &mut HeaderMap,
+    attachments: impl Iterator<Item = (&'a str, &'a str)>,
+) {
+    for (k, v) in attachments {
+        let key = k.to_ascii_lowercase();
+        if reserved(&key) {
+            continue;
+        }
+        let plain = HeaderValue::from_str(v)
+            .ok()
+            .filter(|_| !key.ends_with("-bin") && v.bytes().all(|b| (0x20..0x7f).contains(&b)));
+        match plain {
+            Some(value) => {
+                if let Ok(name) = HeaderName::from_bytes(key.as_bytes()) {
+                    headers.append(name, value);
+                }
+            }
+            None => {
+                let key = if key.ends_with("-bin") {
+                    key
+                } else {
+                    format!("{key}-bin")
+                };
+                let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(v.as_bytes());
+                if let (Ok(name), Ok(value)) = (
+                    HeaderName::from_bytes(key.as_bytes()),
+                    HeaderValue::from_str(&encoded),
+                ) {
+                    headers.append(name, value);
+                }
+            }
+        }
+    }
+}
+
+/// Reads the attachments among headers: every header not reserved, `*-bin` ones
+/// base64-decoded (padding optional) under the name without `-bin` when they are UTF-8.
+pub fn read_attachments(headers: &HeaderMap, into: &mut Attachments) {
+    for (name, value) in headers {
+        let key = name.as_str();
+        if reserved(key) {
+            continue;
+        }
+        if let Some(base) = key.strip_suffix("-bin") {
+            let text = value.to_str().unwrap_or_default().trim_end_matches('=');
+            let decoded = base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(text)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok());
+            match decoded {
+                Some(s) => into.insert(base, s),
+                None => into.insert(key, text),
+            }
+            continue;
+        }
+        if let Ok(v) = value.to_str() {
+            into.insert(key, v);
+        }
+    }
+}
+
+/// The text of a header.
+pub fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A body of at most one chunk, then optional trailers: every message either side sends.
+#[derive(Debug, Default)]
+pub struct OneBody {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+impl OneBody {
+    /// A body of `data`, then `trailers`.
+    pub fn new(data: Bytes, trailers: Option<HeaderMap>) -> OneBody {
+        OneBody {
+            data: (!data.is_empty()).then_some(data),
+            trailers,
+        }
+    }
+
+    /// An empty body.
+    pub fn empty() -> OneBody {
+        OneBody::default()
+    }
+}
+
+impl Body for OneBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(d) = self.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(d))));
+        }
+        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachments_round_trip() {
+        let mut a = Attachments::new();
+        a.insert("Caller", "rust");
+        a.insert("note", "héllo\nworld");
+        a.insert("raw-bin", "x");
+        a.insert("tri-service-version", "9");
+        a.insert("bad key", "v");
+        let mut h = HeaderMap::new();
+        put_attachments(&mut h, a.iter());
+        assert_eq!(text(&h, "caller"), Some("rust"));
+        assert_eq!(text(&h, "note-bin"), Some("aMOpbGxvCndvcmxk"));
+        assert_eq!(text(&h, "raw-bin"), Some("eA"));
+        assert!(h.get("tri-service-version").is_none());
+        let mut back = Attachments::new();
+        read_attachments(&h, &mut back);
+        assert_eq!(back.get("caller"), Some("rust"));
+        assert_eq!(back.get("note"), Some("héllo\nworld"));
+        assert_eq!(back.get("raw"), Some("x"));
+        assert_eq!(back.len(), 3);
+    }
+}
