@@ -102,18 +102,38 @@ impl rdubbo::cluster::LoadBalance for First {
     }
 }
 
-/// A registry scheme, a load balancer and a cluster strategy of the user's own, added to
-/// the application's table, are accepted in the file and used.
+/// A protocol, a registry scheme, a load balancer and a cluster strategy of the user's own,
+/// added to the applications' table, are accepted in the files and used: a provider
+/// application serves over the protocol and registers through the registry; a consumer
+/// application discovers it there and calls it with the balancer and the strategy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_in_the_applications_table_are_named_in_the_file() {
     let server = registry().await;
-    let provider = start_provider(&server.registry_url(), "provider-plugins").await;
-    let text = format!(
+    let address = server.registry_url().replace("nacos://", "mynacos://");
+    let provider_text = format!(
+        r#"
+[application]
+name = "plugin-provider"
+[registries.main]
+address = "{address}"
+[protocols.mine]
+name = "myrpc"
+port = 0
+[provider.services.demo]
+interface = "org.apache.dubbo.demo.DemoService"
+version = "1.0.0"
+[metrics]
+enabled = false
+[qos]
+enabled = false
+"#
+    );
+    let consumer_text = format!(
         r#"
 [application]
 name = "plugin-consumer"
 [registries.main]
-address = "{}"
+address = "{address}"
 [consumer.references.demo]
 interface = "org.apache.dubbo.demo.DemoService"
 version = "1.0.0"
@@ -123,15 +143,41 @@ cluster = "counted"
 enabled = false
 [qos]
 enabled = false
-"#,
-        server.registry_url().replace("nacos://", "mynacos://")
+"#
     );
-    let config = || Config::from_str(&text, Format::Toml, "plugins.toml").unwrap();
+    let provider = |table: Option<Arc<rdubbo::extension::Extensions>>| {
+        let mut b = Application::builder(
+            Config::from_str(&provider_text, Format::Toml, "provider.toml").unwrap(),
+        )
+        .source("provider.toml")
+        .service(
+            "demo",
+            DemoServiceServer::<Demo>::info(),
+            Arc::new(DemoServiceServer::new(Demo("provider-plugins"))),
+        );
+        if let Some(table) = table {
+            b = b.extensions(table);
+        }
+        b.start()
+    };
+    let consumer = || {
+        Application::builder(
+            Config::from_str(&consumer_text, Format::Toml, "consumer.toml").unwrap(),
+        )
+        .source("consumer.toml")
+    };
     // The built-in table does not know them.
-    let e = Application::builder(config()).start().await.err().unwrap();
+    let e = provider(None).await.err().unwrap();
     assert!(
         e.to_string()
-            .contains("key `registries.main.address`: unsupported registry `mynacos`"),
+            .starts_with("provider.toml: key `protocols.mine.name`: unknown protocol `myrpc`"),
+        "{e}"
+    );
+    let e = consumer().start().await.err().unwrap();
+    assert!(
+        e.to_string().starts_with(
+            "consumer.toml: key `registries.main.address`: unsupported registry `mynacos`"
+        ),
         "{e}"
     );
 
@@ -141,6 +187,7 @@ enabled = false
         Arc::new(AtomicU64::new(0)),
     );
     let mut table = rdubbo::extension::builtin();
+    table.add_protocol(Arc::new(MyRpc(Default::default())));
     let c = connects.clone();
     table.add_registry("mynacos", move |mut url: rdubbo::Url| {
         c.fetch_add(1, Ordering::SeqCst);
@@ -153,11 +200,13 @@ enabled = false
     table.add_balancer("first", move || Arc::new(First(p.clone())));
     let failfast = table.cluster("failfast").unwrap().clone();
     table.add_cluster("counted", Counted(failfast, calls.clone()));
-    let app = Application::builder(config())
-        .extensions(Arc::new(table))
-        .start()
-        .await
-        .unwrap();
+    let table = Arc::new(table);
+
+    let provider = provider(Some(table.clone())).await.unwrap();
+    let urls = provider.exported_urls();
+    assert_eq!(urls.len(), 1);
+    assert_eq!(urls[0].protocol(), "myrpc");
+    let app = consumer().extensions(table).start().await.unwrap();
     let demo = DemoServiceClient::new(app.reference("demo").unwrap());
     for _ in 0..5 {
         assert_eq!(
@@ -165,11 +214,30 @@ enabled = false
             "Hello plug, from provider-plugins"
         );
     }
-    assert_eq!(connects.load(Ordering::SeqCst), 1);
+    assert_eq!(connects.load(Ordering::SeqCst), 2);
     assert_eq!(calls.load(Ordering::SeqCst), 5);
     assert!(picks.load(Ordering::SeqCst) >= 5);
     app.shutdown().await;
     provider.shutdown().await;
+}
+
+/// A user's protocol: JSON-RPC under a scheme of its own.
+struct MyRpc(rdubbo::jsonrpc::JsonRpcProtocol);
+
+impl rdubbo::Protocol for MyRpc {
+    fn name(&self) -> &'static str {
+        "myrpc"
+    }
+    fn refer(&self, url: &rdubbo::Url) -> rdubbo::RpcResult<Arc<dyn rdubbo::Invoker>> {
+        self.0.refer(url)
+    }
+    fn serve(
+        &self,
+        listen: SocketAddr,
+        exports: Vec<rdubbo::Export>,
+    ) -> rdubbo::BoxFuture<'static, rdubbo::ServeResult> {
+        self.0.serve(listen, exports)
+    }
 }
 
 /// A cluster strategy that counts the calls, then hands them to another.
