@@ -293,11 +293,11 @@ impl ReferenceBuilder {
             }
             directory.update(&[url.clone()]);
             if directory.providers().is_empty() {
-                return Err(SetupError::Unknown {
-                    kind: "protocol",
-                    name: url.protocol().to_owned(),
-                    known: table.protocol_names().join(", "),
-                });
+                table.check_protocol(url.protocol())?;
+                return Err(SetupError::Invalid(format!(
+                    "protocol `{}` cannot call {url}",
+                    url.protocol()
+                )));
             }
             return Ok(Reference {
                 cluster,
