@@ -21,12 +21,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The start ([`ApplicationBuilder::start`]) is a sequence of steps, each of which starts one
-//! kind of part:
+//! The start ([`ApplicationBuilder::start`](crate::app::ApplicationBuilder::start)) is a
+//! sequence of steps, each of which starts one kind of part:
 //! 1. **validate**: implementations match the configured services, and every name of a
 //!    protocol, registry scheme, load balancer or cluster strategy is in the extension
-//!    table ([`ApplicationBuilder::extensions`], the built-ins by default); nothing is
-//!    started yet;
+//!    table ([`ApplicationBuilder::extensions`](crate::app::ApplicationBuilder::extensions),
+//!    the built-ins by default); nothing is started yet;
 //! 2. **registries**: connect every registry;
 //! 3. **metrics**: listen on `metrics.listen`;
 //! 4. **servers**: bind one server per protocol that serves something, and follow the
