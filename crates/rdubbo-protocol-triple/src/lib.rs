@@ -37,5 +37,7 @@ mod protocol;
 mod server;
 
 pub use client::{ClientConfig, TripleClient};
+/// The protobuf runtime the wrapper messages use (to encode or decode them by hand).
+pub use prost;
 pub use protocol::TripleProtocol;
 pub use server::{ServerBuilder, ServerConfig, TripleServer};

@@ -379,7 +379,8 @@ async fn serve_connection(
                     tracing::debug!(%peer, "idle connection closed");
                     closing = true;
                     conn.as_mut().graceful_shutdown();
-                    idle_timer.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(5));
+                    // Calls in flight may finish; a peer that does not close goes anyway.
+                    idle_timer.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(1));
                 } else {
                     let left = if state.busy.load(Ordering::SeqCst) > 0 {
                         idle

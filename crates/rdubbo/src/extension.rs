@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 
 pub use rdubbo_cluster::extension::{BalancerFactory, Extensions};
 
-/// A table with every protocol (`jsonrpc`, `dubbo`), registry (`zookeeper` and its alias
+/// A table with every protocol (`jsonrpc`, `dubbo`, `tri`), registry (`zookeeper` and its alias
 /// `zk`, `nacos`), load balancer and cluster strategy compiled into this build (see the
 /// crate's features).
 pub fn builtin() -> Extensions {
@@ -35,6 +35,8 @@ pub fn builtin() -> Extensions {
     table.add_protocol(Arc::new(rdubbo_protocol_jsonrpc::JsonRpcProtocol::default()));
     #[cfg(feature = "dubbo")]
     table.add_protocol(Arc::new(rdubbo_protocol_dubbo::DubboProtocol::default()));
+    #[cfg(feature = "triple")]
+    table.add_protocol(Arc::new(rdubbo_protocol_triple::TripleProtocol::default()));
     #[cfg(feature = "zookeeper")]
     {
         table.add_registry("zookeeper", connect_zookeeper);

@@ -52,6 +52,7 @@
 //! |---|---|
 //! | `jsonrpc` | [`jsonrpc`]: Dubbo's JSON-RPC 2.0 over HTTP (the default protocol of a provider) |
 //! | `dubbo` | [`dubbo`]: the Dubbo binary protocol with Hessian2 |
+//! | `triple` | [`triple`]: Triple (`tri://`), Dubbo 3's gRPC-compatible protocol, for interface services |
 //! | `zookeeper` | the `zookeeper://` (alias `zk://`) registry |
 //! | `nacos` | the `nacos://` registry (`naming-server` adds the embedded naming server) |
 //! | `app` | [`app`]: applications from a configuration file, metrics, QoS; turns on `jsonrpc`, the protocol an application serves unless its configuration names another |
@@ -91,6 +92,10 @@ pub mod nacos {
 /// The Dubbo binary protocol (`dubbo://`, Hessian2): server, client and codec.
 #[cfg(feature = "dubbo")]
 pub use rdubbo_protocol_dubbo as dubbo;
+
+/// Triple (`tri://`), Dubbo 3's gRPC-compatible protocol: server, client and codec.
+#[cfg(feature = "triple")]
+pub use rdubbo_protocol_triple as triple;
 
 /// Hessian 2.0 serialization: serde and the dynamic [`Value`].
 pub use rdubbo_hessian as hessian;
