@@ -345,6 +345,7 @@ fn process_cpu_seconds(pid: u32) -> f64 {
             .unwrap_or(0.0)
     };
     // SAFETY: sysconf has no preconditions.
+    #[allow(unsafe_code)]
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     (ticks(11) + ticks(12)) / hz
 }

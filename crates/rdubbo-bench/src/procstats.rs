@@ -1,4 +1,5 @@
 //! CPU time and resident memory of this process, for the benchmark binaries.
+#![allow(unsafe_code)] // getrusage and sysconf through libc
 
 /// User + system CPU time of this process so far, in milliseconds.
 pub fn cpu_ms() -> f64 {

@@ -184,6 +184,7 @@ fn provider_stops_gracefully_on_sigterm_and_exits_zero() {
     let out = rdubbo(&["call", &url, "sayHello", r#"["x"]"#]);
     assert!(out.status.success());
     // SAFETY: kill(2) on the PID of our own child.
+    #[allow(unsafe_code)]
     let rc = unsafe { libc::kill(provider.0.id() as i32, libc::SIGTERM) };
     assert_eq!(rc, 0);
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -20,7 +20,7 @@ impl<'de> Deserialize<'de> for Date {
         struct V;
         impl<'de> de::Visitor<'de> for V {
             type Value = Date;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a date")
             }
             fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Date, D::Error> {
@@ -52,7 +52,7 @@ impl<'de> Deserialize<'de> for Bytes {
         struct V;
         impl<'de> de::Visitor<'de> for V {
             type Value = Bytes;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("binary data")
             }
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {

@@ -121,7 +121,7 @@ pub fn decode_body(body: &[u8]) -> Result<Body, BodyError> {
         }
         Some(_) => {
             // Fast path: a well-formed request parses in one pass.
-            if let Ok(fast) = serde_json::from_slice::<FastRequest>(body) {
+            if let Ok(fast) = serde_json::from_slice::<FastRequest<'_>>(body) {
                 if let Some(request) = fast.into_request() {
                     return Ok(Body::Single(Ok(request)));
                 }

@@ -104,6 +104,7 @@ impl Node {
         // The server dies with the test process, even if the test is killed.
         // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
         // which is async-signal-safe; it touches no memory of the parent.
+        #[allow(unsafe_code)]
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -128,11 +129,18 @@ impl Node {
         }
     }
 
-    fn wait_serving(&self, timeout: Duration) -> bool {
+    /// Waits until the server answers `srvr`; false after `timeout`, or as soon as the
+    /// process has exited (it could not bind its port, for instance).
+    fn wait_serving(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if server_mode(self.addr()).is_some() {
                 return true;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    return false;
+                }
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -170,20 +178,37 @@ pub struct ZkServer {
 impl ZkServer {
     /// Starts a server on a free port with a fresh data directory (tick 500 ms, so session
     /// timeouts down to 1 s are allowed) and waits until it serves requests.
+    ///
+    /// ZooKeeper binds its port itself, so another process may take the port found free
+    /// before it does; the server then exits, and it is started again on another port.
     pub fn start() -> ZkServer {
         check_installed();
-        let port = free_port();
-        let dir = scratch_dir("zk");
-        write_config(&dir, port, 500, &[]);
         let mut server = ZkServer {
             node: Node {
-                client_port: port,
-                dir,
+                client_port: 0,
+                dir: scratch_dir("zk"),
                 child: None,
             },
         };
-        server.restart();
+        for attempt in 1.. {
+            server.node.client_port = free_port();
+            write_config(&server.node.dir, server.node.client_port, 500, &[]);
+            server.node.spawn();
+            if server.node.wait_serving(Duration::from_secs(30)) {
+                break;
+            }
+            let log = server.log();
+            server.node.kill();
+            if attempt == 3 || !log.contains("Address already in use") {
+                panic!("zookeeper did not start on {}:\n{log}", server.address());
+            }
+        }
         server
+    }
+
+    /// What the server process printed so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.node.dir.join("server.log")).unwrap_or_default()
     }
 
     /// `127.0.0.1:<port>`.
@@ -221,8 +246,11 @@ impl ZkServer {
     pub fn restart(&mut self) {
         self.node.spawn();
         if !self.node.wait_serving(Duration::from_secs(30)) {
-            let log = std::fs::read_to_string(self.node.dir.join("server.log")).unwrap_or_default();
-            panic!("zookeeper did not start on {}:\n{log}", self.address());
+            panic!(
+                "zookeeper did not start on {}:\n{}",
+                self.address(),
+                self.log()
+            );
         }
     }
 
@@ -281,7 +309,7 @@ impl ZkEnsemble {
         for node in &mut nodes {
             node.spawn();
         }
-        for node in &nodes {
+        for node in &mut nodes {
             assert!(
                 node.wait_serving(Duration::from_secs(60)),
                 "ensemble member on {} did not start serving",

@@ -61,6 +61,7 @@ pub fn start(args: &[&str], until: &str) -> (Running, Vec<String>) {
 /// Sends SIGTERM and waits (up to 15 s) for a successful exit.
 pub fn stop(mut p: Running) {
     // SAFETY: kill(2) on the PID of a child we started and have not reaped.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(p.0.id() as i32, libc::SIGTERM);
     }

@@ -220,6 +220,7 @@ impl<'de> Decoder<'de> {
 
 /// `bytes`, which are ASCII, as text (without checking them again).
 #[inline]
+#[allow(unsafe_code)] // the one unsafe block of the codec: skips a second UTF-8 check
 fn ascii_str(bytes: &[u8]) -> &str {
     debug_assert!(bytes.is_ascii());
     // SAFETY: every caller checked that `bytes` is ASCII, and ASCII is valid UTF-8.

@@ -346,7 +346,7 @@ fn java_service_key(info_key: &str, port: u16) -> String {
 fn not_exported(
     shared: &Shared,
     header: Header,
-    req: &codec::RequestBody,
+    req: &codec::RequestBody<'_>,
     key: &str,
     conn: Conn,
 ) -> Vec<u8> {
