@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdubbo_core::invocation::ParameterTypes;
 use rdubbo_core::{error::codes, BoxFuture, Invocation, Invoker, RpcError, RpcResult, Url};
@@ -18,6 +18,8 @@ use std::borrow::Cow;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::AbortHandle;
+// tokio's clock: heartbeats and back-off follow a paused clock in tests.
+use tokio::time::Instant;
 
 use crate::codec::{self, Header, FLAG_REQUEST, FLAG_TWO_WAY, HESSIAN2};
 use crate::wire::{FrameReader, Writer};

@@ -101,6 +101,18 @@ fn client(addr: SocketAddr, params: &str) -> DubboClient {
     DubboClient::new(&url).unwrap()
 }
 
+/// Waits (up to 10 s) until `cond` holds; panics naming `what` otherwise.
+async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn call(method: &str, args: Vec<Value>) -> Invocation {
     Invocation::new(IFACE, method, rdubbo_core::Args::Json(args)).with_version(Some("1.0.0"))
 }
@@ -346,32 +358,40 @@ async fn a_bad_frame_closes_only_its_connection() {
     );
 }
 
-#[tokio::test]
+/// Timer logic on tokio's paused clock: the runtime jumps to the next timer whenever every
+/// task waits, so ten idle seconds take no real time and the periods are exact.
+#[tokio::test(start_paused = true)]
 async fn heartbeats_keep_idle_connections_and_silence_closes_them() {
     let config = ServerConfig {
         heartbeat: Duration::from_millis(100),
         ..ServerConfig::default()
     };
     let (server, _) = server_with(config, "127.0.0.1:0".parse().unwrap()).await;
-    // A client that heartbeats every 100 ms keeps its one connection over 1 s of idleness.
+    // A client that heartbeats every 100 ms keeps its one connection over 10 s of idleness
+    // (the server closes a connection after three silent periods).
     let c = client(server.local_addr(), "heartbeat=100");
     c.invoke(call("echo", vec![json!(1)])).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(server.connections(), 1);
     assert_eq!(
         c.invoke(call("echo", vec![json!(2)])).await.unwrap(),
         json!(2)
     );
-    // A silent raw connection is closed after three heartbeat periods.
+    assert_eq!(server.connections(), 1, "the same connection");
+    // A silent raw connection is closed after three heartbeat periods, not before.
     let mut silent = TcpStream::connect(server.local_addr()).await.unwrap();
     let mut buf = [0u8; 1];
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let n = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf))
         .await
         .unwrap()
         .unwrap_or(0);
     assert_eq!(n, 0);
-    assert!(started.elapsed() >= Duration::from_millis(250));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_millis(700),
+        "closed after {waited:?}"
+    );
 }
 
 #[tokio::test]
@@ -419,14 +439,17 @@ async fn reconnects_after_the_provider_comes_back() {
 
 #[tokio::test]
 async fn shutdown_sends_readonly_and_finishes_in_flight_calls() {
-    let (server, _) = server().await;
+    let (server, demo) = server().await;
     let c = client(server.local_addr(), "timeout=5000");
     c.invoke(call("echo", vec![json!(0)])).await.unwrap();
     let slow = {
         let c = c.clone();
         tokio::spawn(async move { c.invoke(call("sleep", vec![json!(300)])).await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_until("the slow call in the service", || {
+        demo.active.load(Ordering::SeqCst) == 1
+    })
+    .await;
     server.shutdown(Duration::from_secs(5)).await;
     assert_eq!(slow.await.unwrap().unwrap(), json!(300));
     assert!(c.is_readonly());

@@ -107,6 +107,18 @@ fn call(method: &str, args: Vec<Value>) -> Invocation {
     Invocation::new(IFACE, method, rdubbo_core::Args::Json(args))
 }
 
+/// Waits (up to 10 s) until `cond` holds; panics naming `what` otherwise.
+async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Sends raw bytes and reads the whole answer (the request asks the server to close).
 async fn raw_http(addr: SocketAddr, request: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
@@ -367,7 +379,7 @@ async fn timeouts_on_both_sides() {
 
 #[tokio::test]
 async fn connection_limit_is_answered_with_503_when_every_connection_serves_a_call() {
-    let (server, _) = start(|b| b.max_connections(2)).await;
+    let (server, started) = start(|b| b.max_connections(2)).await;
     let addr = server.local_addr();
     // Two connections each serving a slow call.
     let mut slow = Vec::new();
@@ -379,13 +391,11 @@ async fn connection_limit_is_answered_with_503_when_every_connection_serves_a_ca
         );
         slow.push(tokio::spawn(async move { raw_http(addr, &request).await }));
     }
-    for _ in 0..100 {
-        if server.connections() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("both slow calls in the service", || {
+        started.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    assert_eq!(server.connections(), 2);
     let r = raw_http(
         addr,
         &post(
@@ -552,7 +562,7 @@ async fn body_size_limit_with_content_length_and_chunked() {
 
 #[tokio::test]
 async fn concurrent_request_limit_is_answered_busy() {
-    let (server, _) = start(|b| b.max_concurrent_requests(2)).await;
+    let (server, started) = start(|b| b.max_concurrent_requests(2)).await;
     let addr = server.local_addr();
     let c = client(addr, "timeout=5000");
     let slow: Vec<_> = (0..2)
@@ -561,7 +571,10 @@ async fn concurrent_request_limit_is_answered_busy() {
             tokio::spawn(async move { c.invoke(call("sleep", vec![json!(800)])).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until("both slow calls in the service", || {
+        started.load(Ordering::SeqCst) == 2
+    })
+    .await;
     let e = c.invoke(call("echo", vec![json!(1)])).await.unwrap_err();
     assert_eq!(e.code(), codes::SERVER_BUSY, "{e}");
     assert!(e.is_retryable());
@@ -607,9 +620,10 @@ async fn graceful_stop_loses_no_call_in_flight() {
             tokio::spawn(async move { c.invoke(call("sleep", vec![json!(300 + i)])).await })
         })
         .collect();
-    while started.load(Ordering::SeqCst) < 50 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until("50 calls in the service", || {
+        started.load(Ordering::SeqCst) == 50
+    })
+    .await;
     server.shutdown(Duration::from_secs(10)).await;
     for (i, h) in calls.into_iter().enumerate() {
         assert_eq!(h.await.unwrap().unwrap(), json!(300 + i), "call {i} lost");
