@@ -95,9 +95,9 @@ impl Shared {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// The export a call names: exactly by group, interface and version; without a version
-    /// header, the interface's only version in that group (Java serves a versioned service
-    /// to a caller that names no version too).
+    /// The export a call names: exactly by group, interface and version; otherwise, as
+    /// Java 3.3's path resolver falls back to the bare interface name, the interface's
+    /// export when it has only one.
     fn find(
         &self,
         interface: &str,
@@ -108,13 +108,7 @@ impl Shared {
         if let Some(e) = self.exports.get(&key) {
             return Some(e);
         }
-        if version.is_some() {
-            return None;
-        }
-        let mut same = self
-            .exports
-            .values()
-            .filter(|e| &*e.interface == interface && e.group.as_deref() == group);
+        let mut same = self.exports.values().filter(|e| &*e.interface == interface);
         let first = same.next()?;
         same.next().is_none().then_some(first)
     }
@@ -518,6 +512,27 @@ async fn serve_call(
             Mode::Json => json_error(StatusCode::SERVICE_UNAVAILABLE, msg, shared, http1),
         };
     }
+    // The request is read whole first (bounded by the size limit and the deadline):
+    // answering before the client has sent it makes some clients (curl) see a reset
+    // stream instead of the answer.
+    let max = shared.config.max_message_size;
+    let raw = match read_body(body, max + codec::PREFIX_LEN).await {
+        Ok(b) => b,
+        Err(too_large) => {
+            let msg = if too_large {
+                format!("request larger than {max} bytes")
+            } else {
+                "request body broken off".to_string()
+            };
+            return match mode {
+                Mode::Grpc => trailers_only(grpc::RESOURCE_EXHAUSTED, &msg, None),
+                Mode::Json if too_large => {
+                    json_error(StatusCode::PAYLOAD_TOO_LARGE, &msg, shared, http1)
+                }
+                Mode::Json => json_error(StatusCode::BAD_REQUEST, &msg, shared, http1),
+            };
+        }
+    };
     let Some(export) = shared.find(interface, group, version) else {
         let msg = format!(
             "Not found exported service: {} (from {})",
@@ -545,24 +560,6 @@ async fn serve_call(
             );
         }
         None => Encoding::Identity,
-    };
-    let max = shared.config.max_message_size;
-    let raw = match read_body(body, max + codec::PREFIX_LEN).await {
-        Ok(b) => b,
-        Err(too_large) => {
-            let msg = if too_large {
-                format!("request larger than {max} bytes")
-            } else {
-                "request body broken off".to_string()
-            };
-            return match mode {
-                Mode::Grpc => trailers_only(grpc::RESOURCE_EXHAUSTED, &msg, None),
-                Mode::Json if too_large => {
-                    json_error(StatusCode::PAYLOAD_TOO_LARGE, &msg, shared, http1)
-                }
-                Mode::Json => json_error(StatusCode::BAD_REQUEST, &msg, shared, http1),
-            };
-        }
     };
     let mut attachments = Attachments::new();
     headers::read_attachments(h, &mut attachments);

@@ -304,11 +304,11 @@ async fn curl(args: Vec<String>) -> (String, Vec<u8>) {
     tokio::task::spawn_blocking(move || {
         let dir = std::env::temp_dir().join(format!("rdubbo-tri-curl-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let n = std::sync::atomic::AtomicU32::new(0);
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let tag = format!(
             "{:?}-{}",
             std::thread::current().id(),
-            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         let head = dir.join(format!("head-{tag}"));
         let body = dir.join(format!("body-{tag}"));
