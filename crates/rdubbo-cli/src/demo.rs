@@ -61,12 +61,12 @@ enum DemoCommand {
 
 #[derive(clap::Args)]
 struct ProviderArgs {
-    /// Wire protocol: jsonrpc (JSON-RPC 2.0 over HTTP) or dubbo (Dubbo binary protocol,
-    /// Hessian2).
-    #[arg(long, default_value = "jsonrpc", value_parser = ["jsonrpc", "dubbo"])]
+    /// Wire protocol: jsonrpc (JSON-RPC 2.0 over HTTP), dubbo (Dubbo binary protocol,
+    /// Hessian2) or tri (Triple, Dubbo 3's gRPC-compatible protocol).
+    #[arg(long, default_value = "jsonrpc", value_parser = ["jsonrpc", "dubbo", "tri"])]
     protocol: String,
     /// Address to listen on (default 127.0.0.1:30880 for jsonrpc, 127.0.0.1:20880 for
-    /// dubbo).
+    /// dubbo, 127.0.0.1:50051 for tri).
     #[arg(long)]
     listen: Option<SocketAddr>,
     /// Registry to register in, e.g. zookeeper://127.0.0.1:2181.
@@ -99,10 +99,10 @@ async fn provider(args: ProviderArgs) -> Result<ExitCode> {
         return provider_from_config(path).await;
     }
     let listen = args.listen.unwrap_or_else(|| {
-        let port = if args.protocol == "dubbo" {
-            20880
-        } else {
-            30880
+        let port = match args.protocol.as_str() {
+            "dubbo" => 20880,
+            "tri" => 50051,
+            _ => 30880,
         };
         SocketAddr::from(([127, 0, 0, 1], port))
     });

@@ -35,7 +35,7 @@ pub struct Target {
 }
 
 impl Target {
-    /// A target for one provider URL (`jsonrpc://` or `dubbo://host:port/interface?version=…`).
+    /// A target for one provider URL (`jsonrpc://`, `dubbo://` or `tri://host:port/interface?version=…`).
     pub fn from_provider_url(url: &str, timeout: Option<Duration>) -> Result<Target> {
         let url: Url = url
             .parse()
@@ -49,12 +49,16 @@ impl Target {
                 rdubbo::dubbo::DubboClient::new(&url)
                     .with_context(|| format!("cannot refer {url}"))?,
             ),
+            "tri" => Arc::new(
+                rdubbo::triple::TripleClient::new(&url)
+                    .with_context(|| format!("cannot refer {url}"))?,
+            ),
             "" => {
-                bail!("provider URL {url} has no protocol (expected jsonrpc:// or dubbo://host:port/interface)")
+                bail!("provider URL {url} has no protocol (expected jsonrpc://, dubbo:// or tri://host:port/interface)")
             }
             other => {
                 bail!(
-                    "protocol {other:?} is not supported by this build (supported: jsonrpc, dubbo)"
+                    "protocol {other:?} is not supported by this build (supported: jsonrpc, dubbo, tri)"
                 )
             }
         };
