@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -7,6 +8,7 @@ use rdubbo_core::url::keys;
 use rdubbo_core::{layered, Invocation, Invoker, Layer, NotifyListener, Protocol, Url};
 use tokio::sync::watch;
 
+use crate::route::{Routed, Snapshot};
 use crate::{configurator, router, CallStats, Extensions, Health};
 
 /// One provider of a directory: its URL, an invoker calling it, and its health.
@@ -45,13 +47,20 @@ impl std::fmt::Debug for Provider {
 /// each provider once, when the directory creates it: they run inside the cluster, once
 /// per attempt, and see which provider the attempt went to (a failover retry runs them
 /// again, around the next provider).
+///
+/// Routing is precomputed per version of the list, configurators and rules (tag groups,
+/// which providers each condition rule keeps); a call reads the routed list of its route
+/// ([`Routed`]) without copying it.
 pub struct Directory {
     consumer: Url,
     extensions: Arc<Extensions>,
     attempt_layers: Vec<Arc<dyn Layer>>,
-    providers: ArcSwap<Vec<Arc<Provider>>>,
+    /// The current version: providers and routing.
+    snapshot: ArcSwap<Snapshot>,
     /// Condition rules from the `routers` category.
-    routers: ArcSwap<Vec<router::ConditionRule>>,
+    routers: Mutex<Vec<router::ConditionRule>>,
+    /// Providers of this directory with failures on record (see [`Health`]).
+    marked: Arc<AtomicUsize>,
     /// Last notified provider URLs and configurators.
     raw: Mutex<(Vec<Url>, Vec<Url>)>,
     /// Bumped on every update of the provider list; the first update marks readiness.
@@ -63,7 +72,7 @@ impl std::fmt::Debug for Directory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Directory")
             .field("consumer", &self.consumer.to_string())
-            .field("providers", &self.providers.load().len())
+            .field("providers", &self.snapshot.load().all.len())
             .finish()
     }
 }
@@ -88,13 +97,15 @@ impl Directory {
         extensions: Arc<Extensions>,
         attempt_layers: Vec<Arc<dyn Layer>>,
     ) -> Arc<Directory> {
+        let marked = Arc::new(AtomicUsize::new(0));
         Arc::new(Directory {
+            snapshot: ArcSwap::from_pointee(Snapshot::empty(consumer.clone(), marked.clone())),
             consumer,
             extensions,
             attempt_layers,
-            providers: ArcSwap::from_pointee(Vec::new()),
+            marked,
             raw: Mutex::new((Vec::new(), Vec::new())),
-            routers: ArcSwap::from_pointee(Vec::new()),
+            routers: Mutex::new(Vec::new()),
             updates: watch::channel(0).0,
             update_lock: Mutex::new(()),
         })
@@ -117,25 +128,31 @@ impl Directory {
 
     /// The current providers.
     pub fn providers(&self) -> Arc<Vec<Arc<Provider>>> {
-        self.providers.load_full()
+        self.snapshot.load().all.clone()
     }
 
     /// The providers for one call: the current list after tag routing and the condition
-    /// rules.
-    pub fn list(&self, invocation: &Invocation) -> Vec<Arc<Provider>> {
-        let mut providers = router::route_by_tag(self.providers().to_vec(), invocation);
-        for rule in self.routers.load().iter() {
-            providers = rule.route(providers, &self.consumer, invocation);
-        }
-        providers
+    /// rules. Calls routed the same way (same tag, same rules applying to their method)
+    /// share one list, computed once per version of the directory.
+    pub fn list(&self, invocation: &Invocation) -> Routed {
+        self.snapshot.load().route(invocation)
+    }
+
+    /// How many providers of the directory have failures on record (an upper bound of
+    /// those ejected now).
+    pub(crate) fn marked(&self) -> usize {
+        self.marked.load(Ordering::Acquire)
     }
 
     /// Replaces the condition rules (the full `routers` category); malformed rules are
     /// reported and ignored.
     pub fn update_routers(&self, urls: &[Url]) {
+        let _guard = self.update_lock.lock().unwrap_or_else(|e| e.into_inner());
         let rules = router::parse_routers(urls);
         tracing::info!(service = %self.service_key(), rules = rules.len(), "router rules updated");
-        self.routers.store(Arc::new(rules));
+        let current = self.snapshot.load_full();
+        self.snapshot.store(Arc::new(current.with_rules(&rules)));
+        *self.routers.lock().unwrap_or_else(|e| e.into_inner()) = rules;
     }
 
     /// How many provider lists were received so far.
@@ -186,7 +203,8 @@ impl Directory {
 
     fn rebuild(&self, urls: &[Url], rules: &[Url]) {
         let application = self.consumer.param_non_empty(keys::APPLICATION);
-        let current = self.providers.load_full();
+        let previous = self.snapshot.load_full();
+        let current = previous.all.clone();
         let mut by_key: HashMap<&str, &Arc<Provider>> =
             current.iter().map(|p| (p.key.as_str(), p)).collect();
         let mut next = Vec::with_capacity(urls.len());
@@ -226,7 +244,7 @@ impl Directory {
                 Ok(invoker) => next.push(Arc::new(Provider {
                     url: configured,
                     invoker: layered(invoker, &self.attempt_layers),
-                    health: Arc::default(),
+                    health: Arc::new(Health::counted(self.marked.clone())),
                     stats: Arc::default(),
                     key,
                     overrides,
@@ -239,7 +257,15 @@ impl Directory {
         } else {
             tracing::info!(service = %self.service_key(), providers = next.len(), "provider list updated");
         }
-        self.providers.store(Arc::new(next));
+        let rules = self.routers.lock().unwrap_or_else(|e| e.into_inner());
+        self.snapshot.store(Arc::new(Snapshot::build(
+            self.consumer.clone(),
+            Arc::new(next),
+            &rules,
+            Some(previous),
+            self.marked.clone(),
+        )));
+        drop(rules);
         self.updates.send_modify(|n| *n += 1);
     }
 }
@@ -375,7 +401,7 @@ mod tests {
             url("jsonrpc://10.40.0.2:3/demo.Api?interface=demo.Api&dubbo.tag=gray"),
         ]);
         let call = Invocation::new("demo.Api", "echo", vec![]);
-        let hosts = |ps: Vec<Arc<Provider>>| {
+        let hosts = |ps: Routed| {
             ps.iter()
                 .map(|p| p.url.host().to_owned())
                 .collect::<Vec<_>>()

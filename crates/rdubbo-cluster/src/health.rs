@@ -1,4 +1,5 @@
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The current time on tokio's clock (the real one, or the paused one of a test), as a
@@ -10,10 +11,18 @@ pub(crate) fn now() -> Instant {
 /// Outlier detection for one provider: consecutive failures eject it for a back-off that
 /// doubles from `base` up to `max`; a success clears it. Time is tokio's clock, so tests
 /// can pause and advance it.
+///
+/// A provider that never failed is checked without a lock (one atomic load), and the
+/// providers of a [`Directory`](crate::Directory) share a count of those that failed, so
+/// that a call in a healthy cluster does not look at every provider's health.
 #[derive(Debug)]
 pub struct Health {
     base: Duration,
     max: Duration,
+    /// Set while `state` is not the default (failures counted or an ejection recorded).
+    marked: AtomicBool,
+    /// Marked providers of the directory this one belongs to.
+    shared: Option<Arc<AtomicUsize>>,
     state: Mutex<HealthState>,
 }
 
@@ -35,12 +44,25 @@ impl Health {
         Health {
             base,
             max,
+            marked: AtomicBool::new(false),
+            shared: None,
             state: Mutex::new(HealthState::default()),
         }
     }
 
+    /// The default back-off, counted in `marked` while the provider has failures on
+    /// record.
+    pub(crate) fn counted(marked: Arc<AtomicUsize>) -> Health {
+        let mut health = Health::default();
+        health.shared = Some(marked);
+        health
+    }
+
     /// Whether the provider is ejected at `now`.
     pub fn is_ejected(&self, now: Instant) -> bool {
+        if !self.marked.load(Ordering::Acquire) {
+            return false;
+        }
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.ejected_until.is_some_and(|t| t > now)
     }
@@ -52,23 +74,47 @@ impl Health {
         let exp = state.consecutive_failures.saturating_sub(1).min(16);
         let period = self.base.saturating_mul(1u32 << exp).min(self.max);
         state.ejected_until = Some(now() + period);
+        if !self.marked.swap(true, Ordering::AcqRel) {
+            if let Some(shared) = &self.shared {
+                shared.fetch_add(1, Ordering::AcqRel);
+            }
+        }
         period
     }
 
     /// Records a success.
     pub fn success(&self) {
+        if !self.marked.load(Ordering::Acquire) {
+            return;
+        }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.consecutive_failures != 0 || state.ejected_until.is_some() {
-            *state = HealthState::default();
+        *state = HealthState::default();
+        if self.marked.swap(false, Ordering::AcqRel) {
+            if let Some(shared) = &self.shared {
+                shared.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
 
     /// Consecutive failures so far.
     pub fn consecutive_failures(&self) -> u32 {
+        if !self.marked.load(Ordering::Acquire) {
+            return 0;
+        }
         self.state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .consecutive_failures
+    }
+}
+
+impl Drop for Health {
+    fn drop(&mut self) {
+        if *self.marked.get_mut() {
+            if let Some(shared) = &self.shared {
+                shared.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
     }
 }
 

@@ -23,17 +23,19 @@ pub mod extension;
 pub mod filter;
 mod health;
 pub mod loadbalance;
+mod route;
 pub mod router;
 mod stats;
 pub mod strategy;
 
 pub use cluster::{
-    Cluster, ClusterInvoker, DEFAULT_LOADBALANCE, FAILBACK_PERIOD, FAILBACK_QUEUE_LIMIT,
+    Cluster, ClusterInvoker, Pool, DEFAULT_LOADBALANCE, FAILBACK_PERIOD, FAILBACK_QUEUE_LIMIT,
 };
 pub use directory::{Directory, Provider};
 pub use extension::Extensions;
 pub use filter::Filter;
 pub use health::Health;
-pub use loadbalance::LoadBalance;
+pub use loadbalance::{Candidates, LoadBalance};
+pub use route::Routed;
 pub use stats::{ActiveCall, CallStats};
 pub use strategy::ClusterStrategy;

@@ -6,24 +6,181 @@
 //! default 100) and warm up linearly from the provider's `timestamp` over `warmup` ms
 //! (default 10 minutes), as Dubbo's `AbstractLoadBalance.getWeight` does.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rdubbo_core::{Invocation, Url};
 
-use crate::Provider;
+use crate::route::{MethodTable, Routed, Weights};
+use crate::{CallStats, Provider};
 
 /// Default weight of a provider.
 pub const DEFAULT_WEIGHT: u64 = 100;
 /// Default warm-up period, ms.
 pub const DEFAULT_WARMUP_MS: u64 = 10 * 60 * 1000;
 
+/// Random draws a balancer makes among the candidates before it scans for the allowed
+/// ones (see [`Candidates`]).
+const DRAWS: usize = 8;
+
 /// Picks one provider for an invocation.
+///
+/// [`select`](LoadBalance::select) is all a balancer needs: it gets the candidates as a
+/// slice. The cluster calls [`pick`](LoadBalance::pick), whose default passes the routed
+/// list to `select` as it is (no copy) when no provider is excluded, and the allowed
+/// providers otherwise. The built-in balancers implement `pick` over what the routed list
+/// precomputes, so that their cost does not grow with the number of providers where the
+/// algorithm allows.
 pub trait LoadBalance: Send + Sync + 'static {
     /// `providers` is never empty.
     fn select(&self, providers: &[Arc<Provider>], invocation: &Invocation) -> Arc<Provider>;
+
+    /// Picks one of the allowed providers of `candidates` (there is at least one).
+    fn pick(&self, candidates: &Candidates<'_>, invocation: &Invocation) -> Arc<Provider> {
+        if candidates.has_exclusions() {
+            self.select(&candidates.allowed(), invocation)
+        } else {
+            self.select(candidates.providers(), invocation)
+        }
+    }
+}
+
+/// What a balancer picks from: a routed list, some of whose providers may be excluded
+/// (tried already by this call, or ejected); at least one is allowed.
+pub struct Candidates<'a> {
+    routed: &'a Routed,
+    exclude: Option<&'a (dyn Fn(&Provider) -> bool + 'a)>,
+}
+
+impl std::fmt::Debug for Candidates<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Candidates")
+            .field("providers", &self.routed.len())
+            .field("exclusions", &self.exclude.is_some())
+            .finish()
+    }
+}
+
+impl<'a> Candidates<'a> {
+    /// Every provider of `routed`.
+    pub fn new(routed: &'a Routed) -> Candidates<'a> {
+        Candidates {
+            routed,
+            exclude: None,
+        }
+    }
+
+    /// The providers of `routed` for which `exclude` is false.
+    pub fn excluding(
+        routed: &'a Routed,
+        exclude: &'a (dyn Fn(&Provider) -> bool + 'a),
+    ) -> Candidates<'a> {
+        Candidates {
+            routed,
+            exclude: Some(exclude),
+        }
+    }
+
+    /// The routed list, excluded providers included.
+    pub fn routed(&self) -> &'a Routed {
+        self.routed
+    }
+
+    /// The providers of the routed list, excluded ones included.
+    pub fn providers(&self) -> &'a [Arc<Provider>] {
+        self.routed
+    }
+
+    /// Whether some providers may be excluded.
+    pub fn has_exclusions(&self) -> bool {
+        self.exclude.is_some()
+    }
+
+    /// Whether provider `i` of [`providers`](Self::providers) may be picked.
+    pub fn is_allowed(&self, i: usize) -> bool {
+        match self.exclude {
+            None => i < self.routed.len(),
+            Some(exclude) => self.routed.get(i).is_some_and(|p| !exclude(p)),
+        }
+    }
+
+    /// The providers that may be picked (a copy).
+    pub fn allowed(&self) -> Vec<Arc<Provider>> {
+        (0..self.routed.len())
+            .filter(|&i| self.is_allowed(i))
+            .map(|i| self.routed[i].clone())
+            .collect()
+    }
+
+    /// Provider `i`.
+    fn at(&self, i: usize) -> Arc<Provider> {
+        self.routed[i].clone()
+    }
+
+    /// Runs `f` with the table of the call's method.
+    fn table<R>(&self, method: &str, f: impl FnOnce(&MethodTable) -> R) -> R {
+        self.routed.0.with_table(method, f)
+    }
+
+    /// `draw` until it gives an allowed provider, [`DRAWS`] times at most.
+    fn draw_allowed(&self, mut draw: impl FnMut() -> usize) -> Option<usize> {
+        if self.exclude.is_none() {
+            return Some(draw());
+        }
+        (0..DRAWS).map(|_| draw()).find(|&i| self.is_allowed(i))
+    }
+
+    /// Weighted random among the allowed providers, by scanning (uniform when their
+    /// weights are all equal or all zero). `None` if there is none.
+    fn weighted_scan(&self, weights: &[u64]) -> Option<usize> {
+        let ok = |i: usize| self.is_allowed(i);
+        let (mut count, mut total, mut first, mut same) = (0usize, 0u64, None, true);
+        for i in (0..self.routed.len()).filter(|&i| ok(i)) {
+            count += 1;
+            total = total.saturating_add(weights[i]);
+            match first {
+                None => first = Some(weights[i]),
+                Some(w) => same &= w == weights[i],
+            }
+        }
+        if count == 0 {
+            return None;
+        }
+        let mut chosen = None;
+        if total == 0 || same {
+            let nth = fastrand::usize(..count);
+            chosen = (0..self.routed.len()).filter(|&i| ok(i)).nth(nth);
+        } else {
+            let mut offset = fastrand::u64(..total);
+            for i in (0..self.routed.len()).filter(|&i| ok(i)) {
+                chosen = Some(i);
+                if offset < weights[i] {
+                    break;
+                }
+                offset -= weights[i];
+            }
+        }
+        chosen
+    }
+
+    /// Weighted random among the allowed providers.
+    fn weighted(&self, weights: &Weights) -> usize {
+        let n = self.routed.len();
+        let drawn = self.draw_allowed(|| {
+            if weights.total == 0 || weights.same {
+                fastrand::usize(..n)
+            } else {
+                let offset = fastrand::u64(..weights.total);
+                weights.cumulative.partition_point(|&c| c <= offset)
+            }
+        });
+        drawn
+            .or_else(|| self.weighted_scan(&weights.each))
+            .unwrap_or(0)
+    }
 }
 
 /// The balancer named `name` (Dubbo's names), if it is a built-in.
@@ -59,7 +216,7 @@ pub fn register_builtins(table: &mut crate::Extensions) {
     table.add_balancer("p2c", || Arc::new(PowerOfTwo));
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -95,116 +252,291 @@ pub fn weight_at(url: &Url, method: &str, now_ms: u64) -> u64 {
     }
 }
 
-fn weights(providers: &[Arc<Provider>], method: &str) -> Vec<u64> {
-    let now = now_ms();
-    providers
-        .iter()
-        .map(|p| weight_at(&p.url, method, now))
-        .collect()
-}
+/// The routed list a stateful balancer uses for a plain slice: the last one, while the
+/// slice holds the same providers, so that state (round-robin, hash rings) lives on.
+#[derive(Debug, Default)]
+struct PlainLists(Mutex<Option<Routed>>);
 
-/// Weighted random among `indexes` of `providers`.
-fn weighted_pick(indexes: &[usize], weights: &[u64]) -> usize {
-    let total: u64 = indexes.iter().map(|&i| weights[i]).sum();
-    let same = indexes.windows(2).all(|w| weights[w[0]] == weights[w[1]]);
-    if total == 0 || same {
-        return indexes[fastrand::usize(..indexes.len())];
-    }
-    let mut offset = fastrand::u64(..total);
-    for &i in indexes {
-        if offset < weights[i] {
-            return i;
+impl PlainLists {
+    fn routed(&self, providers: &[Arc<Provider>]) -> Routed {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(routed) = &*last {
+            if routed.len() == providers.len()
+                && routed.iter().zip(providers).all(|(a, b)| Arc::ptr_eq(a, b))
+            {
+                return routed.clone();
+            }
         }
-        offset -= weights[i];
+        let routed = Routed::new(providers.to_vec(), last.take());
+        *last = Some(routed.clone());
+        routed
     }
-    indexes[indexes.len() - 1]
 }
 
-/// Weighted random (Dubbo's default).
+/// Weighted random (Dubbo's default): a binary search over the running sums of the
+/// weights, kept per routed list and method (recomputed while providers warm up).
 #[derive(Debug, Default)]
 pub struct Random;
 
 impl LoadBalance for Random {
     fn select(&self, providers: &[Arc<Provider>], inv: &Invocation) -> Arc<Provider> {
-        let w = weights(providers, &inv.method);
-        let all: Vec<usize> = (0..providers.len()).collect();
-        providers[weighted_pick(&all, &w)].clone()
+        self.pick(&Candidates::new(&Routed::from(providers.to_vec())), inv)
+    }
+
+    fn pick(&self, candidates: &Candidates<'_>, inv: &Invocation) -> Arc<Provider> {
+        let i = candidates.table(&inv.method, |t| candidates.weighted(&t.weights(now_ms())));
+        candidates.at(i)
     }
 }
 
 /// Smooth weighted round-robin (as nginx and Dubbo): every pick adds each weight to its
 /// provider's current value, takes the largest and subtracts the total from it. Rotates
 /// through providers of equal weight and spreads heavier ones evenly.
+///
+/// Providers of equal weight gain the same at every pick, so they are kept in one heap
+/// per weight: a pick compares the tops of the heaps (one per distinct weight) and updates
+/// one heap, with the same outcome as updating every provider. Current values carry over
+/// when weights or the provider list change. An excluded pick is drawn again; after a few,
+/// weighted random among the allowed providers.
 #[derive(Debug, Default)]
 pub struct RoundRobin {
-    /// Per service method: provider URL → current value.
-    state: Mutex<HashMap<String, HashMap<String, i64>>>,
+    plain: PlainLists,
+}
+
+/// Providers of one weight: (weight, heap of (current value − picks × weight, provider)).
+type WeightGroup = (i64, BinaryHeap<(i64, Reverse<u32>)>);
+
+/// Round-robin state of one routed list and method.
+pub(crate) struct SmoothState {
+    /// The weights it was built for.
+    weights: Arc<Weights>,
+    /// Picks since the values were last normalised.
+    t: i64,
+    total: i64,
+    /// Per distinct weight: (weight, heap of (current − t × weight, provider)).
+    groups: Vec<WeightGroup>,
+}
+
+impl SmoothState {
+    fn new(weights: Arc<Weights>, current: impl Fn(usize) -> i64) -> SmoothState {
+        let mut by_weight: HashMap<u64, usize> = HashMap::new();
+        let mut groups: Vec<WeightGroup> = Vec::new();
+        for (i, &w) in weights.each.iter().enumerate() {
+            let g = *by_weight.entry(w).or_insert_with(|| {
+                groups.push((w.min(i64::MAX as u64) as i64, BinaryHeap::new()));
+                groups.len() - 1
+            });
+            groups[g].1.push((current(i), Reverse(i as u32)));
+        }
+        SmoothState {
+            total: weights.total.min(i64::MAX as u64) as i64,
+            weights,
+            t: 0,
+            groups,
+        }
+    }
+
+    /// Current value of every provider, by index.
+    fn current(&self) -> Vec<i64> {
+        let mut out = vec![0; self.weights.each.len()];
+        for (w, heap) in &self.groups {
+            for &(key, Reverse(i)) in heap.iter() {
+                out[i as usize] = key.saturating_add(self.t.saturating_mul(*w));
+            }
+        }
+        out
+    }
+
+    fn next(&mut self) -> usize {
+        if self.t >= 1 << 31 {
+            let current = self.current();
+            *self = SmoothState::new(self.weights.clone(), |i| current[i]);
+        }
+        self.t += 1;
+        let t = self.t;
+        let mut best: Option<(i64, u32, usize)> = None;
+        for (g, (w, heap)) in self.groups.iter().enumerate() {
+            if let Some(&(key, Reverse(i))) = heap.peek() {
+                let value = key.saturating_add(t.saturating_mul(*w));
+                if best.is_none_or(|(v, j, _)| value > v || (value == v && i < j)) {
+                    best = Some((value, i, g));
+                }
+            }
+        }
+        let Some((_, i, g)) = best else { return 0 };
+        if let Some(mut top) = self.groups[g].1.peek_mut() {
+            top.0 = top.0.saturating_sub(self.total);
+        }
+        i as usize
+    }
+}
+
+impl RoundRobin {
+    fn state<'t>(
+        table: &'t MethodTable,
+        routed: &Routed,
+        weights: &Arc<Weights>,
+    ) -> std::sync::MutexGuard<'t, Option<SmoothState>> {
+        let mut state = table.round_robin.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = state
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(&s.weights, weights));
+        if !fresh {
+            let next = match &*state {
+                // New weights (warm-up), same providers.
+                Some(old) => {
+                    let current = old.current();
+                    SmoothState::new(weights.clone(), |i| current[i])
+                }
+                // A new list: values carried over by provider.
+                None => {
+                    let carried = previous_values(routed, table.method());
+                    SmoothState::new(weights.clone(), |i| {
+                        carried.get(routed[i].key.as_str()).copied().unwrap_or(0)
+                    })
+                }
+            };
+            *state = Some(next);
+        }
+        state
+    }
+}
+
+/// Round-robin values of the list `routed` replaced, by provider key.
+fn previous_values(routed: &Routed, method: &str) -> HashMap<String, i64> {
+    let Some(previous) = routed.0.previous() else {
+        return HashMap::new();
+    };
+    let Some(table) = previous.0.existing_table(method) else {
+        return HashMap::new();
+    };
+    let state = table.round_robin.lock().unwrap_or_else(|e| e.into_inner());
+    match &*state {
+        Some(s) => s
+            .current()
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (previous[i].key.clone(), c))
+            .collect(),
+        None => HashMap::new(),
+    }
 }
 
 impl LoadBalance for RoundRobin {
     fn select(&self, providers: &[Arc<Provider>], inv: &Invocation) -> Arc<Provider> {
-        let w = weights(providers, &inv.method);
-        let key = format!("{}.{}", inv.service_key(), inv.method);
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let current = state.entry(key).or_default();
-        if current.len() > providers.len() * 2 + 16 {
-            // Forget providers that left.
-            let live: std::collections::HashSet<String> =
-                providers.iter().map(|p| p.key.clone()).collect();
-            current.retain(|k, _| live.contains(k));
-        }
-        let total: i64 = w.iter().map(|&x| x as i64).sum();
-        let mut best: Option<(usize, i64)> = None;
-        for (i, p) in providers.iter().enumerate() {
-            let c = current.entry(p.key.clone()).or_insert(0);
-            *c += w[i] as i64;
-            if best.is_none_or(|(_, b)| *c > b) {
-                best = Some((i, *c));
-            }
-        }
-        let (i, _) = best.unwrap_or((0, 0));
-        if let Some(c) = current.get_mut(&providers[i].key) {
-            *c -= total;
-        }
-        providers[i].clone()
+        self.pick(&Candidates::new(&self.plain.routed(providers)), inv)
+    }
+
+    fn pick(&self, candidates: &Candidates<'_>, inv: &Invocation) -> Arc<Provider> {
+        let i = candidates.table(&inv.method, |t| {
+            let weights = arc_swap::Guard::into_inner(t.weights(now_ms()));
+            let picked = {
+                let mut state = RoundRobin::state(t, candidates.routed(), &weights);
+                match state.as_mut() {
+                    Some(s) => candidates.draw_allowed(|| s.next()),
+                    None => None,
+                }
+            };
+            picked.unwrap_or_else(|| candidates.weighted(&weights))
+        });
+        candidates.at(i)
     }
 }
 
-/// Fewest calls in flight; ties broken by weighted random.
+/// Fewest calls in flight; ties broken by weighted random. Scans the providers once (no
+/// allocation).
 #[derive(Debug, Default)]
 pub struct LeastActive;
 
 impl LoadBalance for LeastActive {
     fn select(&self, providers: &[Arc<Provider>], inv: &Invocation) -> Arc<Provider> {
-        let w = weights(providers, &inv.method);
-        let actives: Vec<usize> = providers.iter().map(|p| p.stats.active()).collect();
-        let least = actives.iter().copied().min().unwrap_or(0);
-        let ties: Vec<usize> = (0..providers.len())
-            .filter(|&i| actives[i] == least)
-            .collect();
-        providers[weighted_pick(&ties, &w)].clone()
+        self.pick(&Candidates::new(&Routed::from(providers.to_vec())), inv)
+    }
+
+    fn pick(&self, candidates: &Candidates<'_>, inv: &Invocation) -> Arc<Provider> {
+        let i = candidates.table(&inv.method, |t| {
+            least_by(candidates, &t.weights(now_ms()).each, |s| s.active() as u64)
+        });
+        candidates.at(i)
     }
 }
 
+/// The allowed provider with the lowest `cost`, ties broken by weighted random (uniform
+/// when the tied weights are all equal or all zero): one pass finds the lowest cost and
+/// the tied weight, a second stops at the chosen tie.
+fn least_by(
+    candidates: &Candidates<'_>,
+    weights: &[u64],
+    cost: impl Fn(&CallStats) -> u64,
+) -> usize {
+    let stats = &candidates.routed.0.stats;
+    let all = !candidates.has_exclusions();
+    let allowed = |i: usize| all || candidates.is_allowed(i);
+    let (mut best, mut tied, mut tied_weight, mut same) = (u64::MAX, 0usize, 0u64, true);
+    let (mut first, mut first_weight) = (0, 0);
+    for (i, (s, &w)) in stats.iter().zip(weights).enumerate() {
+        if !allowed(i) {
+            continue;
+        }
+        let c = cost(s);
+        if c < best || tied == 0 {
+            (best, tied, tied_weight, same) = (c, 1, w, true);
+            (first, first_weight) = (i, w);
+        } else if c == best {
+            tied += 1;
+            tied_weight = tied_weight.saturating_add(w);
+            same &= w == first_weight;
+        }
+    }
+    if tied <= 1 {
+        return first;
+    }
+    let ties = stats
+        .iter()
+        .enumerate()
+        .filter(|&(i, s)| allowed(i) && cost(s) == best)
+        .map(|(i, _)| i);
+    let chosen = if tied_weight == 0 || same {
+        ties.clone().nth(fastrand::usize(..tied))
+    } else {
+        let mut offset = fastrand::u64(..tied_weight);
+        ties.clone().find(|&i| {
+            if offset < weights[i] {
+                return true;
+            }
+            offset -= weights[i];
+            false
+        })
+    };
+    // Costs read twice may have changed in between (calls in flight): any tie then, or
+    // any allowed provider.
+    chosen
+        .or_else(|| ties.last())
+        .or_else(|| (0..stats.len()).find(|&i| allowed(i)))
+        .unwrap_or(0)
+}
+
 /// Shortest expected response: mean successful latency × (calls in flight + 1); ties
-/// broken by weighted random.
+/// broken by weighted random. Scans the providers once (no allocation).
 #[derive(Debug, Default)]
 pub struct ShortestResponse;
 
+fn expected_response(stats: &CallStats) -> u64 {
+    stats
+        .mean_latency_us()
+        .saturating_mul(stats.active() as u64 + 1)
+}
+
 impl LoadBalance for ShortestResponse {
     fn select(&self, providers: &[Arc<Provider>], inv: &Invocation) -> Arc<Provider> {
-        let w = weights(providers, &inv.method);
-        let cost: Vec<u64> = providers
-            .iter()
-            .map(|p| {
-                p.stats
-                    .mean_latency_us()
-                    .saturating_mul(p.stats.active() as u64 + 1)
-            })
-            .collect();
-        let best = cost.iter().copied().min().unwrap_or(0);
-        let ties: Vec<usize> = (0..providers.len()).filter(|&i| cost[i] == best).collect();
-        providers[weighted_pick(&ties, &w)].clone()
+        self.pick(&Candidates::new(&Routed::from(providers.to_vec())), inv)
+    }
+
+    fn pick(&self, candidates: &Candidates<'_>, inv: &Invocation) -> Arc<Provider> {
+        let i = candidates.table(&inv.method, |t| {
+            least_by(candidates, &t.weights(now_ms()).each, expected_response)
+        });
+        candidates.at(i)
     }
 }
 
@@ -214,20 +546,52 @@ impl LoadBalance for ShortestResponse {
 pub struct PowerOfTwo;
 
 impl LoadBalance for PowerOfTwo {
-    fn select(&self, providers: &[Arc<Provider>], _: &Invocation) -> Arc<Provider> {
-        if providers.len() == 1 {
-            return providers[0].clone();
+    fn select(&self, providers: &[Arc<Provider>], inv: &Invocation) -> Arc<Provider> {
+        self.pick(&Candidates::new(&Routed::from(providers.to_vec())), inv)
+    }
+
+    fn pick(&self, candidates: &Candidates<'_>, _: &Invocation) -> Arc<Provider> {
+        let providers = candidates.providers();
+        let n = providers.len();
+        let nth_allowed = |nth: usize, except: Option<usize>| {
+            (0..n)
+                .filter(|&i| candidates.is_allowed(i) && Some(i) != except)
+                .nth(nth)
+        };
+        let count_allowed = |except: Option<usize>| {
+            (0..n)
+                .filter(|&i| candidates.is_allowed(i) && Some(i) != except)
+                .count()
+        };
+        let a = candidates
+            .draw_allowed(|| fastrand::usize(..n))
+            .or_else(|| nth_allowed(fastrand::usize(..count_allowed(None).max(1)), None))
+            .unwrap_or(0);
+        if n == 1 {
+            return candidates.at(a);
         }
-        let a = fastrand::usize(..providers.len());
-        let mut b = fastrand::usize(..providers.len() - 1);
-        if b >= a {
-            b += 1;
-        }
+        let other = || {
+            let b = fastrand::usize(..n - 1);
+            if b >= a {
+                b + 1
+            } else {
+                b
+            }
+        };
+        let b = candidates.draw_allowed(other).or_else(|| {
+            let left = count_allowed(Some(a));
+            (left > 0)
+                .then(|| nth_allowed(fastrand::usize(..left), Some(a)))
+                .flatten()
+        });
+        let Some(b) = b else {
+            return candidates.at(a);
+        };
         let score = |p: &Provider| (p.stats.active(), p.stats.mean_latency_us());
         if score(&providers[b]) < score(&providers[a]) {
-            providers[b].clone()
+            candidates.at(b)
         } else {
-            providers[a].clone()
+            candidates.at(a)
         }
     }
 }
@@ -235,15 +599,19 @@ impl LoadBalance for PowerOfTwo {
 /// Consistent hashing: each provider owns `hash.nodes` (default 160) points of a ring; a
 /// call goes to the first point at or after the hash of its selected arguments
 /// (`hash.arguments`, default `0`: the first argument). The same arguments reach the same
-/// provider while it lives; when providers change only their share of keys moves.
+/// provider while it lives; when providers change only their share of keys moves. The
+/// ring is built once per routed list and method; an excluded provider's points are
+/// skipped (the next point on the ring wins, as on a ring without it).
 #[derive(Debug, Default)]
 pub struct ConsistentHash {
-    /// Per service method: the ring and the identity of the provider list it was built for.
-    rings: Mutex<HashMap<String, (u64, Ring)>>,
+    plain: PlainLists,
 }
 
-/// Points of a hash ring: (hash, provider index), sorted.
-type Ring = Arc<Vec<(u64, usize)>>;
+/// Points of a hash ring: (hash, provider index), sorted; and the arguments hashed.
+pub(crate) struct Ring {
+    points: Vec<(u64, u32)>,
+    arguments: Vec<usize>,
+}
 
 fn hash_of(value: &impl Hash) -> u64 {
     let mut h = DefaultHasher::new();
@@ -251,48 +619,64 @@ fn hash_of(value: &impl Hash) -> u64 {
     h.finish()
 }
 
+impl Ring {
+    fn build(providers: &[Arc<Provider>], method: &str) -> Ring {
+        let Some(first) = providers.first() else {
+            return Ring {
+                points: Vec::new(),
+                arguments: Vec::new(),
+            };
+        };
+        let nodes: usize = first
+            .url
+            .method_param_or(method, "hash.nodes", 160usize)
+            .clamp(1, 10_000);
+        let arguments: String = first
+            .url
+            .method_param_or(method, "hash.arguments", "0".to_owned());
+        let mut points: Vec<(u64, u32)> = Vec::with_capacity(providers.len() * nodes);
+        for (i, p) in providers.iter().enumerate() {
+            let address = p.url.address();
+            for n in 0..nodes {
+                points.push((hash_of(&(&address, n)), i as u32));
+            }
+        }
+        points.sort_unstable();
+        Ring {
+            points,
+            arguments: arguments
+                .split(',')
+                .filter_map(|i| i.trim().parse::<usize>().ok())
+                .collect(),
+        }
+    }
+}
+
 impl LoadBalance for ConsistentHash {
     fn select(&self, providers: &[Arc<Provider>], inv: &Invocation) -> Arc<Provider> {
-        let url = &providers[0].url;
-        let nodes: usize = url
-            .method_param_or(&inv.method, "hash.nodes", 160usize)
-            .clamp(1, 10_000);
-        let arguments: String = url.method_param_or(&inv.method, "hash.arguments", "0".to_owned());
-        let identity = hash_of(&providers.iter().map(|p| p.key.as_str()).collect::<Vec<_>>());
-        let key = format!("{}.{}", inv.service_key(), inv.method);
-        let ring = {
-            let mut rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
-            match rings.get(&key) {
-                Some((id, ring)) if *id == identity => ring.clone(),
-                _ => {
-                    let mut ring: Vec<(u64, usize)> = Vec::with_capacity(providers.len() * nodes);
-                    for (i, p) in providers.iter().enumerate() {
-                        for n in 0..nodes {
-                            ring.push((hash_of(&(p.url.address(), n)), i));
-                        }
-                    }
-                    ring.sort_unstable();
-                    let ring = Arc::new(ring);
-                    rings.insert(key, (identity, ring.clone()));
-                    ring
-                }
-            }
-        };
-        let values = inv.args.to_values().unwrap_or_default();
-        let selected: String = arguments
-            .split(',')
-            .filter_map(|i| i.trim().parse::<usize>().ok())
-            .filter_map(|i| values.get(i))
-            .map(|v| rdubbo_core::json::from_value(v).to_string())
-            .collect();
-        let h = hash_of(&selected);
-        let pos = ring.partition_point(|(point, _)| *point < h);
-        let (_, i) = ring
-            .get(pos)
-            .or_else(|| ring.first())
-            .copied()
-            .unwrap_or((0, 0));
-        providers[i].clone()
+        self.pick(&Candidates::new(&self.plain.routed(providers)), inv)
+    }
+
+    fn pick(&self, candidates: &Candidates<'_>, inv: &Invocation) -> Arc<Provider> {
+        let i = candidates.table(&inv.method, |t| {
+            let ring = t
+                .ring
+                .get_or_init(|| Ring::build(candidates.providers(), &inv.method));
+            let selected: String = ring
+                .arguments
+                .iter()
+                .filter_map(|&i| inv.args.value(i))
+                .map(|v| rdubbo_core::json::from_value(&v).to_string())
+                .collect();
+            let h = hash_of(&selected);
+            let start = ring.points.partition_point(|(point, _)| *point < h);
+            let len = ring.points.len();
+            (0..len)
+                .map(|k| ring.points[(start + k) % len].1 as usize)
+                .find(|&i| candidates.is_allowed(i))
+                .unwrap_or(0)
+        });
+        candidates.at(i)
     }
 }
 

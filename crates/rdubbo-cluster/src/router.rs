@@ -167,6 +167,97 @@ impl ConditionRule {
     }
 }
 
+impl ConditionRule {
+    /// Whether a rule with no provider left after it still applies.
+    pub(crate) fn force(&self) -> bool {
+        self.force
+    }
+
+    /// The `when` part for calls of `consumer`: whether its conditions that do not name
+    /// the method hold (they read only the consumer URL), and the method conditions, to
+    /// check per call.
+    pub(crate) fn split_when(&self, consumer: &Url) -> (bool, MethodConditions) {
+        let is_method = |c: &Condition| matches!(c.key.as_str(), "method" | "methods");
+        let static_part: Vec<Condition> = self
+            .when
+            .iter()
+            .filter(|c| !is_method(c))
+            .cloned()
+            .collect();
+        let holds = matches_all(&static_part, consumer, None, consumer);
+        let method = self
+            .when
+            .iter()
+            .filter(|c| is_method(c))
+            .map(|c| MethodCondition {
+                negate: c.negate,
+                patterns: c
+                    .values
+                    .iter()
+                    .map(|v| match v.strip_prefix('$') {
+                        Some(reference) => Pattern::Exact(value_of(reference, consumer, None)),
+                        None => Pattern::Glob(v.clone()),
+                    })
+                    .collect(),
+            })
+            .collect();
+        (holds, MethodConditions(method))
+    }
+
+    /// The `then` part for calls of `consumer` (`None`: a blacklist, no provider).
+    pub(crate) fn then_matcher<'a>(&'a self, consumer: &'a Url) -> Option<ThenMatcher<'a>> {
+        self.then.as_deref().map(|conditions| ThenMatcher {
+            conditions,
+            consumer,
+        })
+    }
+}
+
+/// The `then` part of a rule, for one consumer.
+pub(crate) struct ThenMatcher<'a> {
+    conditions: &'a [Condition],
+    consumer: &'a Url,
+}
+
+impl ThenMatcher<'_> {
+    /// Whether the rule keeps `provider`.
+    pub(crate) fn matches(&self, provider: &Url) -> bool {
+        matches_all(self.conditions, provider, None, self.consumer)
+    }
+}
+
+/// A value of a method condition: a pattern, or a `$reference` resolved to the
+/// consumer's value.
+#[derive(Debug, Clone)]
+enum Pattern {
+    Glob(String),
+    Exact(Option<String>),
+}
+
+#[derive(Debug, Clone)]
+struct MethodCondition {
+    negate: bool,
+    patterns: Vec<Pattern>,
+}
+
+/// The method conditions of a rule's `when` part, with the consumer's values resolved:
+/// checked per call without allocating.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MethodConditions(Vec<MethodCondition>);
+
+impl MethodConditions {
+    /// Whether every condition holds for a call of `method`.
+    pub(crate) fn matches(&self, method: &str) -> bool {
+        self.0.iter().all(|c| {
+            let hit = c.patterns.iter().any(|p| match p {
+                Pattern::Glob(g) => glob(g, method),
+                Pattern::Exact(v) => v.as_deref() == Some(method),
+            });
+            hit != c.negate
+        })
+    }
+}
+
 fn value_of<'a>(key: &str, url: &'a Url, invocation: Option<&'a Invocation>) -> Option<String> {
     match key {
         "host" => Some(url.host().to_owned()),

@@ -8,6 +8,9 @@ pub struct CallStats {
     succeeded: AtomicU64,
     failed: AtomicU64,
     succeeded_us: AtomicU64,
+    /// `succeeded_us / succeeded` as of the last success: balancers compare it across
+    /// every provider on each pick, so it is divided once per call, not once per read.
+    mean_us: AtomicU64,
 }
 
 /// A call in flight; counts as active until finished or dropped.
@@ -44,10 +47,7 @@ impl CallStats {
 
     /// Mean latency of successful calls in µs (0 before the first).
     pub fn mean_latency_us(&self) -> u64 {
-        self.succeeded_us
-            .load(Ordering::Relaxed)
-            .checked_div(self.succeeded())
-            .unwrap_or(0)
+        self.mean_us.load(Ordering::Relaxed)
     }
 }
 
@@ -55,10 +55,16 @@ impl ActiveCall<'_> {
     /// Records the outcome.
     pub fn finish(mut self, elapsed: Duration, ok: bool) {
         if ok {
-            self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
-            self.stats
+            let us = elapsed.as_micros() as u64;
+            let n = self.stats.succeeded.fetch_add(1, Ordering::Relaxed) + 1;
+            let sum = self
+                .stats
                 .succeeded_us
-                .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+                .fetch_add(us, Ordering::Relaxed)
+                .saturating_add(us);
+            self.stats
+                .mean_us
+                .store(sum.checked_div(n).unwrap_or(0), Ordering::Relaxed);
         } else {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
         }

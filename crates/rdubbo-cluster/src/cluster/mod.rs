@@ -10,8 +10,11 @@ use std::time::{Duration, Instant};
 use rdubbo_core::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult, SetupError, Url};
 use tracing::Instrument;
 
+use arc_swap::ArcSwap;
+
 use crate::extension::BalancerFactory;
-use crate::loadbalance::{self, LoadBalance};
+use crate::loadbalance::{self, Candidates, LoadBalance};
+use crate::route::Routed;
 use crate::strategy::{ClusterStrategy, DEFAULT_CLUSTER};
 use crate::{configurator, Directory, Extensions, Provider};
 
@@ -52,7 +55,7 @@ struct State {
     /// Balancer factories of the table, for names set by providers and configurators.
     factories: BTreeMap<String, BalancerFactory>,
     /// One balancer per name, made on first use (balancers may keep state).
-    balancers: Mutex<HashMap<String, Arc<dyn LoadBalance>>>,
+    balancers: ArcSwap<HashMap<String, Arc<dyn LoadBalance>>>,
     started: Instant,
     /// Milliseconds since `started` of the last "no provider" report.
     last_report_ms: AtomicU64,
@@ -116,7 +119,7 @@ impl ClusterInvoker {
                 state: Arc::new(State {
                     directory,
                     factories: extensions.balancer_factories().clone(),
-                    balancers: Mutex::new(HashMap::new()),
+                    balancers: ArcSwap::from_pointee(HashMap::new()),
                     started: Instant::now(),
                     last_report_ms: AtomicU64::new(u64::MAX),
                     refused_since_report: AtomicU64::new(0),
@@ -168,8 +171,9 @@ impl Cluster {
     }
 
     /// The providers for `invocation`: the current list after tag routing and condition
-    /// rules. Re-read it on every attempt: it may change meanwhile.
-    pub fn list(&self, invocation: &Invocation) -> Vec<Arc<Provider>> {
+    /// rules (shared, not copied: see [`Routed`]). Re-read it on every attempt: it may
+    /// change meanwhile.
+    pub fn list(&self, invocation: &Invocation) -> Routed {
         self.state.directory.list(invocation)
     }
 
@@ -208,13 +212,23 @@ impl Cluster {
     /// reported and replaced by `random`.
     pub fn balancer(&self, providers: &[Arc<Provider>], method: &str) -> Arc<dyn LoadBalance> {
         let name = self.param(providers.first().map(|p| &**p), method, "loadbalance");
-        let name = name.as_deref().unwrap_or(DEFAULT_LOADBALANCE);
-        let mut cache = self
-            .state
-            .balancers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(balancer) = cache.get(name) {
+        self.balancer_named(name.as_deref().unwrap_or(DEFAULT_LOADBALANCE))
+    }
+
+    /// [`balancer`](Self::balancer) for a routed list: the name is resolved once per
+    /// list and method.
+    fn routed_balancer(&self, routed: &Routed, method: &str) -> Arc<dyn LoadBalance> {
+        routed.0.with_table(method, |table| {
+            let name = table.balancer_name.get_or_init(|| {
+                let name = self.param(routed.first().map(|p| &**p), method, "loadbalance");
+                name.as_deref().unwrap_or(DEFAULT_LOADBALANCE).into()
+            });
+            self.balancer_named(name)
+        })
+    }
+
+    fn balancer_named(&self, name: &str) -> Arc<dyn LoadBalance> {
+        if let Some(balancer) = self.state.balancers.load().get(name) {
             return balancer.clone();
         }
         let factories = &self.state.factories;
@@ -228,55 +242,95 @@ impl Cluster {
                     .unwrap_or_else(|| Arc::new(loadbalance::Random))
             }
         };
-        cache.insert(name.to_owned(), balancer.clone());
-        balancer
+        self.state.balancers.rcu(|balancers| {
+            let mut next = HashMap::clone(balancers);
+            next.entry(name.to_owned())
+                .or_insert_with(|| balancer.clone());
+            next
+        });
+        self.state
+            .balancers
+            .load()
+            .get(name)
+            .cloned()
+            .unwrap_or(balancer)
     }
 
     /// Picks a provider not in `tried` (unless every provider was tried), preferring
     /// providers that are not ejected ([`Health`](crate::Health); at most
     /// `ejection.max.percent`, default 90, of the pool is skipped), with the method's
     /// load balancer. `None` when `providers` is empty.
-    pub fn select(
+    ///
+    /// `providers` is best the list [`list`](Self::list) gave: its balancer state is
+    /// precomputed, and while no provider of the directory has failed and nothing was
+    /// tried, the pick does not look at every provider. Any slice (`&Vec`, `&[…]`) works
+    /// too, at the cost of a copy.
+    pub fn select<'p>(
         &self,
-        providers: &[Arc<Provider>],
+        providers: impl Into<Pool<'p>>,
         tried: &[Arc<Provider>],
         invocation: &Invocation,
     ) -> Option<Arc<Provider>> {
+        let (routed, providers): (Option<&Routed>, &[Arc<Provider>]) = match providers.into() {
+            Pool::Routed(routed) => (Some(routed), routed),
+            Pool::Slice(slice) => (None, slice),
+        };
         if providers.is_empty() {
             return None;
         }
+        let marked = self.state.directory.marked();
         let now = crate::health::now();
-        let untried: Vec<Arc<Provider>> = providers
-            .iter()
-            .filter(|p| !tried.iter().any(|t| Arc::ptr_eq(t, p)))
-            .cloned()
-            .collect();
-        let pool = if untried.is_empty() {
-            providers.to_vec()
-        } else {
-            untried
-        };
-        let (mut healthy, mut ejected): (Vec<Arc<Provider>>, Vec<Arc<Provider>>) = pool
-            .iter()
-            .cloned()
-            .partition(|p| !p.health.is_ejected(now));
-        // Never eject more than `ejection.max.percent` (default 90) of the pool: beyond it
-        // the providers with the fewest consecutive failures are let back in, so that a
-        // blip that hits everyone does not take the whole service out.
+        let was_tried = |p: &Provider| tried.iter().any(|t| std::ptr::eq(&**t, p));
         let max_percent: usize = self
             .consumer()
             .param_or("ejection.max.percent", 90usize)
             .min(100);
+        if let Some(routed) = routed {
+            let balancer = self.routed_balancer(routed, &invocation.method);
+            if tried.is_empty() && marked == 0 {
+                return Some(balancer.pick(&Candidates::new(routed), invocation));
+            }
+            // Fewer providers are marked than the cap lets go and than are left untried:
+            // every untried provider that is not ejected is a candidate, none is let back.
+            let untried_at_least = routed.len().saturating_sub(tried.len());
+            if marked < untried_at_least && marked <= untried_at_least * max_percent / 100 {
+                let exclude = |p: &Provider| was_tried(p) || p.health.is_ejected(now);
+                return Some(balancer.pick(&Candidates::excluding(routed, &exclude), invocation));
+            }
+        }
+        let untried: Vec<&Arc<Provider>> = providers.iter().filter(|p| !was_tried(p)).collect();
+        let pool: Vec<&Arc<Provider>> = if untried.is_empty() {
+            providers.iter().collect()
+        } else {
+            untried
+        };
+        let (mut healthy, mut ejected): (Vec<&Arc<Provider>>, Vec<&Arc<Provider>>) =
+            pool.iter().partition(|p| !p.health.is_ejected(now));
+        // Never eject more than `ejection.max.percent` (default 90) of the pool: beyond it
+        // the providers with the fewest consecutive failures are let back in, so that a
+        // blip that hits everyone does not take the whole service out.
         let max_ejected = pool.len() * max_percent / 100;
         if ejected.len() > max_ejected {
             ejected.sort_by_key(|p| std::cmp::Reverse(p.health.consecutive_failures()));
             healthy.extend(ejected.drain(max_ejected..));
         }
         let candidates = if healthy.is_empty() { pool } else { healthy };
-        Some(
-            self.balancer(providers, &invocation.method)
-                .select(&candidates, invocation),
-        )
+        match routed {
+            Some(routed) => {
+                let allowed: std::collections::HashSet<*const Provider> =
+                    candidates.iter().map(|p| Arc::as_ptr(p)).collect();
+                let exclude = |p: &Provider| !allowed.contains(&(p as *const Provider));
+                let balancer = self.routed_balancer(routed, &invocation.method);
+                Some(balancer.pick(&Candidates::excluding(routed, &exclude), invocation))
+            }
+            None => {
+                let candidates: Vec<Arc<Provider>> = candidates.into_iter().cloned().collect();
+                Some(
+                    self.balancer(providers, &invocation.method)
+                        .select(&candidates, invocation),
+                )
+            }
+        }
     }
 
     /// One attempt on `provider` (numbered `attempt` in the trace span), with its call
@@ -427,6 +481,46 @@ impl Cluster {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .len()
+    }
+}
+
+/// The providers [`Cluster::select`] picks from: a routed list ([`Cluster::list`]) or
+/// any slice of providers.
+#[derive(Debug, Clone, Copy)]
+pub enum Pool<'a> {
+    /// A list from [`Cluster::list`] / [`Directory::list`], with its precomputed state.
+    Routed(&'a Routed),
+    /// Any providers.
+    Slice(&'a [Arc<Provider>]),
+}
+
+impl<'a> From<&'a Routed> for Pool<'a> {
+    fn from(routed: &'a Routed) -> Pool<'a> {
+        Pool::Routed(routed)
+    }
+}
+
+impl<'a> From<&'a [Arc<Provider>]> for Pool<'a> {
+    fn from(slice: &'a [Arc<Provider>]) -> Pool<'a> {
+        Pool::Slice(slice)
+    }
+}
+
+impl<'a> From<&'a Vec<Arc<Provider>>> for Pool<'a> {
+    fn from(list: &'a Vec<Arc<Provider>>) -> Pool<'a> {
+        Pool::Slice(list)
+    }
+}
+
+impl<'a> From<&'a Arc<Vec<Arc<Provider>>>> for Pool<'a> {
+    fn from(list: &'a Arc<Vec<Arc<Provider>>>) -> Pool<'a> {
+        Pool::Slice(list)
+    }
+}
+
+impl<'a, const N: usize> From<&'a [Arc<Provider>; N]> for Pool<'a> {
+    fn from(list: &'a [Arc<Provider>; N]) -> Pool<'a> {
+        Pool::Slice(list)
     }
 }
 
