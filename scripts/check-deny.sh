@@ -16,12 +16,12 @@ if ! cargo deny --version >/dev/null 2>&1; then
 fi
 
 echo "-- cargo deny: licenses, bans, sources"
-cargo deny check --hide-inclusion-graph --show-stats licenses bans sources
+cargo deny --locked check --hide-inclusion-graph --show-stats licenses bans sources
 
 echo "-- cargo deny: advisories"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-if cargo deny --log-level error check advisories >"$log" 2>&1; then
+if cargo deny --locked --log-level error check advisories >"$log" 2>&1; then
   cat "$log"
   echo "advisories ok (RustSec database fetched now)"
   exit 0
@@ -35,7 +35,7 @@ db=$(find "${CARGO_HOME:-$HOME/.cargo}/advisory-dbs" -mindepth 2 -maxdepth 2 -na
 if [ -n "$db" ]; then
   age=$(git -C "$(dirname "$db")" log -1 --format=%cr 2>/dev/null || echo "of unknown age")
   echo "!! the RustSec advisory database cannot be fetched; using the copy on this machine ($age)"
-  cargo deny --log-level error check --disable-fetch advisories
+  cargo deny --locked --log-level error check --disable-fetch advisories
   exit $?
 fi
 grep -m 3 -E "fatal|ERROR" "$log" | sed 's/^/   /' || true

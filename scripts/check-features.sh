@@ -42,6 +42,7 @@ for set in "${sets[@]}"; do
 done
 echo "check-features: ${#sets[@]} feature sets of $pkg checked (features: ${features[*]})"
 if [ "${#failed[@]}" -gt 0 ]; then
-  echo "check-features: $pkg does not build with: ${failed[*]}" >&2
+  printf 'check-features: %s does not build with:\n' "$pkg" >&2
+  printf '   %s\n' "${failed[@]}" >&2
   exit 1
 fi
