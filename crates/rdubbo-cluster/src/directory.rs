@@ -457,4 +457,100 @@ mod tests {
         dir.notify(vec![rdubbo_core::registry::empty_url(&consumer, "routers")]);
         assert_eq!(dir.list(&call).len(), 2);
     }
+
+    /// Routing as every call did it before the snapshot: tag routing on a copy of the
+    /// list, then each rule in priority order.
+    fn reference(dir: &Directory, rules: &[Url], call: &Invocation) -> Vec<String> {
+        let mut ps = router::route_by_tag(dir.providers().to_vec(), call);
+        for rule in router::parse_routers(rules) {
+            ps = rule.route(ps, dir.consumer(), call);
+        }
+        ps.iter().map(|p| p.key.clone()).collect()
+    }
+
+    const RULES: &[&str] = &[
+        "host = 10.20.* => host = 10.30.*",
+        "method = sayHello => host = 10.40.*",
+        "method != sayHello => host != 10.40.0.1",
+        "=> host = 10.99.*",
+        "application = web => port != 2",
+        "application = other =>",
+        "method = echo =>",
+        "=> host = $host",
+        "=> dubbo.tag = gray",
+        "method = say* & application = web => host = 10.30.*,10.40.0.2",
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn precomputed_routes_match_routing_every_call(
+            providers in proptest::collection::vec((0usize..4, 0usize..3), 0..8),
+            rules in proptest::collection::vec((0usize..10, 0i64..3, proptest::bool::ANY), 0..4),
+            method in 0usize..3,
+            tag in 0usize..4,
+            force in proptest::bool::ANY,
+        ) {
+            let consumer = url("consumer://10.20.1.1/demo.Api?interface=demo.Api&application=web");
+            let dir = Directory::new(consumer, vec![Arc::new(Jsonrpc)]);
+            let hosts = ["10.30.0.1", "10.40.0.1", "10.40.0.2", "10.20.1.1"];
+            let tags = ["", "&dubbo.tag=gray", "&dubbo.tag=blue"];
+            dir.notify(
+                providers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (h, t))| {
+                        url(&format!(
+                            "jsonrpc://{}:{}/demo.Api?interface=demo.Api{}",
+                            hosts[*h],
+                            i + 1,
+                            tags[*t]
+                        ))
+                    })
+                    .collect(),
+            );
+            let rule_urls: Vec<Url> = rules
+                .iter()
+                .map(|(r, priority, force)| {
+                    url(&format!(
+                        "condition://0.0.0.0/demo.Api?category=routers&rule={}&priority={priority}&force={force}",
+                        rdubbo_core::url::encode(RULES[*r])
+                    ))
+                })
+                .collect();
+            if !rule_urls.is_empty() {
+                dir.notify(rule_urls.clone());
+            }
+            let mut call = Invocation::new("demo.Api", ["echo", "sayHello", "other"][method], vec![]);
+            if tag > 0 {
+                call.attachments.insert("dubbo.tag", ["", "gray", "blue", "red"][tag]);
+            }
+            if force {
+                call.attachments.insert("dubbo.force.tag", "true");
+            }
+            let routed: Vec<String> = dir.list(&call).iter().map(|p| p.key.clone()).collect();
+            proptest::prop_assert_eq!(routed, reference(&dir, &rule_urls, &call));
+        }
+    }
+
+    #[test]
+    fn failed_providers_are_counted_until_they_answer_or_leave() {
+        let consumer = url("consumer://127.0.0.1/demo.Api?interface=demo.Api");
+        let dir = Directory::new(consumer, vec![Arc::new(Jsonrpc)]);
+        let a = url("jsonrpc://127.0.0.1:1/demo.Api?interface=demo.Api");
+        let b = url("jsonrpc://127.0.0.1:2/demo.Api?interface=demo.Api");
+        dir.notify(vec![a.clone(), b]);
+        let providers = dir.providers();
+        assert_eq!(dir.marked(), 0);
+        providers[0].health.failure();
+        providers[0].health.failure();
+        providers[1].health.failure();
+        assert_eq!(dir.marked(), 2, "counted once per provider");
+        providers[0].health.success();
+        assert_eq!(dir.marked(), 1);
+        // The failed provider leaves: no longer counted once nothing holds it.
+        dir.notify(vec![a]);
+        assert_eq!(dir.marked(), 1, "still held here");
+        drop(providers);
+        assert_eq!(dir.marked(), 0);
+    }
 }

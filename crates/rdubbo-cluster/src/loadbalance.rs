@@ -14,7 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rdubbo_core::{Invocation, Url};
 
-use crate::route::{MethodTable, Routed, Weights};
+#[cfg(test)]
+use crate::route::WARMUP_RECOMPUTE_MS;
+use crate::route::{Carried, MethodTable, Routed, Weights};
 use crate::{CallStats, Provider};
 
 /// Default weight of a provider.
@@ -267,7 +269,12 @@ impl PlainLists {
                 return routed.clone();
             }
         }
-        let routed = Routed::new(providers.to_vec(), last.take());
+        let carried = last.take().map(|old| {
+            let mut carried = Carried::new();
+            old.0.round_robin_values(&mut carried);
+            Arc::new(carried)
+        });
+        let routed = Routed::new(providers.to_vec(), carried);
         *last = Some(routed.clone());
         routed
     }
@@ -337,7 +344,7 @@ impl SmoothState {
     }
 
     /// Current value of every provider, by index.
-    fn current(&self) -> Vec<i64> {
+    pub(crate) fn current(&self) -> Vec<i64> {
         let mut out = vec![0; self.weights.each.len()];
         for (w, heap) in &self.groups {
             for &(key, Reverse(i)) in heap.iter() {
@@ -390,35 +397,22 @@ impl RoundRobin {
                 }
                 // A new list: values carried over by provider.
                 None => {
-                    let carried = previous_values(routed, table.method());
+                    let carried = routed
+                        .0
+                        .carried
+                        .as_ref()
+                        .and_then(|c| c.get(table.method()));
                     SmoothState::new(weights.clone(), |i| {
-                        carried.get(routed[i].key.as_str()).copied().unwrap_or(0)
+                        carried
+                            .and_then(|c| c.get(routed[i].key.as_str()))
+                            .copied()
+                            .unwrap_or(0)
                     })
                 }
             };
             *state = Some(next);
         }
         state
-    }
-}
-
-/// Round-robin values of the list `routed` replaced, by provider key.
-fn previous_values(routed: &Routed, method: &str) -> HashMap<String, i64> {
-    let Some(previous) = routed.0.previous() else {
-        return HashMap::new();
-    };
-    let Some(table) = previous.0.existing_table(method) else {
-        return HashMap::new();
-    };
-    let state = table.round_robin.lock().unwrap_or_else(|e| e.into_inner());
-    match &*state {
-        Some(s) => s
-            .current()
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| (previous[i].key.clone(), c))
-            .collect(),
-        None => HashMap::new(),
     }
 }
 
@@ -876,5 +870,214 @@ mod tests {
             assert!(by_name(name).is_some(), "{name}");
         }
         assert!(by_name("nope").is_none());
+    }
+
+    fn directory(params: &[&str]) -> Arc<Directory> {
+        let consumer: Url = "consumer://h/demo.Api?interface=demo.Api".parse().unwrap();
+        let dir = Directory::new(consumer, vec![Arc::new(P)]);
+        dir.update(&urls(params));
+        dir
+    }
+
+    fn urls(params: &[&str]) -> Vec<Url> {
+        params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                format!(
+                    "jsonrpc://127.0.0.1:{}/demo.Api?interface=demo.Api&{p}",
+                    7000 + i
+                )
+                .parse()
+                .unwrap()
+            })
+            .collect()
+    }
+
+    /// Picks through a routed list, as the cluster does, excluding `exclude`.
+    fn routed_counts(
+        lb: &dyn LoadBalance,
+        routed: &Routed,
+        exclude: &dyn Fn(&Provider) -> bool,
+        n: usize,
+    ) -> BTreeMap<u16, usize> {
+        let mut c = BTreeMap::new();
+        for i in 0..n {
+            let candidates = Candidates::excluding(routed, exclude);
+            let p = lb.pick(&candidates, &inv(&i.to_string()));
+            *c.entry(p.url.port().unwrap()).or_default() += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn routed_picks_keep_the_shares_and_skip_exclusions() {
+        let dir = directory(&["weight=100", "weight=300", "weight=0", "weight=600"]);
+        let routed = dir.list(&inv("x"));
+        let n = 20_000;
+        let none = |_: &Provider| false;
+        let c = routed_counts(&Random, &routed, &none, n);
+        assert_shares(
+            &c,
+            &[(7000, 0.1), (7001, 0.3), (7002, 0.0), (7003, 0.6)],
+            n,
+            0.02,
+        );
+        // Excluding the heaviest: the others keep their proportions (1:3).
+        let heavy = |p: &Provider| p.url.port() == Some(7003);
+        for lb in [&Random as &dyn LoadBalance, &RoundRobin::default()] {
+            let c = routed_counts(lb, &routed, &heavy, n);
+            assert_shares(&c, &[(7000, 0.25), (7001, 0.75), (7003, 0.0)], n, 0.02);
+        }
+        // Idle providers all tie: least-active and shortest-response break ties by weight.
+        for lb in [&LeastActive as &dyn LoadBalance, &ShortestResponse] {
+            let c = routed_counts(lb, &routed, &none, n);
+            assert_shares(&c, &[(7000, 0.1), (7001, 0.3), (7003, 0.6)], n, 0.02);
+            let c = routed_counts(lb, &routed, &heavy, n);
+            assert_shares(&c, &[(7000, 0.25), (7001, 0.75), (7003, 0.0)], n, 0.02);
+        }
+        // Power of two choices: uniform pairs among the allowed.
+        let c = routed_counts(&PowerOfTwo, &routed, &heavy, 3_000);
+        assert_eq!(c.get(&7003), None, "{c:?}");
+        assert!(c.len() == 3 && c.values().all(|n| *n > 700), "{c:?}");
+        // Only one allowed: every balancer finds it.
+        let only = |p: &Provider| p.url.port() != Some(7002);
+        for name in BUILTIN {
+            let lb = by_name(name).unwrap();
+            let c = routed_counts(&*lb, &routed, &only, 50);
+            assert_eq!(c.get(&7002), Some(&50), "{name}: {c:?}");
+        }
+    }
+
+    #[test]
+    fn routed_lists_are_shared_until_the_directory_changes() {
+        let dir = directory(&["", ""]);
+        let a = dir.list(&inv("x"));
+        assert!(
+            a.same(&dir.list(&inv("y"))),
+            "one list for calls routed alike"
+        );
+        dir.update(&urls(&["", "", ""]));
+        let b = dir.list(&inv("x"));
+        assert!(!a.same(&b));
+        assert_eq!((a.len(), b.len()), (2, 3));
+    }
+
+    /// Smooth weighted round-robin as written in nginx: every value grows by its weight,
+    /// the largest (first of equals) is picked and loses the total.
+    fn naive_round_robin(weights: &[i64], current: &mut [i64]) -> usize {
+        let total: i64 = weights.iter().sum();
+        let mut best = 0;
+        for i in 0..weights.len() {
+            current[i] += weights[i];
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= total;
+        best
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn round_robin_heaps_pick_as_the_full_scan(
+            weights in proptest::collection::vec(0u64..8, 1..12),
+            start in proptest::collection::vec(-30i64..30, 12),
+        ) {
+            let n = weights.len();
+            let mut cumulative = Vec::new();
+            let mut total = 0;
+            for w in &weights {
+                total += w;
+                cumulative.push(total);
+            }
+            let same = weights.windows(2).all(|w| w[0] == w[1]);
+            let table = Arc::new(Weights::for_tests(weights.clone(), cumulative, total, same));
+            let mut state = SmoothState::new(table, |i| start[i]);
+            let signed: Vec<i64> = weights.iter().map(|w| *w as i64).collect();
+            let mut current = start[..n].to_vec();
+            for step in 0..60 {
+                let expected = naive_round_robin(&signed, &mut current);
+                proptest::prop_assert_eq!(state.next(), expected, "step {}", step);
+            }
+            proptest::prop_assert_eq!(state.current(), current);
+        }
+    }
+
+    #[test]
+    fn round_robin_values_carry_over_a_provider_list_change() {
+        let dir = directory(&["weight=5", "weight=1", "weight=1"]);
+        let rr = RoundRobin::default();
+        let pick = |routed: &Routed| {
+            rr.pick(&Candidates::new(routed), &inv("x"))
+                .url
+                .port()
+                .unwrap()
+        };
+        let routed = dir.list(&inv("x"));
+        let first: Vec<u16> = (0..3).map(|_| pick(&routed)).collect();
+        assert_eq!(first, [7000, 7000, 7001]);
+        let mut current = vec![0i64; 3];
+        for _ in 0..3 {
+            naive_round_robin(&[5, 1, 1], &mut current);
+        }
+        // A fourth provider joins; the three keep their values, it starts at 0.
+        dir.update(&urls(&["weight=5", "weight=1", "weight=1", "weight=1"]));
+        let routed = dir.list(&inv("x"));
+        current.push(0);
+        for _ in 0..16 {
+            let expected = naive_round_robin(&[5, 1, 1, 1], &mut current);
+            assert_eq!(pick(&routed), 7000 + expected as u16);
+        }
+    }
+
+    #[test]
+    fn consistent_hash_skips_an_excluded_provider_as_a_ring_without_it() {
+        let dir = directory(&["", "", "", "", ""]);
+        let routed = dir.list(&inv("x"));
+        let without: Vec<Arc<Provider>> = routed
+            .iter()
+            .filter(|p| p.url.port() != Some(7002))
+            .cloned()
+            .collect();
+        let gone = |p: &Provider| p.url.port() == Some(7002);
+        let ch = ConsistentHash::default();
+        let smaller = ConsistentHash::default();
+        let mut moved = 0;
+        for i in 0..500 {
+            let call = inv(&i.to_string());
+            let excluded = ch.pick(&Candidates::excluding(&routed, &gone), &call);
+            assert_eq!(
+                excluded.url.port(),
+                smaller.select(&without, &call).url.port(),
+                "key {i}"
+            );
+            if ch.pick(&Candidates::new(&routed), &call).url.port() != excluded.url.port() {
+                moved += 1;
+            }
+        }
+        assert!(
+            (40..=180).contains(&moved),
+            "only the excluded share moves: {moved}"
+        );
+    }
+
+    #[test]
+    fn warming_weights_are_recomputed_as_time_passes() {
+        let now = now_ms();
+        let dir = directory(&[
+            &format!("weight=200&warmup=100000&timestamp={}", now - 25_000),
+            "weight=200",
+        ]);
+        let routed = dir.list(&inv("x"));
+        routed.0.with_table("x", |t| {
+            let w = t.weights(now);
+            assert_eq!(w.each, [50, 200]);
+            let later = t.weights(now + WARMUP_RECOMPUTE_MS + 1);
+            assert_eq!(later.each[0], 50, "a 100 ms step of a 100 s warm-up");
+            let warm = t.weights(now + 80_000);
+            assert_eq!(warm.each, [200, 200]);
+            assert!(warm.same);
+        });
     }
 }

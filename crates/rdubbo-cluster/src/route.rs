@@ -77,16 +77,12 @@ impl<'a> IntoIterator for &'a Routed {
 }
 
 impl Routed {
-    pub(crate) fn new(providers: Vec<Arc<Provider>>, previous: Option<Routed>) -> Routed {
-        if let Some(previous) = &previous {
-            // Keep one generation only.
-            previous.0.take_previous();
-        }
+    pub(crate) fn new(providers: Vec<Arc<Provider>>, carried: Option<Arc<Carried>>) -> Routed {
         Routed(Arc::new(Route {
             stats: providers.iter().map(|p| p.stats.clone()).collect(),
             providers,
             tables: ArcSwap::from_pointee(HashMap::new()),
-            previous: Mutex::new(previous),
+            carried,
         }))
     }
 
@@ -107,29 +103,25 @@ pub(crate) struct Route {
     /// The call statistics of `providers`, side by side for balancers that scan them.
     pub(crate) stats: Vec<Arc<CallStats>>,
     tables: ArcSwap<HashMap<Box<str>, Arc<MethodTable>>>,
-    /// The list this one replaced (same route, previous directory version), to carry
-    /// balancer state over; one generation is kept.
-    previous: Mutex<Option<Routed>>,
+    /// Round-robin values of the lists this one replaced, to carry them over.
+    pub(crate) carried: Option<Arc<Carried>>,
 }
 
+/// Round-robin values by method and provider key.
+pub(crate) type Carried = HashMap<Box<str>, HashMap<String, i64>>;
+
 impl Route {
-    fn take_previous(&self) -> Option<Routed> {
-        self.previous
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-    }
-
-    pub(crate) fn previous(&self) -> Option<Routed> {
-        self.previous
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// The table of `method`, if one was made.
-    pub(crate) fn existing_table(&self, method: &str) -> Option<Arc<MethodTable>> {
-        self.tables.load().get(method).cloned()
+    /// Adds the round-robin values of this list to `into`.
+    pub(crate) fn round_robin_values(&self, into: &mut Carried) {
+        for (method, table) in self.tables.load().iter() {
+            let state = table.round_robin.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(state) = &*state {
+                let values = into.entry(method.clone()).or_default();
+                for (i, c) in state.current().into_iter().enumerate() {
+                    values.insert(self.providers[i].key.clone(), c);
+                }
+            }
+        }
     }
 
     /// Runs `f` with the table of `method`, made on first use.
@@ -223,6 +215,22 @@ impl MethodTable {
 }
 
 impl Weights {
+    #[cfg(test)]
+    pub(crate) fn for_tests(
+        each: Vec<u64>,
+        cumulative: Vec<u64>,
+        total: u64,
+        same: bool,
+    ) -> Weights {
+        Weights {
+            each,
+            cumulative,
+            total,
+            same,
+            valid_until: u64::MAX,
+        }
+    }
+
     fn compute(params: &[(u64, u64, u64)], now: u64) -> Weights {
         let mut valid_until = u64::MAX;
         let mut each = Vec::with_capacity(params.len());
@@ -296,8 +304,8 @@ pub(crate) struct Snapshot {
     rules: Vec<CompiledRule>,
     consumer: Url,
     routes: ArcSwap<HashMap<(TagRoute, u64), Routed>>,
-    /// The version this one replaced, to carry balancer state over to new routes.
-    previous: Mutex<Option<Arc<Snapshot>>>,
+    /// Round-robin values of the version this one replaced, for new routes.
+    carried: Option<Arc<Carried>>,
     /// Marked (failed) providers of the directory: see [`Health`](crate::Health).
     pub(crate) marked: Arc<AtomicUsize>,
 }
@@ -347,13 +355,13 @@ impl Snapshot {
                 }
             })
             .collect();
-        if let Some(previous) = &previous {
-            previous
-                .previous
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-        }
+        let carried = previous.and_then(|previous| {
+            let mut carried = Carried::new();
+            for routed in previous.routes.load().values() {
+                routed.0.round_robin_values(&mut carried);
+            }
+            (!carried.is_empty()).then(|| Arc::new(carried))
+        });
         Snapshot {
             all,
             tags,
@@ -362,7 +370,7 @@ impl Snapshot {
             rules,
             consumer,
             routes: ArcSwap::from_pointee(HashMap::new()),
-            previous: Mutex::new(previous),
+            carried,
             marked,
         }
     }
@@ -423,8 +431,10 @@ impl Snapshot {
         if let Some(routed) = self.routes.load().get(&(tag, mask)) {
             return routed.clone();
         }
-        let previous = self.previous_route(tag, mask);
-        let routed = Routed::new(self.compute(tag, |i| mask & (1 << i) != 0), previous);
+        let routed = Routed::new(
+            self.compute(tag, |i| mask & (1 << i) != 0),
+            self.carried.clone(),
+        );
         if self.routes.load().len() < MAX_ROUTES {
             self.routes.rcu(|routes| {
                 let mut next = HashMap::clone(routes);
@@ -437,23 +447,6 @@ impl Snapshot {
             .get(&(tag, mask))
             .cloned()
             .unwrap_or(routed)
-    }
-
-    /// The list of the same route in the version this one replaced.
-    fn previous_route(&self, tag: TagRoute, mask: u64) -> Option<Routed> {
-        let previous = self
-            .previous
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()?;
-        let tag = match tag {
-            TagRoute::Group(n) if n != u32::MAX => {
-                let name = self.tags.iter().find(|(_, v)| **v == n)?.0;
-                TagRoute::Group(*previous.tags.get(name)?)
-            }
-            other => other,
-        };
-        previous.routes.load().get(&(tag, mask)).cloned()
     }
 
     /// Tag routing, then the rules for which `applies(i)`, in priority order.
