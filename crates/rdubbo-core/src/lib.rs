@@ -19,16 +19,19 @@
 //! assert_eq!(url.service_key(), "org.apache.dubbo.demo.DemoService:1.0.0");
 //! ```
 
+pub mod discovery;
 pub mod error;
 pub mod invocation;
 pub mod invoker;
 pub mod java;
 pub mod json;
+pub mod metadata;
 pub mod payload;
 pub mod registry;
 pub mod url;
 pub mod value;
 
+pub use discovery::{RegisterMode, ServiceDiscovery, ServiceInstance};
 pub use error::{RpcError, RpcResult, SetupError};
 pub use invocation::{Attachments, Invocation, ReplySink};
 pub use invoker::{

@@ -98,6 +98,12 @@ pub trait Registry: Send + Sync + 'static {
     /// Unregisters everything this client registered, stops all subscriptions and closes
     /// the connection.
     fn destroy(&self) -> BoxFuture<'_, ()>;
+
+    /// Application-level registration (Dubbo 3's instances and interface → application
+    /// mapping) in the same registry, if it supports it. The default: none.
+    fn service_discovery(&self) -> Option<Arc<dyn crate::ServiceDiscovery>> {
+        None
+    }
 }
 
 /// The placeholder Java Dubbo notifies for an empty category: the subscriber's URL with the
