@@ -128,7 +128,11 @@ impl ZookeeperBackend {
         let interfaces = if url.interface() == keys::ANY {
             let root = &shared.config.root;
             match conn.client.list_children(root).await {
-                Ok(names) => names.iter().filter_map(|n| durl::decode(n).ok()).collect(),
+                Ok(names) => names
+                    .iter()
+                    .filter_map(|n| durl::decode(n).ok())
+                    .filter(|n| !crate::discovery::is_dubbo3_folder(n))
+                    .collect(),
                 Err(zk::Error::NoNode) => Vec::new(),
                 Err(e) => return Err(zk_error(&e, root)),
             }

@@ -7,6 +7,8 @@
 //! /dubbo/<interface>/consumers/<enc url>   ephemeral
 //! /dubbo/<interface>/routers/…             rules
 //! /dubbo/<interface>/configurators/…       rules
+//! /dubbo/mapping/<interface>               Dubbo 3: the applications providing it
+//! /services/<app>/<ip>:<port>              Dubbo 3: an application instance (ephemeral JSON)
 //! ```
 //!
 //! Address: `zookeeper://[user:pass@]127.0.0.1:2181?backup=127.0.0.1:2182,127.0.0.1:2183`.
@@ -42,11 +44,16 @@ use rdubbo_registry::{backend_events, FailbackOptions, FailbackRegistry};
 
 mod backend;
 mod config;
+mod discovery;
 mod session;
 mod watch;
 
 pub use backend::ZookeeperBackend;
 pub use config::ZookeeperConfig;
+pub use discovery::{
+    instance_json, parse_instance, parse_mapping, ZookeeperServiceDiscovery,
+    ZOOKEEPER_INSTANCE_CLASS,
+};
 pub use watch::decode_children;
 
 /// Default session timeout, as Java Dubbo's `zk.session.expire`.
@@ -63,6 +70,7 @@ pub const DEFAULT_RETRY_PERIOD: Duration = Duration::from_millis(5_000);
 #[derive(Clone, Debug)]
 pub struct ZookeeperRegistry {
     inner: FailbackRegistry<ZookeeperBackend>,
+    discovery: Arc<ZookeeperServiceDiscovery>,
 }
 
 impl ZookeeperRegistry {
@@ -100,9 +108,11 @@ impl ZookeeperRegistry {
         let (events, stream) = backend_events();
         let shared = Arc::new(session::Shared::new(config, events));
         tokio::spawn(session::run_session(shared.clone()));
+        let discovery = Arc::new(ZookeeperServiceDiscovery::new(url, shared.clone()));
         let backend = ZookeeperBackend { shared };
         Ok(ZookeeperRegistry {
             inner: FailbackRegistry::new(url.clone(), backend, stream, options),
+            discovery,
         })
     }
 
@@ -134,6 +144,12 @@ impl ZookeeperRegistry {
             .borrow()
             .as_ref()
             .map(|c| c.client.session_id().0)
+    }
+
+    /// Dubbo 3's application-level registration over the same session
+    /// (`/services/<app>/<ip:port>`, `/dubbo/mapping/<interface>`).
+    pub fn discovery(&self) -> &Arc<ZookeeperServiceDiscovery> {
+        &self.discovery
     }
 
     /// URLs registered through this client whose registration has not succeeded yet.
@@ -180,7 +196,14 @@ impl Registry for ZookeeperRegistry {
     }
 
     fn destroy(&self) -> BoxFuture<'_, ()> {
-        self.inner.destroy()
+        Box::pin(async move {
+            self.discovery.close().await;
+            self.inner.destroy().await;
+        })
+    }
+
+    fn service_discovery(&self) -> Option<Arc<dyn rdubbo_core::ServiceDiscovery>> {
+        Some(self.discovery.clone())
     }
 }
 

@@ -158,6 +158,9 @@ pub(crate) async fn follow_any(
                     let Ok(interface) = durl::decode(&name) else {
                         continue;
                     };
+                    if crate::discovery::is_dubbo3_folder(&interface) {
+                        continue;
+                    }
                     if !children.insert(interface.clone()) {
                         continue;
                     }

@@ -1,0 +1,555 @@
+//! Dubbo 3's application-level registration in ZooKeeper, exactly as Java 3.3 writes it:
+//!
+//! ```text
+//! /services/<app>/<ip>:<port>      ephemeral: Curator's ServiceInstance JSON with Dubbo's metadata
+//! /dubbo/mapping/<interface>       persistent: the applications providing it, comma separated
+//! ```
+//!
+//! The instance root is the registry URL's `rootPath`, else `/` + its `group`, else
+//! `/services` (Java's `CuratorFrameworkUtils.getRootPath`); the mapping lives under the
+//! registry root (`/dubbo`). The mapping is updated with a compare-and-set on the node's
+//! version, so that providers of several applications starting at once all end up in it.
+//!
+//! What is registered or mapped is kept and written again on every new connection (after a
+//! session expiry the ephemeral instance is gone, or a stale node of the old session is
+//! still there and is replaced) and retried every `retry.period` while it fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rdubbo_core::discovery::{ServiceDiscovery, ServiceInstance};
+use rdubbo_core::{BoxFuture, RegistryError, RegistryResult, Url};
+use tokio::sync::Notify;
+use zookeeper_client as zk;
+
+use crate::backend::zk_error;
+use crate::session::{until_true, Shared};
+
+/// Java's payload class of the instance JSON (`payload.@class`).
+pub const ZOOKEEPER_INSTANCE_CLASS: &str = "org.apache.dubbo.registry.zookeeper.ZookeeperInstance";
+
+/// How often a mapping update is tried again when another writer changed the node in
+/// between.
+const MAPPING_ATTEMPTS: usize = 16;
+
+/// The [`ServiceDiscovery`] of a [`ZookeeperRegistry`](crate::ZookeeperRegistry), sharing
+/// its session (see [`Registry::service_discovery`](rdubbo_core::Registry::service_discovery)).
+pub struct ZookeeperServiceDiscovery {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ZookeeperServiceDiscovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZookeeperServiceDiscovery")
+            .field("root", &self.inner.root)
+            .field("mapping_root", &self.inner.mapping_root)
+            .finish()
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    /// `/services`.
+    root: String,
+    /// `/dubbo/mapping`.
+    mapping_root: String,
+    state: Mutex<State>,
+    /// Wakes the keeper to write everything again (something failed).
+    retry: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// Instance node path → its JSON.
+    instances: BTreeMap<String, Vec<u8>>,
+    /// `(interface, app)` pairs to keep in the mapping.
+    mappings: BTreeSet<(String, String)>,
+    /// Whether the last write of something failed.
+    failed: bool,
+}
+
+impl ZookeeperServiceDiscovery {
+    /// The discovery of the registry at `url` over `shared`'s session; starts the task
+    /// that writes everything again on each new connection.
+    pub(crate) fn new(url: &Url, shared: Arc<Shared>) -> ZookeeperServiceDiscovery {
+        let root = instances_root(url);
+        let mapping_root = format!("{}mapping", shared.config.root_dir());
+        let inner = Arc::new(Inner {
+            shared,
+            root,
+            mapping_root,
+            state: Mutex::new(State::default()),
+            retry: Notify::new(),
+        });
+        tokio::spawn(keep(Arc::downgrade(&inner)));
+        ZookeeperServiceDiscovery { inner }
+    }
+
+    /// The root of the instances (`/services`).
+    pub fn root(&self) -> &str {
+        &self.inner.root
+    }
+
+    /// The node of an instance: `/services/<app>/<host>:<port>`.
+    pub fn instance_path(&self, instance: &ServiceInstance) -> String {
+        self.inner.instance_path(instance)
+    }
+
+    /// The node of an interface's mapping: `/dubbo/mapping/<interface>`.
+    pub fn mapping_path(&self, interface: &str) -> String {
+        format!("{}/{interface}", self.inner.mapping_root)
+    }
+
+    /// Instances registered through this client.
+    pub fn registered(&self) -> Vec<String> {
+        self.inner.state().instances.keys().cloned().collect()
+    }
+
+    /// Deletes every instance registered through this client (the registry's destroy).
+    pub(crate) async fn close(&self) {
+        let paths: Vec<String> = {
+            let mut state = self.inner.state();
+            state.mappings.clear();
+            std::mem::take(&mut state.instances).into_keys().collect()
+        };
+        let Ok(conn) = self.inner.shared.current() else {
+            return;
+        };
+        for path in paths {
+            match conn.client.delete(&path, None).await {
+                Ok(()) | Err(zk::Error::NoNode) => {}
+                Err(e) => tracing::warn!(node = %path, error = %e, "cannot delete the instance"),
+            }
+        }
+    }
+}
+
+/// Folders Dubbo 3 keeps under the registry root beside the interfaces (the mapping, the
+/// config center, the metadata report): never an interface.
+pub(crate) fn is_dubbo3_folder(name: &str) -> bool {
+    matches!(name, "mapping" | "config" | "metadata")
+}
+
+/// `rootPath`, else `/` + `group`, else `/services`.
+fn instances_root(url: &Url) -> String {
+    let root = url
+        .param_non_empty("rootPath")
+        .or_else(|| url.param_non_empty(rdubbo_core::url::keys::GROUP))
+        .unwrap_or("/services");
+    let root = if root.starts_with('/') {
+        root.to_owned()
+    } else {
+        format!("/{root}")
+    };
+    if root.len() > 1 {
+        root.trim_end_matches('/').to_owned()
+    } else {
+        root
+    }
+}
+
+fn millis_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The Curator `ServiceInstance` JSON Java 3.3 writes (Curator's compatible serialization:
+/// no `enabled`; the payload with Jackson's `@class`).
+pub fn instance_json(instance: &ServiceInstance, registration_time_utc: u64) -> String {
+    let id = instance.id();
+    let metadata: serde_json::Map<String, serde_json::Value> = instance
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    serde_json::json!({
+        "name": instance.service_name,
+        "id": id,
+        "address": instance.host,
+        "port": instance.port,
+        "sslPort": null,
+        "payload": {
+            "@class": ZOOKEEPER_INSTANCE_CLASS,
+            "id": id,
+            "name": instance.service_name,
+            "metadata": metadata,
+        },
+        "registrationTimeUTC": registration_time_utc,
+        "serviceType": "DYNAMIC",
+        "uriSpec": null,
+    })
+    .to_string()
+}
+
+/// Reads an instance node's JSON (Java's, Curator's or rdubbo's); `None` when it is not one.
+pub fn parse_instance(json: &[u8]) -> Option<ServiceInstance> {
+    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
+    let name = v.get("name")?.as_str()?.to_owned();
+    let host = v.get("address")?.as_str()?.to_owned();
+    let port = u16::try_from(v.get("port")?.as_u64()?).ok()?;
+    let mut instance = ServiceInstance::new(&name, &host, port);
+    if let Some(serde_json::Value::Object(m)) = v.get("payload").and_then(|p| p.get("metadata")) {
+        for (k, v) in m {
+            if let Some(s) = v.as_str() {
+                instance.metadata.insert(k.clone(), s.to_owned());
+            }
+        }
+    }
+    Some(instance)
+}
+
+/// The applications of a mapping node's data: comma separated, trimmed, sorted.
+pub fn parse_mapping(data: &[u8]) -> Vec<String> {
+    let apps: BTreeSet<String> = String::from_utf8_lossy(data)
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
+    apps.into_iter().collect()
+}
+
+impl Inner {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn instance_path(&self, instance: &ServiceInstance) -> String {
+        format!(
+            "{}/{}/{}",
+            if self.root == "/" { "" } else { &self.root },
+            instance.service_name,
+            instance.id()
+        )
+    }
+
+    fn failed(&self) {
+        self.state().failed = true;
+        self.retry.notify_one();
+    }
+
+    /// Creates (or updates, or replaces when a dead session left it) one instance node.
+    async fn write_instance(&self, path: &str, data: &[u8]) -> RegistryResult<()> {
+        let shared = &self.shared;
+        let conn = shared.current()?;
+        let client = &conn.client;
+        let dir = &path[..path.rfind('/').unwrap_or(0)];
+        if !dir.is_empty() {
+            client
+                .mkdir(dir, &shared.dir_options())
+                .await
+                .map_err(|e| zk_error(&e, dir))?;
+        }
+        let options = shared.node_options(true);
+        for _ in 0..3 {
+            match client.create(path, data, &options).await {
+                Ok(_) => return Ok(()),
+                Err(zk::Error::NodeExists) => {}
+                Err(e) => return Err(zk_error(&e, path)),
+            }
+            let (current, stat) = match client.get_data(path).await {
+                Ok(found) => found,
+                Err(zk::Error::NoNode) => continue,
+                Err(e) => return Err(zk_error(&e, path)),
+            };
+            if stat.ephemeral_owner == client.session_id().0 {
+                if current == data {
+                    return Ok(());
+                }
+                return match client.set_data(path, data, None).await {
+                    Ok(_) => Ok(()),
+                    Err(zk::Error::NoNode) => continue,
+                    Err(e) => Err(zk_error(&e, path)),
+                };
+            }
+            // Left by a session of ours that expired (or by another process at the same
+            // address): it must die with the current session.
+            match client.delete(path, Some(stat.version)).await {
+                Ok(()) | Err(zk::Error::NoNode) | Err(zk::Error::BadVersion) => {}
+                Err(e) => return Err(zk_error(&e, path)),
+            }
+        }
+        Err(RegistryError::Backend(format!(
+            "{path}: the node keeps changing under us"
+        )))
+    }
+
+    /// Adds `app` to the mapping of `interface`, compare-and-set on the node's version.
+    async fn write_mapping(&self, interface: &str, app: &str) -> RegistryResult<()> {
+        let shared = &self.shared;
+        let conn = shared.current()?;
+        let client = &conn.client;
+        let path = format!("{}/{interface}", self.mapping_root);
+        for attempt in 0..MAPPING_ATTEMPTS {
+            if attempt > 0 {
+                // Someone else wrote in between: back off a little, at random.
+                let jitter = u64::from(std::process::id()).wrapping_add(millis_now()) % 50;
+                tokio::time::sleep(Duration::from_millis(10 + jitter)).await;
+            }
+            match client.get_data(&path).await {
+                Ok((data, stat)) => {
+                    let mut apps = parse_mapping(&data);
+                    if apps.iter().any(|a| a == app) {
+                        return Ok(());
+                    }
+                    apps.push(app.to_owned());
+                    apps.sort();
+                    match client
+                        .set_data(&path, apps.join(",").as_bytes(), Some(stat.version))
+                        .await
+                    {
+                        Ok(_) => return Ok(()),
+                        Err(zk::Error::BadVersion) | Err(zk::Error::NoNode) => continue,
+                        Err(e) => return Err(zk_error(&e, &path)),
+                    }
+                }
+                Err(zk::Error::NoNode) => {
+                    client
+                        .mkdir(&self.mapping_root, &shared.dir_options())
+                        .await
+                        .map_err(|e| zk_error(&e, &self.mapping_root))?;
+                    match client
+                        .create(&path, app.as_bytes(), &shared.node_options(false))
+                        .await
+                    {
+                        Ok(_) => return Ok(()),
+                        Err(zk::Error::NodeExists) => continue,
+                        Err(e) => return Err(zk_error(&e, &path)),
+                    }
+                }
+                Err(e) => return Err(zk_error(&e, &path)),
+            }
+        }
+        Err(RegistryError::Backend(format!(
+            "{path}: gave up after {MAPPING_ATTEMPTS} concurrent updates"
+        )))
+    }
+
+    /// Writes every instance and mapping; true when all succeeded.
+    async fn write_all(&self) -> bool {
+        let (instances, mappings) = {
+            let mut state = self.state();
+            state.failed = false;
+            (state.instances.clone(), state.mappings.clone())
+        };
+        let mut ok = true;
+        for (path, data) in &instances {
+            // Unregistered meanwhile: leave it alone.
+            if self.state().instances.get(path) != Some(data) {
+                continue;
+            }
+            if let Err(e) = self.write_instance(path, data).await {
+                tracing::warn!(node = %path, error = %e, "instance registration failed; will retry");
+                ok = false;
+            }
+        }
+        for (interface, app) in &mappings {
+            if let Err(e) = self.write_mapping(interface, app).await {
+                tracing::warn!(interface = %interface, app = %app, error = %e, "mapping failed; will retry");
+                ok = false;
+            }
+        }
+        if !ok {
+            self.state().failed = true;
+        }
+        ok
+    }
+}
+
+/// Writes everything again on every new connection (a reconnect or a new session), and
+/// every `retry.period` while something failed, until the registry closes.
+async fn keep(inner: Weak<Inner>) {
+    let (mut conns, mut closed, period) = match inner.upgrade() {
+        Some(i) => (
+            i.shared.conn.subscribe(),
+            i.shared.closed.subscribe(),
+            i.shared.config.retry_period,
+        ),
+        None => return,
+    };
+    let mut generation = conns.borrow().as_ref().map(|c| c.generation);
+    loop {
+        let retry = async {
+            match inner.upgrade() {
+                Some(i) => {
+                    i.retry.notified().await;
+                    // Let a burst of failures gather.
+                    tokio::time::sleep(period).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            changed = conns.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let now = conns.borrow_and_update().as_ref().map(|c| c.generation);
+                if now.is_none() || now == generation {
+                    continue;
+                }
+                generation = now;
+            }
+            _ = retry => {}
+            _ = until_true(&mut closed) => return,
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let pending = {
+            let state = inner.state();
+            !state.instances.is_empty() || !state.mappings.is_empty()
+        };
+        if pending && !inner.write_all().await {
+            inner.retry.notify_one();
+        }
+    }
+}
+
+impl ServiceDiscovery for ZookeeperServiceDiscovery {
+    fn register(&self, instance: &ServiceInstance) -> BoxFuture<'_, RegistryResult<()>> {
+        let inner = self.inner.clone();
+        let path = inner.instance_path(instance);
+        let data = instance_json(instance, millis_now()).into_bytes();
+        Box::pin(async move {
+            inner.state().instances.insert(path.clone(), data.clone());
+            match inner.write_instance(&path, &data).await {
+                Ok(()) => {
+                    tracing::info!(node = %path, "application instance registered");
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::warn!(node = %path, error = %e, "instance registration failed; will retry");
+                    inner.failed();
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    fn unregister(&self, instance: &ServiceInstance) -> BoxFuture<'_, RegistryResult<()>> {
+        let inner = self.inner.clone();
+        let path = inner.instance_path(instance);
+        Box::pin(async move {
+            inner.state().instances.remove(&path);
+            let conn = inner.shared.current()?;
+            match conn.client.delete(&path, None).await {
+                Ok(()) | Err(zk::Error::NoNode) => {
+                    tracing::info!(node = %path, "application instance unregistered");
+                    Ok(())
+                }
+                // The node dies with the session anyway.
+                Err(e) => Err(zk_error(&e, &path)),
+            }
+        })
+    }
+
+    fn instances(&self, app: &str) -> BoxFuture<'_, RegistryResult<Vec<ServiceInstance>>> {
+        let inner = self.inner.clone();
+        let dir = format!("{}/{app}", if inner.root == "/" { "" } else { &inner.root });
+        Box::pin(async move {
+            let conn = inner.shared.current()?;
+            let children = match conn.client.list_children(&dir).await {
+                Ok(c) => c,
+                Err(zk::Error::NoNode) => return Ok(Vec::new()),
+                Err(e) => return Err(zk_error(&e, &dir)),
+            };
+            let mut out = Vec::with_capacity(children.len());
+            for child in children {
+                let path = format!("{dir}/{child}");
+                match conn.client.get_data(&path).await {
+                    Ok((data, _)) => match parse_instance(&data) {
+                        Some(instance) => out.push(instance),
+                        None => tracing::debug!(node = %path, "not an instance; skipped"),
+                    },
+                    Err(zk::Error::NoNode) => {}
+                    Err(e) => return Err(zk_error(&e, &path)),
+                }
+            }
+            out.sort_by_key(ServiceInstance::id);
+            Ok(out)
+        })
+    }
+
+    fn map(&self, interface: &str, app: &str) -> BoxFuture<'_, RegistryResult<()>> {
+        let inner = self.inner.clone();
+        let (interface, app) = (interface.to_owned(), app.to_owned());
+        Box::pin(async move {
+            inner
+                .state()
+                .mappings
+                .insert((interface.clone(), app.clone()));
+            match inner.write_mapping(&interface, &app).await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    tracing::warn!(interface = %interface, app = %app, error = %e, "mapping failed; will retry");
+                    inner.failed();
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    fn mapping(&self, interface: &str) -> BoxFuture<'_, RegistryResult<Vec<String>>> {
+        let inner = self.inner.clone();
+        let path = format!("{}/{interface}", inner.mapping_root);
+        Box::pin(async move {
+            let conn = inner.shared.current()?;
+            match conn.client.get_data(&path).await {
+                Ok((data, _)) => Ok(parse_mapping(&data)),
+                Err(zk::Error::NoNode) => Ok(Vec::new()),
+                Err(e) => Err(zk_error(&e, &path)),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_json_is_curators_compatible_form() {
+        let mut i = ServiceInstance::new("java3-peer-provider", "127.0.0.1", 27910);
+        i.metadata.insert(
+            "dubbo.endpoints".into(),
+            r#"[{"port":27910,"protocol":"dubbo"}]"#.into(),
+        );
+        i.metadata
+            .insert("dubbo.metadata.revision".into(), "10fc9334".into());
+        let json = instance_json(&i, 1796266292216);
+        assert_eq!(
+            json,
+            r#"{"name":"java3-peer-provider","id":"127.0.0.1:27910","address":"127.0.0.1","port":27910,"sslPort":null,"payload":{"@class":"org.apache.dubbo.registry.zookeeper.ZookeeperInstance","id":"127.0.0.1:27910","name":"java3-peer-provider","metadata":{"dubbo.endpoints":"[{\"port\":27910,\"protocol\":\"dubbo\"}]","dubbo.metadata.revision":"10fc9334"}},"registrationTimeUTC":1796266292216,"serviceType":"DYNAMIC","uriSpec":null}"#
+        );
+        assert_eq!(parse_instance(json.as_bytes()), Some(i));
+    }
+
+    #[test]
+    fn java_instance_node_parses() {
+        let java = br#"{"name":"java3-peer-provider","id":"127.0.0.1:27910","address":"127.0.0.1","port":27910,"sslPort":null,"payload":{"@class":"org.apache.dubbo.registry.zookeeper.ZookeeperInstance","id":"127.0.0.1:27910","name":"java3-peer-provider","metadata":{"dubbo.endpoints":"[{\"port\":27910,\"protocol\":\"dubbo\"}]","dubbo.metadata-service.url-params":"{\"prefer.serialization\":\"hessian2\",\"version\":\"1.0.0\",\"dubbo\":\"2.0.2\",\"release\":\"3.3.1\",\"side\":\"provider\",\"port\":\"27910\",\"protocol\":\"dubbo\"}","dubbo.metadata.revision":"10fc93341913e4916a2eb7cd2b6119b0","dubbo.metadata.storage-type":"local","meta-v":"1.0.0","timestamp":"1796266292121"}},"registrationTimeUTC":1796266292216,"serviceType":"DYNAMIC","uriSpec":null}"#;
+        let i = parse_instance(java).unwrap();
+        assert_eq!(i.id(), "127.0.0.1:27910");
+        assert_eq!(i.revision(), Some("10fc93341913e4916a2eb7cd2b6119b0"));
+        assert_eq!(i.endpoints(), vec![("dubbo".to_owned(), 27910)]);
+        assert_eq!(i.metadata_service_params()["protocol"], "dubbo");
+        assert_eq!(parse_instance(b"127.0.0.1"), None);
+    }
+
+    #[test]
+    fn mapping_and_roots() {
+        assert_eq!(parse_mapping(b" b,a ,,a"), vec!["a", "b"]);
+        assert!(parse_mapping(b"").is_empty());
+        let url: Url = "zookeeper://127.0.0.1:2181".parse().unwrap();
+        assert_eq!(instances_root(&url), "/services");
+        let url: Url = "zookeeper://127.0.0.1:2181?rootPath=/apps/"
+            .parse()
+            .unwrap();
+        assert_eq!(instances_root(&url), "/apps");
+        let url: Url = "zookeeper://127.0.0.1:2181?group=shop".parse().unwrap();
+        assert_eq!(instances_root(&url), "/shop");
+    }
+}
