@@ -102,3 +102,24 @@ async fn a_qos_session_fed_garbage_answers_every_line() {
     assert!(out.contains("Hello still here"), "{out}");
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_request_line_sent_in_pieces_is_still_http() {
+    use tokio::io::AsyncReadExt;
+    let server = registry().await;
+    let app = start_provider(&server.registry_url(), "pieces").await;
+    let qos = app.qos_addr().unwrap();
+    let mut s = tokio::net::TcpStream::connect(qos).await.unwrap();
+    // "GET" alone is only a prefix of a method: the port waits for the rest (a slow client,
+    // or one whose `write!` sends each piece on its own) instead of answering as telnet.
+    s.write_all(b"GET").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(format!(" /live HTTP/1.1\r\nHost: {qos}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(!out.contains("dubbo>"), "{out}");
+    app.shutdown().await;
+}

@@ -99,16 +99,15 @@ async fn connection(
     sessions: Arc<tokio::sync::Semaphore>,
 ) -> std::io::Result<()> {
     let local = stream.local_addr()?;
-    let mut reader = BufReader::new(stream);
-    // HTTP or telnet: look at the first bytes without consuming them.
-    let first = tokio::time::timeout(Duration::from_millis(500), reader.fill_buf()).await;
-    let is_http = match &first {
-        Ok(Ok(buf)) => ["GET ", "POST ", "HEAD "]
-            .iter()
-            .any(|m| buf.starts_with(m.as_bytes())),
-        Ok(Err(_)) => return Ok(()),
-        Err(_) => false, // nothing sent yet: a telnet user waiting for the prompt
+    // HTTP or telnet: look at the first bytes without consuming them (a client may send
+    // its request line in pieces: "GET" then " /ls …").
+    let is_http = match tokio::time::timeout(Duration::from_millis(500), sniff_http(&stream)).await
+    {
+        Ok(Ok(Some(is_http))) => is_http,
+        Ok(Ok(None)) | Ok(Err(_)) => return Ok(()),
+        Err(_) => false, // nothing (decisive) sent yet: a telnet user waiting for the prompt
     };
+    let mut reader = BufReader::new(stream);
     if is_http {
         return match tokio::time::timeout(REQUEST_DEADLINE, read_http(&mut reader, local)).await {
             Ok(Ok(request)) => answer_http(reader, &state, request).await,
@@ -145,6 +144,7 @@ async fn connection(
                 .get_mut()
                 .write_all(b"ERROR: line too long\r\n")
                 .await?;
+            close_after_answer(reader).await;
             return Ok(());
         }
         let text = String::from_utf8_lossy(&line);
@@ -170,6 +170,47 @@ async fn connection(
         }
         out.push_str(PROMPT);
         reader.get_mut().write_all(out.as_bytes()).await?;
+    }
+}
+
+/// Closes a session that still has unread input: send FIN, then discard what the peer
+/// is still sending (bounded in bytes and time), so the close is not a reset that could
+/// drop the answer before the peer reads it.
+async fn close_after_answer(mut reader: BufReader<TcpStream>) {
+    let _ = reader.get_mut().shutdown().await;
+    let mut sink = [0u8; 8192];
+    let mut left: usize = 1 << 20;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while left > 0 {
+            match reader.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
+const HTTP_METHODS: [&str; 3] = ["GET ", "POST ", "HEAD "];
+
+/// Whether the connection starts with an HTTP request line, looking at (not consuming) the
+/// first bytes until they decide it; `None` when the peer closed first.
+async fn sniff_http(stream: &TcpStream) -> std::io::Result<Option<bool>> {
+    let mut buf = [0u8; 8];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let got = &buf[..n];
+        if HTTP_METHODS.iter().any(|m| got.starts_with(m.as_bytes())) {
+            return Ok(Some(true));
+        }
+        if !HTTP_METHODS.iter().any(|m| m.as_bytes().starts_with(got)) {
+            return Ok(Some(false));
+        }
+        // A prefix of a method ("GET" without its space yet): the rest is on its way.
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
