@@ -81,8 +81,8 @@ fn role() -> usize {
 /// The system allocator, counting allocations per role of the calling thread.
 struct Counting;
 
-// SAFETY: every method forwards to the system allocator with the same arguments.
 #[allow(unsafe_code)] // a counting global allocator cannot be written without it
+// SAFETY: every method forwards to the system allocator with the same arguments.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         trace(layout.size());
