@@ -10,6 +10,8 @@
 //! - `hyper`: a bare hyper HTTP/1.1 server answering a fixed JSON-RPC response body to a bare
 //!   hyper client (the ceiling for HTTP/1.1).
 //! - `jsonrpc`: rdubbo's JSON-RPC client calling rdubbo's JSON-RPC server (`echo`).
+//! - `dubbo`, `tri`: rdubbo's Dubbo and Triple (HTTP/2, Java's Hessian2 wrapper) clients
+//!   calling rdubbo's servers of the same protocol (`echo`).
 
 mod procstats;
 
@@ -60,7 +62,7 @@ struct RunArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "raw-tcp,hyper,jsonrpc,dubbo"
+        default_value = "raw-tcp,hyper,jsonrpc,dubbo,tri"
     )]
     kinds: Vec<Kind>,
     /// Serial calls per round (after 10% warm-up).
@@ -83,6 +85,7 @@ enum Kind {
     Hyper,
     Jsonrpc,
     Dubbo,
+    Tri,
 }
 
 impl Kind {
@@ -92,6 +95,7 @@ impl Kind {
             Kind::Hyper => "hyper",
             Kind::Jsonrpc => "jsonrpc",
             Kind::Dubbo => "dubbo",
+            Kind::Tri => "tri",
         }
     }
 }
@@ -161,6 +165,16 @@ async fn serve(kind: Kind, listen: SocketAddr) -> Result<()> {
         Kind::Dubbo => {
             let (info, echo) = echo_service();
             let server = rdubbo_protocol_dubbo::DubboServer::builder()
+                .export(info, echo)
+                .bind(listen)
+                .await?;
+            announce(server.local_addr());
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+        Kind::Tri => {
+            let (info, echo) = echo_service();
+            let server = rdubbo::triple::TripleServer::builder()
                 .export(info, echo)
                 .bind(listen)
                 .await?;
@@ -245,7 +259,7 @@ impl Caller {
                 let uri: http::Uri = format!("http://{addr}/{SERVICE}").parse()?;
                 Caller::Hyper(sender, uri)
             }
-            Kind::Jsonrpc | Kind::Dubbo => {
+            Kind::Jsonrpc | Kind::Dubbo | Kind::Tri => {
                 Caller::Jsonrpc(shared.clone().ok_or_else(|| anyhow!("no client"))?)
             }
         })
@@ -288,6 +302,11 @@ impl Caller {
 fn dubbo_client(addr: SocketAddr) -> Result<Arc<dyn rdubbo_core::Invoker>> {
     let url: rdubbo_core::Url = format!("dubbo://{addr}/{SERVICE}?timeout=5000").parse()?;
     Ok(Arc::new(rdubbo_protocol_dubbo::DubboClient::new(&url)?))
+}
+
+fn tri_client(addr: SocketAddr) -> Result<Arc<dyn rdubbo_core::Invoker>> {
+    let url: rdubbo_core::Url = format!("tri://{addr}/{SERVICE}?timeout=5000").parse()?;
+    Ok(Arc::new(rdubbo::triple::TripleClient::new(&url)?))
 }
 
 fn jsonrpc_client(addr: SocketAddr) -> Result<Arc<dyn rdubbo_core::Invoker>> {
@@ -369,6 +388,7 @@ async fn measure(kind: Kind, server: &ServerProcess, args: &RunArgs) -> Result<S
     let shared = match kind {
         Kind::Jsonrpc => Some(jsonrpc_client(server.addr)?),
         Kind::Dubbo => Some(dubbo_client(server.addr)?),
+        Kind::Tri => Some(tri_client(server.addr)?),
         _ => None,
     };
     // Serial latency.
