@@ -8,7 +8,8 @@
 //! The instance root is the registry URL's `rootPath`, else `/` + its `group`, else
 //! `/services` (Java's `CuratorFrameworkUtils.getRootPath`); the mapping lives under the
 //! registry root (`/dubbo`). The mapping is updated with a compare-and-set on the node's
-//! version, so that providers of several applications starting at once all end up in it.
+//! version (the application appended to the list, as Java does), so that providers of
+//! several applications starting at once all end up in it.
 //!
 //! What is registered or mapped is kept and written again on every new connection (after a
 //! session expiry the ephemeral instance is gone, or a stale node of the old session is
@@ -291,14 +292,19 @@ impl Inner {
             }
             match client.get_data(&path).await {
                 Ok((data, stat)) => {
-                    let mut apps = parse_mapping(&data);
-                    if apps.iter().any(|a| a == app) {
+                    if parse_mapping(&data).iter().any(|a| a == app) {
                         return Ok(());
                     }
-                    apps.push(app.to_owned());
-                    apps.sort();
+                    // Appended, as Java does (`old + "," + app`).
+                    let old = String::from_utf8_lossy(&data);
+                    let old = old.trim().trim_end_matches(',');
+                    let new = if old.is_empty() {
+                        app.to_owned()
+                    } else {
+                        format!("{old},{app}")
+                    };
                     match client
-                        .set_data(&path, apps.join(",").as_bytes(), Some(stat.version))
+                        .set_data(&path, new.as_bytes(), Some(stat.version))
                         .await
                     {
                         Ok(_) => return Ok(()),
