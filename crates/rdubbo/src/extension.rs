@@ -14,10 +14,10 @@
 //! assert!(table.registry("zk").is_some());
 //! assert!(table.balancer("roundrobin").is_some());
 //! // A registry of one's own, under its URL scheme.
-//! table.add_registry("memory", |_url: rdubbo::Url| async move {
+//! table.add_registry("consul", |_url: rdubbo::Url| async move {
 //!     Err::<Arc<dyn rdubbo::Registry>, _>(rdubbo::RegistryError::Invalid("not here".into()))
 //! });
-//! assert!(table.check_registry("memory").is_ok());
+//! assert!(table.check_registry("consul").is_ok());
 //! assert!(table.check_protocol("grpc").is_err());
 //! ```
 
@@ -37,6 +37,7 @@ pub fn builtin() -> Extensions {
     table.add_protocol(Arc::new(rdubbo_protocol_dubbo::DubboProtocol::default()));
     #[cfg(feature = "triple")]
     table.add_protocol(Arc::new(rdubbo_protocol_triple::TripleProtocol::default()));
+    table.add_registry("memory", connect_memory);
     #[cfg(feature = "zookeeper")]
     {
         table.add_registry("zookeeper", connect_zookeeper);
@@ -51,6 +52,17 @@ pub fn builtin() -> Extensions {
 pub(crate) fn shared() -> Arc<Extensions> {
     static SHARED: OnceLock<Arc<Extensions>> = OnceLock::new();
     SHARED.get_or_init(|| Arc::new(builtin())).clone()
+}
+
+/// `memory://<name>`: an in-process registry shared by name (tests, examples, one-process
+/// demos), with the failback behaviour of the real ones.
+async fn connect_memory(url: crate::Url) -> crate::RegistryResult<Arc<dyn crate::Registry>> {
+    let store = crate::registry::memory_store(url.host());
+    let options =
+        rdubbo_registry::FailbackOptions::in_memory(rdubbo_registry::DEFAULT_RETRY_PERIOD);
+    Ok(Arc::new(rdubbo_registry::MemoryRegistry::with_options(
+        &store, options,
+    )))
 }
 
 #[cfg(feature = "zookeeper")]

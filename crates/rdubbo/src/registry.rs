@@ -15,12 +15,17 @@ pub use rdubbo_core::registry::{
     RegistryError, RegistryFactory, RegistryResult, EMPTY_PROTOCOL,
 };
 
+pub use rdubbo_registry::{
+    FailbackOptions, FailbackRegistry, MemoryRegistry, MemoryStore, Notifier, RegistryBackend,
+};
+
 use crate::extension::{self, Extensions};
 use crate::Url;
 
 /// Registry schemes this build supports (those of [`extension::builtin`]).
 pub fn supported_schemes() -> &'static [&'static str] {
     &[
+        "memory",
         #[cfg(feature = "zookeeper")]
         "zookeeper",
         #[cfg(feature = "zookeeper")]
@@ -37,6 +42,21 @@ pub fn supported_schemes() -> &'static [&'static str] {
 /// unless `check=true` (operations are retried until it is back).
 pub async fn connect(url: &str) -> RegistryResult<Arc<dyn Registry>> {
     connect_with(&extension::shared(), url).await
+}
+
+/// The store of `memory://<name>`: one per name in this process, shared by every client
+/// that connects to that name (see [`MemoryStore`]).
+pub fn memory_store(name: &str) -> MemoryStore {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static STORES: OnceLock<Mutex<HashMap<String, MemoryStore>>> = OnceLock::new();
+    STORES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(name.to_owned())
+        .or_default()
+        .clone()
 }
 
 /// [`connect`] with the registry factories of `extensions` (by URL scheme).

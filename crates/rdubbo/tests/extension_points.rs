@@ -403,3 +403,43 @@ async fn a_protocol_of_ones_own_serves_and_is_called_like_a_builtin() {
     assert!(e.to_string().contains("unknown protocol `myrpc`"), "{e}");
     provider.stop().await;
 }
+
+/// `memory://<name>` is a built-in registry: a provider and a consumer of one process find
+/// each other through it by name, and another name is another registry.
+#[tokio::test]
+async fn memory_registry_by_url() {
+    let registry = rdubbo::registry::connect("memory://ext-points")
+        .await
+        .unwrap();
+    let provider = Provider::builder("127.0.0.1:0".parse().unwrap())
+        .protocol("dubbo")
+        .unregister_wait(Duration::from_millis(10))
+        .registry(registry.clone())
+        .export(
+            ProbeServer::<Prober>::info(),
+            Arc::new(ProbeServer::new(Prober)),
+        )
+        .start()
+        .await
+        .unwrap();
+    let consumer_side = rdubbo::registry::connect("memory://ext-points")
+        .await
+        .unwrap();
+    let reference = Reference::builder("org.example.Probe")
+        .version("1.0.0")
+        .registry(consumer_side)
+        .build()
+        .await
+        .unwrap();
+    let client = ProbeClient::new(Arc::new(reference));
+    assert!(client.trace().await.unwrap().starts_with("trace=-"));
+    let elsewhere = rdubbo::registry::connect("memory://another").await.unwrap();
+    let none = Reference::builder("org.example.Probe")
+        .version("1.0.0")
+        .registry(elsewhere)
+        .wait(Duration::from_millis(100))
+        .build()
+        .await;
+    assert!(matches!(none, Err(SetupError::NoProvider(_))));
+    provider.stop().await;
+}
