@@ -362,7 +362,7 @@ impl Inner {
 
     fn start(&self, stream: TcpStream) -> Conn {
         let (read, write) = stream.into_split();
-        let writer = Arc::new(Writer::new(write));
+        let writer = Arc::new(Writer::new(write, self.config.heartbeat * 3));
         let shared = Arc::new(ConnShared {
             addr: self.addr.clone(),
             reader: tokio::sync::Mutex::new(FrameReader::new(read, self.config.payload)),
@@ -373,6 +373,7 @@ impl Inner {
             readonly: AtomicBool::new(false),
             any_readonly: self.readonly.clone(),
             last_read: AtomicU64::new(0),
+            answered: AtomicBool::new(false),
             born: Instant::now(),
             payload: self.config.payload,
             writer: writer.clone(),
@@ -418,6 +419,8 @@ struct ConnShared {
     readonly: AtomicBool,
     any_readonly: Arc<AtomicBool>,
     last_read: AtomicU64,
+    /// Whether any frame came from the provider on this connection.
+    answered: AtomicBool,
     born: Instant,
     payload: usize,
     writer: Arc<Writer>,

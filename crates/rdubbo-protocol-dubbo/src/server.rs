@@ -1,11 +1,18 @@
 //! The provider side: one task per connection reads frames, each request is served in its
-//! own task (at most `max_pending` per connection: past that the connection is simply not
-//! read, so TCP pushes back), one writer task per connection batches the responses.
+//! own task unless it completes at once (at most `max_pending` per connection: past that
+//! the connection is simply not read, so TCP pushes back), and answers go out through the
+//! connection's combining writer. Answers waiting to be written are bounded per connection
+//! too (`max_queued_bytes`): a peer that does not read its answers is not read either, and
+//! one that takes nothing for three heartbeat periods is closed.
+//!
+//! At the connection limit the connection idle the longest makes room (one that never sent
+//! a request first; one serving a call never); when every connection is serving, a new one
+//! has its requests answered with a "connection limit" refusal and is closed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rdubbo_core::{Invoker, ServiceInfo};
@@ -13,9 +20,11 @@ use rdubbo_hessian::Encoder;
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
 
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
 
 use crate::wire::{FrameReader, Read, ReadError, Writer};
 
@@ -35,10 +44,16 @@ pub struct ServerConfig {
     pub max_pending: usize,
     /// Largest frame body accepted or sent (default 8 MiB).
     pub payload: usize,
-    /// A connection with no traffic for three times this long is closed (default 60 s).
+    /// A connection with no traffic for three times this long is closed (default 60 s);
+    /// so is one whose peer takes none of its answers for three times this long.
     pub heartbeat: Duration,
     /// Time given to a call when the request carries no `timeout` (default 30 s).
     pub default_timeout: Duration,
+    /// Bytes of answers waiting to be written on one connection at most (default 4 MiB):
+    /// past it the connection is not read until its peer has taken half of them, so a
+    /// client that sends calls without reading the answers is pushed back by TCP instead
+    /// of filling the provider's memory. A single answer larger than this still goes out.
+    pub max_queued_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +64,7 @@ impl Default for ServerConfig {
             payload: codec::DEFAULT_PAYLOAD,
             heartbeat: Duration::from_secs(60),
             default_timeout: Duration::from_secs(30),
+            max_queued_bytes: 4 << 20,
         }
     }
 }
@@ -90,10 +106,84 @@ struct Shared {
     connections: AtomicUsize,
     in_flight: AtomicUsize,
     draining: AtomicBool,
-    /// Writers of the open connections, to send the readonly event on shutdown.
-    writers: Mutex<HashMap<u64, Arc<Writer>>>,
+    /// The open connections: to send the readonly event and close them on shutdown, and to
+    /// make room at the connection limit.
+    open: Mutex<HashMap<u64, Arc<ConnState>>>,
     next_conn: AtomicU64,
     bad_frames: AtomicU64,
+    /// Connections being refused (answered "connection limit", then closed).
+    refusing: AtomicUsize,
+    /// Connections closed to make room for new ones.
+    evicted: AtomicU64,
+    epoch: Instant,
+}
+
+/// What the server knows of one open connection.
+struct ConnState {
+    writer: Arc<Writer>,
+    /// Permits for calls in progress (`max_pending` of them).
+    pending: Arc<Semaphore>,
+    /// When its last frame arrived (ms since the server started).
+    last_ms: AtomicU64,
+    /// Whether it ever sent a request (heartbeats do not count).
+    requested: AtomicBool,
+    /// Stops its task.
+    abort: OnceLock<AbortHandle>,
+}
+
+impl ConnState {
+    fn stop(&self) {
+        if let Some(a) = self.abort.get() {
+            a.abort();
+        }
+    }
+}
+
+/// Keeps a connection counted and listed while its task (or its unstarted future) lives.
+struct Registered {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.shared.open().remove(&self.id);
+        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Shared {
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ConnState>>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// At the connection limit, makes room by closing the connection that has waited the
+    /// longest for a frame among those serving no call (one that never sent a request
+    /// before any other); false when every connection is serving a call.
+    fn evict_one(&self) -> bool {
+        let open = self.open();
+        let max_pending = self.config.max_pending;
+        let victim = open
+            .values()
+            .filter(|c| c.pending.available_permits() >= max_pending)
+            .min_by_key(|c| {
+                (
+                    c.requested.load(Ordering::Relaxed),
+                    c.last_ms.load(Ordering::Relaxed),
+                )
+            });
+        match victim {
+            Some(c) => {
+                // So that the next eviction picks another one while this one closes.
+                c.requested.store(true, Ordering::Relaxed);
+                c.last_ms.store(u64::MAX, Ordering::Relaxed);
+                c.stop();
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// Builds a [`DubboServer`].
@@ -142,9 +232,12 @@ impl ServerBuilder {
             connections: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
-            writers: Mutex::new(HashMap::new()),
+            open: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
             bad_frames: AtomicU64::new(0),
+            refusing: AtomicUsize::new(0),
+            evicted: AtomicU64::new(0),
+            epoch: Instant::now(),
         });
         let (stop_tx, stop_rx) = watch::channel(None);
         let task = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
@@ -186,22 +279,40 @@ impl DubboServer {
         self.shared.bad_frames.load(Ordering::Relaxed)
     }
 
+    /// Bytes of answers waiting to be written, over all connections (bounded by
+    /// [`ServerConfig::max_queued_bytes`] per connection).
+    pub fn queued_bytes(&self) -> usize {
+        self.shared
+            .open()
+            .values()
+            .map(|c| c.writer.pending_bytes())
+            .sum()
+    }
+
+    /// Connections closed since the start to make room for new ones at the connection
+    /// limit.
+    pub fn evicted(&self) -> u64 {
+        self.shared.evicted.load(Ordering::Relaxed)
+    }
+
     /// Stops gracefully: sends the readonly event to every consumer, stops accepting,
     /// answers requests that arrive meanwhile with a retryable "shutting down" status, lets
-    /// in-flight calls finish for up to `drain`, then closes every connection.
+    /// in-flight calls finish for up to `drain`, then writes every answer still queued and
+    /// closes every connection.
     pub async fn shutdown(self, drain: Duration) {
         self.shared.draining.store(true, Ordering::SeqCst);
         let writers: Vec<_> = self
             .shared
-            .writers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .open()
             .values()
-            .cloned()
+            .map(|c| c.writer.clone())
             .collect();
+        // Queued for every connection; written now where the socket is free, else by the
+        // task writing (a peer that does not read does not hold up the others).
         let event = readonly_event();
         for w in writers {
-            w.send(&event).await;
+            w.queue(&event);
+            tokio::spawn(async move { w.flush().await });
         }
         let _ = self.stop_tx.send(Some(drain));
         let _ = self.task.await;
@@ -217,6 +328,16 @@ fn readonly_event() -> Vec<u8> {
     codec::finish_frame(&mut out, start);
     out
 }
+
+/// After the calls in flight are done, how long a stopping server goes on reading, to
+/// answer "shutting down" to requests sent before the readonly event reached their client.
+const SHUTDOWN_LINGER: Duration = Duration::from_millis(100);
+
+/// How long a refused connection is read for requests to answer with the refusal.
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
+
+/// Refused connections handled at once at most (more are closed without an answer).
+const MAX_REFUSING: usize = 256;
 
 async fn accept_loop(
     listener: TcpListener,
@@ -235,15 +356,39 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    if shared.connections.load(Ordering::Relaxed) >= shared.config.max_connections {
-                        tracing::warn!(%peer, limit = shared.config.max_connections, "too many connections; closing the new one");
-                        drop(stream);
+                    let open = shared.connections.load(Ordering::Relaxed);
+                    let limit = shared.config.max_connections;
+                    // At the limit the connection idle the longest makes room; a little
+                    // slack covers the ones still closing.
+                    if open >= limit && (open > limit + limit / 8 || !shared.evict_one()) {
+                        if shared.refusing.fetch_add(1, Ordering::Relaxed) < MAX_REFUSING {
+                            tracing::debug!(%peer, limit, "connection limit; refusing the new connection");
+                            conns.spawn(refuse(stream, shared.clone()));
+                        } else {
+                            shared.refusing.fetch_sub(1, Ordering::Relaxed);
+                            drop(stream);
+                        }
                         continue;
                     }
                     shared.connections.fetch_add(1, Ordering::Relaxed);
-                    conns.spawn(serve_connection(stream, peer, shared.clone(), stop.clone()));
+                    let local = stream.local_addr().unwrap_or(shared.local_addr);
+                    let (read, write) = stream.into_split();
+                    let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+                    let state = Arc::new(ConnState {
+                        writer: Arc::new(Writer::new(write, shared.config.heartbeat * 3)),
+                        pending: Arc::new(Semaphore::new(shared.config.max_pending)),
+                        last_ms: AtomicU64::new(shared.epoch.elapsed().as_millis() as u64),
+                        requested: AtomicBool::new(false),
+                        abort: OnceLock::new(),
+                    });
+                    shared.open().insert(id, state.clone());
+                    let registered = Registered { shared: shared.clone(), id };
+                    let conn = Conn { peer, local };
+                    let abort = conns.spawn(serve_connection(read, state.clone(), conn, registered));
+                    let _ = state.abort.set(abort);
                 }
                 Err(e) => {
+                    // EMFILE and friends: keep serving the connections we have, try again soon.
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -251,48 +396,91 @@ async fn accept_loop(
         }
     };
     drop(listener);
-    let deadline = tokio::time::Instant::now() + drain;
-    while shared.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    if shared.in_flight.load(Ordering::SeqCst) > 0 {
+    let deadline = Instant::now() + drain;
+    let in_flight = || shared.in_flight.load(Ordering::SeqCst);
+    let settle = |deadline: Instant| async move {
+        while in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    settle(deadline).await;
+    // Requests already on their way when the readonly event went out are still answered.
+    let linger = (Instant::now() + SHUTDOWN_LINGER).min(deadline);
+    tokio::time::sleep_until(linger).await;
+    settle(deadline).await;
+    if in_flight() > 0 {
         tracing::warn!(
-            in_flight = shared.in_flight.load(Ordering::SeqCst),
+            in_flight = in_flight(),
             "drain deadline passed; closing connections"
         );
     }
-    // Let the writers flush the last responses, then close.
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Each connection stops reading once its socket is free, gets what is queued for it
+    // written, and is closed.
+    let open: Vec<Arc<ConnState>> = shared.open().values().cloned().collect();
+    let mut closing = JoinSet::new();
+    for c in open {
+        closing.spawn(async move {
+            let stopped = c.clone();
+            c.writer
+                .finish(move || stopped.stop(), Duration::from_secs(1))
+                .await;
+        });
+    }
+    while closing.join_next().await.is_some() {}
     conns.abort_all();
     while conns.join_next().await.is_some() {}
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    _stop: watch::Receiver<Option<Duration>>,
-) {
-    let local = stream.local_addr().unwrap_or(shared.local_addr);
+/// Answers the requests of a connection over the limit with a clear refusal (status 100,
+/// which clients treat as "busy, try another provider"), then closes it.
+async fn refuse(stream: TcpStream, shared: Arc<Shared>) {
+    let limit = shared.config.max_connections;
+    let message = format!(
+        "provider refused the connection: connection limit ({limit}) reached; \
+         retry on another provider"
+    );
     let (read, write) = stream.into_split();
-    let writer = Arc::new(Writer::new(write));
-    let conn_id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    shared
-        .writers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(conn_id, writer.clone());
+    let writer = Writer::new(write, REFUSAL_TIME);
+    let mut reader = FrameReader::new(read, 64 * 1024);
+    let _ = tokio::time::timeout(REFUSAL_TIME, async {
+        loop {
+            match reader.next().await {
+                Ok(Read::Frame(h, _)) | Ok(Read::TooLarge(h))
+                    if h.is_request() && h.is_two_way() && !h.is_event() =>
+                {
+                    if !writer
+                        .send(&error_frame(
+                            h,
+                            status::SERVER_THREADPOOL_EXHAUSTED_ERROR,
+                            &message,
+                        ))
+                        .await
+                    {
+                        return;
+                    }
+                }
+                Ok(Read::Frame(..)) | Ok(Read::TooLarge(_)) => {}
+                Ok(Read::Closed) | Err(_) => return,
+            }
+        }
+    })
+    .await;
+    writer.finish(|| {}, Duration::from_millis(100)).await;
+    shared.refusing.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn serve_connection(
+    read: OwnedReadHalf,
+    state: Arc<ConnState>,
+    conn: Conn,
+    registered: Registered,
+) {
+    let shared = registered.shared.clone();
     let reader = FrameReader::new(read, shared.config.payload);
-    let conn = Conn { peer, local };
-    if let Err(reason) = read_loop(reader, writer, shared.clone(), conn).await {
-        tracing::warn!(%peer, %reason, "closing connection");
+    if let Err(reason) = read_loop(reader, &state, shared, conn).await {
+        tracing::warn!(peer = %conn.peer, %reason, "closing connection");
     }
-    shared
-        .writers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&conn_id);
-    shared.connections.fetch_sub(1, Ordering::Relaxed);
+    drop(registered);
 }
 
 /// The two ends of a connection, for error texts.
@@ -304,21 +492,34 @@ struct Conn {
 
 async fn read_loop(
     mut reader: FrameReader,
-    writer: Arc<Writer>,
+    state: &ConnState,
     shared: Arc<Shared>,
     conn: Conn,
 ) -> Result<(), String> {
-    let pending = Arc::new(Semaphore::new(shared.config.max_pending));
+    let writer = &state.writer;
+    let pending = &state.pending;
+    let max_queued = shared.config.max_queued_bytes;
     let idle = shared.config.heartbeat * 3;
     // The idle timer is re-armed only when it fires, from the time of the last frame, so
     // reading a frame costs no timer work.
-    let mut last_frame = tokio::time::Instant::now();
+    let mut last_frame = Instant::now();
     let idle_timer = tokio::time::sleep(idle);
     tokio::pin!(idle_timer);
+    let mut requested = false;
     loop {
         // Answers found ready are queued; they go out when no more input is buffered.
         if !reader.has_buffered() && !writer.flush().await {
-            return Err("write failed".into());
+            return Err("writing answers failed".into());
+        }
+        // Back-pressure on answers: while too many wait to be written, the peer is not
+        // read (TCP pushes back on it) until it has taken half of them.
+        if writer.pending_bytes() > max_queued
+            && !(writer.flush().await && writer.writable(max_queued / 2).await)
+        {
+            return Err(format!(
+                "the peer does not read its answers ({} bytes waiting)",
+                writer.pending_bytes()
+            ));
         }
         let read = tokio::select! {
             biased;
@@ -331,7 +532,11 @@ async fn read_loop(
                 continue;
             }
         };
-        last_frame = tokio::time::Instant::now();
+        last_frame = Instant::now();
+        state.last_ms.store(
+            last_frame.duration_since(shared.epoch).as_millis() as u64,
+            Ordering::Relaxed,
+        );
         let (header, body) = match read {
             Ok(Read::Closed) => return Ok(()),
             Ok(Read::Frame(h, b)) => (h, b),
@@ -361,6 +566,10 @@ async fn read_loop(
             }
             continue;
         }
+        if !requested {
+            requested = true;
+            state.requested.store(true, Ordering::Relaxed);
+        }
         if header.serialization() != HESSIAN2 {
             if header.is_two_way() {
                 let msg = format!(
@@ -376,7 +585,7 @@ async fn read_loop(
             Ok(p) => p,
             Err(_) => {
                 if !writer.flush().await {
-                    return Err("write failed".into());
+                    return Err("writing answers failed".into());
                 }
                 pending
                     .clone()
@@ -402,7 +611,9 @@ async fn read_loop(
                 let writer = writer.clone();
                 tokio::spawn(async move {
                     if let Some(frame) = call.await {
-                        writer.send(&frame).await;
+                        // The call stays counted (its permit held) until its answer is
+                        // queued, and it is queued only below the limit.
+                        writer.send_bounded(&frame, max_queued).await;
                     }
                     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
                     drop(permit);

@@ -1,32 +1,58 @@
 //! Shared connection plumbing: a combining writer (whoever finds the socket free writes
 //! every frame queued so far in one system call; the others just queue) and frame reading
 //! through a read buffer.
+//!
+//! The writer counts the bytes queued and being written, so that a connection whose peer
+//! does not read can be stopped from queueing more ([`Writer::writable`],
+//! [`Writer::send_bounded`]), and gives each batch a deadline: a peer that takes nothing
+//! for that long fails the connection.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::Notify;
 
 use crate::codec::{Header, HeaderError, HEADER_LEN};
+
+/// A batch buffer larger than this is not kept for the next batch.
+const KEEP_CAPACITY: usize = 1 << 20;
 
 /// The write side of a connection.
 pub(crate) struct Writer {
     queued: Mutex<Vec<u8>>,
+    /// Bytes queued or being written (added under the `queued` lock, taken off once
+    /// written).
+    bytes: AtomicUsize,
     /// The buffer the queue is swapped with while a batch is written (used only by the task
     /// that holds `socket`), so that neither is ever allocated again.
     spare: Mutex<Vec<u8>>,
     socket: tokio::sync::Mutex<OwnedWriteHalf>,
     failed: AtomicBool,
+    /// Tasks waiting for the queue to go down ([`Writer::writable`]); `written` is
+    /// signalled after a batch only when there are some.
+    waiters: AtomicUsize,
+    written: Notify,
+    /// How long one batch may take to be written.
+    timeout: Duration,
 }
 
 impl Writer {
-    pub(crate) fn new(socket: OwnedWriteHalf) -> Writer {
+    /// A writer whose batches must each be written within `timeout`.
+    pub(crate) fn new(socket: OwnedWriteHalf, timeout: Duration) -> Writer {
         Writer {
             queued: Mutex::new(Vec::with_capacity(16 * 1024)),
+            bytes: AtomicUsize::new(0),
             spare: Mutex::new(Vec::new()),
             socket: tokio::sync::Mutex::new(socket),
             failed: AtomicBool::new(false),
+            waiters: AtomicUsize::new(0),
+            written: Notify::new(),
+            timeout,
         }
     }
 
@@ -38,9 +64,21 @@ impl Writer {
         self.spare.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Bytes queued or being written.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.bytes.load(Ordering::SeqCst)
+    }
+
+    /// Whether writing failed (an error or the batch deadline): the connection is done.
+    pub(crate) fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
     /// Queues `frame` for the next [`Writer::flush`].
     pub(crate) fn queue(&self, frame: &[u8]) {
-        self.queued().extend_from_slice(frame);
+        let mut q = self.queued();
+        q.extend_from_slice(frame);
+        self.bytes.fetch_add(frame.len(), Ordering::Relaxed);
     }
 
     /// Queues `frame` and writes, unless another task is writing: that one writes it.
@@ -50,10 +88,57 @@ impl Writer {
         self.flush().await
     }
 
+    /// As [`Writer::send`], but first waits while `limit` bytes or more are queued or being
+    /// written (a frame is always taken when nothing is).
+    pub(crate) async fn send_bounded(&self, frame: &[u8], limit: usize) -> bool {
+        loop {
+            let notified = self.written.notified();
+            tokio::pin!(notified);
+            let _waiting = Waiting::new(self);
+            notified.as_mut().enable();
+            {
+                let mut q = self.queued();
+                if self.is_failed() {
+                    return false;
+                }
+                let pending = self.bytes.load(Ordering::SeqCst);
+                if pending == 0 || pending + frame.len() <= limit {
+                    q.extend_from_slice(frame);
+                    self.bytes.fetch_add(frame.len(), Ordering::Relaxed);
+                    break;
+                }
+            }
+            // Full: write the queue if no one is, else wait for the writer's next batch.
+            if !self.flush().await {
+                return false;
+            }
+            notified.await;
+        }
+        self.flush().await
+    }
+
+    /// Waits until at most `limit` bytes are queued or being written; false when the
+    /// connection failed first. Someone must be writing: call [`Writer::flush`] first.
+    pub(crate) async fn writable(&self, limit: usize) -> bool {
+        loop {
+            let notified = self.written.notified();
+            tokio::pin!(notified);
+            let _waiting = Waiting::new(self);
+            notified.as_mut().enable();
+            if self.is_failed() {
+                return false;
+            }
+            if self.pending_bytes() <= limit {
+                return true;
+            }
+            notified.await;
+        }
+    }
+
     /// Writes what is queued, if no other task is writing.
     pub(crate) async fn flush(&self) -> bool {
         loop {
-            if self.failed.load(Ordering::Relaxed) {
+            if self.is_failed() {
                 return false;
             }
             let Ok(mut socket) = self.socket.try_lock() else {
@@ -70,20 +155,92 @@ impl Writer {
                 }
             };
             if !batch.is_empty() {
-                let written = socket.write_all(&batch).await;
+                let written = self.write_batch(&mut socket, &batch).await;
                 let mut batch = batch;
+                self.bytes.fetch_sub(batch.len(), Ordering::SeqCst);
                 batch.clear();
-                *self.spare() = batch;
-                if written.is_err() {
-                    self.failed.store(true, Ordering::Relaxed);
+                if batch.capacity() <= KEEP_CAPACITY {
+                    *self.spare() = batch;
+                }
+                if let Err(reason) = written {
+                    tracing::debug!(%reason, "write failed; the connection is done");
+                    self.failed.store(true, Ordering::SeqCst);
+                    self.written.notify_waiters();
                     return false;
                 }
+                self.wake_waiters();
             }
             drop(socket);
             if self.queued().is_empty() {
                 return true;
             }
         }
+    }
+
+    /// Writes what is queued within `within`, then closes the write side. `stop` is called
+    /// once the socket is held (so no batch is being written), or when `within` passed.
+    pub(crate) async fn finish(&self, stop: impl FnOnce(), within: Duration) {
+        let mut stop = Some(stop);
+        let _ = tokio::time::timeout(within, async {
+            let mut socket = self.socket.lock().await;
+            if let Some(stop) = stop.take() {
+                stop();
+            }
+            let batch = std::mem::take(&mut *self.queued());
+            if !self.is_failed() && !batch.is_empty() {
+                let _ = socket.write_all(&batch).await;
+            }
+            self.failed.store(true, Ordering::SeqCst);
+            let _ = socket.shutdown().await;
+        })
+        .await;
+        if let Some(stop) = stop.take() {
+            stop();
+        }
+        self.written.notify_waiters();
+    }
+
+    /// Writes one batch: at once when the socket takes it (no timer then), else within the
+    /// batch deadline.
+    async fn write_batch(&self, socket: &mut OwnedWriteHalf, batch: &[u8]) -> Result<(), String> {
+        let mut write = std::pin::pin!(socket.write_all(batch));
+        let first = write.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        let result = match first {
+            Poll::Ready(r) => r,
+            Poll::Pending => match tokio::time::timeout(self.timeout, write).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(format!(
+                        "writing {} bytes took longer than {:?} (the peer does not read)",
+                        batch.len(),
+                        self.timeout
+                    ))
+                }
+            },
+        };
+        result.map_err(|e| e.to_string())
+    }
+
+    fn wake_waiters(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.written.notify_waiters();
+        }
+    }
+}
+
+/// Counts a task waiting on [`Writer::written`] for as long as it lives.
+struct Waiting<'a>(&'a Writer);
+
+impl<'a> Waiting<'a> {
+    fn new(w: &'a Writer) -> Waiting<'a> {
+        w.waiters.fetch_add(1, Ordering::SeqCst);
+        Waiting(w)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

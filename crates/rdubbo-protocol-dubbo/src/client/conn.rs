@@ -41,10 +41,16 @@ impl ConnShared {
 
     /// Marks the connection closed and fails every call waiting on it.
     fn close(&self, reason: &str) {
+        // Say why the calls still waiting were not answered, when the provider said.
+        let reason = if self.readonly.load(Ordering::Relaxed) {
+            format!("{reason} (the provider is shutting down; retry on another provider)")
+        } else {
+            reason.to_string()
+        };
         if !self.closed.swap(true, Ordering::Relaxed) {
             tracing::debug!(provider = %self.addr, %reason, "connection closed");
         }
-        fail_all(&self.pending, &self.addr, reason);
+        fail_all(&self.pending, &self.addr, &reason);
     }
 
     /// Waits for the answer `rx` stands for. A call that is `alone` on the connection reads
@@ -87,6 +93,13 @@ impl ConnShared {
             .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
         let (header, body) = match read {
             Ok(Read::Frame(h, b)) => (h, b),
+            Ok(Read::Closed) if !self.answered.load(Ordering::Relaxed) => {
+                return Err(
+                    "closed by the provider before answering anything (it may be at \
+                     its connection limit)"
+                        .to_string(),
+                )
+            }
             Ok(Read::Closed) => return Err("closed by the provider".to_string()),
             Ok(Read::TooLarge(header)) => {
                 if let Some(w) = self.pending().remove(&header.id) {
@@ -100,6 +113,9 @@ impl ConnShared {
             Err(ReadError::Bad(e)) => return Err(format!("bad frame from provider: {e}")),
             Err(ReadError::Io(e)) => return Err(format!("connection lost: {e}")),
         };
+        if !self.answered.load(Ordering::Relaxed) {
+            self.answered.store(true, Ordering::Relaxed);
+        }
         if header.is_request() {
             if header.is_event() {
                 let readonly = rdubbo_hessian::decode_value(&body)
