@@ -23,6 +23,19 @@
 //! [`ProviderBuilder::protocol`] in the builder's [`Extensions`] table
 //! ([`ProviderBuilder::extensions`], the built-ins by default), so a protocol of one's own
 //! serves as the built-in ones do; [`ProviderBuilder::layer`] wraps every exported service.
+//!
+//! As a Java 3 provider, it also registers by application ([`ProviderBuilder::register_mode`],
+//! `all` by default) in every registry that supports it
+//! ([`Registry::service_discovery`](crate::Registry::service_discovery), e.g. ZooKeeper):
+//! the application's [`MetadataInfo`](crate::metadata::MetadataInfo) (one service per
+//! provider URL) and its revision, the `org.apache.dubbo.metadata.MetadataService` (group =
+//! application name, version 1.0.0) served on the provider's own port so that Java 3
+//! consumers can fetch that metadata, one [`ServiceInstance`](crate::ServiceInstance) of the
+//! application (ZooKeeper: `/services/<app>/<host:port>`) and the interface → application
+//! mapping (`/dubbo/mapping/<interface>`). Java 3.3 consumers with
+//! `migration.step=FORCE_APPLICATION` or `APPLICATION_FIRST` then find the provider through
+//! the application. A registry URL's `register-mode` parameter overrides the builder's mode
+//! for that registry.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,11 +44,16 @@ use std::time::Duration;
 use crate::cluster::filter::{self, Filter, Side};
 use crate::extension::Extensions;
 use crate::registry::{now_millis, sorted_params};
+mod instance;
 mod registration;
+use instance::{InstanceRegistration, MetadataServiceInvoker, Published};
 use registration::DynamicTimeout;
 pub(crate) use registration::{sort_params, Dynamic, Registration};
 
-use crate::{layered, Export, Invoker, Layer, Registry, Server, ServiceInfo, SetupError, Url};
+use crate::{
+    layered, Export, Invoker, Layer, RegisterMode, Registry, Server, ServiceDiscovery, ServiceInfo,
+    ServiceInstance, SetupError, Url,
+};
 
 /// The protocol a provider serves unless told otherwise: `jsonrpc`, or `dubbo` in a build
 /// without the `jsonrpc` feature.
@@ -60,6 +78,7 @@ pub struct ProviderBuilder {
     extensions: Arc<Extensions>,
     /// Protocols configured on this builder, put into its copy of the table at the start.
     configured: Vec<Arc<dyn crate::Protocol>>,
+    register_mode: RegisterMode,
 }
 
 /// Running services, registered in their registries.
@@ -71,6 +90,8 @@ pub struct Provider {
     registries: Vec<Arc<dyn Registry>>,
     unregister_wait: Duration,
     drain: Duration,
+    instance: Option<InstanceRegistration>,
+    published: Arc<std::sync::OnceLock<Published>>,
 }
 
 impl Provider {
@@ -90,6 +111,7 @@ impl Provider {
             protocol: DEFAULT_PROTOCOL.to_owned(),
             extensions: crate::extension::shared(),
             configured: Vec::new(),
+            register_mode: RegisterMode::default(),
         }
     }
 
@@ -122,8 +144,23 @@ impl Provider {
         &self.dynamic
     }
 
+    /// The application's metadata as its MetadataService answers it (when the provider
+    /// registers by application in at least one registry).
+    pub fn metadata(&self) -> Option<&crate::metadata::MetadataInfo> {
+        self.published.get().map(|p| &p.info)
+    }
+
+    /// The application instance registered (when the provider registers by application in
+    /// at least one registry).
+    pub fn instance(&self) -> Option<&ServiceInstance> {
+        self.instance.as_ref().map(|i| &i.instance)
+    }
+
     /// Unregisters only (the server keeps serving): consumers stop sending new calls.
     pub async fn unregister(&self) {
+        if let Some(instance) = &self.instance {
+            instance.set_online(false).await;
+        }
         for registration in &self.registrations {
             registration.set_online(false).await;
         }
@@ -155,6 +192,16 @@ impl ProviderBuilder {
     /// interfaces, as Java decides `anyhost`).
     pub fn host(mut self, host: &str) -> Self {
         self.host = Some(host.to_owned());
+        self
+    }
+
+    /// Where to register ([`RegisterMode::All`] by default, as Java 3): `Interface` (one
+    /// URL per service, Dubbo 2's model), `Instance` (the application instance and the
+    /// MetadataService, Dubbo 3's model) or both. A registry URL's `register-mode`
+    /// parameter overrides it for that registry; registries without application-level
+    /// support ([`Registry::service_discovery`]) get interface-level URLs whatever the mode.
+    pub fn register_mode(mut self, mode: RegisterMode) -> Self {
+        self.register_mode = mode;
         self
     }
 
@@ -268,6 +315,24 @@ impl ProviderBuilder {
     pub async fn start(self) -> Result<Provider, SetupError> {
         let table = self.table();
         let protocol = table.check_protocol(&self.protocol)?.clone();
+        // Per registry: its URL's `register-mode`, else the builder's.
+        let mut interface_registries: Vec<Arc<dyn Registry>> = Vec::new();
+        let mut discoveries: Vec<Arc<dyn ServiceDiscovery>> = Vec::new();
+        for registry in &self.registries {
+            let mode = match registry.url().param_non_empty("register-mode") {
+                Some(m) => m.parse::<RegisterMode>().map_err(SetupError::Invalid)?,
+                None => self.register_mode,
+            };
+            let discovery = mode
+                .instance()
+                .then(|| registry.service_discovery())
+                .flatten();
+            if mode.interface() || discovery.is_none() {
+                interface_registries.push(registry.clone());
+            }
+            discoveries.extend(discovery);
+        }
+        let published = Arc::new(std::sync::OnceLock::new());
         let dynamic: Vec<Arc<Dynamic>> = self
             .services
             .iter()
@@ -297,6 +362,17 @@ impl ProviderBuilder {
                 }
             })
             .collect();
+        let mut exports = exports;
+        if !discoveries.is_empty() {
+            // Not wrapped in the builder's layers: consumers must reach it to find anything.
+            exports.push(Export {
+                info: instance::metadata_service_info(&self.application),
+                invoker: Arc::new(MetadataServiceInvoker {
+                    app: self.application.clone(),
+                    published: published.clone(),
+                }),
+            });
+        }
         let server = protocol.serve(self.listen, exports).await?;
         let addr = server.local_addr();
         let (host, anyhost) = match &self.host {
@@ -325,14 +401,41 @@ impl ProviderBuilder {
             })
             .collect();
         let mut registrations = Vec::new();
-        if !self.registries.is_empty() {
+        if !interface_registries.is_empty() {
             for (url, dynamic) in urls.iter().zip(&dynamic) {
                 let registration =
-                    Registration::new(url.clone(), self.registries.clone(), dynamic.clone());
+                    Registration::new(url.clone(), interface_registries.clone(), dynamic.clone());
                 registration.subscribe().await;
                 registration.set_online(true).await;
                 registrations.push(registration);
             }
+        }
+        let mut instance = None;
+        if !discoveries.is_empty() {
+            let info = instance::metadata_info(&self.application, &urls);
+            let revision = info.revision();
+            let registration = InstanceRegistration::new(
+                instance::service_instance(
+                    &self.application,
+                    &host,
+                    &self.protocol,
+                    addr.port(),
+                    &revision,
+                    &timestamp,
+                ),
+                self.services
+                    .iter()
+                    .map(|(info, _)| info.interface.clone())
+                    .collect(),
+                discoveries,
+            );
+            let _ = published.set(Published {
+                info,
+                revision,
+                urls: urls.clone(),
+            });
+            registration.set_online(true).await;
+            instance = Some(registration);
         }
         Ok(Provider {
             server,
@@ -342,6 +445,8 @@ impl ProviderBuilder {
             registries: self.registries,
             unregister_wait: self.unregister_wait,
             drain: self.drain,
+            instance,
+            published,
         })
     }
 }
