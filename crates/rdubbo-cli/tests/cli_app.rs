@@ -15,6 +15,19 @@ use common::{http, rdubbo, start, text, Running};
 
 const DEMO: &str = "org.apache.dubbo.demo.DemoService";
 
+/// Waits (up to 20 s) until `count` reaches `target`; panics naming `what` otherwise.
+async fn wait_count(what: &str, count: &AtomicU64, target: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count.load(Ordering::Relaxed) < target {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} of {target} calls",
+            count.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Starts a provider process from `config` and reads its stdout up to `ready`.
 fn start_provider(config: &std::path::Path) -> (Running, Vec<String>) {
     start(
@@ -150,14 +163,14 @@ port = 0
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_count("calls before the stop", &ok, 200).await;
     let before = ok.load(Ordering::Relaxed);
     // SIGTERM; it must exit 0 (stop() asserts it) while the load goes on.
     tokio::task::spawn_blocking(move || common::stop(first))
         .await
         .unwrap();
     let at_exit = ok.load(Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_count("calls after the stop", &ok, at_exit + 200).await;
     stop.store(true, Ordering::Relaxed);
     for t in load {
         t.await.unwrap();

@@ -4,8 +4,6 @@
 
 use std::path::PathBuf;
 
-use rdubbo_testkit::free_port;
-
 mod common;
 
 use common::{http, rdubbo, start, stop, text, Running};
@@ -18,26 +16,36 @@ fn data_dir() -> PathBuf {
     dir
 }
 
-fn start_registry(addr: &str, dir: &std::path::Path) -> Running {
+/// Starts `rdubbo registry` on `listen` (`127.0.0.1:0`: a port the registry binds itself and
+/// prints; no port picked in advance that another process could take meanwhile) and returns
+/// it with the address it serves on.
+fn start_registry(listen: &str, dir: &std::path::Path) -> (Running, String) {
     let (registry, lines) = start(
         &[
             "registry",
             "--listen",
-            addr,
+            listen,
             "--data-dir",
             dir.to_str().unwrap(),
         ],
         "data:",
     );
-    assert!(lines[0].contains(&format!("nacos://{addr}")), "{lines:?}");
-    registry
+    let addr = lines[0]
+        .split("nacos://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no nacos:// address in {lines:?}"))
+        .to_owned();
+    if !listen.ends_with(":0") {
+        assert_eq!(addr, listen, "{lines:?}");
+    }
+    (registry, addr)
 }
 
 #[test]
 fn demo_provider_is_found_through_rdubbo_registry_and_leaves_it_on_sigterm() {
-    let addr = format!("127.0.0.1:{}", free_port());
     let dir = data_dir();
-    let registry = start_registry(&addr, &dir);
+    let (registry, addr) = start_registry("127.0.0.1:0", &dir);
     let url = format!("nacos://{addr}");
 
     let (provider, lines) = start(
@@ -126,10 +134,9 @@ fn demo_provider_is_found_through_rdubbo_registry_and_leaves_it_on_sigterm() {
 
 #[test]
 fn persistent_instances_survive_a_registry_restart() {
-    let addr = format!("127.0.0.1:{}", free_port());
     let dir = data_dir().with_extension("persist");
     let _ = std::fs::remove_dir_all(&dir);
-    let registry = start_registry(&addr, &dir);
+    let (registry, addr) = start_registry("127.0.0.1:0", &dir);
     let (s, b) = http(
         &addr,
         "POST",
@@ -144,7 +151,7 @@ fn persistent_instances_survive_a_registry_restart() {
     assert_eq!(s, 200);
     stop(registry);
 
-    let registry = start_registry(&addr, &dir);
+    let (registry, _) = start_registry(&addr, &dir);
     let (_, body) = http(
         &addr,
         "GET",
@@ -160,12 +167,11 @@ fn persistent_instances_survive_a_registry_restart() {
 
     // A second registry on the same data dir refuses to start with a clear error (the
     // database is locked by the first).
-    let registry = start_registry(&addr, &dir);
-    let other = format!("127.0.0.1:{}", free_port());
+    let (registry, _) = start_registry(&addr, &dir);
     let out = rdubbo(&[
         "registry",
         "--listen",
-        &other,
+        "127.0.0.1:0",
         "--data-dir",
         dir.to_str().unwrap(),
     ]);
