@@ -4,9 +4,11 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -312,8 +314,8 @@ struct Busy {
 
 impl Busy {
     fn new(shared: &Arc<Shared>, conn: &Arc<ConnState>) -> Busy {
+        // (A busy connection is never idle: its time is taken when the call ends.)
         conn.busy.fetch_add(1, Ordering::SeqCst);
-        conn.last_ms.store(shared.now_ms(), Ordering::Relaxed);
         shared.in_flight.fetch_add(1, Ordering::SeqCst);
         Busy {
             shared: shared.clone(),
@@ -435,8 +437,7 @@ async fn handle(
     let timeout = request_timeout(&parts.headers).map_or(shared.config.default_timeout, |t| {
         t.min(shared.config.default_timeout)
     });
-    let deadline = tokio::time::Instant::now() + timeout;
-    let call = serve_call(
+    let mut call = std::pin::pin!(serve_call(
         &shared,
         &conn,
         mode,
@@ -446,8 +447,16 @@ async fn handle(
         &parts.headers,
         body,
         timeout,
-    );
-    match tokio::time::timeout_at(deadline, call).await {
+    ));
+    // Most calls finish on their first poll (the body is in, the service answers at once):
+    // only the others get a timer.
+    if let Poll::Ready(r) = call
+        .as_mut()
+        .poll(&mut Context::from_waker(std::task::Waker::noop()))
+    {
+        return Ok(r);
+    }
+    match tokio::time::timeout(timeout, call).await {
         Ok(r) => Ok(r),
         Err(_) => {
             let msg =
