@@ -36,9 +36,18 @@ fn versioned() -> rdubbo::ServiceInfo {
 }
 
 async fn provider(registry: &Arc<dyn Registry>, app: &str, mode: RegisterMode) -> Provider {
+    provider_over("dubbo", registry, app, mode).await
+}
+
+async fn provider_over(
+    protocol: &str,
+    registry: &Arc<dyn Registry>,
+    app: &str,
+    mode: RegisterMode,
+) -> Provider {
     Provider::builder("127.0.0.1:0".parse().unwrap())
         .application(app)
-        .protocol("dubbo")
+        .protocol(protocol)
         .register_mode(mode)
         .unregister_wait(Duration::ZERO)
         .registry(registry.clone())
@@ -365,6 +374,36 @@ async fn java_3_3_force_application_consumer_calls_rdubbo_provider() {
             &["--migration-step", "FORCE_APPLICATION", "--metadata-center"],
         ),
         "Java 3.3 FORCE_APPLICATION consumer -> rdubbo provider (register-mode all)",
+    )
+    .await;
+    p.stop().await;
+    registry.destroy().await;
+}
+
+/// The same over Triple: the consumer fetches the metadata from the MetadataService over
+/// `tri` (a wrapped Hessian2 call with `tri-service-group: <app>`) and calls over `tri`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_3_3_force_application_consumer_calls_rdubbo_tri_provider() {
+    let Some(java) = JavaDubbo::find(DubboVersion::V3_3) else {
+        return;
+    };
+    let zk = ZkServer::start();
+    let url = zk.registry_url("");
+    let registry = connect(&zk, "file.cache=false").await;
+    let p = provider_over("tri", &registry, APP, RegisterMode::Instance).await;
+    let instance = p.instance().unwrap();
+    assert_eq!(
+        instance.endpoints(),
+        [("tri".to_owned(), p.local_addr().port())]
+    );
+    assert_eq!(instance.metadata_service_params()["protocol"], "tri");
+    java_checks(
+        &java,
+        consumer_args(
+            &url,
+            &["--migration-step", "FORCE_APPLICATION", "--metadata-center"],
+        ),
+        "Java 3.3 FORCE_APPLICATION consumer -> rdubbo tri provider (register-mode instance)",
     )
     .await;
     p.stop().await;
