@@ -114,6 +114,8 @@ enum Slot {
 struct Inner {
     url: Url,
     addr: String,
+    /// The provider's `token` (from its URL), sent with every call as Java's consumer does.
+    token: Option<String>,
     config: ClientConfig,
     slots: Vec<tokio::sync::Mutex<Slot>>,
     next_slot: AtomicUsize,
@@ -132,7 +134,8 @@ pub struct DubboClient {
 
 impl DubboClient {
     /// A client of the provider at `url` (`dubbo://host:port/interface?…`), configured by
-    /// the URL's parameters.
+    /// the URL's parameters. A `token` parameter (a provider exported with Java's token
+    /// auth registers one) goes with every call as its `token` attachment.
     pub fn new(url: &Url) -> RpcResult<DubboClient> {
         DubboClient::with_config(url, ClientConfig::default().from_url(url))
     }
@@ -154,6 +157,7 @@ impl DubboClient {
             inner: Arc::new(Inner {
                 url: url.clone(),
                 addr,
+                token: url.param_non_empty("token").map(str::to_string),
                 config,
                 slots,
                 next_slot: AtomicUsize::new(0),
@@ -272,6 +276,12 @@ impl Inner {
         .into_iter()
         .chain(inv.version.as_deref().map(|v| ("version", v)))
         .chain(inv.group.as_deref().map(|g| ("group", g)))
+        .chain(
+            self.token
+                .as_deref()
+                .filter(|_| inv.attachments.get("token").is_none())
+                .map(|t| ("token", t)),
+        )
         .chain(inv.attachments.iter());
         let mut out = Vec::with_capacity(256);
         let start = codec::begin_frame(&mut out, FLAG_REQUEST | FLAG_TWO_WAY | HESSIAN2, 0, id);

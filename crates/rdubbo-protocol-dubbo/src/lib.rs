@@ -7,6 +7,8 @@
 //! - [`DubboClient`]: the consumer side, multiplexed connections, heartbeat, reconnect with
 //!   back-off, payload limit; Java exceptions become [`RpcError::Remote`](rdubbo_core::RpcError)
 //!   with the exception class in `data` ([`java_exception`]).
+//! - [`TokenLayer`]: Java's `token` check on the provider side (the client sends the
+//!   `token` of its provider URL).
 //! - [`codec`]: frames and bodies.
 //!
 //! Arguments travel in an [`Invocation`](rdubbo_core::Invocation) as typed Rust values
@@ -39,4 +41,4 @@ mod wire;
 
 pub use client::{java_exception, ClientConfig, DubboClient};
 pub use protocol::DubboProtocol;
-pub use server::{DubboServer, ServerBuilder, ServerConfig};
+pub use server::{random_token, DubboServer, ServerBuilder, ServerConfig, TokenLayer};

@@ -31,8 +31,10 @@ use crate::wire::{FrameReader, Read, ReadError, Writer};
 use crate::codec::{self, status, FLAG_EVENT, HEADER_LEN, HESSIAN2};
 
 mod dispatch;
+mod token;
 
 use dispatch::{error_frame, handle};
+pub use token::{random_token, TokenLayer};
 
 /// Limits and timings of a [`DubboServer`].
 #[derive(Debug, Clone)]

@@ -373,3 +373,53 @@ async fn a_stop_answers_every_call_in_flight() {
         errors.first()
     );
 }
+
+/// Java's token auth: a provider exported with a token answers only calls carrying it;
+/// the client sends the `token` of its provider URL.
+#[tokio::test]
+async fn a_token_guards_the_service() {
+    use rdubbo_core::Layer;
+    use rdubbo_protocol_dubbo::TokenLayer;
+    let info = ServiceInfo {
+        interface: IFACE.into(),
+        version: None,
+        group: None,
+        methods: vec!["echo".into()],
+    };
+    let guarded = TokenLayer::new("s3cret").layer(Arc::new(Demo::default()));
+    let server = DubboServer::builder()
+        .export(info, guarded)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let with_token = client(addr, "token=s3cret");
+    assert_eq!(
+        with_token.invoke(call("echo", json!(5))).await.unwrap(),
+        json!(5)
+    );
+    for (params, given) in [("", "null"), ("token=guess", "guess")] {
+        let e = client(addr, params)
+            .invoke(call("echo", json!(5)))
+            .await
+            .unwrap_err();
+        // Java answers status 70 with the RpcException its TokenFilter throws.
+        assert_eq!(
+            e.message(),
+            format!(
+                "org.apache.dubbo.rpc.RpcException: Invalid token! Forbid invoke remote \
+                 service interface {IFACE} method echo() from consumer 127.0.0.1 to provider \
+                 127.0.0.1, consumer incorrect token is {given}"
+            )
+        );
+        assert_eq!(e.code(), codes::SERVICE_ERROR);
+        assert!(!e.is_retryable());
+        match &e {
+            RpcError::Remote { data: Some(d), .. } => assert_eq!(d["status"], 70),
+            other => panic!("{other:?}"),
+        }
+    }
+    // `$echo` is answered before the check, as Java's EchoFilter runs first.
+    let echo = Invocation::new(IFACE, "$echo", rdubbo_core::Args::Json(vec![json!("hi")]));
+    assert_eq!(client(addr, "").invoke(echo).await.unwrap(), json!("hi"));
+}

@@ -121,7 +121,7 @@ pub(super) async fn handle(
             echoed.map(Reply::Value).map_err(RpcError::Codec),
         ))
     } else {
-        export.invoker.invoke(inv)
+        super::token::serving(conn.peer, conn.local, || export.invoker.invoke(inv))
     };
     // Most calls finish on their first poll: only the others get a timer.
     let first = call.as_mut().poll(&mut Context::from_waker(Waker::noop()));
@@ -134,6 +134,11 @@ pub(super) async fn handle(
     };
     if !two_way {
         return None;
+    }
+    if let Err(e) = &result {
+        if let Some((st, text)) = status_answer(e) {
+            return Some(error_frame(header, st, &text));
+        }
     }
     let attachments = codec::supports_response_attachments(&req.dubbo_version);
     let body = match result {
@@ -260,6 +265,26 @@ impl ServiceKey {
             None => std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default(),
         }
     }
+}
+
+/// An error a layer asks to be answered as an error response with a status of its own
+/// (`data` with [`STATUS_KEY`](super::token::STATUS_KEY)), as Java answers an exception
+/// a provider filter throws: `<exception class>: <message>`.
+fn status_answer(e: &RpcError) -> Option<(u8, String)> {
+    let RpcError::Remote {
+        message,
+        data: Some(d),
+        ..
+    } = e
+    else {
+        return None;
+    };
+    let st = u8::try_from(d.get(super::token::STATUS_KEY)?.as_u64()?).ok()?;
+    let class = d
+        .get("exception")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("org.apache.dubbo.rpc.RpcException");
+    Some((st, format!("{class}: {message}")))
 }
 
 /// The Java exception a provider-side error travels as.

@@ -26,11 +26,11 @@
 //!
 //! As a Java 3 provider, it also registers by application ([`ProviderBuilder::register_mode`],
 //! `all` by default) in every registry that supports it
-//! ([`Registry::service_discovery`](crate::Registry::service_discovery), e.g. ZooKeeper):
+//! ([`Registry::service_discovery`], e.g. ZooKeeper):
 //! the application's [`MetadataInfo`](crate::metadata::MetadataInfo) (one service per
 //! provider URL) and its revision, the `org.apache.dubbo.metadata.MetadataService` (group =
 //! application name, version 1.0.0) served on the provider's own port so that Java 3
-//! consumers can fetch that metadata, one [`ServiceInstance`](crate::ServiceInstance) of the
+//! consumers can fetch that metadata, one [`ServiceInstance`] of the
 //! application (ZooKeeper: `/services/<app>/<host:port>`) and the interface → application
 //! mapping (`/dubbo/mapping/<interface>`). Java 3.3 consumers with
 //! `migration.step=FORCE_APPLICATION` or `APPLICATION_FIRST` then find the provider through
@@ -332,6 +332,16 @@ impl ProviderBuilder {
             }
             discoveries.extend(discovery);
         }
+        // Java's `token=true` (or `default`): a random token, in the URLs and the check.
+        #[cfg_attr(not(feature = "dubbo"), allow(unused_mut))]
+        let mut params = self.params.clone();
+        #[cfg(feature = "dubbo")]
+        for (k, v) in &mut params {
+            let random = v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("default");
+            if k == "token" && random {
+                *v = rdubbo_protocol_dubbo::random_token();
+            }
+        }
         let published = Arc::new(std::sync::OnceLock::new());
         let dynamic: Vec<Arc<Dynamic>> = self
             .services
@@ -344,7 +354,7 @@ impl ProviderBuilder {
             .zip(&dynamic)
             .map(|((info, invoker), dynamic)| {
                 let mut template = Url::new(&self.protocol, "0.0.0.0", None, &info.interface);
-                for (k, v) in &self.params {
+                for (k, v) in &params {
                     template.set_param(k, v.clone());
                 }
                 // Outermost: the deadline of a dynamically configured `timeout` covers the
@@ -354,6 +364,14 @@ impl ProviderBuilder {
                     vec![filter::layer(Arc::new(DynamicTimeout {
                         dynamic: dynamic.clone(),
                     }))];
+                // Over dubbo, Java's token check (`token=`) before all of them.
+                #[cfg(feature = "dubbo")]
+                if self.protocol == "dubbo" {
+                    if let Some(token) = template.param_non_empty("token") {
+                        let check = rdubbo_protocol_dubbo::TokenLayer::new(token);
+                        layers.insert(0, Arc::new(check));
+                    }
+                }
                 layers.extend(self.layers.iter().cloned());
                 layers.extend(filter::from_url(&template, Side::Provider));
                 Export {
@@ -394,7 +412,7 @@ impl ProviderBuilder {
                     &self.application,
                     &timestamp,
                 );
-                for (k, v) in &self.params {
+                for (k, v) in &params {
                     url.set_param(k, v.clone());
                 }
                 sort_params(&url)
