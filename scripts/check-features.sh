@@ -2,8 +2,9 @@
 # Checks that the `rdubbo` facade builds with every feature set a user can pick on its own:
 # no features, each feature alone, the defaults, and all features. The features are read
 # from `cargo metadata`, so a feature added to crates/rdubbo/Cargo.toml is covered without
-# editing this script. Each set is checked with clippy and warnings as errors (an import
-# unused under some feature set fails), the library only (the tests assume the defaults).
+# editing this script. Each set is checked with clippy, warnings as errors (an import
+# unused under some feature set fails) and `unwrap()` denied: library code only (the tests
+# assume the defaults and may unwrap), which covers every library crate the facade pulls in.
 # Usage: scripts/check-features.sh [package] (default: rdubbo). Needs jq.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +34,7 @@ for set in "${sets[@]}"; do
   label="${set:-(default features)}"
   start=$SECONDS
   # shellcheck disable=SC2086 # $set is a list of flags
-  if cargo clippy --locked --quiet -p "$pkg" --lib $set -- -D warnings; then
+  if cargo clippy --locked --quiet -p "$pkg" --lib $set -- -D warnings -D clippy::unwrap_used; then
     echo "   ok    $pkg $label ($((SECONDS - start)) s)"
   else
     echo "   FAIL  $pkg $label"

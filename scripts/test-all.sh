@@ -62,7 +62,7 @@ step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnin
 # Libraries only (the CLI's binary is also called rdubbo); every public item documented.
 step "cargo doc (warnings and missing docs as errors)" env RUSTDOCFLAGS="-D warnings -D missing_docs" \
   cargo doc --workspace --no-deps --lib --locked --quiet
-step "feature sets of the rdubbo facade" ./scripts/check-features.sh rdubbo
+step "feature sets of the rdubbo facade (clippy, no unwrap in library code)" ./scripts/check-features.sh rdubbo
 step "MSRV (declared rust-versions, clippy incompatible_msrv)" ./scripts/check-msrv.sh
 step "cargo deny" ./scripts/check-deny.sh
 # Where the Java Dubbo jars are present (CI has ../shared), interop tests must run, not skip.
