@@ -301,6 +301,44 @@ async fn mapping_lists_every_application_of_an_interface() {
     other.destroy().await;
 }
 
+/// A new revision updates the instance node in place (`setData`, as Curator's
+/// `updateService`), and unregistering deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_registered_again_is_updated_in_place() {
+    let zk = ZkServer::start();
+    let registry = connect(&zk, "file.cache=false").await;
+    let discovery = registry.service_discovery().unwrap();
+    let mut instance = rdubbo::ServiceInstance::new("updated-app", "127.0.0.1", 20999);
+    instance
+        .metadata
+        .insert(rdubbo::discovery::keys::REVISION.into(), "r1".into());
+    discovery.register(&instance).await.unwrap();
+    let node = "/services/updated-app/127.0.0.1:20999";
+    let before = zk.cli(&["stat", node]);
+    instance
+        .metadata
+        .insert(rdubbo::discovery::keys::REVISION.into(), "r2".into());
+    discovery.register(&instance).await.unwrap();
+    let after = zk.cli(&["stat", node]);
+    let line = |stat: &str, key: &str| {
+        stat.lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key}: {stat}"))
+            .to_owned()
+    };
+    assert_eq!(line(&before, "cZxid"), line(&after, "cZxid"), "same node");
+    assert_eq!(line(&after, "dataVersion"), "dataVersion = 1");
+    assert_eq!(
+        zk_get_json(&zk, node)["payload"]["metadata"]["dubbo.metadata.revision"],
+        "r2"
+    );
+    let found = discovery.instances("updated-app").await.unwrap();
+    assert_eq!(found, [instance.clone()]);
+    discovery.unregister(&instance).await.unwrap();
+    assert!(zk_ls(&zk, "/services/updated-app").is_empty());
+    registry.destroy().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instance_and_mapping_come_back_after_a_session_loss() {
     let mut zk = ZkServer::start();
