@@ -301,6 +301,30 @@ async fn mapping_lists_every_application_of_an_interface() {
     other.destroy().await;
 }
 
+/// ZooKeeper is down when the provider starts: the start does not fail, and the instance
+/// and the mapping are written once ZooKeeper is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_is_registered_once_zookeeper_comes_up() {
+    let mut zk = ZkServer::start();
+    zk.stop();
+    let registry = connect(&zk, "timeout=1000&retry.period=300&file.cache=false").await;
+    let p = provider(&registry, APP, RegisterMode::All).await;
+    assert!(p.instance().is_some());
+    zk.restart();
+    let discovery = registry.service_discovery().unwrap();
+    eventually("instance and mapping written", async || {
+        matches!(discovery.instances(APP).await, Ok(v) if v.len() == 1)
+            && matches!(discovery.mapping(INTERFACE).await, Ok(m) if m == [APP])
+    })
+    .await;
+    assert_eq!(
+        zk_ls(&zk, &format!("/services/{APP}")),
+        [p.instance().unwrap().id()]
+    );
+    p.stop().await;
+    registry.destroy().await;
+}
+
 /// A new revision updates the instance node in place (`setData`, as Curator's
 /// `updateService`), and unregistering deletes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
