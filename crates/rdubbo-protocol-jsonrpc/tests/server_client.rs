@@ -1,4 +1,8 @@
 //! The JSON-RPC server and client over real sockets on loopback.
+//!
+//! Tests of timeouts and limits run on tokio's paused clock (`start_paused`): when every
+//! task waits, the runtime jumps to the next timer, so seconds of deadlines cost no real
+//! time and fire exactly; loopback I/O is ready before the clock moves on.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -317,7 +321,7 @@ async fn client_ids_stay_within_int32() {
     server.shutdown(Duration::from_secs(1)).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn timeouts_on_both_sides() {
     let (server, _) = start(|b| b.default_timeout(Duration::from_millis(300))).await;
     let addr = server.local_addr();
@@ -377,7 +381,7 @@ async fn timeouts_on_both_sides() {
     server.shutdown(Duration::from_secs(1)).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connection_limit_is_answered_with_503_when_every_connection_serves_a_call() {
     let (server, started) = start(|b| b.max_connections(2)).await;
     let addr = server.local_addr();
@@ -420,7 +424,7 @@ async fn connection_limit_is_answered_with_503_when_every_connection_serves_a_ca
 /// Idle keep-alive connections and clients sending their body a byte at a time cannot keep
 /// callers out: at the limit the longest-idle or slowest connection makes room, and a body
 /// not sent within the deadline is answered 408.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn idle_and_slow_connections_make_room_for_callers() {
     let (server, _) = start(|b| {
         b.max_connections(8)
@@ -560,7 +564,7 @@ async fn body_size_limit_with_content_length_and_chunked() {
     server.shutdown(Duration::from_secs(1)).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn concurrent_request_limit_is_answered_busy() {
     let (server, started) = start(|b| b.max_concurrent_requests(2)).await;
     let addr = server.local_addr();
@@ -585,7 +589,7 @@ async fn concurrent_request_limit_is_answered_busy() {
     server.shutdown(Duration::from_secs(1)).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn slowloris_connection_is_dropped_while_others_are_served() {
     let (server, _) = start(|b| b.header_read_timeout(Duration::from_millis(300))).await;
     let addr = server.local_addr();
@@ -609,7 +613,7 @@ async fn slowloris_connection_is_dropped_while_others_are_served() {
     server.shutdown(Duration::from_secs(1)).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn graceful_stop_loses_no_call_in_flight() {
     let (server, started) = start(|b| b).await;
     let addr = server.local_addr();
