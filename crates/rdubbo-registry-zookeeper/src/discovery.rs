@@ -350,6 +350,11 @@ impl Inner {
             if let Err(e) = self.write_instance(path, data).await {
                 tracing::warn!(node = %path, error = %e, "instance registration failed; will retry");
                 ok = false;
+            } else if !self.state().instances.contains_key(path) {
+                // Unregistered while it was being written: take it away again.
+                if let Ok(conn) = self.shared.current() {
+                    let _ = conn.client.delete(path, None).await;
+                }
             }
         }
         for (interface, app) in &mappings {
