@@ -1,5 +1,8 @@
 //! Client and server over loopback: calls of every value shape, errors, limits, bad
 //! frames, heartbeats, back-pressure, reconnect and graceful shutdown.
+//!
+//! Tests of timer logic (heartbeats, back-off, drain) run on tokio's paused clock
+//! (`start_paused`): when every task waits, the runtime jumps to the next timer.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -394,7 +397,7 @@ async fn heartbeats_keep_idle_connections_and_silence_closes_them() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn pending_limit_pushes_back_instead_of_queueing() {
     let config = ServerConfig {
         max_pending: 2,
@@ -412,7 +415,7 @@ async fn pending_limit_pushes_back_instead_of_queueing() {
     assert_eq!(demo.max_active.load(Ordering::SeqCst), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn reconnects_after_the_provider_comes_back() {
     let (server, _) = server().await;
     let addr = server.local_addr();
@@ -437,7 +440,7 @@ async fn reconnects_after_the_provider_comes_back() {
     assert!(ok, "no reconnect");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn shutdown_sends_readonly_and_finishes_in_flight_calls() {
     let (server, demo) = server().await;
     let c = client(server.local_addr(), "timeout=5000");
