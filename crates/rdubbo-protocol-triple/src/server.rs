@@ -244,6 +244,11 @@ impl TripleServer {
         self.shared.connections.load(Ordering::Relaxed)
     }
 
+    /// Calls being served right now.
+    pub fn calls_in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::SeqCst)
+    }
+
     /// Stops gracefully: stops accepting, answers calls that arrive meanwhile with the
     /// retryable `UNAVAILABLE` ("shutting down"), sends HTTP/2 GOAWAY, lets in-flight calls
     /// finish for up to `drain`, then closes every connection.

@@ -486,3 +486,24 @@ async fn curl_over_http1_json_and_http2_grpc() {
 fn prost_encode(m: &TripleRequestWrapper) -> Vec<u8> {
     rdubbo::triple::prost::Message::encode_to_vec(m)
 }
+
+#[tokio::test]
+async fn graceful_shutdown_lets_calls_in_flight_finish() {
+    let server = server(ServerConfig::default()).await;
+    let url: Url = format!("tri://{}/test.Slow?timeout=5000", server.local_addr())
+        .parse()
+        .unwrap();
+    let slow = SlowClient::new(Arc::new(TripleClient::new(&url).unwrap()));
+    assert_eq!(slow.sleep(1).await.unwrap(), 1);
+    let in_flight = tokio::spawn({
+        let slow = slow.clone();
+        async move { slow.sleep(300).await }
+    });
+    // Stop once the server is serving the call.
+    wait_for("the call in flight", || server.calls_in_flight() == 1).await;
+    server.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(in_flight.await.unwrap().unwrap(), 300);
+    // Afterwards nothing listens: a retryable connect error.
+    let e = slow.sleep(1).await.unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+}
