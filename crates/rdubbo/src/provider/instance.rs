@@ -10,8 +10,8 @@ use crate::discovery::{self, keys as meta};
 use crate::error::codes;
 use crate::metadata::{self, MetadataInfo, ServiceMetadata};
 use crate::{
-    BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult, ServiceDiscovery, ServiceInfo,
-    ServiceInstance, Url, Value,
+    BoxFuture, Export, Invocation, Invoker, Reply, RpcError, RpcResult, ServiceDiscovery,
+    ServiceInfo, ServiceInstance, Url, Value,
 };
 
 /// What the MetadataService answers once the server listens.
@@ -104,6 +104,66 @@ impl MetadataServiceInvoker {
                 data: None,
             }),
         }
+    }
+}
+
+/// The metadata side of one application: the MetadataService export, and what it answers
+/// once every server listens ([`publish`](Self::publish)).
+#[derive(Clone)]
+pub(crate) struct AppMetadata {
+    app: String,
+    published: Arc<OnceLock<Published>>,
+}
+
+impl AppMetadata {
+    /// The metadata of application `app`, nothing published yet.
+    pub(crate) fn new(app: &str) -> AppMetadata {
+        AppMetadata {
+            app: app.to_owned(),
+            published: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The MetadataService to serve (group = application, version 1.0.0). Not wrapped in
+    /// a provider's layers: consumers must reach it to find anything.
+    pub(crate) fn export(&self) -> Export {
+        Export {
+            info: metadata_service_info(&self.app),
+            invoker: Arc::new(MetadataServiceInvoker {
+                app: self.app.clone(),
+                published: self.published.clone(),
+            }),
+        }
+    }
+
+    /// What the MetadataService answers, once published.
+    pub(crate) fn info(&self) -> Option<&MetadataInfo> {
+        self.published.get().map(|p| &p.info)
+    }
+
+    /// Publishes the metadata of `urls` (what the MetadataService answers from now on; a
+    /// second call changes nothing) and builds the registration of the application's
+    /// instance at `host:port`, whose MetadataService is served over `protocol`; nothing
+    /// is registered yet.
+    pub(crate) fn publish(
+        &self,
+        host: &str,
+        protocol: &str,
+        port: u16,
+        urls: &[Url],
+        timestamp: &str,
+        discoveries: Vec<Arc<dyn ServiceDiscovery>>,
+    ) -> InstanceRegistration {
+        let info = metadata_info(&self.app, urls);
+        let revision = info.revision();
+        let instance = service_instance(&self.app, host, protocol, port, &revision, timestamp);
+        let interfaces = urls.iter().map(|u| u.interface().to_owned()).collect();
+        let _ = self.published.set(Published {
+            info,
+            revision,
+            urls: urls.to_vec(),
+        });
+        InstanceRegistration::new(instance, interfaces, discoveries)
     }
 }
 

@@ -46,7 +46,7 @@ use crate::extension::Extensions;
 use crate::registry::{now_millis, sorted_params};
 mod instance;
 mod registration;
-use instance::{InstanceRegistration, MetadataServiceInvoker, Published};
+use instance::{AppMetadata, InstanceRegistration};
 use registration::DynamicTimeout;
 pub(crate) use registration::{sort_params, Dynamic, Registration};
 
@@ -91,7 +91,7 @@ pub struct Provider {
     unregister_wait: Duration,
     drain: Duration,
     instance: Option<InstanceRegistration>,
-    published: Arc<std::sync::OnceLock<Published>>,
+    metadata: Option<AppMetadata>,
 }
 
 impl Provider {
@@ -147,7 +147,7 @@ impl Provider {
     /// The application's metadata as its MetadataService answers it (when the provider
     /// registers by application in at least one registry).
     pub fn metadata(&self) -> Option<&crate::metadata::MetadataInfo> {
-        self.published.get().map(|p| &p.info)
+        self.metadata.as_ref().and_then(AppMetadata::info)
     }
 
     /// The application instance registered (when the provider registers by application in
@@ -342,7 +342,8 @@ impl ProviderBuilder {
                 *v = rdubbo_protocol_dubbo::random_token();
             }
         }
-        let published = Arc::new(std::sync::OnceLock::new());
+        // The provider's own application metadata, when it registers an instance.
+        let own_metadata = (!discoveries.is_empty()).then(|| AppMetadata::new(&self.application));
         let dynamic: Vec<Arc<Dynamic>> = self
             .services
             .iter()
@@ -381,15 +382,8 @@ impl ProviderBuilder {
             })
             .collect();
         let mut exports = exports;
-        if !discoveries.is_empty() {
-            // Not wrapped in the builder's layers: consumers must reach it to find anything.
-            exports.push(Export {
-                info: instance::metadata_service_info(&self.application),
-                invoker: Arc::new(MetadataServiceInvoker {
-                    app: self.application.clone(),
-                    published: published.clone(),
-                }),
-            });
+        if let Some(metadata) = &own_metadata {
+            exports.push(metadata.export());
         }
         let server = protocol.serve(self.listen, exports).await?;
         let addr = server.local_addr();
@@ -429,29 +423,15 @@ impl ProviderBuilder {
             }
         }
         let mut instance = None;
-        if !discoveries.is_empty() {
-            let info = instance::metadata_info(&self.application, &urls);
-            let revision = info.revision();
-            let registration = InstanceRegistration::new(
-                instance::service_instance(
-                    &self.application,
-                    &host,
-                    &self.protocol,
-                    addr.port(),
-                    &revision,
-                    &timestamp,
-                ),
-                self.services
-                    .iter()
-                    .map(|(info, _)| info.interface.clone())
-                    .collect(),
+        if let Some(metadata) = &own_metadata {
+            let registration = metadata.publish(
+                &host,
+                &self.protocol,
+                addr.port(),
+                &urls,
+                &timestamp,
                 discoveries,
             );
-            let _ = published.set(Published {
-                info,
-                revision,
-                urls: urls.clone(),
-            });
             registration.set_online(true).await;
             instance = Some(registration);
         }
@@ -464,7 +444,7 @@ impl ProviderBuilder {
             unregister_wait: self.unregister_wait,
             drain: self.drain,
             instance,
-            published,
+            metadata: own_metadata,
         })
     }
 }
