@@ -480,6 +480,60 @@ pub fn encode_args(
     })
 }
 
+/// Most arguments a request may carry (a Java method has at most 255 parameters).
+pub const MAX_ARGS: usize = 255;
+
+/// Decodes a `TripleRequestWrapper`, first counting its repeated fields so that a small
+/// message of many empty entries cannot make a large vector (each entry costs 32 bytes in
+/// memory for 2 on the wire): more than [`MAX_ARGS`] arguments or types are refused.
+pub fn decode_request(message: Bytes) -> Result<TripleRequestWrapper, String> {
+    let (args, types) = count_repeated(&message)?;
+    if args > MAX_ARGS || types > MAX_ARGS {
+        return Err(format!(
+            "{args} arguments and {types} types, at most {MAX_ARGS} each"
+        ));
+    }
+    <TripleRequestWrapper as prost::Message>::decode(message).map_err(|e| e.to_string())
+}
+
+/// Occurrences of fields 2 and 3 in a protobuf message (wire format walked, not decoded).
+fn count_repeated(mut buf: &[u8]) -> Result<(usize, usize), String> {
+    fn varint(buf: &mut &[u8]) -> Result<u64, String> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let (&b, rest) = buf.split_first().ok_or("truncated varint")?;
+            *buf = rest;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long".into())
+    }
+    let (mut f2, mut f3) = (0, 0);
+    while !buf.is_empty() {
+        let key = varint(&mut buf)?;
+        match key >> 3 {
+            2 => f2 += 1,
+            3 => f3 += 1,
+            _ => {}
+        }
+        match key & 7 {
+            0 => {
+                varint(&mut buf)?;
+            }
+            1 => buf = buf.get(8..).ok_or("truncated fixed64")?,
+            2 => {
+                let len = usize::try_from(varint(&mut buf)?).map_err(|_| "length too large")?;
+                buf = buf.get(len..).ok_or("truncated length-delimited field")?;
+            }
+            5 => buf = buf.get(4..).ok_or("truncated fixed32")?,
+            w => return Err(format!("wire type {w} not supported")),
+        }
+    }
+    Ok((f2, f3))
+}
+
 /// A request wrapper's arguments as the dispatcher takes them: the Hessian2 bytes as they
 /// arrived when they can be read as one stream (always for one argument), each decoded on
 /// its own otherwise.
@@ -589,6 +643,21 @@ mod tests {
             decode_args(&w).unwrap().to_values().unwrap(),
             vec![Value::Long(1), "s".into()]
         );
+    }
+
+    #[test]
+    fn many_empty_arguments_are_refused_before_decoding() {
+        let ok = TripleRequestWrapper {
+            serialize_type: HESSIAN4.into(),
+            args: vec![Bytes::new(); 3],
+            arg_types: vec![String::new(); 3],
+        };
+        assert_eq!(decode_request(Bytes::from(ok.encode_to_vec())).unwrap(), ok);
+        // 2 bytes per empty argument on the wire.
+        let many = [0x12u8, 0x00].repeat(100_000);
+        let e = decode_request(Bytes::from(many)).unwrap_err();
+        assert!(e.contains("100000 arguments"), "{e}");
+        assert!(decode_request(Bytes::from_static(&[0x12, 0x05, 1])).is_err());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::codec::{self, grpc, Encoding, TripleRequestWrapper, TripleResponseWrapper};
+use crate::codec::{self, grpc, Encoding, TripleResponseWrapper};
 use crate::headers::{self, OneBody};
 
 /// Limits and timings of a [`TripleServer`].
@@ -634,7 +634,7 @@ async fn grpc_call(
         }
         Err(e) => return trailers_only(grpc::INTERNAL, &e.to_string(), None),
     };
-    let wrapper = match TripleRequestWrapper::decode(message) {
+    let wrapper = match codec::decode_request(message) {
         Ok(w) => w,
         Err(e) => {
             return trailers_only(
