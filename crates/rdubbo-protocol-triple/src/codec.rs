@@ -534,6 +534,32 @@ fn count_repeated(mut buf: &[u8]) -> Result<(usize, usize), String> {
     Ok((f2, f3))
 }
 
+/// How many JSON values a document holds at most, counted on its bytes (commas, brackets
+/// and colons outside strings, plus one): what parsing it into `serde_json::Value`s costs,
+/// at some 32–80 bytes of memory per value whatever the bytes per value on the wire.
+pub fn json_value_count(doc: &[u8]) -> usize {
+    let mut n = 1;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in doc {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b',' | b'[' | b'{' | b':' => n += 1,
+            _ => {}
+        }
+    }
+    n
+}
+
 /// A request wrapper's arguments as the dispatcher takes them: the Hessian2 bytes as they
 /// arrived when they can be read as one stream (always for one argument), each decoded on
 /// its own otherwise.
@@ -658,6 +684,14 @@ mod tests {
         let e = decode_request(Bytes::from(many)).unwrap_err();
         assert!(e.contains("100000 arguments"), "{e}");
         assert!(decode_request(Bytes::from_static(&[0x12, 0x05, 1])).is_err());
+    }
+
+    #[test]
+    fn json_values_are_counted_outside_strings() {
+        assert_eq!(json_value_count(br#"[]"#), 2);
+        assert_eq!(json_value_count(br#"[1,2,3]"#), 4);
+        assert_eq!(json_value_count(br#"["a,b:[{", {"k": 1}]"#), 5);
+        assert_eq!(json_value_count(br#"["x\",y"]"#), 2);
     }
 
     #[test]

@@ -594,6 +594,14 @@ async fn serve_call(
     match mode {
         Mode::Grpc => grpc_call(export, inv, raw, encoding, max).await,
         Mode::Json => {
+            // Parsed JSON takes some 32–80 bytes per value: a body of many tiny values
+            // (`[0,0,0,…]`) is refused rather than expanded 16-fold or more.
+            let values = codec::json_value_count(&raw);
+            let allowed = (shared.config.max_message_size / 32).max(1024);
+            if values > allowed {
+                let msg = format!("JSON body of {values} values, at most {allowed}");
+                return json_error(StatusCode::PAYLOAD_TOO_LARGE, &msg, shared, http1);
+            }
             let args = if raw.iter().all(u8::is_ascii_whitespace) {
                 Vec::new()
             } else {

@@ -396,6 +396,16 @@ async fn curl_over_http1_json_and_http2_grpc() {
     ]);
     let (head, _) = curl(args).await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
+    // A body of many tiny values is refused (413), not expanded into memory.
+    let many = std::env::temp_dir().join(format!("rdubbo-tri-many-{}", std::process::id()));
+    std::fs::write(&many, format!("[[{}0]]", "0,".repeat(300_000))).unwrap();
+    let (head, _) = curl(json(
+        "com.example.UserService/echo",
+        &format!("@{}", many.display()),
+    ))
+    .await;
+    assert!(head.starts_with("http/1.1 413"), "{head}");
+    let _ = std::fs::remove_file(many);
     // The same JSON over HTTP/2 with prior knowledge.
     let mut args = json("com.example.UserService/getUser", "[5]");
     args.insert(0, "--http2-prior-knowledge".into());
