@@ -41,8 +41,12 @@ pub mod keys {
     pub const STORAGE_LOCAL: &str = "local";
 }
 
-/// Where a provider registers (Java's `dubbo.application.register-mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+/// Where a provider registers (Java's `dubbo.application.register-mode`); in
+/// configuration files `"interface"`, `"instance"` or `"all"`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum RegisterMode {
     /// One URL per interface (Dubbo 2's model).
     Interface,
@@ -228,6 +232,12 @@ mod tests {
         assert!(!i.instance() && i.interface());
         let e = "both".parse::<RegisterMode>().unwrap_err();
         assert!(e.contains("both"), "{e}");
+        let m: RegisterMode = serde_json::from_str("\"instance\"").unwrap();
+        assert_eq!(m, RegisterMode::Instance);
+        assert_eq!(
+            serde_json::to_string(&RegisterMode::All).unwrap(),
+            "\"all\""
+        );
     }
 
     #[test]

@@ -10,9 +10,40 @@ use crate::discovery::{self, keys as meta};
 use crate::error::codes;
 use crate::metadata::{self, MetadataInfo, ServiceMetadata};
 use crate::{
-    BoxFuture, Export, Invocation, Invoker, Reply, RpcError, RpcResult, ServiceDiscovery,
-    ServiceInfo, ServiceInstance, Url, Value,
+    BoxFuture, Export, Invocation, Invoker, RegisterMode, Registry, Reply, RpcError, RpcResult,
+    ServiceDiscovery, ServiceInfo, ServiceInstance, SetupError, Url, Value,
 };
+
+/// The registries that get interface-level URLs, and the discoveries that get the
+/// application instance.
+pub(crate) type Split = (Vec<Arc<dyn Registry>>, Vec<Arc<dyn ServiceDiscovery>>);
+
+/// Where `registries` take a provider whose mode is `mode` (a registry URL's
+/// `register-mode` parameter wins): the registries that get interface-level URLs (those
+/// in `interface` or `all` mode, and those without application-level support), and the
+/// discoveries that get the application instance.
+pub(crate) fn split_by_mode(
+    registries: &[Arc<dyn Registry>],
+    mode: RegisterMode,
+) -> Result<Split, SetupError> {
+    let mut interface_level = Vec::new();
+    let mut instance_level = Vec::new();
+    for registry in registries {
+        let mode = match registry.url().param_non_empty("register-mode") {
+            Some(m) => m.parse::<RegisterMode>().map_err(SetupError::Invalid)?,
+            None => mode,
+        };
+        let discovery = mode
+            .instance()
+            .then(|| registry.service_discovery())
+            .flatten();
+        if mode.interface() || discovery.is_none() {
+            interface_level.push(registry.clone());
+        }
+        instance_level.extend(discovery);
+    }
+    Ok((interface_level, instance_level))
+}
 
 /// What the MetadataService answers once the server listens.
 pub(crate) struct Published {
@@ -143,20 +174,19 @@ impl AppMetadata {
 
     /// Publishes the metadata of `urls` (what the MetadataService answers from now on; a
     /// second call changes nothing) and builds the registration of the application's
-    /// instance at `host:port`, whose MetadataService is served over `protocol`; nothing
-    /// is registered yet.
+    /// instance at `host` on the port of `endpoints[0]`, the protocol and port its
+    /// MetadataService is served on; nothing is registered yet.
     pub(crate) fn publish(
         &self,
         host: &str,
-        protocol: &str,
-        port: u16,
+        endpoints: &[(String, u16)],
         urls: &[Url],
         timestamp: &str,
         discoveries: Vec<Arc<dyn ServiceDiscovery>>,
     ) -> InstanceRegistration {
         let info = metadata_info(&self.app, urls);
         let revision = info.revision();
-        let instance = service_instance(&self.app, host, protocol, port, &revision, timestamp);
+        let instance = service_instance(&self.app, host, endpoints, &revision, timestamp);
         let interfaces = urls.iter().map(|u| u.interface().to_owned()).collect();
         let _ = self.published.set(Published {
             info,
@@ -176,24 +206,25 @@ pub(crate) fn metadata_info(app: &str, urls: &[Url]) -> MetadataInfo {
     info
 }
 
-/// The instance a provider registers: its address, the revision of `info`, its protocol
-/// as endpoint and as MetadataService location, served by the instance itself (`local`).
+/// The instance a provider registers: its address with the port of the first endpoint,
+/// the revision of its metadata, its endpoints (protocol, port), the first of which serves
+/// the MetadataService (`local` storage: the instance answers its metadata itself).
 pub(crate) fn service_instance(
     app: &str,
     host: &str,
-    protocol: &str,
-    port: u16,
+    endpoints: &[(String, u16)],
     revision: &str,
     timestamp: &str,
 ) -> ServiceInstance {
+    let (protocol, port) = endpoints
+        .first()
+        .map(|(p, port)| (p.as_str(), *port))
+        .unwrap_or(("dubbo", 0));
     let mut instance = ServiceInstance::new(app, host, port);
     let release = format!("rdubbo-{}", env!("CARGO_PKG_VERSION"));
     let params = metadata::metadata_service_url_params(protocol, port, &release);
     for (k, v) in [
-        (
-            meta::ENDPOINTS,
-            discovery::endpoints_json(&[(protocol.to_owned(), port)]),
-        ),
+        (meta::ENDPOINTS, discovery::endpoints_json(endpoints)),
         (
             meta::METADATA_SERVICE_URL_PARAMS,
             discovery::params_json(&params),
@@ -267,9 +298,11 @@ mod tests {
 
     #[test]
     fn instance_metadata_names_the_revision_and_the_metadata_service() {
-        let i = service_instance("app", "127.0.0.1", "dubbo", 20880, "abc", "17");
+        let endpoints = [("dubbo".to_owned(), 20880), ("tri".to_owned(), 50051)];
+        let i = service_instance("app", "127.0.0.1", &endpoints, "abc", "17");
+        assert_eq!(i.port, 20880);
         assert_eq!(i.revision(), Some("abc"));
-        assert_eq!(i.endpoints(), vec![("dubbo".to_owned(), 20880)]);
+        assert_eq!(i.endpoints(), endpoints);
         let params = i.metadata_service_params();
         assert_eq!(params["protocol"], "dubbo");
         assert_eq!(params["port"], "20880");

@@ -51,8 +51,8 @@ use registration::DynamicTimeout;
 pub(crate) use registration::{sort_params, Dynamic, Registration};
 
 use crate::{
-    layered, Export, Invoker, Layer, RegisterMode, Registry, Server, ServiceDiscovery, ServiceInfo,
-    ServiceInstance, SetupError, Url,
+    layered, Export, Invoker, Layer, RegisterMode, Registry, Server, ServiceInfo, ServiceInstance,
+    SetupError, Url,
 };
 
 /// The protocol a provider serves unless told otherwise: `jsonrpc`, or `dubbo` in a build
@@ -316,22 +316,8 @@ impl ProviderBuilder {
         let table = self.table();
         let protocol = table.check_protocol(&self.protocol)?.clone();
         // Per registry: its URL's `register-mode`, else the builder's.
-        let mut interface_registries: Vec<Arc<dyn Registry>> = Vec::new();
-        let mut discoveries: Vec<Arc<dyn ServiceDiscovery>> = Vec::new();
-        for registry in &self.registries {
-            let mode = match registry.url().param_non_empty("register-mode") {
-                Some(m) => m.parse::<RegisterMode>().map_err(SetupError::Invalid)?,
-                None => self.register_mode,
-            };
-            let discovery = mode
-                .instance()
-                .then(|| registry.service_discovery())
-                .flatten();
-            if mode.interface() || discovery.is_none() {
-                interface_registries.push(registry.clone());
-            }
-            discoveries.extend(discovery);
-        }
+        let (interface_registries, discoveries) =
+            instance::split_by_mode(&self.registries, self.register_mode)?;
         // Java's `token=true` (or `default`): a random token, in the URLs and the check.
         #[cfg_attr(not(feature = "dubbo"), allow(unused_mut))]
         let mut params = self.params.clone();
@@ -426,8 +412,7 @@ impl ProviderBuilder {
         if let Some(metadata) = &own_metadata {
             let registration = metadata.publish(
                 &host,
-                &self.protocol,
-                addr.port(),
+                &[(self.protocol.clone(), addr.port())],
                 &urls,
                 &timestamp,
                 discoveries,
