@@ -174,17 +174,16 @@ impl Shared {
                     c.last_ms.load(Ordering::Relaxed),
                 )
             });
-        match victim {
-            Some(c) => {
-                // So that the next eviction picks another one while this one closes.
-                c.requested.store(true, Ordering::Relaxed);
-                c.last_ms.store(u64::MAX, Ordering::Relaxed);
-                c.stop();
-                self.evicted.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            None => false,
-        }
+        let Some(victim) = victim.cloned() else {
+            return false;
+        };
+        drop(open);
+        // So that the next eviction picks another one while this one closes.
+        victim.requested.store(true, Ordering::Relaxed);
+        victim.last_ms.store(u64::MAX, Ordering::Relaxed);
+        victim.stop();
+        self.evicted.fetch_add(1, Ordering::Relaxed);
+        true
     }
 }
 
@@ -436,6 +435,13 @@ async fn accept_loop(
 /// Answers the requests of a connection over the limit with a clear refusal (status 100,
 /// which clients treat as "busy, try another provider"), then closes it.
 async fn refuse(stream: TcpStream, shared: Arc<Shared>) {
+    struct Refusing(Arc<Shared>);
+    impl Drop for Refusing {
+        fn drop(&mut self) {
+            self.0.refusing.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let _refusing = Refusing(shared.clone());
     let limit = shared.config.max_connections;
     let message = format!(
         "provider refused the connection: connection limit ({limit}) reached; \
@@ -468,7 +474,6 @@ async fn refuse(stream: TcpStream, shared: Arc<Shared>) {
     })
     .await;
     writer.finish(|| {}, Duration::from_millis(100)).await;
-    shared.refusing.fetch_sub(1, Ordering::Relaxed);
 }
 
 async fn serve_connection(

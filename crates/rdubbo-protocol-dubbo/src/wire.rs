@@ -89,7 +89,8 @@ impl Writer {
     }
 
     /// As [`Writer::send`], but first waits while `limit` bytes or more are queued or being
-    /// written (a frame is always taken when nothing is).
+    /// written: the queue stays under `limit` plus one frame, and a frame larger than
+    /// `limit` still gets its turn.
     pub(crate) async fn send_bounded(&self, frame: &[u8], limit: usize) -> bool {
         loop {
             let notified = self.written.notified();
@@ -101,8 +102,7 @@ impl Writer {
                 if self.is_failed() {
                     return false;
                 }
-                let pending = self.bytes.load(Ordering::SeqCst);
-                if pending == 0 || pending + frame.len() <= limit {
+                if self.bytes.load(Ordering::SeqCst) < limit {
                     q.extend_from_slice(frame);
                     self.bytes.fetch_add(frame.len(), Ordering::Relaxed);
                     break;
