@@ -2,8 +2,10 @@
 //! interoperable with Java Dubbo, dubbo-go and other Dubbo clients.
 //!
 //! - [`DubboServer`]: the provider side, exports [`Invoker`](rdubbo_core::Invoker)s by
-//!   group/interface/version; limits on connections, pending requests per connection
-//!   (back-pressure), payload; heartbeats answered; readonly event and drain on shutdown.
+//!   group/interface/version; limits on connections (the longest-idle one makes room),
+//!   pending requests and answers waiting to be written per connection (back-pressure:
+//!   past them the connection is not read), payload; heartbeats answered; readonly event
+//!   and drain on shutdown.
 //! - [`DubboClient`]: the consumer side, multiplexed connections, heartbeat, reconnect with
 //!   back-off, payload limit; Java exceptions become [`RpcError::Remote`](rdubbo_core::RpcError)
 //!   with the exception class in `data` ([`java_exception`]).
