@@ -1,0 +1,415 @@
+//! `cluster-bench`: what the number of providers costs a consumer.
+//!
+//! - `run`: consumer CPU per call through a ZooKeeper registry (Debian package
+//!   `zookeeper`, started on a loopback port of its own) with 10 and 1,000 registered
+//!   JSON-RPC providers. Every provider URL has an address of its own (`127.0.x.y`, one
+//!   port): one echo server, in a child process, listens on all of them, so the consumer
+//!   keeps one connection pool per provider as it would with real ones. Calls are kept in
+//!   flight for a fixed time per round, after a warm-up that reaches every provider;
+//!   consumer CPU (this process: user + system) per call is the median over the rounds.
+//! - `memory`: resident memory of a directory per provider (protocol invokers that hold
+//!   nothing), with routes and balancer tables made.
+//!
+//! `cargo run --release -p rdubbo-bench --bin cluster-bench -- run`
+
+mod procstats;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use rdubbo::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult, ServiceInfo, Url, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use procstats::{cpu_ms, process_cpu_seconds, rss_kib};
+
+#[derive(Parser)]
+#[command(
+    name = "cluster-bench",
+    about = "consumer cost per call against the number of providers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Consumer CPU per call through a ZooKeeper registry, by number of providers.
+    Run {
+        /// Numbers of registered providers, comma-separated.
+        #[arg(long, default_value = "10,1000", value_delimiter = ',')]
+        providers: Vec<usize>,
+        /// Calls kept in flight.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Seconds per round.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Rounds per size (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Load balancer of the reference.
+        #[arg(long, default_value = "random")]
+        loadbalance: String,
+        /// Also measure each size above this with a condition rule (in the registry's
+        /// `routers`) that keeps this many providers: the cost of the providers a call
+        /// does not go to. 0: no such rows.
+        #[arg(long, default_value_t = 10)]
+        route_to: usize,
+    },
+    /// Resident memory of a directory per provider.
+    Memory {
+        #[arg(long, default_value_t = 10_000)]
+        providers: usize,
+    },
+    /// (internal) the echo server of `run`.
+    Server {
+        /// Interfaces to export, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        interfaces: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.cmd {
+        Cmd::Server { interfaces } => rt.block_on(serve(interfaces)),
+        Cmd::Memory { providers } => memory(providers),
+        Cmd::Run {
+            providers,
+            concurrency,
+            seconds,
+            rounds,
+            loadbalance,
+            route_to,
+        } => {
+            if concurrency == 0 || rounds == 0 || !seconds.is_finite() || seconds <= 0.0 {
+                bail!("--concurrency, --rounds and --seconds must be positive");
+            }
+            let zk = rdubbo_testkit::ZkServer::start();
+            let result = rt.block_on(run(
+                &zk.address(),
+                &providers,
+                concurrency,
+                Duration::from_secs_f64(seconds),
+                rounds,
+                &loadbalance,
+                route_to,
+            ));
+            drop(zk);
+            result
+        }
+    }
+}
+
+fn interface(n: usize, route_to: Option<usize>) -> String {
+    match route_to {
+        None => format!("org.apache.dubbo.bench.Cluster{n}"),
+        Some(k) => format!("org.apache.dubbo.bench.Cluster{n}To{k}"),
+    }
+}
+
+/// Answers the first argument.
+struct Echo;
+
+impl Invoker for Echo {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
+        let arg = inv
+            .args
+            .value(0)
+            .ok_or_else(|| RpcError::Invalid("echo takes one argument".into()));
+        Box::pin(std::future::ready(arg.map(Reply::Value)))
+    }
+}
+
+async fn serve(interfaces: Vec<String>) -> Result<()> {
+    let mut builder = rdubbo::jsonrpc::JsonRpcServer::builder();
+    for name in interfaces {
+        let info = ServiceInfo {
+            interface: name.clone(),
+            version: None,
+            group: None,
+            methods: vec!["echo".into()],
+        };
+        builder = builder.export(&name, info, Arc::new(Echo));
+    }
+    // Every 127.0.0.0/8 address reaches a listener on 0.0.0.0.
+    let server = builder.bind("0.0.0.0:0".parse()?).await?;
+    println!("LISTENING {}", server.local_addr());
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// The echo server as a child process.
+struct ServerProcess {
+    child: tokio::process::Child,
+    port: u16,
+}
+
+impl ServerProcess {
+    async fn spawn(interfaces: &[String]) -> Result<ServerProcess> {
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .args(["server", "--interfaces", &interfaces.join(",")])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let line = tokio::time::timeout(
+            Duration::from_secs(30),
+            BufReader::new(stdout).lines().next_line(),
+        )
+        .await
+        .context("server did not start in 30 s")??
+        .context("server exited")?;
+        let addr: SocketAddr = line
+            .strip_prefix("LISTENING ")
+            .context("unexpected server output")?
+            .parse()?;
+        Ok(ServerProcess {
+            child,
+            port: addr.port(),
+        })
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        self.child.id().map(process_cpu_seconds).unwrap_or(0.0)
+    }
+}
+
+/// The host of provider `i`.
+fn host(i: usize) -> String {
+    format!("127.0.{}.{}", 1 + i / 250, 1 + i % 250)
+}
+
+/// Provider `i` of `iface`, as a Dubbo provider registers itself (an hour ago: warmed up).
+fn provider_url(iface: &str, i: usize, port: u16, registered_ms: u64) -> Result<Url> {
+    Ok(format!(
+        "jsonrpc://{}:{port}/{iface}?anyhost=true&application=bench-provider\
+         &deprecated=false&dubbo=2.0.2&dynamic=true&generic=false&interface={iface}\
+         &methods=echo&pid=1&release=3.2.0&service-name-mapping=true&side=provider\
+         &timestamp={registered_ms}",
+        host(i)
+    )
+    .parse()?)
+}
+
+struct Figures {
+    calls_per_s: f64,
+    consumer_cpu_us: f64,
+    server_cpu_us: f64,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    zk: &str,
+    sizes: &[usize],
+    concurrency: usize,
+    seconds: Duration,
+    rounds: usize,
+    loadbalance: &str,
+    route_to: usize,
+) -> Result<()> {
+    let mut cases: Vec<(usize, Option<usize>)> = sizes.iter().map(|n| (*n, None)).collect();
+    if route_to > 0 {
+        cases.extend(
+            sizes
+                .iter()
+                .filter(|n| **n > route_to)
+                .map(|n| (*n, Some(route_to))),
+        );
+    }
+    let interfaces: Vec<String> = cases.iter().map(|(n, k)| interface(*n, *k)).collect();
+    let server = ServerProcess::spawn(&interfaces).await?;
+    let registry = rdubbo::registry::connect(&format!("zookeeper://{zk}")).await?;
+    let hour_ago = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64 - 3_600_000;
+    let mut rows = Vec::new();
+    for &(n, route) in &cases {
+        let iface = interface(n, route);
+        for i in 0..n {
+            registry
+                .register(&provider_url(&iface, i, server.port, hour_ago)?)
+                .await?;
+        }
+        if let Some(k) = route {
+            let hosts: Vec<String> = (0..k).map(host).collect();
+            let rule = rdubbo::url::encode(&format!("=> host = {}", hosts.join(",")));
+            registry
+                .register(
+                    &format!(
+                        "condition://0.0.0.0/{iface}?category=routers&dynamic=false\
+                         &enabled=true&force=true&rule={rule}"
+                    )
+                    .parse()?,
+                )
+                .await?;
+        }
+        let reference = rdubbo::consumer::Reference::builder(&iface)
+            .application("cluster-bench")
+            .registry(registry.clone())
+            .loadbalance(loadbalance)
+            .check(false)
+            .build()
+            .await?;
+        let probe = Invocation::new(iface.as_str(), "echo", vec![Value::from("x")]);
+        let started = Instant::now();
+        while reference.directory().providers().len() < n
+            || reference.directory().list(&probe).len() != route.unwrap_or(n)
+        {
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!(
+                    "{} of {n} providers ({} routed) after 60 s",
+                    reference.directory().providers().len(),
+                    reference.directory().list(&probe).len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let reference = Arc::new(reference);
+        let invoker: Arc<dyn Invoker> = reference.clone();
+        // Warm-up: every provider gets its connections.
+        let warm = (route.unwrap_or(n) * 20).max(20_000) as u64;
+        load(&invoker, &iface, concurrency, Duration::from_secs(60), warm).await?;
+        let mut samples = Vec::new();
+        for _ in 0..rounds {
+            let (cpu0, server0, t0) = (cpu_ms(), server.cpu_seconds(), Instant::now());
+            let calls = load(&invoker, &iface, concurrency, seconds, u64::MAX).await?;
+            let elapsed = t0.elapsed().as_secs_f64();
+            let cpu = (cpu_ms() - cpu0) * 1e3;
+            let server_cpu = (server.cpu_seconds() - server0) * 1e6;
+            samples.push(Figures {
+                calls_per_s: calls as f64 / elapsed,
+                consumer_cpu_us: cpu / calls as f64,
+                server_cpu_us: server_cpu / calls as f64,
+            });
+        }
+        let median = |f: fn(&Figures) -> f64| {
+            let mut v: Vec<f64> = samples.iter().map(f).collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        // Unsubscribe: the registry lets go of the directory and its connections.
+        reference.close().await;
+        drop((invoker, reference));
+        let label = match route {
+            None => n.to_string(),
+            Some(k) => format!("{n}, rule keeps {k}"),
+        };
+        rows.push((
+            label,
+            median(|f| f.calls_per_s),
+            median(|f| f.consumer_cpu_us),
+            median(|f| f.server_cpu_us),
+            rss_kib(),
+        ));
+    }
+    println!(
+        "JSON-RPC echo through ZooKeeper, loadbalance={loadbalance}, {concurrency} calls in flight, \
+         {rounds} × {:.1} s per row (medians)\n",
+        seconds.as_secs_f64()
+    );
+    println!("| providers | calls/s | consumer CPU µs/call | vs first | server CPU µs/call | consumer RSS MiB |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let base = rows.first().map(|r| r.2).unwrap_or(1.0);
+    for (label, rate, cpu, server_cpu, rss) in &rows {
+        println!(
+            "| {label} | {rate:.0} | {cpu:.1} | {:.2}× | {server_cpu:.1} | {:.1} |",
+            cpu / base,
+            rss / 1024.0
+        );
+    }
+    Ok(())
+}
+
+/// Calls `echo` with `concurrency` calls in flight until `limit` calls or `duration`;
+/// returns the number of calls. A failed call fails the run.
+async fn load(
+    invoker: &Arc<dyn Invoker>,
+    iface: &str,
+    concurrency: usize,
+    duration: Duration,
+    limit: u64,
+) -> Result<u64> {
+    let claimed = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + duration;
+    let mut tasks = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let (invoker, claimed) = (invoker.clone(), claimed.clone());
+        let iface: Arc<str> = iface.into();
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            while Instant::now() < deadline && claimed.fetch_add(1, Ordering::Relaxed) < limit {
+                let inv =
+                    Invocation::new(iface.clone(), "echo", vec![Value::from("hello, rdubbo")]);
+                invoker.invoke(inv).await?;
+                done += 1;
+            }
+            Ok::<u64, RpcError>(done)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    Ok(total)
+}
+
+/// A protocol whose invokers hold nothing: the directory's own memory.
+struct Nothing;
+
+impl rdubbo::Protocol for Nothing {
+    fn name(&self) -> &'static str {
+        "jsonrpc"
+    }
+    fn refer(&self, _: &Url) -> RpcResult<Arc<dyn Invoker>> {
+        Ok(Arc::new(Echo))
+    }
+}
+
+fn memory(n: usize) -> Result<()> {
+    let iface = interface(n, None);
+    let urls: Vec<Url> = (0..n)
+        .map(|i| provider_url(&iface, i, 20880, 1))
+        .collect::<Result<_>>()?;
+    let consumer: Url =
+        format!("consumer://127.0.0.1/{iface}?interface={iface}&application=bench").parse()?;
+    let before = rss_kib();
+    let dir = rdubbo::cluster::Directory::new(consumer, vec![Arc::new(Nothing)]);
+    dir.update(&urls);
+    drop(urls);
+    let listed = rss_kib();
+    let cluster = rdubbo::cluster::ClusterInvoker::new(dir.clone())?;
+    let inv = Invocation::new(iface.as_str(), "echo", vec![Value::from("x")]);
+    for balancer in [
+        "random",
+        "roundrobin",
+        "leastactive",
+        "p2c",
+        "consistenthash",
+    ] {
+        let mut call = inv.clone();
+        call.method = balancer.into();
+        let routed = cluster.cluster().list(&call);
+        let table = rdubbo::cluster::loadbalance::by_name(balancer).context("balancer")?;
+        table.pick(&rdubbo::cluster::Candidates::new(&routed), &call);
+    }
+    let routed = rss_kib();
+    println!(
+        "| providers | directory KiB/provider | + routes and tables of 5 balancers KiB/provider |"
+    );
+    println!("|---:|---:|---:|");
+    println!(
+        "| {n} | {:.2} | {:.2} |",
+        (listed - before) / n as f64,
+        (routed - listed) / n as f64
+    );
+    drop(cluster);
+    Ok(())
+}
