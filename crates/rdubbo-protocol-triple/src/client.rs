@@ -5,15 +5,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
+use h2::client::SendRequest;
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
-use http_body_util::BodyExt;
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prost::Message;
 use rdubbo_core::{error::codes, BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult, Url};
 
 use crate::codec::{self, grpc, Encoding, TripleResponseWrapper};
-use crate::headers::{self, OneBody};
+use crate::headers;
 
 /// Settings of a [`TripleClient`]; URL parameters override them.
 #[derive(Debug, Clone)]
@@ -82,8 +81,15 @@ struct Inner {
     application: Option<HeaderValue>,
 }
 
+/// A live connection: its sender, and whether its driver task has ended.
+#[derive(Clone)]
+struct Up {
+    sender: SendRequest<Bytes>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
 struct Slot {
-    up: Mutex<Option<SendRequest<OneBody>>>,
+    up: Mutex<Option<Up>>,
     connecting: tokio::sync::Mutex<()>,
 }
 
@@ -173,7 +179,7 @@ impl Inner {
     }
 
     /// A ready sender on one of the connections, connecting when needed.
-    async fn sender(&self) -> RpcResult<SendRequest<OneBody>> {
+    async fn sender(&self) -> RpcResult<SendRequest<Bytes>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let slot = &self.slots[i];
         if let Some(s) = self.live(slot) {
@@ -196,30 +202,35 @@ impl Inner {
         })?
         .map_err(|e| self.connect_error(e))?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .initial_stream_window_size(1 << 20)
+        // h2 directly (not hyper's client): a call sends its request from its own task,
+        // with no dispatch channel and task in between.
+        let (sender, conn) = h2::client::Builder::new()
+            .initial_window_size(1 << 20)
             .initial_connection_window_size(16 << 20)
-            .max_send_buf_size(1 << 20)
-            .keep_alive_interval(Some(Duration::from_secs(60)))
-            .keep_alive_timeout(Duration::from_secs(20))
-            .handshake(TokioIo::new(stream))
+            .max_send_buffer_size(1 << 20)
+            .handshake::<_, Bytes>(stream)
             .await
             .map_err(|e| self.connect_error(e))?;
         let addr = self.addr.clone();
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ended = closed.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%addr, error = %e, "triple connection ended");
             }
+            ended.store(true, Ordering::SeqCst);
         });
-        *slot.up.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
+        *slot.up.lock().unwrap_or_else(|p| p.into_inner()) = Some(Up {
+            sender: sender.clone(),
+            closed,
+        });
         Ok(sender)
     }
 
-    fn live(&self, slot: &Slot) -> Option<SendRequest<OneBody>> {
+    fn live(&self, slot: &Slot) -> Option<SendRequest<Bytes>> {
         let mut up = slot.up.lock().unwrap_or_else(|p| p.into_inner());
         match &*up {
-            Some(s) if !s.is_closed() => Some(s.clone()),
+            Some(u) if !u.closed.load(Ordering::SeqCst) => Some(u.sender.clone()),
             Some(_) => {
                 *up = None;
                 None
@@ -236,7 +247,7 @@ impl Inner {
         }
     }
 
-    fn request(&self, inv: &Invocation, timeout: Duration) -> RpcResult<Request<OneBody>> {
+    fn request(&self, inv: &Invocation, timeout: Duration) -> RpcResult<(Request<()>, Bytes)> {
         let wrapper =
             codec::encode_args(&inv.args, &inv.parameter_types).map_err(RpcError::Codec)?;
         let message = wrapper.encode_to_vec();
@@ -255,7 +266,7 @@ impl Inner {
         let frame = codec::encode_message(&message, encoding);
         let uri = format!("http://{}/{}/{}", self.addr, inv.interface, inv.method);
         let mut req = Request::post(uri)
-            .body(OneBody::new(frame, None))
+            .body(())
             .map_err(|e| RpcError::Invalid(format!("bad request for {}: {e}", inv.interface)))?;
         let h = req.headers_mut();
         h.insert(
@@ -285,18 +296,20 @@ impl Inner {
             h.insert(headers::GRPC_ENCODING, HeaderValue::from_static("gzip"));
         }
         headers::put_attachments(h, inv.attachments.iter());
-        Ok(req)
+        Ok((req, frame))
     }
 
     async fn exchange(&self, inv: &Invocation, timeout: Duration) -> RpcResult<Reply> {
-        let req = self.request(inv, timeout)?;
-        let mut sender = self.sender().await?;
-        sender.ready().await.map_err(|e| self.connect_error(e))?;
-        let resp = sender
-            .send_request(req)
-            .await
+        let (req, frame) = self.request(inv, timeout)?;
+        let sender = self.sender().await?;
+        let mut sender = sender.ready().await.map_err(|e| self.connect_error(e))?;
+        let (response, mut send) = sender
+            .send_request(req, false)
             .map_err(|e| self.transport_error(e))?;
-        let (parts, body) = resp.into_parts();
+        send.send_data(frame, true)
+            .map_err(|e| self.transport_error(e))?;
+        let resp = response.await.map_err(|e| self.transport_error(e))?;
+        let (parts, mut body) = resp.into_parts();
         let h = &parts.headers;
         // Trailers-only: the status is in the headers.
         if let Some(status) = headers::text(h, headers::GRPC_STATUS) {
@@ -327,21 +340,28 @@ impl Inner {
                 ))
             })?;
         let max = self.config.max_message_size;
-        let collected = http_body_util::Limited::new(body, max + codec::PREFIX_LEN)
-            .collect()
+        let mut data = BytesMut::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(|e| self.transport_error(e))?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            if data.len() + chunk.len() > max + codec::PREFIX_LEN {
+                return Err(RpcError::Limit(format!(
+                    "response from {} larger than {max} bytes",
+                    self.addr
+                )));
+            }
+            if data.is_empty() {
+                data = BytesMut::from(chunk);
+            } else {
+                data.extend_from_slice(&chunk);
+            }
+        }
+        let trailers = body
+            .trailers()
             .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    RpcError::Limit(format!(
-                        "response from {} larger than {max} bytes",
-                        self.addr
-                    ))
-                } else {
-                    self.transport_error(e)
-                }
-            })?;
-        let trailers = collected.trailers().cloned().unwrap_or_default();
-        let data = collected.to_bytes();
+            .map_err(|e| self.transport_error(e))?
+            .unwrap_or_default();
+        let data = data.freeze();
         let status = headers::text(&trailers, headers::GRPC_STATUS)
             .map(|s| s.trim().parse::<u32>().unwrap_or(grpc::UNKNOWN));
         match status {
