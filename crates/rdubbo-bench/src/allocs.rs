@@ -81,7 +81,8 @@ fn role() -> usize {
 /// The system allocator, counting allocations per role of the calling thread.
 struct Counting;
 
-#[allow(unsafe_code)] // a counting global allocator cannot be written without it
+// A counting global allocator cannot be written without `unsafe`.
+#[allow(unsafe_code)]
 // SAFETY: every method forwards to the system allocator with the same arguments.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {

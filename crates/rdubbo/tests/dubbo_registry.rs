@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdubbo_naming_server::{NamingServer, NamingServerConfig};
 use rdubbo::prelude::*;
 use rdubbo::{Registry, Reply};
+use rdubbo_naming_server::{NamingServer, NamingServerConfig};
 use serde_json::json;
 
 struct Whoami(&'static str);

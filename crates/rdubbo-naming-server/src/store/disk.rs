@@ -9,7 +9,8 @@ use tokio::sync::oneshot;
 
 use super::{Instance, ServiceKey};
 
-const PERSISTENT: TableDefinition<'static, &str, &str> = TableDefinition::new("persistent_instances");
+const PERSISTENT: TableDefinition<'static, &str, &str> =
+    TableDefinition::new("persistent_instances");
 
 /// Opens (or creates) `<dir>/naming.redb`: the instances stored in it, and the writer of
 /// later changes.
