@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdubbo::consumer::Reference;
-use rdubbo_naming_server::{NamingServer, NamingServerConfig};
 use rdubbo::provider::Provider;
 use rdubbo::{BoxFuture, Invocation, Invoker, Registry, Reply, RpcError, RpcResult, ServiceInfo};
+use rdubbo_naming_server::{NamingServer, NamingServerConfig};
 use rdubbo_testkit::{npm_install, ChildGuard};
 use serde_json::json;
 use serde_json::Value;
