@@ -12,8 +12,11 @@
 //! - `jsonrpc`: rdubbo's JSON-RPC client calling rdubbo's JSON-RPC server (`echo`).
 //! - `dubbo`, `tri`: rdubbo's Dubbo and Triple (HTTP/2, Java's Hessian2 wrapper) clients
 //!   calling rdubbo's servers of the same protocol (`echo`).
+//! - `tonic`: tonic's gRPC client calling a tonic server (unary echo of a protobuf message
+//!   holding the same string), the HTTP/2 gRPC stack of the Rust ecosystem for comparison.
 
 mod procstats;
+mod tonic_peer;
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -86,6 +89,7 @@ enum Kind {
     Jsonrpc,
     Dubbo,
     Tri,
+    Tonic,
 }
 
 impl Kind {
@@ -96,6 +100,7 @@ impl Kind {
             Kind::Jsonrpc => "jsonrpc",
             Kind::Dubbo => "dubbo",
             Kind::Tri => "tri",
+            Kind::Tonic => "tonic",
         }
     }
 }
@@ -172,6 +177,7 @@ async fn serve(kind: Kind, listen: SocketAddr) -> Result<()> {
             std::future::pending::<()>().await;
             Ok(())
         }
+        Kind::Tonic => tonic_peer::serve(listen).await,
         Kind::Tri => {
             let (info, echo) = echo_service();
             let server = rdubbo::triple::TripleServer::builder()
@@ -237,6 +243,7 @@ enum Caller {
         http::Uri,
     ),
     Jsonrpc(Arc<dyn rdubbo_core::Invoker>),
+    Tonic(tonic_peer::Client),
 }
 
 impl Caller {
@@ -244,6 +251,7 @@ impl Caller {
         kind: Kind,
         addr: SocketAddr,
         shared: &Option<Arc<dyn rdubbo_core::Invoker>>,
+        tonic: &Option<tonic_peer::Client>,
     ) -> Result<Caller> {
         Ok(match kind {
             Kind::RawTcp => {
@@ -262,6 +270,7 @@ impl Caller {
             Kind::Jsonrpc | Kind::Dubbo | Kind::Tri => {
                 Caller::Jsonrpc(shared.clone().ok_or_else(|| anyhow!("no client"))?)
             }
+            Kind::Tonic => Caller::Tonic(tonic.clone().ok_or_else(|| anyhow!("no client"))?),
         })
     }
 
@@ -294,6 +303,7 @@ impl Caller {
                 inv.parameter_types = std::borrow::Cow::Borrowed(TYPES);
                 client.invoke(inv).await.map_err(|e| anyhow!("{e}"))?;
             }
+            Caller::Tonic(client) => tonic_peer::call(client).await?,
         }
         Ok(())
     }
@@ -391,8 +401,13 @@ async fn measure(kind: Kind, server: &ServerProcess, args: &RunArgs) -> Result<S
         Kind::Tri => Some(tri_client(server.addr)?),
         _ => None,
     };
+    // One tonic channel (one HTTP/2 connection) for every caller, as the rdubbo clients.
+    let tonic = match kind {
+        Kind::Tonic => Some(tonic_peer::connect(server.addr).await?),
+        _ => None,
+    };
     // Serial latency.
-    let mut caller = Caller::connect(kind, server.addr, &shared).await?;
+    let mut caller = Caller::connect(kind, server.addr, &shared, &tonic).await?;
     for _ in 0..args.serial_calls / 10 {
         caller.call().await?;
     }
@@ -410,7 +425,7 @@ async fn measure(kind: Kind, server: &ServerProcess, args: &RunArgs) -> Result<S
     let stop = Arc::new(AtomicBool::new(false));
     let mut callers = Vec::with_capacity(args.inflight);
     for _ in 0..args.inflight {
-        let mut c = Caller::connect(kind, server.addr, &shared).await?;
+        let mut c = Caller::connect(kind, server.addr, &shared, &tonic).await?;
         c.call().await?; // connect and warm every connection
         callers.push(c);
     }
