@@ -279,6 +279,10 @@ impl Cluster {
             return None;
         }
         let marked = self.state.directory.marked();
+        if let (Some(routed), true) = (routed, tried.is_empty() && marked == 0) {
+            let balancer = self.routed_balancer(routed, &invocation.method);
+            return Some(balancer.pick(&Candidates::new(routed), invocation));
+        }
         let now = crate::health::now();
         let was_tried = |p: &Provider| tried.iter().any(|t| std::ptr::eq(&**t, p));
         let max_percent: usize = self
@@ -287,9 +291,6 @@ impl Cluster {
             .min(100);
         if let Some(routed) = routed {
             let balancer = self.routed_balancer(routed, &invocation.method);
-            if tried.is_empty() && marked == 0 {
-                return Some(balancer.pick(&Candidates::new(routed), invocation));
-            }
             // Fewer providers are marked than the cap lets go and than are left untried:
             // every untried provider that is not ejected is a candidate, none is let back.
             let untried_at_least = routed.len().saturating_sub(tried.len());

@@ -431,3 +431,47 @@ async fn ejection_is_capped_at_a_share_of_the_pool() {
     assert!(reached.contains(&(Arc::as_ptr(&providers[1]) as usize)));
     assert!(calls.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn routed_lists_skip_tried_and_ejected_providers_and_keep_the_cap() {
+    let (cluster, _) = setup_with(&[7000, 7001, 7002, 7003], "ejection.max.percent=50");
+    let cluster = cluster.cluster().clone();
+    let call = inv();
+    let routed = cluster.list(&call);
+    let port = |p: Arc<Provider>| p.url.port().unwrap();
+    // Nothing failed: every provider is reached.
+    let reached: std::collections::BTreeSet<u16> = (0..400)
+        .map(|_| port(cluster.select(&routed, &[], &call).unwrap()))
+        .collect();
+    assert_eq!(reached.len(), 4);
+    // One ejected, one tried: the two others only.
+    routed[0].health.failure();
+    let tried = [routed[1].clone()];
+    let reached: std::collections::BTreeSet<u16> = (0..400)
+        .map(|_| port(cluster.select(&routed, &tried, &call).unwrap()))
+        .collect();
+    assert_eq!(reached, [7002, 7003].into());
+    // Every provider tried: any of them again, but not the ejected one.
+    let reached: std::collections::BTreeSet<u16> = (0..400)
+        .map(|_| port(cluster.select(&routed, &routed, &call).unwrap()))
+        .collect();
+    assert_eq!(reached, [7001, 7002, 7003].into());
+    // Three ejected with a 50% cap: the one with the fewest failures is let back.
+    routed[1].health.failure();
+    routed[2].health.failure();
+    routed[2].health.failure();
+    routed[0].health.failure();
+    let reached: std::collections::BTreeSet<u16> = (0..400)
+        .map(|_| port(cluster.select(&routed, &[], &call).unwrap()))
+        .collect();
+    assert_eq!(reached, [7001, 7003].into());
+    // Back to health: the fast path again, everyone reached.
+    for p in routed.iter() {
+        p.health.success();
+    }
+    assert_eq!(cluster.directory().marked(), 0);
+    let reached: std::collections::BTreeSet<u16> = (0..400)
+        .map(|_| port(cluster.select(&routed, &[], &call).unwrap()))
+        .collect();
+    assert_eq!(reached.len(), 4);
+}
