@@ -157,6 +157,8 @@ pub(crate) struct MethodTable {
     pub(crate) ring: OnceLock<crate::loadbalance::Ring>,
     /// The `loadbalance` name resolved for this method (see `Cluster::balancer`).
     pub(crate) balancer_name: OnceLock<Box<str>>,
+    /// `retries` resolved for this method (see `Cluster::retries`).
+    pub(crate) retries: OnceLock<usize>,
 }
 
 /// Effective weights of the providers of a routed list for one method at one time.
@@ -193,6 +195,7 @@ impl MethodTable {
             round_robin: Mutex::new(None),
             ring: OnceLock::new(),
             balancer_name: OnceLock::new(),
+            retries: OnceLock::new(),
         }
     }
 

@@ -85,7 +85,7 @@ impl ClusterStrategy for Failover {
         let cluster = cluster.clone();
         Box::pin(async move {
             let providers = cluster.list(&inv);
-            let retries = cluster.retries(providers.first().map(|p| &**p), &inv.method);
+            let retries = cluster.routed_retries(&providers, &inv.method);
             cluster.failover(inv, retries).await
         })
     }

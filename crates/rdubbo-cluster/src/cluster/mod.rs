@@ -201,6 +201,16 @@ impl Cluster {
             .unwrap_or(2)
     }
 
+    /// [`retries`](Self::retries) for the first provider of a routed list, resolved once
+    /// per list and method.
+    pub(crate) fn routed_retries(&self, routed: &Routed, method: &str) -> usize {
+        routed.0.with_table(method, |table| {
+            *table
+                .retries
+                .get_or_init(|| self.retries(routed.first().map(|p| &**p), method))
+        })
+    }
+
     /// `forks` of the consumer (default 2, at least 1).
     pub fn forks(&self) -> usize {
         self.consumer().param_or("forks", 2usize).max(1)
