@@ -102,7 +102,8 @@ impl Writer {
                 if self.is_failed() {
                     return false;
                 }
-                if self.bytes.load(Ordering::SeqCst) < limit {
+                let pending = self.bytes.load(Ordering::SeqCst);
+                if pending == 0 || pending < limit {
                     q.extend_from_slice(frame);
                     self.bytes.fetch_add(frame.len(), Ordering::Relaxed);
                     break;

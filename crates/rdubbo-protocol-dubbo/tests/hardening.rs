@@ -424,3 +424,24 @@ async fn a_token_guards_the_service() {
     let echo = Invocation::new(IFACE, "$echo", rdubbo_core::Args::Json(vec![json!("hi")]));
     assert_eq!(client(addr, "").invoke(echo).await.unwrap(), json!("hi"));
 }
+
+/// A bound of zero means "write everything before reading on": calls still get answers.
+#[tokio::test]
+async fn a_zero_bound_still_answers() {
+    let (server, _) = server(ServerConfig {
+        max_queued_bytes: 0,
+        ..ServerConfig::default()
+    })
+    .await;
+    let c = client(server.local_addr(), "timeout=5000");
+    let calls: Vec<_> = (0..32)
+        .map(|i| {
+            let c = c.clone();
+            let method = if i % 2 == 0 { "echo" } else { "sleep" };
+            tokio::spawn(async move { c.invoke(call(method, json!(i))).await })
+        })
+        .collect();
+    for (i, r) in calls.into_iter().enumerate() {
+        assert_eq!(r.await.unwrap().unwrap(), json!(i));
+    }
+}
