@@ -445,3 +445,37 @@ async fn a_zero_bound_still_answers() {
         assert_eq!(r.await.unwrap().unwrap(), json!(i));
     }
 }
+
+/// The client side of the same attack: a provider that sends heartbeats and never reads
+/// the answers is pushed back too (the client stops reading it).
+#[tokio::test]
+async fn a_provider_that_never_reads_is_pushed_back_by_the_client() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let c = client(addr, "timeout=500");
+    let call = {
+        let c = c.clone(); // the client (and its connection) lives on after the call
+        tokio::spawn(async move { c.invoke(call("echo", json!(1))).await })
+    };
+    let (mut provider, _) = listener.accept().await.unwrap();
+    let mut written = 0usize;
+    let started = tokio::time::Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the client never stopped reading ({written} bytes of heartbeats)"
+        );
+        let batch: Vec<u8> = (0..4096).flat_map(codec::heartbeat_request).collect();
+        match tokio::time::timeout(Duration::from_secs(1), provider.write_all(&batch)).await {
+            Ok(r) => r.unwrap(),
+            Err(_) => break,
+        }
+        written += batch.len();
+    }
+    // Each heartbeat answer is as large as the heartbeat: what the client holds is bounded
+    // by its queue (1 MiB) and the socket buffers, not by what the provider sent.
+    assert!(written < 256 << 20, "{written} bytes of heartbeats read");
+    let e = call.await.unwrap().unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    drop(c);
+}

@@ -15,6 +15,9 @@ use crate::wire::{Read, ReadError};
 
 use super::{ConnShared, Frame};
 
+/// Bytes queued to the provider past which answers to its heartbeats wait.
+const EVENT_ANSWERS: usize = 1 << 20;
+
 /// Why a call failed when its request could not be written.
 pub(super) const WRITE_FAILED: &str = "writing the request failed";
 
@@ -127,8 +130,10 @@ impl ConnShared {
                     self.any_readonly.store(true, Ordering::Relaxed);
                 }
                 if header.is_two_way() {
+                    // Bounded: a provider that sends heartbeats and never reads the answers
+                    // stops being read (TCP pushes back) instead of growing the queue.
                     self.writer
-                        .send(&codec::heartbeat_response(header.id))
+                        .send_bounded(&codec::heartbeat_response(header.id), EVENT_ANSWERS)
                         .await;
                 }
             }
