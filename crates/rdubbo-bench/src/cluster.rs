@@ -277,6 +277,15 @@ async fn run(
         // Warm-up: every provider gets its connections.
         let warm = (route.unwrap_or(n) * 20).max(20_000) as u64;
         load(&invoker, &iface, concurrency, Duration::from_secs(60), warm).await?;
+        let failing = reference
+            .directory()
+            .providers()
+            .iter()
+            .filter(|p| p.health.consecutive_failures() > 0)
+            .count();
+        if failing > 0 {
+            eprintln!("{iface}: {failing} providers with failures on record after the warm-up");
+        }
         let mut samples = Vec::new();
         for _ in 0..rounds {
             let (cpu0, server0, t0) = (cpu_ms(), server.cpu_seconds(), Instant::now());
