@@ -154,6 +154,11 @@ impl OneBody {
     pub fn empty() -> OneBody {
         OneBody::default()
     }
+
+    /// The chunk and the trailers.
+    pub fn into_parts(self) -> (Option<Bytes>, Option<HeaderMap>) {
+        (self.data, self.trailers)
+    }
 }
 
 impl Body for OneBody {

@@ -12,10 +12,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use bytes::BytesMut;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prost::Message;
 use rdubbo_core::{Args, Attachments, Invocation, Invoker, ReplySink, ServiceInfo};
 use rdubbo_hessian::Encoder;
@@ -89,7 +90,7 @@ struct Shared {
     in_flight: AtomicUsize,
     draining: AtomicBool,
     epoch: Instant,
-    builder: hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    http1: hyper::server::conn::http1::Builder,
 }
 
 impl Shared {
@@ -170,24 +171,12 @@ impl ServerBuilder {
                 (export.info.service_key(), Arc::new(export))
             })
             .collect();
-        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout)
             .keep_alive(true)
             .max_buf_size((config.max_header_list_size as usize).max(8192));
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(config.max_concurrent_streams)
-            .max_header_list_size(config.max_header_list_size)
-            .initial_stream_window_size(1 << 20)
-            .initial_connection_window_size(16 << 20)
-            .max_send_buf_size(1 << 20)
-            .max_pending_accept_reset_streams(Some(64))
-            .keep_alive_interval(Some(Duration::from_secs(60)))
-            .keep_alive_timeout(Duration::from_secs(20));
         let shared = Arc::new(Shared {
             exports,
             alt_svc: HeaderValue::from_str(&format!("h2=\":{}\"", local_addr.port()))
@@ -198,7 +187,7 @@ impl ServerBuilder {
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             epoch: Instant::now(),
-            builder,
+            http1,
         });
         let (stop_tx, stop_rx) = watch::channel(None);
         let task = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
@@ -350,16 +339,178 @@ async fn serve_connection(
         last_ms: AtomicU64::new(shared.now_ms()),
         peer,
     });
+    match detect_h2(&stream, shared.config.header_read_timeout).await {
+        Some(true) => serve_h2(stream, &shared, &state, &mut stop).await,
+        Some(false) => serve_http1(stream, &shared, &state, &mut stop).await,
+        None => {}
+    }
+    shared.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// The HTTP/2 connection preface.
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a connection starts with the HTTP/2 preface (`None`: it closed, or sent
+/// nothing in time). Peeked, not read: the bytes stay for the protocol's own reader.
+async fn detect_h2(stream: &TcpStream, within: Duration) -> Option<bool> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = [0u8; 24];
+    loop {
+        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        if buf[..n] != PREFACE[..n] {
+            return Some(false);
+        }
+        if n == PREFACE.len() {
+            return Some(true);
+        }
+        // Part of the preface so far (rare: it is one small write): look again shortly.
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// When an idle connection should be closed: `None` if it is busy or not idle long enough
+/// (with the time to look again).
+fn idle_check(shared: &Shared, state: &ConnState) -> Result<(), Duration> {
+    let idle = shared.config.idle_timeout;
+    if state.busy.load(Ordering::SeqCst) > 0 {
+        return Err(idle);
+    }
+    let last = state.last_ms.load(Ordering::Relaxed);
+    let since = Duration::from_millis(shared.now_ms().saturating_sub(last));
+    if since >= idle {
+        Ok(())
+    } else {
+        Err(idle.saturating_sub(since).max(Duration::from_millis(10)))
+    }
+}
+
+/// HTTP/2 over h2 directly: a call whose answer is ready on its first poll (the body
+/// arrived with the headers, the service answered at once) is answered from the
+/// connection's task, with no task of its own; the others get one.
+async fn serve_h2(
+    stream: TcpStream,
+    shared: &Arc<Shared>,
+    state: &Arc<ConnState>,
+    stop: &mut watch::Receiver<Option<Duration>>,
+) {
+    let config = &shared.config;
+    let handshake = h2::server::Builder::new()
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .max_header_list_size(config.max_header_list_size)
+        .initial_window_size(1 << 20)
+        .initial_connection_window_size(16 << 20)
+        .max_send_buffer_size(1 << 20)
+        .max_pending_accept_reset_streams(64)
+        .handshake::<_, Bytes>(stream);
+    let peer = state.peer;
+    let mut conn = match tokio::time::timeout(config.header_read_timeout, handshake).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "HTTP/2 handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let idle_timer = tokio::time::sleep(config.idle_timeout);
+    tokio::pin!(idle_timer);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            accepted = conn.accept() => match accepted {
+                Some(Ok((req, respond))) => {
+                    let mut call = Box::pin(respond_h2(shared.clone(), state.clone(), req, respond));
+                    if call
+                        .as_mut()
+                        .poll(&mut Context::from_waker(std::task::Waker::noop()))
+                        .is_pending()
+                    {
+                        tokio::spawn(call);
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");
+                    break;
+                }
+                None => break,
+            },
+            () = &mut idle_timer => {
+                if closing {
+                    break;
+                }
+                match idle_check(shared, state) {
+                    Ok(()) => {
+                        tracing::debug!(%peer, "idle connection closed");
+                        closing = true;
+                        conn.graceful_shutdown();
+                        // A peer that does not close goes anyway.
+                        idle_timer.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(1));
+                    }
+                    Err(left) => idle_timer.as_mut().reset(tokio::time::Instant::now() + left),
+                }
+            }
+            changed = stop.changed(), if !closing => {
+                let drain = match changed { Ok(()) => (*stop.borrow()).unwrap_or_default(), Err(_) => Duration::ZERO };
+                closing = true;
+                conn.graceful_shutdown();
+                idle_timer.as_mut().reset(tokio::time::Instant::now() + drain);
+            }
+        }
+    }
+}
+
+/// Serves one HTTP/2 request and sends its answer (headers, message, trailers).
+async fn respond_h2(
+    shared: Arc<Shared>,
+    state: Arc<ConnState>,
+    req: Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
+    let Ok(resp) = handle(shared, state, req.map(ReqBody::H2)).await;
+    let (parts, body) = resp.into_parts();
+    let (data, trailers) = body.into_parts();
+    let end = data.is_none() && trailers.is_none();
+    let Ok(mut send) = respond.send_response(Response::from_parts(parts, ()), end) else {
+        return;
+    };
+    if let Some(d) = data {
+        if send.send_data(d, trailers.is_none()).is_err() {
+            return;
+        }
+    }
+    if let Some(t) = trailers {
+        let _ = send.send_trailers(t);
+    }
+}
+
+/// HTTP/1.1 (the JSON mode, curl) through hyper.
+async fn serve_http1(
+    stream: TcpStream,
+    shared: &Arc<Shared>,
+    state: &Arc<ConnState>,
+    stop: &mut watch::Receiver<Option<Duration>>,
+) {
+    let peer = state.peer;
     let svc_shared = shared.clone();
     let svc_state = state.clone();
-    let service =
-        hyper::service::service_fn(move |req| handle(svc_shared.clone(), svc_state.clone(), req));
-    let conn = shared
-        .builder
-        .serve_connection(TokioIo::new(stream), service);
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        handle(
+            svc_shared.clone(),
+            svc_state.clone(),
+            req.map(ReqBody::Http1),
+        )
+    });
+    let conn = shared.http1.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
-    let idle = shared.config.idle_timeout;
-    let idle_timer = tokio::time::sleep(idle);
+    let idle_timer = tokio::time::sleep(shared.config.idle_timeout);
     tokio::pin!(idle_timer);
     let mut closing = false;
     loop {
@@ -374,21 +525,14 @@ async fn serve_connection(
                 if closing {
                     break;
                 }
-                let last = state.last_ms.load(Ordering::Relaxed);
-                let since = Duration::from_millis(shared.now_ms().saturating_sub(last));
-                if state.busy.load(Ordering::SeqCst) == 0 && since >= idle {
-                    tracing::debug!(%peer, "idle connection closed");
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
-                    // Calls in flight may finish; a peer that does not close goes anyway.
-                    idle_timer.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(1));
-                } else {
-                    let left = if state.busy.load(Ordering::SeqCst) > 0 {
-                        idle
-                    } else {
-                        idle.saturating_sub(since).max(Duration::from_millis(10))
-                    };
-                    idle_timer.as_mut().reset(tokio::time::Instant::now() + left);
+                match idle_check(shared, state) {
+                    Ok(()) => {
+                        tracing::debug!(%peer, "idle connection closed");
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                        idle_timer.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(1));
+                    }
+                    Err(left) => idle_timer.as_mut().reset(tokio::time::Instant::now() + left),
                 }
             }
             changed = stop.changed(), if !closing => {
@@ -399,7 +543,12 @@ async fn serve_connection(
             }
         }
     }
-    shared.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// A request's body, from hyper (HTTP/1.1) or h2.
+enum ReqBody {
+    Http1(Incoming),
+    H2(h2::RecvStream),
 }
 
 /// What a request is: gRPC or the JSON mode.
@@ -414,7 +563,7 @@ type HttpResponse = Response<OneBody>;
 async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnState>,
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
 ) -> Result<HttpResponse, Infallible> {
     let _busy = Busy::new(&shared, &conn);
     let (parts, body) = req.into_parts();
@@ -494,10 +643,28 @@ fn request_timeout(h: &HeaderMap) -> Option<Duration> {
 }
 
 /// Reads a body up to `max` bytes (`Err(true)`: too large; `Err(false)`: broken).
-async fn read_body(body: Incoming, max: usize) -> Result<Bytes, bool> {
-    match http_body_util::Limited::new(body, max).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => Err(e.is::<http_body_util::LengthLimitError>()),
+async fn read_body(body: ReqBody, max: usize) -> Result<Bytes, bool> {
+    match body {
+        ReqBody::Http1(b) => match http_body_util::Limited::new(b, max).collect().await {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e) => Err(e.is::<http_body_util::LengthLimitError>()),
+        },
+        ReqBody::H2(mut b) => {
+            let mut out = BytesMut::new();
+            while let Some(chunk) = b.data().await {
+                let chunk = chunk.map_err(|_| false)?;
+                let _ = b.flow_control().release_capacity(chunk.len());
+                if out.len() + chunk.len() > max {
+                    return Err(true);
+                }
+                if out.is_empty() {
+                    out = BytesMut::from(chunk);
+                } else {
+                    out.extend_from_slice(&chunk);
+                }
+            }
+            Ok(out.freeze())
+        }
     }
 }
 
@@ -510,7 +677,7 @@ async fn serve_call(
     interface: &str,
     method: &str,
     h: &HeaderMap,
-    body: Incoming,
+    body: ReqBody,
     timeout: Duration,
 ) -> HttpResponse {
     let version = headers::text(h, headers::SERVICE_VERSION)
