@@ -1,5 +1,5 @@
 //! The provider side: one port speaking HTTP/2 cleartext (prior knowledge) and HTTP/1.1,
-//! told apart by the connection's first bytes (hyper's auto builder); gRPC calls with
+//! told apart by the connection's first bytes (HTTP/2 over h2, HTTP/1.1 over hyper); gRPC calls with
 //! Java's Hessian2 wrapper, and the HTTP/1 (or HTTP/2) JSON mode.
 
 use std::collections::HashMap;
