@@ -5,8 +5,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdubbo::app::{Application, Config, Format};
-use rdubbo_naming_server::{NamingServer, NamingServerConfig};
 use rdubbo::prelude::*;
+use rdubbo_naming_server::{NamingServer, NamingServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
