@@ -517,3 +517,114 @@ async fn graceful_shutdown_lets_calls_in_flight_finish() {
     let e = slow.sleep(1).await.unwrap_err();
     assert!(e.is_retryable(), "{e:?}");
 }
+
+/// One HTTP/2 frame.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// HPACK for `POST /com.example.UserService/inc`, `content-type: application/grpc`
+/// (literals, no Huffman, no dynamic table).
+fn h2_request_headers() -> Vec<u8> {
+    let mut b = vec![0x83, 0x86]; // :method POST, :scheme http
+    let path = b"/com.example.UserService/inc";
+    b.push(0x04); // :path, literal without indexing, indexed name 4
+    b.push(path.len() as u8);
+    b.extend_from_slice(path);
+    let ct = b"application/grpc";
+    b.extend_from_slice(&[0x0f, 0x10]); // content-type (static index 31)
+    b.push(ct.len() as u8);
+    b.extend_from_slice(ct);
+    b
+}
+
+/// Reads frames until one matches, returning (type, flags, stream, payload).
+async fn h2_read_until(
+    s: &mut tokio::net::TcpStream,
+    mut want: impl FnMut(u8, u32, &[u8]) -> bool,
+) -> Option<(u8, u32, Vec<u8>)> {
+    loop {
+        let mut head = [0u8; 9];
+        s.read_exact(&mut head).await.ok()?;
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0; len];
+        s.read_exact(&mut payload).await.ok()?;
+        if want(head[3], stream, &payload) {
+            return Some((head[3], stream, payload));
+        }
+    }
+}
+
+#[tokio::test]
+async fn hostile_http2_streams_and_resets() {
+    let server = server(ServerConfig {
+        max_concurrent_streams: 4,
+        ..ServerConfig::default()
+    })
+    .await;
+    let addr = server.local_addr();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(PREFACE).await.unwrap();
+    s.write_all(&h2_frame(4, 0, 0, &[])).await.unwrap();
+    // Five requests left open (no END_STREAM) on a limit of four: the fifth is refused
+    // with RST_STREAM(REFUSED_STREAM).
+    let headers = h2_request_headers();
+    for i in 0..5u32 {
+        s.write_all(&h2_frame(1, 0x4, 1 + 2 * i, &headers))
+            .await
+            .unwrap();
+    }
+    let reset = tokio::time::timeout(
+        Duration::from_secs(5),
+        h2_read_until(&mut s, |kind, _, _| kind == 3),
+    )
+    .await
+    .expect("a RST_STREAM in time")
+    .expect("the connection stays open");
+    assert_eq!(reset.1, 9, "the fifth stream is refused");
+    assert_eq!(reset.2, 7u32.to_be_bytes(), "REFUSED_STREAM");
+    wait_for("four calls waiting for their bodies", || {
+        server.calls_in_flight() == 4
+    })
+    .await;
+    drop(s);
+    wait_for("the open calls gone with their connection", || {
+        server.calls_in_flight() == 0
+    })
+    .await;
+
+    // Rapid reset: requests cancelled as soon as they are sent, thousands of them: the
+    // connection is refused with GOAWAY, and the server holds nothing afterwards.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(PREFACE).await.unwrap();
+    s.write_all(&h2_frame(4, 0, 0, &[])).await.unwrap();
+    let mut flood = Vec::new();
+    for i in 0..5_000u32 {
+        let id = 1 + 2 * i;
+        flood.extend(h2_frame(1, 0x4, id, &headers));
+        flood.extend(h2_frame(3, 0, id, &8u32.to_be_bytes())); // RST_STREAM(CANCEL)
+    }
+    let _ = s.write_all(&flood).await;
+    let goaway = tokio::time::timeout(
+        Duration::from_secs(10),
+        h2_read_until(&mut s, |kind, _, _| kind == 7),
+    )
+    .await;
+    // h2 sends GOAWAY(ENHANCE_YOUR_CALM) ("too_many_resets").
+    let (_, _, payload) = goaway
+        .expect("GOAWAY in time")
+        .expect("GOAWAY before the close");
+    assert_eq!(payload[4..8], 11u32.to_be_bytes(), "ENHANCE_YOUR_CALM");
+    drop(s);
+    wait_for("no call held", || server.calls_in_flight() == 0).await;
+    wait_for("no connection held", || server.connections() == 0).await;
+    // And the server still serves.
+    let users = UserServiceClient::new(client(&server, ""));
+    assert_eq!(users.inc(1).await.unwrap(), 2);
+    server.shutdown(Duration::from_secs(1)).await;
+}
