@@ -70,4 +70,9 @@ if [ -f ../shared/java-dubbo/apache-dubbo-2.7.23-loopback.jar ] || [ -n "${RDUBB
   export RDUBBO_REQUIRE_JAVA="${RDUBBO_REQUIRE_JAVA:-1}"
 fi
 step "cargo test" cargo test --workspace --locked --no-fail-fast
+# A program outside the workspace that adds a protocol, a registry, a balancer and a tower
+# layer through the public API only (it checks a call through all four and prints `ok`).
+step "extension example outside the workspace (examples/extend)" \
+  env CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" \
+  cargo run --locked --quiet --manifest-path examples/extend/Cargo.toml
 step "fuzz smoke run (cargo-fuzz, ${FUZZ_SECONDS:-30}s per decoder)" ./scripts/fuzz-smoke.sh
