@@ -275,3 +275,83 @@ async fn rdubbo_consumer_calls_java_3_3_provider_over_tri() {
     let _ = std::io::stdout().flush();
     drop(provider);
 }
+
+/// Through a real ZooKeeper, with a version: a Java 3.3.1 consumer finds an rdubbo provider
+/// serving tri://, and an rdubbo consumer finds a Java provider serving tri://.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_3_3_and_rdubbo_find_each_other_over_tri_through_zookeeper() {
+    let Some(java) = JavaDubbo::find(DubboVersion::V3_3) else {
+        return;
+    };
+    let zk = rdubbo_testkit::ZkServer::start();
+    let registry_url = zk.registry_url("");
+    let registry = rdubbo::registry::connect(&registry_url).await.unwrap();
+
+    // Java consumer -> rdubbo provider (tri), discovered in ZooKeeper.
+    let mut info = UserServiceServer::<RustUsers>::info();
+    info.version = Some("1.0.0".into());
+    let provider = rdubbo::provider::Provider::builder("127.0.0.1:0".parse().unwrap())
+        .protocol("tri")
+        .registry(registry.clone())
+        .export(info, Arc::new(UserServiceServer::new(RustUsers)))
+        .start()
+        .await
+        .unwrap();
+    assert!(
+        provider.urls().iter().all(|u| u.protocol() == "tri"),
+        "{:?}",
+        provider.urls()
+    );
+    let title = "Java 3.3.1 consumer -> rdubbo tri provider through ZooKeeper".to_string();
+    let out = {
+        let (java, registry_url, title) = (java.clone(), registry_url.clone(), title.clone());
+        tokio::task::spawn_blocking(move || {
+            let classes = compiled(&java);
+            let out = java.run_consumer(
+                &classes,
+                &["--registry", &registry_url, "--version", "1.0.0", "check"],
+                CONSUMER_TIMEOUT,
+            );
+            println!("===== {title} (log {})\n{}", out.log.display(), out.stdout);
+            out
+        })
+        .await
+        .unwrap()
+    };
+    out.assert_ok(&title);
+    assert!(out.stdout.contains("served-by=rdubbo"), "{}", out.stdout);
+    provider.stop().await;
+
+    // rdubbo consumer -> Java provider (tri), discovered in ZooKeeper.
+    let java_provider = {
+        let (java, registry_url) = (java.clone(), registry_url.clone());
+        tokio::task::spawn_blocking(move || {
+            let classes = compiled(&java);
+            spawn_tri_provider(
+                &java,
+                &classes,
+                &["--version", "1.0.0", "--registry", &registry_url],
+            )
+        })
+        .await
+        .unwrap()
+    };
+    let reference = rdubbo::consumer::Reference::builder("com.example.UserService")
+        .version("1.0.0")
+        .registry(registry.clone())
+        .build()
+        .await
+        .unwrap();
+    let users = UserServiceClient::new(Arc::new(reference)).with_version(Some("1.0.0"));
+    // The Java provider registers a moment after it listens.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while users.inc(1).await.is_err() {
+        assert!(Instant::now() < deadline, "no Java tri provider found");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(users.get_user(Some(7)).await.unwrap(), sample(7));
+    let e = users.get_user(Some(-1)).await.unwrap_err();
+    assert_eq!(e.java_class(), Some(USER_NOT_FOUND), "{e:?}");
+    assert_eq!(users.inc_boxed(Some(5)).await.unwrap(), Some(7));
+    drop(java_provider);
+}

@@ -11,7 +11,9 @@ import org.apache.dubbo.config.bootstrap.DubboBootstrap;
  * 127.0.0.1:&lt;port&gt; and prints "READY &lt;port&gt;"; Dubbo 3 only.
  *
  * <pre>
- * TriProvider --port P [--version V] [--group G]   (exits when standard input closes)
+ * TriProvider --port P [--version V] [--group G] [--registry zookeeper://127.0.0.1:Z]
+ *             (exits when standard input closes; with a registry it registers
+ *              interface-level URLs only)
  * </pre>
  */
 public final class TriProvider {
@@ -22,6 +24,7 @@ public final class TriProvider {
         int port = -1;
         String version = null;
         String group = null;
+        String registry = null;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--port":
@@ -32,6 +35,9 @@ public final class TriProvider {
                     break;
                 case "--group":
                     group = args[++i];
+                    break;
+                case "--registry":
+                    registry = args[++i];
                     break;
                 default:
                     System.err.println("unknown argument: " + args[i]);
@@ -44,6 +50,16 @@ public final class TriProvider {
         }
         ApplicationConfig app = new ApplicationConfig("java-tri-provider");
         app.setQosEnable(false);
+        RegistryConfig reg;
+        if (registry == null) {
+            reg = new RegistryConfig("N/A");
+        } else {
+            reg = new RegistryConfig(registry);
+            reg.setUseAsConfigCenter(false);
+            reg.setUseAsMetadataCenter(false);
+            // (A property, not ApplicationConfig.setRegisterMode: these sources compile for 2.7 too.)
+            System.setProperty("dubbo.application.register-mode", "interface");
+        }
         ProtocolConfig protocol = new ProtocolConfig("tri", port);
         protocol.setHost("127.0.0.1");
         ServiceConfig<UserService> service = new ServiceConfig<>();
@@ -58,7 +74,7 @@ public final class TriProvider {
         try {
             DubboBootstrap.getInstance()
                     .application(app)
-                    .registry(new RegistryConfig("N/A"))
+                    .registry(reg)
                     .protocol(protocol)
                     .service(service)
                     .start();
