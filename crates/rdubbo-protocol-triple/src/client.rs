@@ -179,8 +179,22 @@ impl Inner {
     }
 
     /// A ready sender on one of the connections, connecting when needed.
-    async fn sender(&self) -> RpcResult<SendRequest<Bytes>> {
+    /// A sender ready for a new stream. A connection the provider closed (idle time,
+    /// GOAWAY) is replaced once: the request was not sent, so that is always safe.
+    async fn ready_sender(&self) -> RpcResult<SendRequest<Bytes>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let sender = self.sender(i).await?;
+        match sender.ready().await {
+            Ok(s) => Ok(s),
+            Err(_) => {
+                *self.slots[i].up.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                let sender = self.sender(i).await?;
+                sender.ready().await.map_err(|e| self.connect_error(e))
+            }
+        }
+    }
+
+    async fn sender(&self, i: usize) -> RpcResult<SendRequest<Bytes>> {
         let slot = &self.slots[i];
         if let Some(s) = self.live(slot) {
             return Ok(s);
@@ -301,8 +315,7 @@ impl Inner {
 
     async fn exchange(&self, inv: &Invocation, timeout: Duration) -> RpcResult<Reply> {
         let (req, frame) = self.request(inv, timeout)?;
-        let sender = self.sender().await?;
-        let mut sender = sender.ready().await.map_err(|e| self.connect_error(e))?;
+        let mut sender = self.ready_sender().await?;
         let (response, mut send) = sender
             .send_request(req, false)
             .map_err(|e| self.transport_error(e))?;

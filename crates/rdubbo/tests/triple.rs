@@ -628,3 +628,22 @@ async fn hostile_http2_streams_and_resets() {
     assert_eq!(users.inc(1).await.unwrap(), 2);
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn a_client_reconnects_after_the_server_closed_an_idle_connection() {
+    let server = server(ServerConfig {
+        idle_timeout: Duration::from_millis(200),
+        ..ServerConfig::default()
+    })
+    .await;
+    let users = UserServiceClient::new(client(&server, ""));
+    assert_eq!(users.inc(1).await.unwrap(), 2);
+    wait_for("one connection", || server.connections() == 1).await;
+    wait_for("the idle connection closed", || server.connections() == 0).await;
+    // The next call finds its connection gone and makes a new one, transparently.
+    for _ in 0..3 {
+        assert_eq!(users.inc(2).await.unwrap(), 3);
+    }
+    assert_eq!(server.connections(), 1);
+    server.shutdown(Duration::from_secs(1)).await;
+}
