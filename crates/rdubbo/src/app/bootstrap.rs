@@ -218,16 +218,32 @@ impl Bootstrap {
             for id in on_this {
                 let s = &cfg.provider.services[id];
                 let (code_info, invoker) = &self.impls[id];
-                let params = wiring::service_params(cfg, s);
+                #[cfg_attr(not(feature = "dubbo"), allow(unused_mut))]
+                let mut params = wiring::service_params(cfg, s);
+                // Java's `token=true` (or `default`): a random token, registered and checked.
+                #[cfg(feature = "dubbo")]
+                for (k, v) in &mut params {
+                    let random =
+                        v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("default");
+                    if k == "token" && random {
+                        *v = rdubbo_protocol_dubbo::random_token();
+                    }
+                }
                 let mut template = Url::new(&name, "0.0.0.0", None, &s.interface);
                 for (k, v) in &params {
                     template.set_param(k, v.clone());
                 }
+                #[cfg_attr(not(feature = "dubbo"), allow(unused_mut))]
+                let mut layers = filter::from_url(&template, Side::Provider);
+                // Over dubbo, Java's token check (`token=`) before the others.
+                #[cfg(feature = "dubbo")]
+                if name == "dubbo" {
+                    if let Some(token) = template.param_non_empty("token") {
+                        layers.insert(0, Arc::new(rdubbo_protocol_dubbo::TokenLayer::new(token)));
+                    }
+                }
                 // Trace and metrics outside the layers the URL asks for (`tps`, `executes` …).
-                let inner = layered(
-                    invoker.clone(),
-                    &filter::from_url(&template, Side::Provider),
-                );
+                let inner = layered(invoker.clone(), &layers);
                 let wrapped = with_filters(
                     inner,
                     &[
