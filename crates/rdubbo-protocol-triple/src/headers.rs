@@ -20,6 +20,9 @@ pub const SERVICE_TIMEOUT: &str = "tri-service-timeout";
 pub const CONSUMER_APPNAME: &str = "tri-consumer-appname";
 /// `tri-exception-code`: the body holds an exception, not the result.
 pub const EXCEPTION_CODE: &str = "tri-exception-code";
+/// `tri-header-convert`: percent-encoded JSON `{"lowercase":"OriginalCase"}` restoring the
+/// case of attachment keys (HTTP/2 header names are lower-case).
+pub const HEADER_CONVERT: &str = "tri-header-convert";
 /// `grpc-timeout`.
 pub const GRPC_TIMEOUT: &str = "grpc-timeout";
 /// `grpc-encoding`.
@@ -71,10 +74,14 @@ pub fn put_attachments<'a>(
     headers: &mut HeaderMap,
     attachments: impl Iterator<Item = (&'a str, &'a str)>,
 ) {
+    let mut converts = serde_json::Map::new();
     for (k, v) in attachments {
         let key = k.to_ascii_lowercase();
         if reserved(&key) {
             continue;
+        }
+        if key != k {
+            converts.insert(key.clone(), serde_json::Value::from(k));
         }
         let plain = HeaderValue::from_str(v)
             .ok()
@@ -101,11 +108,29 @@ pub fn put_attachments<'a>(
             }
         }
     }
+    if !converts.is_empty() {
+        let json = serde_json::Value::Object(converts).to_string();
+        if let Ok(v) = HeaderValue::from_str(&crate::codec::encode_grpc_message(&json)) {
+            headers.insert(HEADER_CONVERT, v);
+        }
+    }
 }
 
 /// Reads the attachments among headers: every header not reserved, `*-bin` ones
 /// base64-decoded (padding optional) under the name without `-bin` when they are UTF-8.
 pub fn read_attachments(headers: &HeaderMap, into: &mut Attachments) {
+    let converts: Option<serde_json::Map<String, serde_json::Value>> =
+        text(headers, HEADER_CONVERT)
+            .and_then(|c| serde_json::from_str(&crate::codec::decode_grpc_message(c)).ok());
+    let original = |key: &'_ str| -> String {
+        converts
+            .as_ref()
+            .and_then(|c| c.get(key))
+            .and_then(serde_json::Value::as_str)
+            .filter(|o| o.eq_ignore_ascii_case(key))
+            .unwrap_or(key)
+            .to_string()
+    };
     for (name, value) in headers {
         let key = name.as_str();
         if reserved(key) {
@@ -118,13 +143,13 @@ pub fn read_attachments(headers: &HeaderMap, into: &mut Attachments) {
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok());
             match decoded {
-                Some(s) => into.insert(base, s),
+                Some(s) => into.insert(original(base), s),
                 None => into.insert(key, text),
             }
             continue;
         }
         if let Ok(v) = value.to_str() {
-            into.insert(key, v);
+            into.insert(original(key), v);
         }
     }
 }
@@ -216,5 +241,8 @@ mod tests {
         assert_eq!(back.get("note"), Some("héllo\nworld"));
         assert_eq!(back.get("raw"), Some("x"));
         assert_eq!(back.len(), 3);
+        // Upper-case keys travel lower-cased, restored through tri-header-convert.
+        assert_eq!(text(&h, HEADER_CONVERT), Some("{\"caller\":\"Caller\"}"));
+        assert_eq!(back.iter().next(), Some(("Caller", "rust")));
     }
 }
