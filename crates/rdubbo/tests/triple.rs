@@ -647,3 +647,104 @@ async fn a_client_reconnects_after_the_server_closed_an_idle_connection() {
     assert_eq!(server.connections(), 1);
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+/// What `grpcio` (Python, PyPI `grpcio`) does against the tri server, one line per call.
+const GRPCIO_SCRIPT: &str = r#"
+import sys, grpc
+target, inc_req, user_req, slow_req = sys.argv[1:5]
+ch = grpc.insecure_channel(target)
+ident = lambda b: b
+def method(path):
+    return ch.unary_unary(path, request_serializer=ident, response_deserializer=ident)
+resp, call = method('/com.example.UserService/inc').with_call(
+    bytes.fromhex(inc_req), metadata=[('caller', 'grpcio')], timeout=5)
+print('OK', resp.hex())
+resp, call = method('/com.example.UserService/inc').with_call(
+    bytes.fromhex(inc_req), timeout=5, compression=grpc.Compression.Gzip)
+print('GZIP', resp.hex())
+try:
+    method('/com.example.Nope/inc')(bytes.fromhex(inc_req), timeout=5)
+except grpc.RpcError as e:
+    print('ERR', e.code().name)
+resp, call = method('/com.example.UserService/getUser').with_call(bytes.fromhex(user_req), timeout=5)
+print('EXC', dict(call.initial_metadata()).get('tri-exception-code'), resp.hex())
+try:
+    method('/test.Slow/sleep')(bytes.fromhex(slow_req), timeout=0.3)
+except grpc.RpcError as e:
+    print('ERR', e.code().name)
+"#;
+
+fn wrapper_hex(arg: &[u8], arg_type: &str) -> String {
+    let w = TripleRequestWrapper {
+        serialize_type: "hessian4".into(),
+        args: vec![arg.to_vec().into()],
+        arg_types: vec![arg_type.into()],
+    };
+    prost_encode(&w)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn response_value(hex: &str) -> Value {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let reply: codec::TripleResponseWrapper =
+        rdubbo::triple::prost::Message::decode(&bytes[..]).unwrap();
+    rdubbo::hessian::decode_value(&reply.data).unwrap()
+}
+
+#[tokio::test]
+async fn python_grpcio_calls_the_tri_server() {
+    let has_grpcio = Command::new("python3")
+        .args(["-c", "import grpc"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_grpcio {
+        eprintln!(
+            "{0}\n!! SKIPPED: python3 with grpcio is not installed (pip install grpcio)\n{0}",
+            "!".repeat(78)
+        );
+        return;
+    }
+    let server = server(ServerConfig::default()).await;
+    let args = vec![
+        server.local_addr().to_string(),
+        wrapper_hex(&rdubbo::hessian::to_bytes(&5_i64).unwrap(), "long"),
+        wrapper_hex(
+            &rdubbo::hessian::to_bytes(&-1_i64).unwrap(),
+            "java.lang.Long",
+        ),
+        wrapper_hex(&rdubbo::hessian::to_bytes(&5_000_i64).unwrap(), "long"),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg("-c")
+            .arg(GRPCIO_SCRIPT)
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{stdout}");
+    let lines: Vec<Vec<&str>> = stdout.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(lines[0][0], "OK");
+    assert_eq!(response_value(lines[0][1]), Value::Long(6));
+    assert_eq!(lines[1][0], "GZIP");
+    assert_eq!(response_value(lines[1][1]), Value::Long(6));
+    assert_eq!(lines[2], ["ERR", "UNIMPLEMENTED"]);
+    assert_eq!(lines[3][..2], ["EXC", "3"]);
+    let t = rdubbo::hessian::Throwable::from_value(&response_value(lines[3][2])).unwrap();
+    assert_eq!(t.class, USER_NOT_FOUND);
+    assert_eq!(lines[4], ["ERR", "DEADLINE_EXCEEDED"]);
+    server.shutdown(Duration::from_secs(1)).await;
+}
