@@ -22,7 +22,8 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::codec::{self, Header, FLAG_REQUEST, FLAG_TWO_WAY, HESSIAN2};
-use crate::wire::{FrameReader, Writer};
+use crate::tls::{ClientTls, SharedTcp};
+use crate::wire::{FrameReader, ReadSocket, WriteSocket, Writer};
 
 mod conn;
 mod reply;
@@ -47,6 +48,10 @@ pub struct ClientConfig {
     pub payload: usize,
     /// Requests in flight per client at most (`pending=`, default 65536).
     pub max_pending: usize,
+    /// The TLS settings (trusted CA, optional client certificate, server name) used to call
+    /// a provider whose URL says `ssl-enabled=true` (default: none, and such a provider
+    /// cannot be called). Providers without it are called over plain TCP.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -58,6 +63,7 @@ impl Default for ClientConfig {
             heartbeat: Duration::from_secs(60),
             payload: codec::DEFAULT_PAYLOAD,
             max_pending: 65536,
+            tls: None,
         }
     }
 }
@@ -124,6 +130,14 @@ struct Inner {
     /// Set when the provider sent the readonly event (it is shutting down).
     readonly: Arc<AtomicBool>,
     failures: AtomicU64,
+    /// TLS, when the provider URL asks for it.
+    tls: Option<ClientTls>,
+}
+
+/// A connected socket, before its reader and writer are made.
+enum Transport {
+    Tcp(TcpStream),
+    Tls(crate::tls::TlsStream, Arc<TcpStream>),
 }
 
 /// An invoker calling one provider over the Dubbo protocol.
@@ -150,6 +164,17 @@ impl DubboClient {
         } else {
             format!("{}:{port}", url.host())
         };
+        let tls = if rdubbo_tls::is_enabled(url.param(crate::SSL_ENABLED)) {
+            Some(config.tls.clone().ok_or_else(|| {
+                RpcError::Invalid(format!(
+                    "provider {addr} serves TLS ({}=true) but this consumer has no TLS \
+                     configuration (ClientConfig::tls: a CA bundle to trust)",
+                    crate::SSL_ENABLED
+                ))
+            })?)
+        } else {
+            None
+        };
         let slots = (0..config.connections.max(1))
             .map(|_| tokio::sync::Mutex::new(Slot::Empty))
             .collect();
@@ -165,6 +190,7 @@ impl DubboClient {
                 in_flight: AtomicUsize::new(0),
                 readonly: Arc::new(AtomicBool::new(false)),
                 failures: AtomicU64::new(0),
+                tls,
             }),
         })
     }
@@ -340,11 +366,20 @@ impl Inner {
             }
             _ => 0,
         };
-        match tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(&self.addr))
-            .await
-        {
+        let connect = async {
+            let stream = TcpStream::connect(&self.addr).await?;
+            let _ = stream.set_nodelay(true);
+            match &self.tls {
+                None => Ok(Transport::Tcp(stream)),
+                Some(tls) => {
+                    let tcp = Arc::new(stream);
+                    let session = tls.connect(self.url.host(), SharedTcp(tcp.clone())).await?;
+                    Ok::<_, std::io::Error>(Transport::Tls(session.into(), tcp))
+                }
+            }
+        };
+        match tokio::time::timeout(self.config.connect_timeout, connect).await {
             Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
                 let conn = Arc::new(self.start(stream));
                 *slot = Slot::Up(conn.clone());
                 self.readonly.store(false, Ordering::Relaxed);
@@ -370,8 +405,17 @@ impl Inner {
         }
     }
 
-    fn start(&self, stream: TcpStream) -> Conn {
-        let (read, write) = stream.into_split();
+    fn start(&self, stream: Transport) -> Conn {
+        let (read, write): (ReadSocket, WriteSocket) = match stream {
+            Transport::Tcp(stream) => {
+                let (read, write) = stream.into_split();
+                (read.into(), write.into())
+            }
+            Transport::Tls(session, tcp) => {
+                let (read, write) = crate::tls::split(session, tcp);
+                (read, WriteSocket::Tls(write))
+            }
+        };
         let writer = Arc::new(Writer::new(write, self.config.heartbeat * 3));
         let shared = Arc::new(ConnShared {
             addr: self.addr.clone(),

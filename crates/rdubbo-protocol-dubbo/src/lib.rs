@@ -39,8 +39,10 @@ mod client;
 pub mod codec;
 mod protocol;
 mod server;
+mod tls;
 mod wire;
 
 pub use client::{java_exception, ClientConfig, DubboClient};
 pub use protocol::DubboProtocol;
 pub use server::{random_token, DubboServer, ServerBuilder, ServerConfig, TokenLayer};
+pub use tls::{ClientTls, ServerTls, TlsError, SSL_ENABLED};

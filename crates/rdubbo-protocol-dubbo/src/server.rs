@@ -20,13 +20,13 @@ use rdubbo_hessian::Encoder;
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
 
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
-use crate::wire::{FrameReader, Read, ReadError, Writer};
+use crate::tls::{ServerTls, SharedTcp};
+use crate::wire::{FrameReader, Read, ReadError, ReadSocket, WriteSocket, Writer};
 
 use crate::codec::{self, status, FLAG_EVENT, HEADER_LEN, HESSIAN2};
 
@@ -56,6 +56,12 @@ pub struct ServerConfig {
     /// client that sends calls without reading the answers is pushed back by TCP instead
     /// of filling the provider's memory. A single answer larger than this still goes out.
     pub max_queued_bytes: usize,
+    /// Serve TLS with this certificate (and, for mutual TLS, client CA) instead of plain
+    /// TCP (default: none). A connection counts against `max_connections` from its accept,
+    /// and one that has not finished its handshake within the TLS handshake deadline
+    /// (10 s by default) is closed, as is a plaintext client. The provider URL should then
+    /// carry [`SSL_ENABLED`](crate::SSL_ENABLED)`=true` so that consumers use TLS.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +73,7 @@ impl Default for ServerConfig {
             heartbeat: Duration::from_secs(60),
             default_timeout: Duration::from_secs(30),
             max_queued_bytes: 4 << 20,
+            tls: None,
         }
     }
 }
@@ -362,6 +369,12 @@ async fn accept_loop(
                     // At the limit the connection idle the longest makes room; a little
                     // slack covers the ones still closing.
                     if open >= limit && (open > limit + limit / 8 || !shared.evict_one()) {
+                        if shared.config.tls.is_some() {
+                            // A TLS client could not read a plaintext refusal.
+                            tracing::debug!(%peer, limit, "connection limit; closing the new TLS connection");
+                            drop(stream);
+                            continue;
+                        }
                         if shared.refusing.fetch_add(1, Ordering::Relaxed) < MAX_REFUSING {
                             tracing::debug!(%peer, limit, "connection limit; refusing the new connection");
                             conns.spawn(refuse(stream, shared.clone()));
@@ -372,6 +385,13 @@ async fn accept_loop(
                         continue;
                     }
                     shared.connections.fetch_add(1, Ordering::Relaxed);
+                    if let Some(tls) = &shared.config.tls {
+                        // Counted from now on; the handshake runs in the connection's task.
+                        let (abort_tx, abort_rx) = oneshot::channel();
+                        let abort = conns.spawn(tls_connection(stream, peer, shared.clone(), tls.clone(), abort_rx));
+                        let _ = abort_tx.send(abort);
+                        continue;
+                    }
                     let local = stream.local_addr().unwrap_or(shared.local_addr);
                     let (read, write) = stream.into_split();
                     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -385,7 +405,7 @@ async fn accept_loop(
                     shared.open().insert(id, state.clone());
                     let registered = Registered { shared: shared.clone(), id };
                     let conn = Conn { peer, local };
-                    let abort = conns.spawn(serve_connection(read, state.clone(), conn, registered));
+                    let abort = conns.spawn(serve_connection(read.into(), state.clone(), conn, registered));
                     let _ = state.abort.set(abort);
                 }
                 Err(e) => {
@@ -476,8 +496,53 @@ async fn refuse(stream: TcpStream, shared: Arc<Shared>) {
     writer.finish(|| {}, Duration::from_millis(100)).await;
 }
 
+/// A TLS connection, counted since its accept: the handshake (within its deadline), then
+/// the same serving as a plain connection.
+async fn tls_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    tls: ServerTls,
+    abort: oneshot::Receiver<AbortHandle>,
+) {
+    let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    // Uncounts the connection however this task ends, the handshake included.
+    let registered = Registered {
+        shared: shared.clone(),
+        id,
+    };
+    let local = stream.local_addr().unwrap_or(shared.local_addr);
+    let tcp = Arc::new(stream);
+    let session = match tls.accept(SharedTcp(tcp.clone())).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed; closing");
+            return;
+        }
+    };
+    let (read, write) = crate::tls::split(session.into(), tcp);
+    let state = Arc::new(ConnState {
+        writer: Arc::new(Writer::new(
+            WriteSocket::Tls(write),
+            shared.config.heartbeat * 3,
+        )),
+        pending: Arc::new(Semaphore::new(shared.config.max_pending)),
+        last_ms: AtomicU64::new(shared.epoch.elapsed().as_millis() as u64),
+        requested: AtomicBool::new(false),
+        abort: OnceLock::new(),
+    });
+    if let Ok(abort) = abort.await {
+        let _ = state.abort.set(abort);
+    }
+    if shared.draining.load(Ordering::SeqCst) {
+        return;
+    }
+    shared.open().insert(id, state.clone());
+    serve_connection(read, state, Conn { peer, local }, registered).await;
+}
+
 async fn serve_connection(
-    read: OwnedReadHalf,
+    read: ReadSocket,
     state: Arc<ConnState>,
     conn: Conn,
     registered: Registered,

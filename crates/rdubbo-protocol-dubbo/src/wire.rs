@@ -13,14 +13,64 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
+
+use crate::tls::{TlsRead, TlsWrite};
 
 use crate::codec::{Header, HeaderError, HEADER_LEN};
 
 /// A batch buffer larger than this is not kept for the next batch.
 const KEEP_CAPACITY: usize = 1 << 20;
+
+/// The write side of a connection: a plain TCP socket or a TLS session.
+pub(crate) enum WriteSocket {
+    /// Plain TCP.
+    Tcp(OwnedWriteHalf),
+    /// TLS.
+    Tls(TlsWrite),
+}
+
+impl From<OwnedWriteHalf> for WriteSocket {
+    fn from(w: OwnedWriteHalf) -> WriteSocket {
+        WriteSocket::Tcp(w)
+    }
+}
+
+impl tokio::io::AsyncWrite for WriteSocket {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            WriteSocket::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            WriteSocket::Tls(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            WriteSocket::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
+            WriteSocket::Tls(s) => std::pin::Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            WriteSocket::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            WriteSocket::Tls(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
 
 /// The write side of a connection.
 pub(crate) struct Writer {
@@ -31,7 +81,7 @@ pub(crate) struct Writer {
     /// The buffer the queue is swapped with while a batch is written (used only by the task
     /// that holds `socket`), so that neither is ever allocated again.
     spare: Mutex<Vec<u8>>,
-    socket: tokio::sync::Mutex<OwnedWriteHalf>,
+    socket: tokio::sync::Mutex<WriteSocket>,
     failed: AtomicBool,
     /// Tasks waiting for the queue to go down ([`Writer::writable`]); `written` is
     /// signalled after a batch only when there are some.
@@ -43,12 +93,12 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// A writer whose batches must each be written within `timeout`.
-    pub(crate) fn new(socket: OwnedWriteHalf, timeout: Duration) -> Writer {
+    pub(crate) fn new(socket: impl Into<WriteSocket>, timeout: Duration) -> Writer {
         Writer {
             queued: Mutex::new(Vec::with_capacity(16 * 1024)),
             bytes: AtomicUsize::new(0),
             spare: Mutex::new(Vec::new()),
-            socket: tokio::sync::Mutex::new(socket),
+            socket: tokio::sync::Mutex::new(socket.into()),
             failed: AtomicBool::new(false),
             waiters: AtomicUsize::new(0),
             written: Notify::new(),
@@ -190,6 +240,7 @@ impl Writer {
             let batch = std::mem::take(&mut *self.queued());
             if !self.is_failed() && !batch.is_empty() {
                 let _ = socket.write_all(&batch).await;
+                let _ = socket.flush().await;
             }
             self.failed.store(true, Ordering::SeqCst);
             let _ = socket.shutdown().await;
@@ -203,8 +254,12 @@ impl Writer {
 
     /// Writes one batch: at once when the socket takes it (no timer then), else within the
     /// batch deadline.
-    async fn write_batch(&self, socket: &mut OwnedWriteHalf, batch: &[u8]) -> Result<(), String> {
-        let mut write = std::pin::pin!(socket.write_all(batch));
+    async fn write_batch(&self, socket: &mut WriteSocket, batch: &[u8]) -> Result<(), String> {
+        // TLS keeps records in its own buffer until flushed; plain TCP flushes at once.
+        let mut write = std::pin::pin!(async {
+            socket.write_all(batch).await?;
+            socket.flush().await
+        });
         let first = write.as_mut().poll(&mut Context::from_waker(Waker::noop()));
         let result = match first {
             Poll::Ready(r) => r,
@@ -263,11 +318,50 @@ pub(crate) enum ReadError {
     Io(std::io::Error),
 }
 
+/// The read side of a connection: a plain TCP socket, or a TLS session with the socket it
+/// runs on (to wait for readiness).
+pub(crate) enum ReadSocket {
+    /// Plain TCP.
+    Tcp(OwnedReadHalf),
+    /// TLS.
+    Tls {
+        /// The session's read half.
+        tls: TlsRead,
+        /// Its socket.
+        tcp: Arc<TcpStream>,
+    },
+}
+
+impl From<OwnedReadHalf> for ReadSocket {
+    fn from(r: OwnedReadHalf) -> ReadSocket {
+        ReadSocket::Tcp(r)
+    }
+}
+
+/// What a reader waits on to know there may be bytes to read.
+#[derive(Clone)]
+pub(crate) enum Readiness {
+    Tcp(Arc<OwnedReadHalf>),
+    Tls(Arc<TcpStream>),
+}
+
+impl Readiness {
+    /// Waits until the socket may be read.
+    pub(crate) async fn readable(&self) -> std::io::Result<()> {
+        match self {
+            Readiness::Tcp(s) => s.readable().await,
+            Readiness::Tls(s) => s.readable().await,
+        }
+    }
+}
+
 /// Reads frames from a connection. [`FrameReader::next`] is cancel-safe: every byte read
 /// stays in the reader's own buffer, so a caller may stop waiting (a timeout, another
 /// reader taking over) without losing part of a frame.
 pub(crate) struct FrameReader {
-    socket: Arc<OwnedReadHalf>,
+    socket: Readiness,
+    /// The TLS session read from, if the connection is TLS (else `socket` is read).
+    tls: Option<TlsRead>,
     buf: Vec<u8>,
     /// Start of the unread bytes in `buf`.
     start: usize,
@@ -279,9 +373,14 @@ pub(crate) struct FrameReader {
 const READ_CHUNK: usize = 64 * 1024;
 
 impl FrameReader {
-    pub(crate) fn new(socket: OwnedReadHalf, payload: usize) -> FrameReader {
+    pub(crate) fn new(socket: impl Into<ReadSocket>, payload: usize) -> FrameReader {
+        let (socket, tls) = match socket.into() {
+            ReadSocket::Tcp(s) => (Readiness::Tcp(Arc::new(s)), None),
+            ReadSocket::Tls { tls, tcp } => (Readiness::Tls(tcp), Some(tls)),
+        };
         FrameReader {
-            socket: Arc::new(socket),
+            socket,
+            tls,
             buf: Vec::with_capacity(READ_CHUNK),
             start: 0,
             skipping: None,
@@ -290,7 +389,7 @@ impl FrameReader {
     }
 
     /// The socket, to wait for it to become readable without holding the reader.
-    pub(crate) fn socket(&self) -> Arc<OwnedReadHalf> {
+    pub(crate) fn socket(&self) -> Readiness {
         self.socket.clone()
     }
 
@@ -333,7 +432,11 @@ impl FrameReader {
             if self.buf.capacity() - self.buf.len() < want {
                 self.buf.reserve(want);
             }
-            match self.socket.try_read_buf(&mut self.buf) {
+            let read = match (&self.socket, &mut self.tls) {
+                (Readiness::Tcp(s), _) => s.try_read_buf(&mut self.buf),
+                (Readiness::Tls(_), tls) => try_read_tls(tls, &mut self.buf),
+            };
+            match read {
                 Ok(0) => {
                     return if self.buf.is_empty() && self.skipping.is_none() {
                         Ok(Some(Read::Closed))
@@ -381,6 +484,21 @@ impl FrameReader {
             self.start = 0;
         }
         Ok(Some(Read::Frame(header, body)))
+    }
+}
+
+/// Reads what a TLS session has ready without waiting: `WouldBlock` when it has nothing
+/// (its socket's readiness is then cleared, so waiting on [`Readiness`] is right). A close
+/// without TLS' close_notify counts as a close.
+fn try_read_tls(tls: &mut Option<TlsRead>, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let Some(tls) = tls else {
+        return Err(std::io::ErrorKind::NotConnected.into());
+    };
+    let mut read = std::pin::pin!(tls.read_buf(buf));
+    match read.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+        Poll::Ready(r) => r,
+        Poll::Pending => Err(std::io::ErrorKind::WouldBlock.into()),
     }
 }
 

@@ -25,6 +25,10 @@ pub struct ClientConfig {
     pub pool_idle_timeout: Duration,
     /// Idle connections kept per provider. Default 256.
     pub max_idle_per_host: usize,
+    /// The TLS settings (trusted CA, optional client certificate, server name) used to call
+    /// a provider whose URL says `ssl-enabled=true` (default: none, and such a provider
+    /// cannot be called). Providers without it are called over plain HTTP.
+    pub tls: Option<rdubbo_tls::ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -34,6 +38,7 @@ impl Default for ClientConfig {
             max_response_size: 8 * 1024 * 1024,
             pool_idle_timeout: Duration::from_secs(90),
             max_idle_per_host: 256,
+            tls: None,
         }
     }
 }
@@ -87,12 +92,25 @@ impl JsonRpcClient {
         {
             config.timeout = Duration::from_millis(ms);
         }
+        let tls = if rdubbo_tls::is_enabled(url.param(crate::SSL_ENABLED)) {
+            let tls = config.tls.clone().ok_or_else(|| {
+                RpcError::Invalid(format!(
+                    "provider {addr} serves TLS ({}=true) but this consumer has no TLS \
+                     configuration (ClientConfig::tls: a CA bundle to trust)",
+                    crate::SSL_ENABLED
+                ))
+            })?;
+            Some(tls.with_alpn(&[b"http/1.1"]))
+        } else {
+            None
+        };
         let pool = Pool::new(
             url.host(),
             port,
             config.timeout.max(Duration::from_millis(100)),
             config.pool_idle_timeout,
             config.max_idle_per_host,
+            tls,
         );
         Ok(JsonRpcClient {
             inner: Arc::new(Inner {

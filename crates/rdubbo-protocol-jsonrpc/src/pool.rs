@@ -30,6 +30,8 @@ pub(crate) struct Pool {
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
+    /// TLS for an `ssl-enabled` provider.
+    tls: Option<rdubbo_tls::ClientTls>,
     idle: Mutex<Vec<(SendRequest<Full<Bytes>>, Instant)>>,
 }
 
@@ -46,6 +48,7 @@ impl Pool {
         connect_timeout: Duration,
         idle_timeout: Duration,
         max_idle: usize,
+        tls: Option<rdubbo_tls::ClientTls>,
     ) -> Pool {
         Pool {
             host: host
@@ -56,6 +59,7 @@ impl Pool {
             connect_timeout,
             idle_timeout,
             max_idle,
+            tls,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -96,15 +100,16 @@ impl Pool {
             }
         };
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| SendError::Connect(e.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "provider connection closed");
+        match &self.tls {
+            None => handshake(stream).await,
+            Some(tls) => {
+                let session = tls
+                    .connect(&self.host, stream)
+                    .await
+                    .map_err(|e| SendError::Connect(e.to_string()))?;
+                handshake(session).await
             }
-        });
-        Ok(sender)
+        }
     }
 
     /// Sends `req` on an idle connection or a new one. A request that an idle connection
@@ -134,6 +139,22 @@ impl Pool {
             Err(e) => Err(SendError::Transport(error_chain(&e))),
         }
     }
+}
+
+/// HTTP/1.1 on a connected stream; the connection is driven by a task of its own.
+async fn handshake<S>(stream: S) -> Result<SendRequest<Full<Bytes>>, SendError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| SendError::Connect(e.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "provider connection closed");
+        }
+    });
+    Ok(sender)
 }
 
 impl Lease<'_> {

@@ -41,6 +41,12 @@ pub struct ServerConfig {
     /// Largest response body; a batch's entries past it are answered with an error each,
     /// a single result past it with an error. Default 8 MiB.
     pub max_response_size: usize,
+    /// Serve HTTPS with this certificate (and, for mutual TLS, client CA) instead of plain
+    /// HTTP (default: none). A connection counts against `max_connections` from its accept;
+    /// one that has not finished its handshake within the TLS handshake deadline (10 s by
+    /// default) is closed, as is a plaintext client. The provider URL should then carry
+    /// [`SSL_ENABLED`](crate::SSL_ENABLED)`=true` so that consumers use TLS.
+    pub tls: Option<rdubbo_tls::ServerTls>,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +60,7 @@ impl Default for ServerConfig {
             body_read_timeout: Duration::from_secs(10),
             max_batch: 256,
             max_response_size: 8 * 1024 * 1024,
+            tls: None,
         }
     }
 }
@@ -140,9 +147,12 @@ impl ServerBuilder {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = watch::channel(None);
+        let mut config = self.config;
+        // Offered to clients that negotiate (curl does): the only protocol served.
+        config.tls = config.tls.map(|t| t.with_alpn(&[b"http/1.1"]));
         let shared = Arc::new(Shared {
-            limiter: Semaphore::new(self.config.max_concurrent_requests),
-            config: self.config,
+            limiter: Semaphore::new(config.max_concurrent_requests),
+            config,
             routes: self.routes,
             draining: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
@@ -281,12 +291,24 @@ async fn accept_loop(
                         && (open > shared.config.max_connections + shared.config.max_connections / 8
                             || !shared.evict_one())
                     {
+                        if shared.config.tls.is_some() {
+                            // A TLS client could not read a plaintext 503.
+                            drop(stream);
+                            continue;
+                        }
                         let limit = shared.config.max_connections;
                         conns.spawn(reject_connection(stream, limit));
                         continue;
                     }
                     shared.connections.fetch_add(1, Ordering::Relaxed);
-                    conns.spawn(serve_connection(stream, shared.clone(), stop.clone()));
+                    match shared.config.tls.clone() {
+                        None => {
+                            conns.spawn(serve_connection(stream, shared.clone(), stop.clone()));
+                        }
+                        Some(tls) => {
+                            conns.spawn(tls_connection(tls, stream, shared.clone(), stop.clone()));
+                        }
+                    }
                 }
                 Err(e) => {
                     // EMFILE and friends: keep serving the connections we have, try again soon.
@@ -327,11 +349,41 @@ async fn reject_connection(mut stream: TcpStream, limit: usize) {
     .await;
 }
 
-async fn serve_connection(
+/// A TLS connection, counted since its accept: the handshake within its deadline, then
+/// the same serving as a plain connection.
+async fn tls_connection(
+    tls: rdubbo_tls::ServerTls,
     stream: TcpStream,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<Option<Duration>>,
+    stop: watch::Receiver<Option<Duration>>,
 ) {
+    /// Uncounts the connection if the handshake fails or the task is stopped during it.
+    struct Counted(Option<Arc<Shared>>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            if let Some(s) = &self.0 {
+                s.connections.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+    let mut counted = Counted(Some(shared.clone()));
+    let peer = stream.peer_addr().ok();
+    match tls.accept(stream).await {
+        Ok(session) => {
+            counted.0 = None;
+            serve_connection(session, shared, stop).await;
+        }
+        Err(e) => tracing::debug!(?peer, error = %e, "TLS handshake failed; closing"),
+    }
+}
+
+async fn serve_connection<S>(
+    stream: S,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<Option<Duration>>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let state = Arc::new(ConnState {
         busy: AtomicUsize::new(0),
