@@ -192,9 +192,7 @@ impl ServerTls {
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let config = builder
-            .with_single_cert(chain, key)
-            .map_err(config_error)?;
+        let config = builder.with_single_cert(chain, key).map_err(config_error)?;
         let mut tls = ServerTls::from_rustls(Arc::new(config));
         tls.mutual = client_ca.is_some();
         Ok(tls)
@@ -291,7 +289,10 @@ impl fmt::Debug for ClientTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientTls")
             .field("server_name", &self.server_name)
-            .field("client_cert", &self.config.client_auth_cert_resolver.has_certs())
+            .field(
+                "client_cert",
+                &self.config.client_auth_cert_resolver.has_certs(),
+            )
             .field("handshake_timeout", &self.handshake_timeout)
             .finish()
     }
