@@ -50,6 +50,10 @@ pub struct ServerConfig {
     pub default_timeout: Duration,
     /// Time an HTTP/1 client gets to send a request's headers (default 10 s).
     pub header_read_timeout: Duration,
+    /// Request bytes buffered at once over all connections (bodies being read and calls
+    /// being served); past it, reading bodies waits (default 256 MiB, at least
+    /// `max_message_size`).
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +66,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(180),
             default_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
+            max_buffered_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -90,6 +95,8 @@ struct Shared {
     in_flight: AtomicUsize,
     draining: AtomicBool,
     epoch: Instant,
+    /// The budget of buffered request bytes, in KiB.
+    body_budget: tokio::sync::Semaphore,
     http1: hyper::server::conn::http1::Builder,
 }
 
@@ -177,6 +184,13 @@ impl ServerBuilder {
             .header_read_timeout(config.header_read_timeout)
             .keep_alive(true)
             .max_buf_size((config.max_header_list_size as usize).max(8192));
+        // At least one whole message fits, or a message at the limit could never be read.
+        let budget_kib = (config
+            .max_buffered_bytes
+            .max(config.max_message_size + codec::PREFIX_LEN)
+            / 1024
+            + 1)
+        .min(tokio::sync::Semaphore::MAX_PERMITS);
         let shared = Arc::new(Shared {
             exports,
             alt_svc: HeaderValue::from_str(&format!("h2=\":{}\"", local_addr.port()))
@@ -187,6 +201,7 @@ impl ServerBuilder {
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             epoch: Instant::now(),
+            body_budget: tokio::sync::Semaphore::new(budget_kib),
             http1,
         });
         let (stop_tx, stop_rx) = watch::channel(None);
@@ -406,8 +421,9 @@ async fn serve_h2(
     let handshake = h2::server::Builder::new()
         .max_concurrent_streams(config.max_concurrent_streams)
         .max_header_list_size(config.max_header_list_size)
+        // What a peer may send unread: 1 MiB per stream, 4 MiB per connection.
         .initial_window_size(1 << 20)
-        .initial_connection_window_size(16 << 20)
+        .initial_connection_window_size(4 << 20)
         .max_send_buffer_size(1 << 20)
         .max_pending_accept_reset_streams(64)
         .handshake::<_, Bytes>(stream);
@@ -642,30 +658,101 @@ fn request_timeout(h: &HeaderMap) -> Option<Duration> {
         .map(Duration::from_millis)
 }
 
-/// Reads a body up to `max` bytes (`Err(true)`: too large; `Err(false)`: broken).
-async fn read_body(body: ReqBody, max: usize) -> Result<Bytes, bool> {
-    match body {
-        ReqBody::Http1(b) => match http_body_util::Limited::new(b, max).collect().await {
-            Ok(c) => Ok(c.to_bytes()),
-            Err(e) => Err(e.is::<http_body_util::LengthLimitError>()),
-        },
-        ReqBody::H2(mut b) => {
-            let mut out = BytesMut::new();
-            while let Some(chunk) = b.data().await {
-                let chunk = chunk.map_err(|_| false)?;
-                let _ = b.flow_control().release_capacity(chunk.len());
-                if out.len() + chunk.len() > max {
-                    return Err(true);
+/// Why a body could not be read.
+enum BodyError {
+    /// Over the message size limit.
+    TooLarge,
+    /// Broken off by the peer.
+    Broken,
+}
+
+/// Reads a body up to `max` bytes. Before it is buffered past its first bytes, the body
+/// takes its whole size — the gRPC message length from its prefix, else `content-length`,
+/// else `max` — from the server's budget of buffered request bytes, waiting while the
+/// budget is spent (the peer is not read meanwhile: HTTP/2 flow control and TCP push
+/// back). Taken whole, never bit by bit, so bodies waiting for budget cannot hold parts of
+/// it and starve each other. Given back when the returned permit is dropped.
+async fn read_body<'s>(
+    shared: &'s Shared,
+    mut body: ReqBody,
+    max: usize,
+    grpc_mode: bool,
+    content_length: Option<usize>,
+) -> Result<(Bytes, tokio::sync::SemaphorePermit<'s>), BodyError> {
+    let mut out = BytesMut::new();
+    let mut held: Option<tokio::sync::SemaphorePermit<'s>> = None;
+    let mut expected = max;
+    loop {
+        let Some(chunk) = next_chunk(&mut body).await? else {
+            break;
+        };
+        if out.len() + chunk.len() > expected {
+            return Err(BodyError::TooLarge);
+        }
+        if out.is_empty() {
+            out = BytesMut::from(chunk);
+        } else {
+            out.extend_from_slice(&chunk);
+        }
+        if held.is_none() {
+            let declared = if grpc_mode {
+                if out.len() < codec::PREFIX_LEN {
+                    continue;
                 }
-                if out.is_empty() {
-                    out = BytesMut::from(chunk);
-                } else {
-                    out.extend_from_slice(&chunk);
-                }
+                let len = u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize;
+                Some(codec::PREFIX_LEN.saturating_add(len))
+            } else {
+                content_length
+            };
+            expected = declared.unwrap_or(max);
+            if expected > max || out.len() > expected {
+                return Err(BodyError::TooLarge);
             }
-            Ok(out.freeze())
+            held = Some(budget(shared, expected).await?);
         }
     }
+    let held = match held {
+        Some(h) => h,
+        None => budget(shared, out.len()).await?,
+    };
+    Ok((out.freeze(), held))
+}
+
+/// The next chunk of data of a body (trailers and other frames skipped); capacity is
+/// handed back to the peer at once, the size being bounded by the budget taken.
+async fn next_chunk(body: &mut ReqBody) -> Result<Option<Bytes>, BodyError> {
+    match body {
+        ReqBody::Http1(b) => {
+            while let Some(frame) = b.frame().await {
+                let frame = frame.map_err(|_| BodyError::Broken)?;
+                if let Ok(chunk) = frame.into_data() {
+                    return Ok(Some(chunk));
+                }
+            }
+            Ok(None)
+        }
+        ReqBody::H2(b) => match b.data().await {
+            Some(chunk) => {
+                let chunk = chunk.map_err(|_| BodyError::Broken)?;
+                let _ = b.flow_control().release_capacity(chunk.len());
+                Ok(Some(chunk))
+            }
+            None => Ok(None),
+        },
+    }
+}
+
+/// `len` bytes of the buffered-request budget (in KiB, rounded up).
+async fn budget(
+    shared: &Shared,
+    len: usize,
+) -> Result<tokio::sync::SemaphorePermit<'_>, BodyError> {
+    let kib = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX);
+    shared
+        .body_budget
+        .acquire_many(kib)
+        .await
+        .map_err(|_| BodyError::Broken)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -697,9 +784,19 @@ async fn serve_call(
     // answering before the client has sent it makes some clients (curl) see a reset
     // stream instead of the answer.
     let max = shared.config.max_message_size;
-    let raw = match read_body(body, max + codec::PREFIX_LEN).await {
+    let content_length = headers::text(h, "content-length").and_then(|l| l.trim().parse().ok());
+    let (raw, _budget) = match read_body(
+        shared,
+        body,
+        max + codec::PREFIX_LEN,
+        mode == Mode::Grpc,
+        content_length,
+    )
+    .await
+    {
         Ok(b) => b,
-        Err(too_large) => {
+        Err(e) => {
+            let too_large = matches!(e, BodyError::TooLarge);
             let msg = if too_large {
                 format!("request larger than {max} bytes")
             } else {

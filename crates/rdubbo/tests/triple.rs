@@ -748,3 +748,29 @@ async fn python_grpcio_calls_the_tri_server() {
     assert_eq!(lines[4], ["ERR", "DEADLINE_EXCEEDED"]);
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn request_bodies_share_a_bounded_budget() {
+    // Room for one 40 KiB body at a time: sixteen sent at once are read one after the
+    // other, and every one is served.
+    let server = server(ServerConfig {
+        max_message_size: 48 * 1024,
+        max_buffered_bytes: 64 * 1024,
+        ..ServerConfig::default()
+    })
+    .await;
+    let url: Url = format!("tri://{}/test.Slow?timeout=10000", server.local_addr())
+        .parse()
+        .unwrap();
+    let slow = SlowClient::new(Arc::new(TripleClient::new(&url).unwrap()));
+    let calls: Vec<_> = (0..16)
+        .map(|_| {
+            let slow = slow.clone();
+            tokio::spawn(async move { slow.len("x".repeat(40 * 1024)).await })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.await.unwrap().unwrap(), 40 * 1024);
+    }
+    server.shutdown(Duration::from_secs(1)).await;
+}
