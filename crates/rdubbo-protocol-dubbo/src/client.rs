@@ -137,7 +137,7 @@ struct Inner {
 /// A connected socket, before its reader and writer are made.
 enum Transport {
     Tcp(TcpStream),
-    Tls(crate::tls::TlsStream, Arc<TcpStream>),
+    Tls(Box<crate::tls::TlsStream>, Arc<TcpStream>),
 }
 
 /// An invoker calling one provider over the Dubbo protocol.
@@ -374,7 +374,7 @@ impl Inner {
                 Some(tls) => {
                     let tcp = Arc::new(stream);
                     let session = tls.connect(self.url.host(), SharedTcp(tcp.clone())).await?;
-                    Ok::<_, std::io::Error>(Transport::Tls(session.into(), tcp))
+                    Ok::<_, std::io::Error>(Transport::Tls(Box::new(session.into()), tcp))
                 }
             }
         };
@@ -412,7 +412,7 @@ impl Inner {
                 (read.into(), write.into())
             }
             Transport::Tls(session, tcp) => {
-                let (read, write) = crate::tls::split(session, tcp);
+                let (read, write) = crate::tls::split(*session, tcp);
                 (read, WriteSocket::Tls(write))
             }
         };
