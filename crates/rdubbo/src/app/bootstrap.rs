@@ -15,7 +15,9 @@ use super::{
 use crate::cluster::filter::{self, with_filters, Side};
 use crate::cluster::Extensions;
 use crate::consumer::Reference;
-use crate::provider::{sort_params, Provider, Registration};
+use crate::provider::{
+    sort_params, split_by_mode, AppMetadata, InstanceRegistration, Provider, Registration,
+};
 use crate::{layered, Invoker, Registry, ServiceInfo, SetupError, Url};
 
 /// Builds an [`Application`] from a [`Config`] and the service implementations.
@@ -106,6 +108,8 @@ struct Started {
     local: HashMap<String, Arc<dyn Invoker>>,
     references: BTreeMap<String, Arc<Reference>>,
     qos_listener: Option<Listener>,
+    /// The application instance (Dubbo 3), published once every server listens.
+    instance: Option<Arc<InstanceRegistration>>,
 }
 
 impl Drop for Bootstrap {
@@ -206,6 +210,36 @@ impl Bootstrap {
     /// service URL follow its `override://` rules. Registers nothing.
     async fn bind_servers(&mut self) -> Result<(), AppError> {
         let cfg = &self.cfg;
+        // Dubbo 3: the registries that take the application instance, and the protocol
+        // whose server answers the MetadataService (the first dubbo or tri one serving
+        // something, else the first serving something).
+        let mode = cfg.application.register_mode.unwrap_or_default();
+        let all: Vec<Arc<dyn Registry>> = self
+            .started
+            .registries
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect();
+        let (_, discoveries) =
+            split_by_mode(&all, mode).map_err(|e| start_err("application.register_mode", e))?;
+        let serving: Vec<(&String, String)> = cfg
+            .protocols
+            .iter()
+            .filter(|(pid, _)| !wiring::services_on(cfg, pid).is_empty())
+            .map(|(pid, p)| (pid, p.name.clone().unwrap_or_else(|| pid.clone())))
+            .collect();
+        let metadata_pid = (!discoveries.is_empty())
+            .then(|| {
+                serving
+                    .iter()
+                    .find(|(_, name)| name == "dubbo" || name == "tri")
+                    .or(serving.first())
+                    .map(|(pid, _)| (*pid).clone())
+            })
+            .flatten();
+        let app_metadata = AppMetadata::new(&cfg.application.name);
+        let mut endpoints: Vec<(String, u16)> = Vec::new();
+        let mut instance_host = None;
         for (pid, p) in &cfg.protocols {
             let on_this = wiring::services_on(cfg, pid);
             if on_this.is_empty() {
@@ -214,6 +248,10 @@ impl Bootstrap {
             let name = p.name.clone().unwrap_or_else(|| pid.clone());
             let (mut builder, listen) =
                 wiring::server_builder(cfg, pid, p, &name, &self.extensions)?;
+            let serves_metadata = metadata_pid.as_ref() == Some(pid);
+            if serves_metadata {
+                builder = builder.metadata_service(app_metadata.clone());
+            }
             let mut templates = Vec::new();
             for id in on_this {
                 let s = &cfg.provider.services[id];
@@ -269,6 +307,12 @@ impl Bootstrap {
                 )
             })?;
             let addr = provider.local_addr();
+            if serves_metadata {
+                endpoints.insert(0, (name.clone(), addr.port()));
+                instance_host = provider.urls().first().map(|u| u.host().to_owned());
+            } else {
+                endpoints.push((name.clone(), addr.port()));
+            }
             let urls: Vec<_> = provider
                 .urls()
                 .iter()
@@ -285,7 +329,9 @@ impl Bootstrap {
                 }
                 let url = sort_params(&url);
                 let ids = s.registries.as_ref().or(cfg.provider.registries.as_ref());
-                let registries = pick_registries(&self.started.registries, ids);
+                let (registries, _) =
+                    split_by_mode(&pick_registries(&self.started.registries, ids), mode)
+                        .map_err(|e| start_err("application.register_mode", e))?;
                 let registration = Registration::new(url.clone(), registries, dynamic);
                 // Kept before it subscribes, so that a start cancelled while it waits for
                 // the first rules unsubscribes it too.
@@ -299,6 +345,12 @@ impl Bootstrap {
                 registration.subscribe().await;
             }
             tracing::debug!(protocol = %pid, %addr, "server listening");
+        }
+        if let Some(host) = instance_host {
+            let urls: Vec<Url> = self.started.exports.iter().map(|e| e.url.clone()).collect();
+            let timestamp = crate::registry::now_millis().to_string();
+            let instance = app_metadata.publish(&host, &endpoints, &urls, &timestamp, discoveries);
+            self.started.instance = Some(Arc::new(instance));
         }
         Ok(())
     }
@@ -368,6 +420,9 @@ impl Bootstrap {
     /// else is up. A registry that is down does not fail it: registrations are retried.
     async fn register(&mut self) {
         set_online(&self.started.exports, "", true).await;
+        if let Some(instance) = &self.started.instance {
+            instance.set_online(true).await;
+        }
     }
 
     /// Step 8: the running application, `ready`.
@@ -388,6 +443,7 @@ impl Bootstrap {
             local: started.local,
             references: started.references,
             ready: AtomicBool::new(false),
+            instance: started.instance,
         });
         self.state.set(&state);
         let metrics_addr = started.metrics_listener.as_ref().map(|l| l.addr);
@@ -423,6 +479,7 @@ impl Started {
             && self.exports.is_empty()
             && self.references.is_empty()
             && self.qos_listener.is_none()
+            && self.instance.is_none()
     }
 
     /// Takes everything down in reverse start order: QoS, references, registrations
@@ -434,6 +491,9 @@ impl Started {
         }
         for reference in self.references.values().rev() {
             reference.close().await;
+        }
+        if let Some(instance) = &self.instance {
+            instance.set_online(false).await;
         }
         for e in self.exports.iter().rev() {
             e.online.store(false, Ordering::SeqCst);

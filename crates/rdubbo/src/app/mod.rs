@@ -115,6 +115,8 @@ pub(crate) struct AppState {
     pub(crate) local: HashMap<String, Arc<dyn Invoker>>,
     pub(crate) references: BTreeMap<String, Arc<Reference>>,
     pub(crate) ready: AtomicBool,
+    /// The application instance (Dubbo 3), registered with every export (pattern "").
+    pub(crate) instance: Option<Arc<crate::provider::InstanceRegistration>>,
 }
 
 /// The application as the QoS and metrics endpoints see it: nothing while it starts (they
@@ -315,7 +317,14 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl AppState {
     pub(crate) async fn set_online(&self, pattern: &str, online: bool) -> usize {
-        set_online(&self.exports, pattern, online).await
+        if let (true, Some(instance)) = (pattern.is_empty() && !online, &self.instance) {
+            instance.set_online(false).await;
+        }
+        let n = set_online(&self.exports, pattern, online).await;
+        if let (true, Some(instance)) = (pattern.is_empty() && online, &self.instance) {
+            instance.set_online(true).await;
+        }
+        n
     }
 
     /// Updates the gauges read at scrape time, then renders.

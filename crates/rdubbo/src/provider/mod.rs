@@ -46,7 +46,7 @@ use crate::extension::Extensions;
 use crate::registry::{now_millis, sorted_params};
 mod instance;
 mod registration;
-use instance::{AppMetadata, InstanceRegistration};
+pub(crate) use instance::{split_by_mode, AppMetadata, InstanceRegistration};
 use registration::DynamicTimeout;
 pub(crate) use registration::{sort_params, Dynamic, Registration};
 
@@ -79,6 +79,8 @@ pub struct ProviderBuilder {
     /// Protocols configured on this builder, put into its copy of the table at the start.
     configured: Vec<Arc<dyn crate::Protocol>>,
     register_mode: RegisterMode,
+    /// A MetadataService served for a caller that registers the instance itself.
+    app_metadata: Option<AppMetadata>,
 }
 
 /// Running services, registered in their registries.
@@ -112,6 +114,7 @@ impl Provider {
             extensions: crate::extension::shared(),
             configured: Vec::new(),
             register_mode: RegisterMode::default(),
+            app_metadata: None,
         }
     }
 
@@ -202,6 +205,14 @@ impl ProviderBuilder {
     /// support ([`Registry::service_discovery`]) get interface-level URLs whatever the mode.
     pub fn register_mode(mut self, mode: RegisterMode) -> Self {
         self.register_mode = mode;
+        self
+    }
+
+    /// Serves `metadata`'s MetadataService too, for a caller (the application) that
+    /// publishes it and registers the instance itself.
+    #[cfg_attr(not(feature = "app"), allow(dead_code))]
+    pub(crate) fn metadata_service(mut self, metadata: AppMetadata) -> Self {
+        self.app_metadata = Some(metadata);
         self
     }
 
@@ -329,7 +340,8 @@ impl ProviderBuilder {
             }
         }
         // The provider's own application metadata, when it registers an instance.
-        let own_metadata = (!discoveries.is_empty()).then(|| AppMetadata::new(&self.application));
+        let own_metadata = (self.app_metadata.is_none() && !discoveries.is_empty())
+            .then(|| AppMetadata::new(&self.application));
         let dynamic: Vec<Arc<Dynamic>> = self
             .services
             .iter()
@@ -368,7 +380,7 @@ impl ProviderBuilder {
             })
             .collect();
         let mut exports = exports;
-        if let Some(metadata) = &own_metadata {
+        if let Some(metadata) = self.app_metadata.as_ref().or(own_metadata.as_ref()) {
             exports.push(metadata.export());
         }
         let server = protocol.serve(self.listen, exports).await?;

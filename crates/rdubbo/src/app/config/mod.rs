@@ -187,6 +187,11 @@ pub struct ApplicationConfig {
     pub organization: Option<String>,
     /// Environment (`dev`, `test`, `product`).
     pub environment: Option<String>,
+    /// Where providers register: `interface`, `instance` (Dubbo 3's application
+    /// instance, its MetadataService and the interface mapping) or `all` (default, as
+    /// Java 3's `dubbo.application.register-mode`). A registry's `register-mode`
+    /// parameter overrides it for that registry.
+    pub register_mode: Option<crate::RegisterMode>,
 }
 
 impl Default for ApplicationConfig {
@@ -197,6 +202,7 @@ impl Default for ApplicationConfig {
             owner: None,
             organization: None,
             environment: None,
+            register_mode: None,
         }
     }
 }
