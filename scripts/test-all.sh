@@ -49,6 +49,12 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# Python's grpcio (PyPI) calls the Triple server in the tests.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c "import grpc" >/dev/null 2>&1; then
+  echo "== installing test peer: grpcio (PyPI)"
+  python3 -m pip install --quiet grpcio
+fi
+
 # step NAME COMMAND...: runs one step, then prints how long it took.
 step() {
   local name="$1" start=$SECONDS
