@@ -78,6 +78,8 @@ pub struct ProviderBuilder {
     extensions: Arc<Extensions>,
     /// Protocols configured on this builder, put into its copy of the table at the start.
     configured: Vec<Arc<dyn crate::Protocol>>,
+    /// Configured protocols serving TLS: their URLs say `ssl-enabled=true`.
+    tls: Vec<&'static str>,
     register_mode: RegisterMode,
     /// A MetadataService served for a caller that registers the instance itself.
     app_metadata: Option<AppMetadata>,
@@ -113,6 +115,7 @@ impl Provider {
             protocol: DEFAULT_PROTOCOL.to_owned(),
             extensions: crate::extension::shared(),
             configured: Vec::new(),
+            tls: Vec::new(),
             register_mode: RegisterMode::default(),
             app_metadata: None,
         }
@@ -279,9 +282,14 @@ impl ProviderBuilder {
 
     /// Limits of the Dubbo protocol server (when serving `dubbo`): serves a
     /// [`DubboProtocol`](rdubbo_protocol_dubbo::DubboProtocol) with this configuration,
-    /// in place of the table's `dubbo`.
+    /// in place of the table's `dubbo`. With [`tls`](rdubbo_protocol_dubbo::ServerConfig::tls)
+    /// set, the provider URLs say `ssl-enabled=true` (as Java's), so consumers call over TLS.
     #[cfg(feature = "dubbo")]
-    pub fn dubbo_config(self, config: rdubbo_protocol_dubbo::ServerConfig) -> Self {
+    pub fn dubbo_config(mut self, config: rdubbo_protocol_dubbo::ServerConfig) -> Self {
+        self.tls.retain(|p| *p != "dubbo");
+        if config.tls.is_some() {
+            self.tls.push("dubbo");
+        }
         self.configure(Arc::new(
             rdubbo_protocol_dubbo::DubboProtocol::default().with_server_config(config),
         ))
@@ -289,9 +297,15 @@ impl ProviderBuilder {
 
     /// Server limits of the JSON-RPC server (when serving `jsonrpc`): serves a
     /// [`JsonRpcProtocol`](rdubbo_protocol_jsonrpc::JsonRpcProtocol) with this
-    /// configuration, in place of the table's `jsonrpc`.
+    /// configuration, in place of the table's `jsonrpc`. With
+    /// [`tls`](rdubbo_protocol_jsonrpc::ServerConfig::tls) set, the provider URLs say
+    /// `ssl-enabled=true`, so consumers call over HTTPS.
     #[cfg(feature = "jsonrpc")]
-    pub fn server_config(self, config: rdubbo_protocol_jsonrpc::ServerConfig) -> Self {
+    pub fn server_config(mut self, config: rdubbo_protocol_jsonrpc::ServerConfig) -> Self {
+        self.tls.retain(|p| *p != "jsonrpc");
+        if config.tls.is_some() {
+            self.tls.push("jsonrpc");
+        }
         self.configure(Arc::new(
             rdubbo_protocol_jsonrpc::JsonRpcProtocol::default().with_server_config(config),
         ))
@@ -338,6 +352,10 @@ impl ProviderBuilder {
             if k == "token" && random {
                 *v = rdubbo_protocol_dubbo::random_token();
             }
+        }
+        if self.tls.contains(&self.protocol.as_str()) {
+            params.retain(|(k, _)| k != "ssl-enabled");
+            params.push(("ssl-enabled".into(), "true".into()));
         }
         // The provider's own application metadata, when it registers an instance.
         let own_metadata = (self.app_metadata.is_none() && !discoveries.is_empty())
