@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl) # TLS tests: s_client, certificates
 command -v jq >/dev/null 2>&1 || need+=(jq) # scripts/check-features.sh, check-msrv.sh
 command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
 [ -f /usr/share/java/hessian.jar ] || need+=(libhessian-java)
