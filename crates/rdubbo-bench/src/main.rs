@@ -12,10 +12,13 @@
 //! - `jsonrpc`: rdubbo's JSON-RPC client calling rdubbo's JSON-RPC server (`echo`).
 //! - `dubbo`, `tri`: rdubbo's Dubbo and Triple (HTTP/2, Java's Hessian2 wrapper) clients
 //!   calling rdubbo's servers of the same protocol (`echo`).
+//! - `dubbo-tls`, `jsonrpc-tls`: the same as `dubbo` and `jsonrpc` over TLS 1.3 (rustls,
+//!   P-256 certificate; not in the default set).
 //! - `tonic`: tonic's gRPC client calling a tonic server (unary echo of a protobuf message
 //!   holding the same string), the HTTP/2 gRPC stack of the Rust ecosystem for comparison.
 
 mod procstats;
+mod tls_certs;
 mod tonic_peer;
 
 use std::net::SocketAddr;
@@ -90,6 +93,8 @@ enum Kind {
     Dubbo,
     Tri,
     Tonic,
+    DubboTls,
+    JsonrpcTls,
 }
 
 impl Kind {
@@ -101,6 +106,8 @@ impl Kind {
             Kind::Dubbo => "dubbo",
             Kind::Tri => "tri",
             Kind::Tonic => "tonic",
+            Kind::DubboTls => "dubbo-tls",
+            Kind::JsonrpcTls => "jsonrpc-tls",
         }
     }
 }
@@ -160,6 +167,31 @@ async fn serve(kind: Kind, listen: SocketAddr) -> Result<()> {
                         .await;
                 });
             }
+        }
+        Kind::DubboTls => {
+            let (info, echo) = echo_service();
+            let server = rdubbo_protocol_dubbo::DubboServer::builder()
+                .config(rdubbo_protocol_dubbo::ServerConfig {
+                    tls: Some(bench_server_tls()?),
+                    ..Default::default()
+                })
+                .export(info, echo)
+                .bind(listen)
+                .await?;
+            announce(server.local_addr());
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+        Kind::JsonrpcTls => {
+            let (info, echo) = echo_service();
+            let server = rdubbo_protocol_jsonrpc::JsonRpcServer::builder()
+                .config_with(|c| c.tls = bench_server_tls().ok())
+                .export(SERVICE, info, echo)
+                .bind(listen)
+                .await?;
+            announce(server.local_addr());
+            std::future::pending::<()>().await;
+            Ok(())
         }
         Kind::Jsonrpc => {
             let server = jsonrpc_server(listen).await?;
@@ -267,7 +299,7 @@ impl Caller {
                 let uri: http::Uri = format!("http://{addr}/{SERVICE}").parse()?;
                 Caller::Hyper(sender, uri)
             }
-            Kind::Jsonrpc | Kind::Dubbo | Kind::Tri => {
+            Kind::Jsonrpc | Kind::Dubbo | Kind::Tri | Kind::DubboTls | Kind::JsonrpcTls => {
                 Caller::Jsonrpc(shared.clone().ok_or_else(|| anyhow!("no client"))?)
             }
             Kind::Tonic => Caller::Tonic(tonic.clone().ok_or_else(|| anyhow!("no client"))?),
@@ -317,6 +349,47 @@ fn dubbo_client(addr: SocketAddr) -> Result<Arc<dyn rdubbo_core::Invoker>> {
 fn tri_client(addr: SocketAddr) -> Result<Arc<dyn rdubbo_core::Invoker>> {
     let url: rdubbo_core::Url = format!("tri://{addr}/{SERVICE}?timeout=5000").parse()?;
     Ok(Arc::new(rdubbo::triple::TripleClient::new(&url)?))
+}
+
+fn bench_server_tls() -> Result<rdubbo_tls::ServerTls> {
+    let chain = format!("{}{}", tls_certs::SERVER_CERT, tls_certs::CA);
+    Ok(rdubbo_tls::ServerTls::from_pem(
+        chain.as_bytes(),
+        tls_certs::SERVER_KEY.as_bytes(),
+        None,
+    )?)
+}
+
+fn bench_client_tls() -> Result<rdubbo_tls::ClientTls> {
+    Ok(rdubbo_tls::ClientTls::from_pem(
+        tls_certs::CA.as_bytes(),
+        None,
+    )?)
+}
+
+fn dubbo_tls_client(addr: SocketAddr) -> Result<Arc<dyn rdubbo_core::Invoker>> {
+    let url: rdubbo_core::Url =
+        format!("dubbo://{addr}/{SERVICE}?timeout=5000&ssl-enabled=true").parse()?;
+    let config = rdubbo_protocol_dubbo::ClientConfig {
+        tls: Some(bench_client_tls()?),
+        ..Default::default()
+    }
+    .from_url(&url);
+    Ok(Arc::new(rdubbo_protocol_dubbo::DubboClient::with_config(
+        &url, config,
+    )?))
+}
+
+fn jsonrpc_tls_client(addr: SocketAddr) -> Result<Arc<dyn rdubbo_core::Invoker>> {
+    let url: rdubbo_core::Url =
+        format!("jsonrpc://{addr}/{SERVICE}?timeout=5000&ssl-enabled=true").parse()?;
+    let config = rdubbo_protocol_jsonrpc::ClientConfig {
+        tls: Some(bench_client_tls()?),
+        ..Default::default()
+    };
+    Ok(Arc::new(
+        rdubbo_protocol_jsonrpc::JsonRpcClient::with_config(&url, config)?,
+    ))
 }
 
 fn jsonrpc_client(addr: SocketAddr) -> Result<Arc<dyn rdubbo_core::Invoker>> {
@@ -398,6 +471,8 @@ async fn measure(kind: Kind, server: &ServerProcess, args: &RunArgs) -> Result<S
     let shared = match kind {
         Kind::Jsonrpc => Some(jsonrpc_client(server.addr)?),
         Kind::Dubbo => Some(dubbo_client(server.addr)?),
+        Kind::DubboTls => Some(dubbo_tls_client(server.addr)?),
+        Kind::JsonrpcTls => Some(jsonrpc_tls_client(server.addr)?),
         Kind::Tri => Some(tri_client(server.addr)?),
         _ => None,
     };
