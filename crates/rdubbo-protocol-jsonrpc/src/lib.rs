@@ -33,7 +33,7 @@ mod timeout;
 
 pub use client::{ClientConfig, JsonRpcClient};
 pub use protocol::JsonRpcProtocol;
-pub use server::{JsonRpcServer, ServerBuilder, ServerConfig};
-pub use timeout::{parse_go_duration, parse_timeout_header};
 /// TLS settings: [`ServerConfig::tls`] for a provider, [`ClientConfig::tls`] for a consumer.
 pub use rdubbo_tls::{ClientTls, ServerTls, TlsError, SSL_ENABLED};
+pub use server::{JsonRpcServer, ServerBuilder, ServerConfig};
+pub use timeout::{parse_go_duration, parse_timeout_header};

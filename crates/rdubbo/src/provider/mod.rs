@@ -46,7 +46,9 @@ use crate::extension::Extensions;
 use crate::registry::{now_millis, sorted_params};
 mod instance;
 mod registration;
-pub(crate) use instance::{split_by_mode, AppMetadata, InstanceRegistration};
+#[cfg(feature = "app")]
+pub(crate) use instance::split_by_mode;
+pub(crate) use instance::{AppMetadata, InstanceRegistration};
 use registration::DynamicTimeout;
 pub(crate) use registration::{sort_params, Dynamic, Registration};
 
