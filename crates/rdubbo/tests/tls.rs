@@ -2,14 +2,21 @@
 //! registers `ssl-enabled=true`; a consumer that found it in the registry calls it over TLS
 //! with the CA of its own protocol configuration. Certificates come from the openssl CLI.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdubbo::prelude::*;
 use rdubbo::{BoxFuture, Protocol, Reply};
+use rdubbo_testkit::java::{interop_sources, DubboVersion, JavaDubbo};
+
+#[path = "../examples/java_interop/user_service.rs"]
+#[allow(dead_code)]
+mod user_service;
 use serde_json::json;
+use user_service::{RustUsers, UserServiceServer};
 
 const IFACE: &str = "demo.TlsService";
 
@@ -89,6 +96,21 @@ fn certs(dir: &Path) -> bool {
             "-extfile",
             "ext",
         ])
+        && run(&[
+            &["req", "-x509"][..],
+            &ec[..],
+            &[
+                "-keyout",
+                "other-ca.key",
+                "-out",
+                "other-ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=some other CA",
+            ][..],
+        ]
+        .concat())
 }
 
 struct TempDir(PathBuf);
@@ -176,4 +198,89 @@ async fn a_tls_provider_registers_ssl_enabled_and_a_consumer_calls_it_over_tls()
         drop(reference);
         provider.stop().await;
     }
+}
+
+/// A JVM killed when dropped.
+struct Jvm(std::process::Child);
+
+impl Drop for Jvm {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `com.example.TlsConsumer <args>` and returns its `RESULT`/`ERROR` line.
+async fn java_consumer(java: &JavaDubbo, classes: &Path, args: &[&str]) -> String {
+    let mut cmd = java.command(classes, "com.example.TlsConsumer");
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut jvm = Jvm(cmd.spawn().expect("cannot start the Java consumer"));
+    let stdout = jvm.0.stdout.take().unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::task::spawn_blocking(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .find(|l| l.starts_with("RESULT ") || l.starts_with("ERROR "))
+                .unwrap_or_default()
+        }),
+    )
+    .await
+    .expect("the Java consumer did not answer within 120 s")
+    .unwrap()
+}
+
+/// Java Dubbo 2.7's consumer (Netty's SslHandler, JDK TLS) calls an rdubbo dubbo provider
+/// over TLS, trusting the CA through its `SslConfig`; trusting another CA it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_consumer_calls_an_rdubbo_tls_provider() {
+    let Some(java) = JavaDubbo::find(DubboVersion::V2_7) else {
+        return;
+    };
+    let dir = TempDir(std::env::temp_dir().join(format!("rdubbo-java-tls-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    if !certs(&dir.0) {
+        eprintln!(
+            "\n!!! SKIPPED: the openssl CLI is missing or failed; Java over TLS not checked !!!\n"
+        );
+        return;
+    }
+    let classes = {
+        let java = java.clone();
+        tokio::task::spawn_blocking(move || java.compile(&interop_sources()))
+            .await
+            .unwrap()
+    };
+    let server_tls = rdubbo::dubbo::ServerTls::from_pem_files(
+        dir.0.join("server.pem"),
+        dir.0.join("server.key"),
+        None,
+    )
+    .unwrap();
+    let provider = Provider::builder("127.0.0.1:0".parse().unwrap())
+        .protocol("dubbo")
+        .dubbo_config(rdubbo::dubbo::ServerConfig {
+            tls: Some(server_tls),
+            ..Default::default()
+        })
+        .export(
+            UserServiceServer::<RustUsers>::info(),
+            Arc::new(UserServiceServer::new(RustUsers)),
+        )
+        .start()
+        .await
+        .unwrap();
+    let url = format!(
+        "dubbo://{}/com.example.UserService?ssl-enabled=true",
+        provider.local_addr()
+    );
+    let ca = dir.0.join("ca.pem").display().to_string();
+    let line = java_consumer(&java, &classes, &["--url", &url, "--ca", &ca]).await;
+    assert_eq!(line, "RESULT 42");
+    // Trusting another CA, Java's handshake fails: no answer.
+    let other = dir.0.join("other-ca.pem").display().to_string();
+    let line = java_consumer(&java, &classes, &["--url", &url, "--ca", &other]).await;
+    assert!(line.starts_with("ERROR "), "{line}");
+    provider.stop().await;
 }
