@@ -360,6 +360,7 @@ impl Bootstrap {
         let cfg = &self.cfg;
         for (id, r) in &cfg.consumer.references {
             let mut b = wiring::reference_builder(cfg, r, &self.metrics, &self.extensions);
+            b = wiring::with_client_tls(cfg, b)?;
             if let Some(url) = &r.url {
                 let url: Url = url
                     .parse()

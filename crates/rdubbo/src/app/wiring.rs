@@ -69,6 +69,9 @@ pub(super) fn server_builder(
         if let Some(n) = p.max_pending {
             c.max_pending = n;
         }
+        if p.ssl_enabled == Some(true) {
+            c.tls = Some(server_tls(cfg, pid)?);
+        }
         builder = builder.dubbo_config(c);
     }
     if name == "jsonrpc" && extensions.protocol("jsonrpc").is_some() {
@@ -82,9 +85,64 @@ pub(super) fn server_builder(
         if let Some(n) = p.max_pending {
             c.max_concurrent_requests = n;
         }
+        if p.ssl_enabled == Some(true) {
+            c.tls = Some(server_tls(cfg, pid)?);
+        }
         builder = builder.server_config(c);
     }
     Ok((builder, listen))
+}
+
+/// The server TLS of `[ssl]`, for protocol `pid` that asks for it.
+fn server_tls(cfg: &Config, pid: &str) -> Result<rdubbo_protocol_jsonrpc::ServerTls, AppError> {
+    let what = format!("protocols.{pid}.ssl_enabled");
+    let (Some(chain), Some(key)) = (
+        &cfg.ssl.server_key_cert_chain_path,
+        &cfg.ssl.server_private_key_path,
+    ) else {
+        return Err(start_err(
+            what,
+            "needs ssl.server_key_cert_chain_path and ssl.server_private_key_path",
+        ));
+    };
+    let ca = cfg.ssl.server_trust_cert_collection_path.as_deref();
+    rdubbo_protocol_jsonrpc::ServerTls::from_pem_files(chain, key, ca.map(std::path::Path::new))
+        .map_err(|e| start_err(what, e))
+}
+
+/// `b` with the client TLS of `[ssl]` (when it names a CA bundle) for the built-in
+/// protocols, used to call providers whose URL says `ssl-enabled=true`.
+pub(super) fn with_client_tls(
+    cfg: &Config,
+    b: ReferenceBuilder,
+) -> Result<ReferenceBuilder, AppError> {
+    let Some(ca) = &cfg.ssl.client_trust_cert_collection_path else {
+        return Ok(b);
+    };
+    let identity = match (
+        &cfg.ssl.client_key_cert_chain_path,
+        &cfg.ssl.client_private_key_path,
+    ) {
+        (Some(c), Some(k)) => Some((std::path::Path::new(c), std::path::Path::new(k))),
+        _ => None,
+    };
+    let tls = rdubbo_protocol_jsonrpc::ClientTls::from_pem_files(ca, identity)
+        .map_err(|e| start_err("ssl (client side)", e))?;
+    #[allow(unused_mut)]
+    let mut protocols: Vec<Arc<dyn crate::Protocol>> = vec![Arc::new(
+        rdubbo_protocol_jsonrpc::JsonRpcProtocol::new(rdubbo_protocol_jsonrpc::ClientConfig {
+            tls: Some(tls.clone()),
+            ..Default::default()
+        }),
+    )];
+    #[cfg(feature = "dubbo")]
+    protocols.push(Arc::new(rdubbo_protocol_dubbo::DubboProtocol::new(
+        rdubbo_protocol_dubbo::ClientConfig {
+            tls: Some(tls),
+            ..Default::default()
+        },
+    )));
+    Ok(b.protocols(protocols))
 }
 
 /// The identity a configured service is exported with: the configuration's version and

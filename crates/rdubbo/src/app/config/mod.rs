@@ -171,6 +171,29 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[qos]`.
     pub qos: QosConfig,
+    /// `[ssl]`: the certificates of TLS (Java's `dubbo.ssl`).
+    pub ssl: SslConfig,
+}
+
+/// `[ssl]`: PEM files for TLS, named as Java Dubbo's `SslConfig`. The server side serves
+/// the protocols that say `ssl_enabled = true`; the client side is used to call providers
+/// whose URL says `ssl-enabled=true`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SslConfig {
+    /// The server's certificate chain (leaf first).
+    pub server_key_cert_chain_path: Option<String>,
+    /// The server's private key.
+    pub server_private_key_path: Option<String>,
+    /// The CA bundle client certificates must chain to: set, clients must present one
+    /// (mutual TLS).
+    pub server_trust_cert_collection_path: Option<String>,
+    /// The CA bundle the consumer trusts for providers' certificates.
+    pub client_trust_cert_collection_path: Option<String>,
+    /// The consumer's own certificate chain, for mutual TLS.
+    pub client_key_cert_chain_path: Option<String>,
+    /// The consumer's private key, for mutual TLS.
+    pub client_private_key_path: Option<String>,
 }
 
 /// `[application]`.
@@ -237,6 +260,9 @@ pub struct ProtocolConfig {
     pub payload: Option<usize>,
     /// Requests served at once per connection (dubbo) or per server (jsonrpc).
     pub max_pending: Option<usize>,
+    /// Serve TLS with the `[ssl]` server certificate (Java's `ssl-enabled`); the
+    /// registered URLs then say `ssl-enabled=true`.
+    pub ssl_enabled: Option<bool>,
 }
 
 /// Per-method settings, `methods.<name>`.
