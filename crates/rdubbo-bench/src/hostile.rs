@@ -15,6 +15,7 @@
 
 #[path = "hostile/net.rs"]
 mod net;
+mod procstats;
 #[path = "hostile/target.rs"]
 mod target;
 
@@ -125,6 +126,8 @@ struct Outcome {
     survived: bool,
     note: String,
     broken: Vec<String>,
+    /// CPU time of the attacked process during the attack, s.
+    cpu_s: f64,
 }
 
 struct Ctx {
@@ -148,7 +151,7 @@ const ATTACKS: &[(&str, Kind)] = &[
     ("registry-slow-connections", Kind::Registry),
     ("registry-logins", Kind::RegistryAuth),
     ("registry-udp-amplification", Kind::Registry),
-    ("registry-big-list", Kind::Registry),
+    ("registry-big-list", Kind::RegistryDefault),
     ("qos-idle-sessions", Kind::App),
     ("metrics-idle-connections", Kind::App),
 ];
@@ -225,6 +228,7 @@ async fn run(args: Args) -> Result<bool> {
                 survived: false,
                 note: String::new(),
                 broken: vec![format!("bench error: {e:#}")],
+                cpu_s: f64::NAN,
             },
         };
         if o.peak_mib > args.max_rss_mib as f64 || o.killed_at_cap {
@@ -240,8 +244,9 @@ async fn run(args: Args) -> Result<bool> {
             ));
         }
         if o.legit.failed > 0 {
+            let (a, b) = o.legit.failed_between.unwrap_or_default();
             o.broken.push(format!(
-                "{} legit calls failed (first: {})",
+                "{} legit calls failed, started {a:.1}–{b:.1} s into the attack (first: {})",
                 o.legit.failed,
                 o.legit.first_error.as_deref().unwrap_or("?")
             ));
@@ -262,6 +267,10 @@ async fn run(args: Args) -> Result<bool> {
         outcomes.push(o);
     }
     print_table(&outcomes);
+    println!(
+        "\n(bench process CPU {:.1} s in all)",
+        procstats::cpu_ms() / 1e3
+    );
     let broken: Vec<&Outcome> = outcomes.iter().filter(|o| !o.broken.is_empty()).collect();
     if broken.is_empty() {
         println!(
@@ -280,14 +289,15 @@ async fn run(args: Args) -> Result<bool> {
 
 fn print_table(outcomes: &[Outcome]) {
     println!();
-    println!("| attack | target | peak RSS MiB | legit ok / failed | legit p50 ms | legit p99 ms | survived | attack |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| attack | target | peak RSS MiB | target CPU s | legit ok / failed | legit p50 ms | legit p99 ms | survived | attack |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for o in outcomes {
         println!(
-            "| {} | {} | {:.1} | {} / {} | {:.2} | {:.2} | {} | {} |",
+            "| {} | {} | {:.1} | {:.1} | {} / {} | {:.2} | {:.2} | {} | {} |",
             o.name,
             o.kind.label(),
             o.peak_mib,
+            o.cpu_s,
             o.legit.ok,
             o.legit.failed,
             o.legit.p50_ms,
@@ -305,7 +315,7 @@ async fn attack(ctx: &Ctx, name: &'static str, kind: Kind) -> Result<Outcome> {
     let result = attack_on(ctx, name, kind, &mut target).await;
     let survived = target.alive();
     target.stop().await;
-    let (peak_kib, killed_at_cap, legit, note, broken) = result?;
+    let (peak_kib, killed_at_cap, legit, note, broken, cpu_s) = result?;
     Ok(Outcome {
         name,
         kind,
@@ -315,10 +325,11 @@ async fn attack(ctx: &Ctx, name: &'static str, kind: Kind) -> Result<Outcome> {
         survived,
         note,
         broken,
+        cpu_s,
     })
 }
 
-type Run = (u64, bool, LegitStats, String, Vec<String>);
+type Run = (u64, bool, LegitStats, String, Vec<String>, f64);
 
 async fn attack_on(ctx: &Ctx, name: &str, kind: Kind, target: &mut Target) -> Result<Run> {
     let token = if kind == Kind::RegistryAuth {
@@ -326,7 +337,7 @@ async fn attack_on(ctx: &Ctx, name: &str, kind: Kind, target: &mut Target) -> Re
     } else {
         None
     };
-    let op = legit_op(kind, target, token.clone()).await?;
+    let op = legit_op(name, kind, target, token.clone()).await?;
     // The legit client works before the attack.
     let mut warm = Err(anyhow!("not tried"));
     for _ in 0..20 {
@@ -339,6 +350,7 @@ async fn attack_on(ctx: &Ctx, name: &str, kind: Kind, target: &mut Target) -> Re
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     warm.context("the legit client fails before the attack")?;
+    let cpu0 = procstats::process_cpu_seconds(target.pid);
     let watch = RssWatch::start(target.pid, ctx.cap_kib);
     let legit = Legit::start(op, ctx.period, ctx.timeout);
     let deadline = Instant::now() + ctx.seconds;
@@ -382,6 +394,7 @@ async fn attack_on(ctx: &Ctx, name: &str, kind: Kind, target: &mut Target) -> Re
     tokio::time::sleep_until(deadline).await;
     let legit = legit.finish().await;
     let (peak, capped) = watch.finish().await;
+    let cpu_s = procstats::process_cpu_seconds(target.pid) - cpu0;
     let mut broken = Vec::new();
     let note = match note {
         Ok(n) => n,
@@ -390,7 +403,11 @@ async fn attack_on(ctx: &Ctx, name: &str, kind: Kind, target: &mut Target) -> Re
             String::new()
         }
     };
-    if matches!(kind, Kind::Registry | Kind::RegistryAuth) && target.alive() {
+    if matches!(
+        kind,
+        Kind::Registry | Kind::RegistryAuth | Kind::RegistryDefault
+    ) && target.alive()
+    {
         match healthy_legit_instances(target.addr("registry")?, token.as_deref()).await {
             Ok(n) if n == LEGIT_INSTANCES => {}
             Ok(n) => broken.push(format!(
@@ -399,7 +416,7 @@ async fn attack_on(ctx: &Ctx, name: &str, kind: Kind, target: &mut Target) -> Re
             Err(e) => broken.push(format!("list after the attack: {e:#}")),
         }
     }
-    Ok((peak, capped, legit, note, broken))
+    Ok((peak, capped, legit, note, broken, cpu_s))
 }
 
 // ---------------------------------------------------------------- legit clients
@@ -414,7 +431,7 @@ where
     Box::pin(f)
 }
 
-async fn legit_op(kind: Kind, target: &Target, token: Option<String>) -> Result<Op> {
+async fn legit_op(name: &str, kind: Kind, target: &Target, token: Option<String>) -> Result<Op> {
     Ok(match kind {
         Kind::Dubbo => dubbo_op(target.addr("dubbo")?)?,
         Kind::JsonRpc => {
@@ -437,7 +454,7 @@ async fn legit_op(kind: Kind, target: &Target, token: Option<String>) -> Result<
                 })
             })
         }
-        Kind::Registry | Kind::RegistryAuth => {
+        Kind::Registry | Kind::RegistryAuth | Kind::RegistryDefault => {
             let addr = target.addr("registry")?;
             let auth = token
                 .map(|t| format!("&accessToken={t}"))
@@ -496,19 +513,25 @@ async fn legit_op(kind: Kind, target: &Target, token: Option<String>) -> Result<
         }
         Kind::App => {
             let call = dubbo_op(target.addr("dubbo")?)?;
-            let (qos, metrics) = (target.addr("qos")?, target.addr("metrics")?);
-            // A dubbo call, then `GET /live` on the QoS port and a scrape of `/metrics`,
-            // each on a new connection.
+            // A dubbo call, then `GET /live` on the QoS port (QoS attack) or a scrape of
+            // `/metrics` (metrics attack), on a new connection.
+            let probe = if name.starts_with("qos") {
+                (target.addr("qos")?, "/live")
+            } else {
+                (target.addr("metrics")?, "/metrics")
+            };
             Arc::new(move || {
                 let call = call();
                 boxed(async move {
-                    call.await?;
-                    for (addr, path) in [(qos, "/live"), (metrics, "/metrics")] {
+                    call.await.context("dubbo call")?;
+                    let (addr, path) = probe;
+                    let r = async {
                         let mut c = HttpConn::connect(addr, Some(LEGIT_SRC)).await?;
-                        let (status, _) = c.request("GET", path, b"").await?;
-                        if status != 200 {
-                            bail!("GET {path}: HTTP {status}");
-                        }
+                        c.request("GET", path, b"").await
+                    };
+                    let (status, _) = r.await.with_context(|| format!("GET {path}"))?;
+                    if status != 200 {
+                        bail!("GET {path}: HTTP {status}");
                     }
                     Ok(())
                 })
@@ -580,7 +603,11 @@ async fn healthy_legit_instances(addr: SocketAddr, token: Option<&str>) -> Resul
 // ---------------------------------------------------------------- attacks
 
 fn mb(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
+    if bytes < 1_000_000 {
+        format!("{:.1} kB", bytes as f64 / 1e3)
+    } else {
+        format!("{:.1} MB", bytes as f64 / 1e6)
+    }
 }
 
 /// `conns` connections write `frame`s in batches of 256 and never read; a batch that
@@ -669,7 +696,7 @@ async fn idle(addr: SocketAddr, n: usize, deadline: Instant) -> Result<String> {
 }
 
 /// Four connections send `echo(list)` requests of about 4 MB each made of one small list
-/// and two million references to it, and read (and discard) the answers.
+/// and two million references to it (11 MB/s in all), and read (and discard) the answers.
 async fn shared_refs(addr: SocketAddr, deadline: Instant) -> Result<String> {
     let frame = Arc::new(net::shared_ref_request(1, 2_000_000, 64));
     let sent = Arc::new(AtomicU64::new(0));
@@ -689,7 +716,11 @@ async fn shared_refs(addr: SocketAddr, deadline: Instant) -> Result<String> {
                     answered.fetch_add(n as u64, Ordering::Relaxed);
                 }
             });
+            // One request per connection every 1.45 s: 11 MB/s over the four, the rate of
+            // the issue.
+            let mut pace = tokio::time::interval(Duration::from_millis(1450));
             while Instant::now() < deadline {
+                pace.tick().await;
                 match tokio::time::timeout_at(deadline, w.write_all(&frame)).await {
                     Ok(Ok(())) => {
                         sent.fetch_add(1, Ordering::Relaxed);
@@ -705,7 +736,7 @@ async fn shared_refs(addr: SocketAddr, deadline: Instant) -> Result<String> {
         t.await??;
     }
     Ok(format!(
-        "4 clients sent {} requests of {} (2M references to a 64-string list); {} answered",
+        "4 clients sent {} requests of {} (2M references to a 64-string list, 11 MB/s); {} answered",
         sent.load(Ordering::Relaxed),
         mb(frame.len() as u64),
         mb(answered.load(Ordering::Relaxed))
@@ -749,7 +780,7 @@ async fn slow_bodies(addr: SocketAddr, n: usize, path: &str, deadline: Instant) 
     }
     let mut buf = [0u8; 512];
     for s in held.iter().flatten() {
-        if matches!(s.try_read(&mut buf), Ok(_)) {
+        if s.try_read(&mut buf).is_ok() {
             closed += 1; // answered (e.g. 408) or closed
         }
     }
@@ -999,9 +1030,10 @@ async fn big_list(addr: SocketAddr, n: usize, deadline: Instant) -> Result<Strin
     let reg_secs = start.elapsed().as_secs_f64();
     let lists = Arc::new(AtomicU64::new(0));
     let largest = Arc::new(AtomicU64::new(0));
+    let smallest = Arc::new(AtomicU64::new(u64::MAX));
     let mut tasks = Vec::new();
     for _ in 0..4 {
-        let (lists, largest) = (lists.clone(), largest.clone());
+        let (lists, largest, smallest) = (lists.clone(), largest.clone(), smallest.clone());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let r = tokio::time::timeout_at(deadline, async {
@@ -1018,6 +1050,7 @@ async fn big_list(addr: SocketAddr, n: usize, deadline: Instant) -> Result<Strin
                     Ok(Ok((200, len))) => {
                         lists.fetch_add(1, Ordering::Relaxed);
                         largest.fetch_max(len, Ordering::Relaxed);
+                        smallest.fetch_min(len, Ordering::Relaxed);
                     }
                     Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                     Err(_) => break,
@@ -1029,8 +1062,9 @@ async fn big_list(addr: SocketAddr, n: usize, deadline: Instant) -> Result<Strin
         t.await?;
     }
     Ok(format!(
-        "{registered} instances registered in {reg_secs:.1} s; {} whole lists of {} fetched by 4 clients",
+        "{registered} instances registered in {reg_secs:.1} s; {} whole lists of {}–{} fetched by 4 clients",
         lists.load(Ordering::Relaxed),
+        mb(smallest.load(Ordering::Relaxed).min(largest.load(Ordering::Relaxed))),
         mb(largest.load(Ordering::Relaxed))
     ))
 }

@@ -28,6 +28,9 @@ pub enum Kind {
     Registry,
     /// `rdubbo registry --in-memory --username … --password …`.
     RegistryAuth,
+    /// `rdubbo registry --in-memory` with its default beat and delete timeouts (instances
+    /// registered by the attack stay for the whole attack).
+    RegistryDefault,
     /// `rdubbo demo provider --config` with dubbo, QoS and metrics.
     App,
 }
@@ -40,6 +43,7 @@ impl Kind {
             Kind::JsonRpc => "provider (jsonrpc)",
             Kind::Registry => "registry",
             Kind::RegistryAuth => "registry (auth)",
+            Kind::RegistryDefault => "registry",
             Kind::App => "application",
         }
     }
@@ -95,11 +99,13 @@ impl Target {
                     "jsonrpc"
                 });
             }
-            Kind::Registry | Kind::RegistryAuth => {
+            Kind::Registry | Kind::RegistryAuth | Kind::RegistryDefault => {
                 cmd.args(["registry", "--in-memory", "--listen", "127.0.0.1:0"]);
-                // Short timeouts: an instance whose beats are refused is unhealthy after
-                // 2 s and would be deleted after 4 s, well within one attack.
-                cmd.args(["--beat-timeout", "2", "--delete-timeout", "4"]);
+                if kind != Kind::RegistryDefault {
+                    // Short timeouts: an instance whose beats are refused is unhealthy
+                    // after 2 s and would be deleted after 4 s, well within one attack.
+                    cmd.args(["--beat-timeout", "2", "--delete-timeout", "4"]);
+                }
                 if kind == Kind::RegistryAuth {
                     cmd.args(["--username", USER, "--password", PASSWORD]);
                 }
@@ -270,6 +276,8 @@ pub struct LegitStats {
     pub max_ms: f64,
     /// The first failure.
     pub first_error: Option<String>,
+    /// When the first and the last failed operation started, seconds after the start.
+    pub failed_between: Option<(f64, f64)>,
 }
 
 /// A legit client: starts `op` every `period` (each in its own task, so a slow one does not
@@ -285,7 +293,9 @@ impl Legit {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let task = tokio::spawn(async move {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Duration, Result<()>)>();
+            let (tx, mut rx) =
+                tokio::sync::mpsc::unbounded_channel::<(Duration, Duration, Result<()>)>();
+            let t0 = Instant::now();
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut running = Vec::new();
@@ -294,11 +304,12 @@ impl Legit {
                 let (op, tx) = (op.clone(), tx.clone());
                 running.push(tokio::spawn(async move {
                     let t = Instant::now();
+                    let at = t - t0;
                     let r = match tokio::time::timeout(timeout, op()).await {
                         Ok(r) => r,
                         Err(_) => Err(anyhow::anyhow!("no answer within {timeout:?}")),
                     };
-                    let _ = tx.send((t.elapsed(), r));
+                    let _ = tx.send((at, t.elapsed(), r));
                 }));
             }
             drop(tx);
@@ -307,7 +318,7 @@ impl Legit {
             }
             let mut hist = Histogram::<u64>::new(3).expect("histogram");
             let mut stats = LegitStats::default();
-            while let Some((lat, r)) = rx.recv().await {
+            while let Some((at, lat, r)) = rx.recv().await {
                 match r {
                     Ok(()) => {
                         stats.ok += 1;
@@ -316,6 +327,10 @@ impl Legit {
                     Err(e) => {
                         stats.failed += 1;
                         stats.first_error.get_or_insert_with(|| format!("{e:#}"));
+                        let at = at.as_secs_f64();
+                        let (a, b) = stats.failed_between.get_or_insert((at, at));
+                        *a = a.min(at);
+                        *b = b.max(at);
                     }
                 }
             }
