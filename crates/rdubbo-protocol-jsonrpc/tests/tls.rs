@@ -192,3 +192,37 @@ async fn a_plaintext_http_client_on_the_tls_port_is_closed_and_the_server_goes_o
     assert_eq!(echo(&c, "still here").await.unwrap(), json!("still here"));
     s.shutdown(Duration::ZERO).await;
 }
+
+#[tokio::test]
+async fn a_silent_client_holds_a_slot_only_until_the_handshake_deadline() {
+    let pki = Pki::new("jsonrpc-silent");
+    let s = server(
+        pki.server(false)
+            .with_handshake_timeout(Duration::from_millis(300)),
+    )
+    .await;
+    let silent = TcpStream::connect(s.local_addr()).await.unwrap();
+    // Counted against the connection limit from the accept on.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while s.connections() != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the handshake was not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut silent = silent;
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), silent.read_to_end(&mut got))
+        .await
+        .expect("a silent client was not closed after the handshake deadline")
+        .ok();
+    while s.connections() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot was not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    s.shutdown(Duration::ZERO).await;
+}
