@@ -654,38 +654,54 @@ async fn never_read(
     Ok(format!("{conns} clients: {}", parts.join("; ")))
 }
 
-/// Opens up to `n` connections that send nothing and holds them until the deadline;
-/// counts those the server closed meanwhile.
+/// Opens up to `n` connections that send nothing and keeps them open until the deadline:
+/// every 250 ms, a connection the server answered or closed is replaced by a new one.
 async fn idle(addr: SocketAddr, n: usize, deadline: Instant) -> Result<String> {
+    async fn open(addr: SocketAddr) -> std::result::Result<TcpStream, String> {
+        match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("connect timeout".into()),
+        }
+    }
     let mut held: Vec<TcpStream> = Vec::with_capacity(n);
-    let mut failed = 0usize;
-    let mut first_err = None;
+    let (mut failed, mut first_err) = (0usize, None);
     for _ in 0..n {
         if Instant::now() >= deadline {
             break;
         }
-        match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => held.push(s),
-            Ok(Err(e)) => {
+        match open(addr).await {
+            Ok(s) => held.push(s),
+            Err(e) => {
                 failed += 1;
-                first_err.get_or_insert(e.to_string());
-            }
-            Err(_) => {
-                failed += 1;
-                first_err.get_or_insert("connect timeout".to_string());
+                first_err.get_or_insert(e);
             }
         }
     }
     let opened = held.len();
-    tokio::time::sleep_until(deadline - Duration::from_millis(200)).await;
-    let mut closed = 0;
-    let mut buf = [0u8; 256];
-    for s in &held {
-        if let Ok(0) = s.try_read(&mut buf) {
-            closed += 1;
+    let mut replaced = 0usize;
+    let mut buf = [0u8; 512];
+    while Instant::now() + Duration::from_millis(300) < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        for slot in held.iter_mut() {
+            // Data (an error line, a 408) or EOF: the server is done with it.
+            if slot.try_read(&mut buf).is_ok() {
+                match open(addr).await {
+                    Ok(s) => {
+                        *slot = s;
+                        replaced += 1;
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
         }
     }
-    let mut note = format!("{opened} idle connections, {closed} closed by the server by the end");
+    let mut note = format!(
+        "{opened} idle connections kept open ({replaced} reopened after the server answered or closed them)"
+    );
     if failed > 0 {
         note.push_str(&format!(
             ", {failed} connects failed ({})",
