@@ -369,12 +369,6 @@ async fn accept_loop(
                     // At the limit the connection idle the longest makes room; a little
                     // slack covers the ones still closing.
                     if open >= limit && (open > limit + limit / 8 || !shared.evict_one()) {
-                        if shared.config.tls.is_some() {
-                            // A TLS client could not read a plaintext refusal.
-                            tracing::debug!(%peer, limit, "connection limit; closing the new TLS connection");
-                            drop(stream);
-                            continue;
-                        }
                         if shared.refusing.fetch_add(1, Ordering::Relaxed) < MAX_REFUSING {
                             tracing::debug!(%peer, limit, "connection limit; refusing the new connection");
                             conns.spawn(refuse(stream, shared.clone()));
@@ -467,7 +461,22 @@ async fn refuse(stream: TcpStream, shared: Arc<Shared>) {
         "provider refused the connection: connection limit ({limit}) reached; \
          retry on another provider"
     );
-    let (read, write) = stream.into_split();
+    // On a TLS port the refusal goes over TLS (the handshake within the refusal time).
+    let (read, write): (ReadSocket, WriteSocket) = match &shared.config.tls {
+        None => {
+            let (read, write) = stream.into_split();
+            (read.into(), write.into())
+        }
+        Some(tls) => {
+            let tcp = Arc::new(stream);
+            let handshake = tls.accept(SharedTcp(tcp.clone()));
+            let Ok(Ok(session)) = tokio::time::timeout(REFUSAL_TIME, handshake).await else {
+                return;
+            };
+            let (read, write) = crate::tls::split(session.into(), tcp);
+            (read, WriteSocket::Tls(write))
+        }
+    };
     let writer = Writer::new(write, REFUSAL_TIME);
     let mut reader = FrameReader::new(read, 64 * 1024);
     let _ = tokio::time::timeout(REFUSAL_TIME, async {

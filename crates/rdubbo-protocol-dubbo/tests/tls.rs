@@ -21,10 +21,19 @@ const IFACE: &str = "org.apache.dubbo.demo.DemoService";
 
 struct Echo;
 
+/// Calls of `sleep` that reached the provider.
+static SLEEPING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 impl Invoker for Echo {
     fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         let arg = rdubbo_core::json::from_value(&inv.args.first().unwrap_or_default());
-        Box::pin(async move { Ok(Reply::Json(arg)) })
+        Box::pin(async move {
+            if &*inv.method == "sleep" {
+                SLEEPING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(arg.as_u64().unwrap_or(0))).await;
+            }
+            Ok(Reply::Json(arg))
+        })
     }
 }
 
@@ -33,7 +42,7 @@ async fn server(tls: ServerTls, max_connections: usize) -> DubboServer {
         interface: IFACE.into(),
         version: None,
         group: None,
-        methods: vec!["echo".into()],
+        methods: vec!["echo".into(), "sleep".into()],
     };
     DubboServer::builder()
         .config(ServerConfig {
@@ -270,5 +279,32 @@ async fn openssl_s_client_sees_the_chain_and_mutual_tls_refuses_it_without_a_cer
     let out = s_client(&args(&["-cert", &cert, "-key", &key])).await;
     assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
     assert!(!out.contains("certificate required"), "{out}");
+    s.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn a_tls_client_over_the_connection_limit_is_told_so() {
+    let pki = Pki::new("dubbo-limit");
+    let s = server(pki.server(false), 1).await;
+    let busy = client(s.local_addr(), Some(pki.client(false))).unwrap();
+    let call = {
+        let busy = busy.clone();
+        tokio::spawn(async move {
+            let inv = Invocation::new(IFACE, "sleep", rdubbo_core::Args::Json(vec![json!(1500)]));
+            busy.invoke(inv).await.map(|_| ())
+        })
+    };
+    // The call reached the provider: its connection serves a call and is not evictable.
+    wait_for("the slow call under way", || {
+        SLEEPING.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    let refused = client(s.local_addr(), Some(pki.client(false))).unwrap();
+    let err = echo(&refused, "over the limit")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("connection limit"), "{err}");
+    call.await.unwrap().unwrap();
     s.shutdown(Duration::ZERO).await;
 }
