@@ -291,13 +291,21 @@ async fn accept_loop(
                         && (open > shared.config.max_connections + shared.config.max_connections / 8
                             || !shared.evict_one())
                     {
-                        if shared.config.tls.is_some() {
-                            // A TLS client could not read a plaintext 503.
-                            drop(stream);
-                            continue;
-                        }
                         let limit = shared.config.max_connections;
-                        conns.spawn(reject_connection(stream, limit));
+                        match shared.config.tls.clone() {
+                            None => {
+                                conns.spawn(reject_connection(stream, limit));
+                            }
+                            // The 503 goes over TLS (the handshake within a second).
+                            Some(tls) => {
+                                conns.spawn(async move {
+                                    let tls = tls.with_handshake_timeout(Duration::from_secs(1));
+                                    if let Ok(session) = tls.accept(stream).await {
+                                        reject_connection(session, limit).await;
+                                    }
+                                });
+                            }
+                        }
                         continue;
                     }
                     shared.connections.fetch_add(1, Ordering::Relaxed);
@@ -331,7 +339,10 @@ async fn accept_loop(
     }
 }
 
-async fn reject_connection(mut stream: TcpStream, limit: usize) {
+async fn reject_connection<S>(mut stream: S, limit: usize)
+where
+    S: tokio::io::AsyncWrite + Unpin,
+{
     let body = error_body(
         &Value::Null,
         codes::SERVER_BUSY,

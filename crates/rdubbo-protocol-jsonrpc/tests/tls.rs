@@ -21,10 +21,19 @@ const IFACE: &str = "com.example.TestService";
 
 struct Echo;
 
+/// Calls of `sleep` that reached the provider.
+static SLEEPING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 impl Invoker for Echo {
     fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
         let arg = rdubbo_core::json::from_value(&inv.args.value(0).unwrap_or_default());
-        Box::pin(async move { Ok(Reply::Json(arg)) })
+        Box::pin(async move {
+            if &*inv.method == "sleep" {
+                SLEEPING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(arg.as_u64().unwrap_or(0))).await;
+            }
+            Ok(Reply::Json(arg))
+        })
     }
 }
 
@@ -33,7 +42,7 @@ async fn server(tls: ServerTls) -> JsonRpcServer {
         interface: IFACE.into(),
         version: None,
         group: None,
-        methods: vec!["echo".into()],
+        methods: vec!["echo".into(), "sleep".into()],
     };
     JsonRpcServer::builder()
         .config_with(|c| c.tls = Some(tls))
@@ -224,5 +233,47 @@ async fn a_silent_client_holds_a_slot_only_until_the_handshake_deadline() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    s.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn a_tls_client_over_the_connection_limit_gets_the_503_over_tls() {
+    let pki = Pki::new("jsonrpc-limit");
+    let info = ServiceInfo {
+        interface: IFACE.into(),
+        version: None,
+        group: None,
+        methods: vec!["echo".into(), "sleep".into()],
+    };
+    let tls = pki.server(false);
+    let s = JsonRpcServer::builder()
+        .config_with(|c| {
+            c.tls = Some(tls);
+            c.max_connections = 1;
+        })
+        .export(IFACE, info, Arc::new(Echo))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let busy = client(s.local_addr(), Some(pki.client(false))).unwrap();
+    let call = tokio::spawn(async move {
+        let inv = Invocation::new(IFACE, "sleep", rdubbo_core::Args::Json(vec![json!(1500)]));
+        busy.invoke(inv).await.map(|_| ())
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while SLEEPING.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slow call never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let refused = client(s.local_addr(), Some(pki.client(false))).unwrap();
+    let err = echo(&refused, "over the limit")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("too many connections"), "{err}");
+    call.await.unwrap().unwrap();
     s.shutdown(Duration::ZERO).await;
 }
