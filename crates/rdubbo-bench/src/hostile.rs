@@ -684,6 +684,9 @@ async fn idle(addr: SocketAddr, n: usize, deadline: Instant) -> Result<String> {
     while Instant::now() + Duration::from_millis(300) < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
         for slot in held.iter_mut() {
+            if Instant::now() >= deadline {
+                break;
+            }
             // Data (an error line, a 408) or EOF: the server is done with it.
             if slot.try_read(&mut buf).is_ok() {
                 match open(addr).await {
