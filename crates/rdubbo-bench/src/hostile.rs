@@ -246,8 +246,9 @@ async fn run(args: Args) -> Result<bool> {
         if o.legit.failed > 0 {
             let (a, b) = o.legit.failed_between.unwrap_or_default();
             o.broken.push(format!(
-                "{} legit calls failed, started {a:.1}–{b:.1} s into the attack (first: {})",
+                "{} legit calls failed ({:?}), started {a:.1}–{b:.1} s into the attack (first: {})",
                 o.legit.failed,
+                o.legit.failed_by_step,
                 o.legit.first_error.as_deref().unwrap_or("?")
             ));
         }

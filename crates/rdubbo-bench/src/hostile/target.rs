@@ -278,6 +278,8 @@ pub struct LegitStats {
     pub first_error: Option<String>,
     /// When the first and the last failed operation started, seconds after the start.
     pub failed_between: Option<(f64, f64)>,
+    /// Failures by the step that failed (the error text up to its first `:`).
+    pub failed_by_step: std::collections::BTreeMap<String, u64>,
 }
 
 /// A legit client: starts `op` every `period` (each in its own task, so a slow one does not
@@ -326,7 +328,10 @@ impl Legit {
                     }
                     Err(e) => {
                         stats.failed += 1;
-                        stats.first_error.get_or_insert_with(|| format!("{e:#}"));
+                        let text = format!("{e:#}");
+                        let step = text.split(':').next().unwrap_or("").to_owned();
+                        *stats.failed_by_step.entry(step).or_default() += 1;
+                        stats.first_error.get_or_insert(text);
                         let at = at.as_secs_f64();
                         let (a, b) = stats.failed_between.get_or_insert((at, at));
                         *a = a.min(at);
