@@ -123,3 +123,27 @@ async fn an_http_request_line_sent_in_pieces_is_still_http() {
     assert!(!out.contains("dubbo>"), "{out}");
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_do_not_lock_out_qos_probes_or_metrics_scrapes() {
+    let server = registry().await;
+    let app = start_provider(&server.registry_url(), "idle-slots").await;
+    let qos = app.qos_addr().unwrap();
+    let metrics = app.metrics_addr().unwrap();
+    // More idle connections than either port keeps (QoS 64, metrics 32), held open.
+    let mut idle = Vec::new();
+    for _ in 0..80 {
+        idle.push(tokio::net::TcpStream::connect(qos).await.unwrap());
+        idle.push(tokio::net::TcpStream::connect(metrics).await.unwrap());
+    }
+    // Each probe is a newcomer at the limit: an idle connection makes room for it.
+    for _ in 0..5 {
+        let (status, body) = http_get(qos, "/live").await;
+        assert_eq!((status, body.trim()), (200, "true"));
+        let (status, body) = http_get(metrics, "/metrics").await;
+        assert_eq!(status, 200);
+        assert!(body.contains("# TYPE"), "{body}");
+    }
+    drop(idle);
+    app.shutdown().await;
+}

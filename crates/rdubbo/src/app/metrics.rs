@@ -27,6 +27,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use super::slots::{Slots, Stage};
 use crate::cluster::filter::{Filter, Side};
 use crate::error::codes;
 use crate::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult};
@@ -272,7 +273,9 @@ impl Filter for MetricsFilter {
     }
 }
 
-/// Connections the metrics port serves at once; more are closed at once.
+/// Connections the metrics port keeps at once; at the limit the oldest one without a
+/// request in progress is closed to make room (a newcomer is refused only when every one
+/// is being answered).
 pub const MAX_CONNECTIONS: usize = 32;
 /// How long one metrics connection may stay open (a scraper reconnects after).
 pub const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
@@ -289,23 +292,28 @@ pub(crate) async fn serve(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::new(MAX_CONNECTIONS);
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, peer)) = listener.accept().await else {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             };
-            let Ok(permit) = open.clone().try_acquire_owned() else {
-                tracing::debug!(%peer, "too many metrics connections; closing the new one");
+            // At the limit the oldest connection that has not sent a request (else the
+            // oldest between requests) makes room: idle connections cannot lock a scraper out.
+            let Some(slot) = slots.acquire() else {
+                tracing::debug!(%peer, "every metrics connection is busy; closing the new one");
                 continue;
             };
             let render = render.clone();
             tokio::spawn(async move {
+                let stage = slot.stage_handle();
                 let service = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
                         let render = render.clone();
+                        let stage = stage.clone();
                         async move {
+                            stage.set(Stage::Busy);
                             let (status, ctype, body) = if req.uri().path() == "/metrics" {
                                 (
                                     http::StatusCode::OK,
@@ -327,6 +335,7 @@ pub(crate) async fn serve(
                                 http::header::CONTENT_TYPE,
                                 http::HeaderValue::from_static(ctype),
                             );
+                            stage.set(Stage::Idle);
                             Ok::<_, std::convert::Infallible>(resp)
                         }
                     },
@@ -335,8 +344,10 @@ pub(crate) async fn serve(
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(HEADER_DEADLINE)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
-                drop(permit);
+                tokio::select! {
+                    _ = tokio::time::timeout(CONNECTION_LIFETIME, conn) => {}
+                    _ = slot.evicted() => {}
+                }
             });
         }
     });

@@ -55,6 +55,7 @@ mod bootstrap;
 pub mod config;
 pub mod metrics;
 mod qos;
+mod slots;
 pub mod trace;
 mod wiring;
 

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::slots::{Slot, Slots, Stage};
+
 use super::{lock, AppState, StateRef};
 use crate::Invocation;
 
@@ -48,7 +50,7 @@ pub(crate) async fn serve(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::new(MAX_CONNECTIONS);
     let sessions = Arc::new(tokio::sync::Semaphore::new(MAX_SESSIONS));
     let task = tokio::spawn(async move {
         loop {
@@ -56,16 +58,24 @@ pub(crate) async fn serve(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
-            let Ok(permit) = open.clone().try_acquire_owned() else {
-                tracing::warn!(%peer, "too many QoS connections; closing the new one");
+            // At the limit the oldest connection that said nothing (else the oldest idle
+            // one) makes room: idle connections cannot lock `/live` out.
+            let Some(slot) = slots.acquire() else {
+                tracing::warn!(%peer, "every QoS connection is busy; closing the new one");
                 continue;
             };
             let (state, sessions) = (state.clone(), sessions.clone());
             tokio::spawn(async move {
-                if let Err(e) = connection(stream, state, sessions).await {
-                    tracing::debug!(%peer, error = %e, "QoS connection ended");
+                tokio::select! {
+                    ended = connection(stream, state, sessions, &slot) => {
+                        if let Err(e) = ended {
+                            tracing::debug!(%peer, error = %e, "QoS connection ended");
+                        }
+                    }
+                    _ = slot.evicted() => {
+                        tracing::debug!(%peer, "idle QoS connection closed to make room");
+                    }
                 }
-                drop(permit);
             });
         }
     });
@@ -97,6 +107,7 @@ async fn connection(
     stream: TcpStream,
     state: StateRef,
     sessions: Arc<tokio::sync::Semaphore>,
+    slot: &Slot,
 ) -> std::io::Result<()> {
     let local = stream.local_addr()?;
     // HTTP or telnet: look at the first bytes without consuming them (a client may send
@@ -108,9 +119,13 @@ async fn connection(
         Err(_) => false, // nothing (decisive) sent yet: a telnet user waiting for the prompt
     };
     let mut reader = BufReader::new(stream);
+    slot.set(Stage::Idle);
     if is_http {
         return match tokio::time::timeout(REQUEST_DEADLINE, read_http(&mut reader, local)).await {
-            Ok(Ok(request)) => answer_http(reader, &state, request).await,
+            Ok(Ok(request)) => {
+                slot.set(Stage::Busy);
+                answer_http(reader, &state, request).await
+            }
             Ok(Err(e)) => Err(e),
             Err(_) => respond(reader, 408, "request not received in time\n".into()).await,
         };
@@ -158,6 +173,7 @@ async fn connection(
             reader.get_mut().write_all(PROMPT.as_bytes()).await?;
             continue;
         }
+        slot.set(Stage::Busy);
         let (cmd, args) = text.split_once(' ').unwrap_or((text, ""));
         if matches!(cmd, "quit" | "exit") {
             reader.get_mut().write_all(b"BYE!\r\n").await?;
@@ -170,6 +186,7 @@ async fn connection(
         }
         out.push_str(PROMPT);
         reader.get_mut().write_all(out.as_bytes()).await?;
+        slot.set(Stage::Idle);
     }
 }
 
