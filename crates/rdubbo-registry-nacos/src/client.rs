@@ -27,7 +27,7 @@ use std::time::Duration;
 use http::Method;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use rdubbo_core::{BoxFuture, NotifyListener, Registry, RegistryError, RegistryResult, Url};
+use rdubbo_core::{RegistryError, RegistryResult, Url};
 use rdubbo_registry::{backend_events, FailbackOptions, FailbackRegistry};
 use tokio::net::UdpSocket;
 
@@ -194,47 +194,7 @@ impl NacosRegistry {
     }
 }
 
-impl Registry for NacosRegistry {
-    fn url(&self) -> &Url {
-        self.inner.url()
-    }
-
-    fn is_available(&self) -> bool {
-        self.inner.is_available()
-    }
-
-    fn register(&self, url: &Url) -> BoxFuture<'_, RegistryResult<()>> {
-        self.inner.register(url)
-    }
-
-    fn unregister(&self, url: &Url) -> BoxFuture<'_, RegistryResult<()>> {
-        self.inner.unregister(url)
-    }
-
-    fn subscribe(
-        &self,
-        url: &Url,
-        listener: Arc<dyn NotifyListener>,
-    ) -> BoxFuture<'_, RegistryResult<()>> {
-        self.inner.subscribe(url, listener)
-    }
-
-    fn unsubscribe(
-        &self,
-        url: &Url,
-        listener: &Arc<dyn NotifyListener>,
-    ) -> BoxFuture<'_, RegistryResult<()>> {
-        self.inner.unsubscribe(url, listener)
-    }
-
-    fn lookup(&self, url: &Url) -> BoxFuture<'_, RegistryResult<Vec<Url>>> {
-        self.inner.lookup(url)
-    }
-
-    fn destroy(&self) -> BoxFuture<'_, ()> {
-        self.inner.destroy()
-    }
-}
+rdubbo_registry::forward_registry!(NacosRegistry, inner);
 
 #[cfg(test)]
 mod tests {

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdubbo_core::registry::RegistryCache;
-use rdubbo_core::{BoxFuture, NotifyListener, Registry, RegistryError, RegistryResult, Url};
+use rdubbo_core::{BoxFuture, Registry, RegistryError, RegistryResult, Url};
 use rdubbo_registry::{backend_events, FailbackOptions, FailbackRegistry};
 
 mod backend;
@@ -158,43 +158,7 @@ impl ZookeeperRegistry {
     }
 }
 
-impl Registry for ZookeeperRegistry {
-    fn url(&self) -> &Url {
-        self.inner.url()
-    }
-
-    fn is_available(&self) -> bool {
-        self.inner.is_available()
-    }
-
-    fn register(&self, url: &Url) -> BoxFuture<'_, RegistryResult<()>> {
-        self.inner.register(url)
-    }
-
-    fn unregister(&self, url: &Url) -> BoxFuture<'_, RegistryResult<()>> {
-        self.inner.unregister(url)
-    }
-
-    fn subscribe(
-        &self,
-        url: &Url,
-        listener: Arc<dyn NotifyListener>,
-    ) -> BoxFuture<'_, RegistryResult<()>> {
-        self.inner.subscribe(url, listener)
-    }
-
-    fn unsubscribe(
-        &self,
-        url: &Url,
-        listener: &Arc<dyn NotifyListener>,
-    ) -> BoxFuture<'_, RegistryResult<()>> {
-        self.inner.unsubscribe(url, listener)
-    }
-
-    fn lookup(&self, url: &Url) -> BoxFuture<'_, RegistryResult<Vec<Url>>> {
-        self.inner.lookup(url)
-    }
-
+rdubbo_registry::forward_registry!(ZookeeperRegistry, inner, {
     fn destroy(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             self.discovery.close().await;
@@ -205,7 +169,7 @@ impl Registry for ZookeeperRegistry {
     fn service_discovery(&self) -> Option<Arc<dyn rdubbo_core::ServiceDiscovery>> {
         Some(self.discovery.clone())
     }
-}
+});
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rdubbo_core::registry::subscribed_categories;
 use rdubbo_core::url::keys;
-use rdubbo_core::{BoxFuture, NotifyListener, Registry, RegistryError, RegistryResult, Url};
+use rdubbo_core::{BoxFuture, RegistryError, RegistryResult, Url};
 
 use crate::{
     backend_events, BackendEvents, FailbackOptions, FailbackRegistry, Notifier, RegistryBackend,
@@ -350,44 +350,4 @@ impl MemoryRegistry {
     }
 }
 
-impl Registry for MemoryRegistry {
-    fn url(&self) -> &Url {
-        self.inner.url()
-    }
-
-    fn is_available(&self) -> bool {
-        self.inner.is_available()
-    }
-
-    fn register(&self, url: &Url) -> BoxFuture<'_, RegistryResult<()>> {
-        self.inner.register(url)
-    }
-
-    fn unregister(&self, url: &Url) -> BoxFuture<'_, RegistryResult<()>> {
-        self.inner.unregister(url)
-    }
-
-    fn subscribe(
-        &self,
-        url: &Url,
-        listener: Arc<dyn NotifyListener>,
-    ) -> BoxFuture<'_, RegistryResult<()>> {
-        self.inner.subscribe(url, listener)
-    }
-
-    fn unsubscribe(
-        &self,
-        url: &Url,
-        listener: &Arc<dyn NotifyListener>,
-    ) -> BoxFuture<'_, RegistryResult<()>> {
-        self.inner.unsubscribe(url, listener)
-    }
-
-    fn lookup(&self, url: &Url) -> BoxFuture<'_, RegistryResult<Vec<Url>>> {
-        self.inner.lookup(url)
-    }
-
-    fn destroy(&self) -> BoxFuture<'_, ()> {
-        self.inner.destroy()
-    }
-}
+crate::forward_registry!(MemoryRegistry, inner);
