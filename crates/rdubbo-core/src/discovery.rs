@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::{BoxFuture, RegistryResult};
 
@@ -216,6 +217,63 @@ pub trait ServiceDiscovery: Send + Sync + 'static {
 
     /// The applications recorded as providing `interface` (one read).
     fn mapping(&self, interface: &str) -> BoxFuture<'_, RegistryResult<Vec<String>>>;
+
+    /// Watches the instances of application `app`: `listener` gets the complete current
+    /// list as soon as it is known (possibly empty), then after every change, until
+    /// [`unwatch_instances`](Self::unwatch_instances). The default answers
+    /// [`RegistryError::Invalid`](crate::RegistryError::Invalid) ("not supported").
+    fn watch_instances(
+        &self,
+        app: &str,
+        listener: Arc<dyn InstancesListener>,
+    ) -> BoxFuture<'_, RegistryResult<()>> {
+        let _ = listener;
+        let app = app.to_owned();
+        Box::pin(async move {
+            Err(crate::RegistryError::Invalid(format!(
+                "watching the instances of `{app}` is not supported by this registry"
+            )))
+        })
+    }
+
+    /// Stops notifying `listener` about `app`'s instances.
+    fn unwatch_instances(
+        &self,
+        app: &str,
+        listener: &Arc<dyn InstancesListener>,
+    ) -> BoxFuture<'_, RegistryResult<()>> {
+        let _ = (app, listener);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Watches the interface → application mapping of `interface`: `listener` gets the
+    /// applications recorded now, then again whenever the record changes. The default
+    /// reads once and never calls again.
+    fn watch_mapping(
+        &self,
+        interface: &str,
+        listener: Arc<dyn Fn(Vec<String>) + Send + Sync>,
+    ) -> BoxFuture<'_, RegistryResult<()>> {
+        let interface = interface.to_owned();
+        Box::pin(async move {
+            let apps = self.mapping(&interface).await?;
+            listener(apps);
+            Ok(())
+        })
+    }
+}
+
+/// Receives the complete current list of an application's instances each time it may
+/// have changed (the list may be empty).
+pub trait InstancesListener: Send + Sync + 'static {
+    /// `app`'s instances now.
+    fn on_instances(&self, app: &str, instances: Vec<ServiceInstance>);
+}
+
+impl<F: Fn(&str, Vec<ServiceInstance>) + Send + Sync + 'static> InstancesListener for F {
+    fn on_instances(&self, app: &str, instances: Vec<ServiceInstance>) {
+        self(app, instances)
+    }
 }
 
 #[cfg(test)]

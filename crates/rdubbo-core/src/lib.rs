@@ -19,6 +19,7 @@
 //! assert_eq!(url.service_key(), "org.apache.dubbo.demo.DemoService:1.0.0");
 //! ```
 
+pub mod config_center;
 pub mod discovery;
 pub mod error;
 pub mod invocation;
@@ -31,7 +32,8 @@ pub mod registry;
 pub mod url;
 pub mod value;
 
-pub use discovery::{RegisterMode, ServiceDiscovery, ServiceInstance};
+pub use config_center::{ConfigChange, ConfigListener, DynamicConfiguration};
+pub use discovery::{InstancesListener, RegisterMode, ServiceDiscovery, ServiceInstance};
 pub use error::{RpcError, RpcResult, SetupError};
 pub use invocation::{Attachments, Invocation, ReplySink};
 pub use invoker::{

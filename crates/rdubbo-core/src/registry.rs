@@ -104,6 +104,12 @@ pub trait Registry: Send + Sync + 'static {
     fn service_discovery(&self) -> Option<Arc<dyn crate::ServiceDiscovery>> {
         None
     }
+
+    /// Dubbo's dynamic configuration (governance rules as documents by key and group) in
+    /// the same backend, if it has one. The default: none.
+    fn dynamic_configuration(&self) -> Option<Arc<dyn crate::DynamicConfiguration>> {
+        None
+    }
 }
 
 /// The placeholder Java Dubbo notifies for an empty category: the subscriber's URL with the
