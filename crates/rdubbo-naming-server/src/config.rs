@@ -57,7 +57,24 @@ pub struct NamingServerConfig {
     pub push_ack_timeout: Duration,
     /// Sends of one push in all (first + re-sends). Default 3.
     pub push_attempts: u32,
-    /// Username and password; when set, every naming call needs a token from
+    /// Largest content of one config in bytes. Default 100 KiB.
+    pub max_config_size: usize,
+    /// Configs in all. Default 100,000.
+    pub max_configs: usize,
+    /// Bytes of config content in all. Default 256 MiB.
+    pub max_config_bytes: usize,
+    /// Largest request body (and query string) of the config API: a publish carries its
+    /// content URL-encoded, a long poll its keys. Default 1 MiB.
+    pub max_config_body_size: usize,
+    /// Keys one long poll may listen to. Default 10,000.
+    pub max_listen_keys: usize,
+    /// Long polls parked at once; beyond, a poll that would wait is answered 503. Default
+    /// 10,000.
+    pub max_long_polls: usize,
+    /// The longest a long poll is parked, whatever its `Long-Pulling-Timeout` asks (it is
+    /// parked that timeout less 500 ms, as Nacos does). Default 90 s.
+    pub max_long_poll_timeout: Duration,
+    /// Username and password; when set, every naming and config call needs a token from
     /// `/nacos/v1/auth/login` (or the credentials as parameters).
     pub auth: Option<(String, String)>,
     /// Lifetime of a login token. Default 5 h (as Nacos).
@@ -93,6 +110,13 @@ impl Default for NamingServerConfig {
             subscriber_ttl: Duration::from_secs(30),
             push_ack_timeout: Duration::from_secs(1),
             push_attempts: 3,
+            max_config_size: 100 * 1024,
+            max_configs: 100_000,
+            max_config_bytes: 256 * 1024 * 1024,
+            max_config_body_size: 1024 * 1024,
+            max_listen_keys: 10_000,
+            max_long_polls: 10_000,
+            max_long_poll_timeout: Duration::from_secs(90),
             auth: None,
             token_ttl: Duration::from_secs(18_000),
             login_failures_burst: 10,
@@ -136,4 +160,10 @@ pub struct ServerStats {
     pub connections_timed_out: u64,
     /// Push subscriptions refused because their address had its share of ports.
     pub push_subscriptions_limited: u64,
+    /// Configs stored.
+    pub configs: usize,
+    /// Config long polls parked now.
+    pub config_long_polls: usize,
+    /// Config long polls refused at the limit (503).
+    pub config_long_polls_refused: u64,
 }

@@ -101,6 +101,7 @@ pub(crate) fn console_data(shared: &Shared) -> HttpResponse {
         "truncated": shown_services < services,
         "subscribers": shared.pushes.subscriber_count(),
         "beats": shared.beats.load(Ordering::Relaxed),
+        "configs": crate::configs::console_configs(shared),
         "time": now,
     }))
 }

@@ -16,6 +16,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Besides naming, the config API v1 (`/nacos/v1/cs/configs`: publish, get, delete, and
+//! listener long polling with `Listening-Configs`) that Dubbo's config center and metadata
+//! report use (governance rules, the interface → application mapping); configs are kept
+//! in `<data-dir>/config.redb`.
+//!
 //! Model (as Nacos): namespace → `group@@service` → cluster → instances. Ephemeral instances
 //! live by client beats (no beat for 15 s → unhealthy, 30 s → removed; metadata
 //! `preserved.heart.beat.timeout` / `preserved.ip.delete.timeout` override per instance).
@@ -38,6 +43,7 @@
 
 mod auth;
 mod config;
+mod configs;
 mod conn;
 mod console;
 mod encode;
@@ -57,10 +63,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use auth::Auth;
+use configs::{ConfigKey, Configs};
 use conn::{Clock, Conns, LargeAnswer, LargeAnswers};
 use push::Pushes;
 use store::{ServiceKey, Store};
@@ -76,6 +83,13 @@ type AnswerKey = (ServiceKey, String, bool, u64);
 struct Shared {
     config: NamingServerConfig,
     store: Mutex<Store>,
+    configs: Mutex<Configs>,
+    /// Bumped on every config change; parked long polls wait on it.
+    config_version: watch::Sender<u64>,
+    /// Long polls parked now.
+    config_polls: AtomicUsize,
+    /// Long polls refused at the limit.
+    config_polls_refused: AtomicU64,
     pushes: Pushes,
     udp: UdpSocket,
     push_wake: Notify,
@@ -106,6 +120,16 @@ impl Shared {
 
     /// The server refused work of its own accord: ephemeral instances do not expire for a
     /// while (their beats may have been refused).
+    fn configs(&self) -> MutexGuard<'_, Configs> {
+        self.configs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A config changed: parked long polls look again.
+    fn config_changed(&self, key: &ConfigKey) {
+        tracing::debug!(data_id = %key.data_id, group = %key.group, tenant = %key.tenant, "config changed");
+        self.config_version.send_modify(|v| *v += 1);
+    }
+
     fn refusal(&self) {
         self.last_refusal.store(self.clock.now(), Ordering::Relaxed);
     }
@@ -161,6 +185,7 @@ impl NamingServer {
     /// Opens the store, binds the HTTP and UDP sockets and starts serving.
     pub async fn start(config: NamingServerConfig) -> Result<NamingServer, StartError> {
         let store = Store::open(config.data_dir.as_deref()).map_err(StartError::Storage)?;
+        let configs = Configs::open(config.data_dir.as_deref()).map_err(StartError::Storage)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| StartError::Bind(config.listen, e))?;
@@ -182,6 +207,10 @@ impl NamingServer {
         let shared = Arc::new(Shared {
             config,
             store: Mutex::new(store),
+            configs: Mutex::new(configs),
+            config_version: watch::channel(0).0,
+            config_polls: AtomicUsize::new(0),
+            config_polls_refused: AtomicU64::new(0),
             pushes: Pushes::new(),
             udp,
             push_wake: Notify::new(),
@@ -237,7 +266,11 @@ impl NamingServer {
     pub fn stats(&self) -> ServerStats {
         let (services, instances) = self.shared.store().counts();
         let p = &self.shared.pushes;
+        let configs = self.shared.configs().items.len();
         ServerStats {
+            configs,
+            config_long_polls: self.shared.config_polls.load(Ordering::Relaxed),
+            config_long_polls_refused: self.shared.config_polls_refused.load(Ordering::Relaxed),
             services,
             instances,
             subscribers: p.subscriber_count(),
@@ -264,8 +297,8 @@ impl NamingServer {
             t.abort();
             let _ = t.await;
         }
-        let writer = self.shared.store().close();
-        if let Some(t) = writer {
+        let writers = [self.shared.store().close(), self.shared.configs().close()];
+        for t in writers.into_iter().flatten() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
     }

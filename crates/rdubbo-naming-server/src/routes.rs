@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 
+use crate::configs::{self, ConfigHeaders};
 use crate::conn::ConnState;
 use crate::console::{console_data, console_page, metrics};
 use crate::http::{json_response, reject, text, HttpResponse, Params, Reject};
@@ -41,28 +42,37 @@ pub(crate) async fn handle(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         });
-    if query.len() > shared.config.max_body_size {
+    // The config API carries contents and long-poll keys: a limit of its own.
+    let is_config = path.starts_with("/nacos/v1/cs/");
+    let body_limit = if is_config {
+        shared
+            .config
+            .max_config_body_size
+            .max(shared.config.max_body_size)
+    } else {
+        shared.config.max_body_size
+    };
+    let config_headers = if is_config {
+        ConfigHeaders::from(req.headers())
+    } else {
+        ConfigHeaders::default()
+    };
+    if query.len() > body_limit {
         return text(
             StatusCode::URI_TOO_LONG,
-            format!(
-                "caused: query string too large (limit {} bytes);",
-                shared.config.max_body_size
-            ),
+            format!("caused: query string too large (limit {body_limit} bytes);"),
         );
     }
     // One deadline for the whole request, from its first byte: the headers are in, the
     // body must follow in what is left.
     let deadline = shared.clock.instant(start) + shared.config.request_timeout;
-    let collect = Limited::new(req.into_body(), shared.config.max_body_size).collect();
+    let collect = Limited::new(req.into_body(), body_limit).collect();
     let body = match tokio::time::timeout_at(deadline.into(), collect).await {
         Ok(Ok(b)) => b.to_bytes(),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             return text(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "caused: request body too large (limit {} bytes);",
-                    shared.config.max_body_size
-                ),
+                format!("caused: request body too large (limit {body_limit} bytes);"),
             )
         }
         Ok(Err(e)) => {
@@ -93,7 +103,7 @@ pub(crate) async fn handle(
     }
     let p = Params(params);
     let path = path.trim_end_matches('/');
-    if path.starts_with("/nacos/v1/ns") {
+    if path.starts_with("/nacos/v1/ns") || path.starts_with("/nacos/v1/cs") {
         if let Err(r) = authorize(shared, peer, &p, bearer.as_deref()) {
             return text(r.0, r.1);
         }
@@ -108,6 +118,14 @@ pub(crate) async fn handle(
         (&Method::GET, "/nacos/v1/ns/service/list") => service_list(shared, &p),
         (&Method::GET, "/nacos/v1/ns/service") => service_detail(shared, &p),
         (&Method::GET, "/nacos/v1/ns/operator/metrics") => Ok(metrics(shared)),
+        (&Method::GET, "/nacos/v1/cs/configs") => configs::get(shared, &p),
+        (&Method::POST, "/nacos/v1/cs/configs") => {
+            configs::publish(shared, &p, &config_headers).await
+        }
+        (&Method::DELETE, "/nacos/v1/cs/configs") => configs::remove(shared, &p).await,
+        (&Method::POST, "/nacos/v1/cs/configs/listener") => {
+            configs::listen(shared, &p, &config_headers).await
+        }
         (&Method::POST, "/nacos/v1/auth/login" | "/nacos/v1/auth/users/login") => {
             login(shared, peer, &p)
         }

@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) last_error_log: Mutex<Option<Instant>>,
     /// Told when a server answers again after none did.
     pub(crate) events: BackendEvents,
+    /// Bumped when a server answers again after none did (mappings are written again).
+    pub(crate) epoch: watch::Sender<u64>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -74,48 +76,99 @@ impl From<ApiError> for RegistryError {
     }
 }
 
-/// Nacos service name and instance of a Dubbo URL.
-pub(crate) fn instance_params(
-    inner: &Shared,
-    url: &Url,
-) -> (String, Vec<(&'static str, String)>, bool) {
-    let category = url.category().to_owned();
-    let name = model::dubbo_service_name(
-        &category,
-        url.interface(),
-        url.version().unwrap_or(""),
-        url.group().unwrap_or(""),
-    );
-    let mut metadata: BTreeMap<String, String> = url
-        .params()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    metadata.insert(keys::CATEGORY.to_owned(), category);
-    metadata.insert("protocol".to_owned(), url.protocol().to_owned());
-    metadata.insert("path".to_owned(), url.path().to_owned());
-    let weight = url
-        .param_non_empty("nacos.weight")
-        .and_then(|w| w.parse::<f64>().ok())
-        .filter(|w| w.is_finite() && *w >= 0.0)
-        .unwrap_or(1.0);
-    let ephemeral = url.param_bool("ephemeral", url.param_bool("dynamic", true));
-    let enabled = url.param_bool("enabled", true);
-    let params = vec![
-        ("serviceName", name),
-        ("groupName", inner.group.clone()),
-        ("clusterName", inner.cluster.clone()),
-        ("ip", url.host().to_owned()),
-        ("port", url.port().unwrap_or(0).to_string()),
-        ("weight", weight.to_string()),
-        ("enabled", enabled.to_string()),
-        ("healthy", "true".to_owned()),
-        ("ephemeral", ephemeral.to_string()),
-        (
-            "metadata",
-            serde_json::to_string(&metadata).unwrap_or_default(),
-        ),
-    ];
-    (params[0].1.clone(), params, ephemeral)
+/// One Nacos instance to register and keep alive: a Dubbo URL's (service
+/// `providers:<interface>:<version>:<group>`) or an application instance (service `<app>`).
+#[derive(Debug, Clone)]
+pub(crate) struct InstanceSpec {
+    /// The service name without its group.
+    pub(crate) service: String,
+    pub(crate) group: String,
+    pub(crate) ip: String,
+    pub(crate) port: u16,
+    pub(crate) weight: f64,
+    pub(crate) enabled: bool,
+    pub(crate) ephemeral: bool,
+    pub(crate) metadata: BTreeMap<String, String>,
+}
+
+impl InstanceSpec {
+    /// The instance of a Dubbo URL, as Java Dubbo's `NacosRegistry` registers it.
+    pub(crate) fn of_url(inner: &Shared, url: &Url) -> InstanceSpec {
+        let category = url.category().to_owned();
+        let service = model::dubbo_service_name(
+            &category,
+            url.interface(),
+            url.version().unwrap_or(""),
+            url.group().unwrap_or(""),
+        );
+        let mut metadata: BTreeMap<String, String> = url
+            .params()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        metadata.insert(keys::CATEGORY.to_owned(), category);
+        metadata.insert("protocol".to_owned(), url.protocol().to_owned());
+        metadata.insert("path".to_owned(), url.path().to_owned());
+        let weight = url
+            .param_non_empty("nacos.weight")
+            .and_then(|w| w.parse::<f64>().ok())
+            .filter(|w| w.is_finite() && *w >= 0.0)
+            .unwrap_or(1.0);
+        InstanceSpec {
+            service,
+            group: inner.group.clone(),
+            ip: url.host().to_owned(),
+            port: url.port().unwrap_or(0),
+            weight,
+            enabled: url.param_bool("enabled", true),
+            ephemeral: url.param_bool("ephemeral", url.param_bool("dynamic", true)),
+            metadata,
+        }
+    }
+
+    /// What identifies it: group, service, address.
+    pub(crate) fn id(&self) -> String {
+        format!("{}@@{}#{}:{}", self.group, self.service, self.ip, self.port)
+    }
+
+    fn params(&self, inner: &Shared) -> Vec<(&'static str, String)> {
+        vec![
+            ("serviceName", self.service.clone()),
+            ("groupName", self.group.clone()),
+            ("clusterName", inner.cluster.clone()),
+            ("ip", self.ip.clone()),
+            ("port", self.port.to_string()),
+            ("weight", self.weight.to_string()),
+            ("enabled", self.enabled.to_string()),
+            ("healthy", "true".to_owned()),
+            ("ephemeral", self.ephemeral.to_string()),
+            (
+                "metadata",
+                serde_json::to_string(&self.metadata).unwrap_or_default(),
+            ),
+        ]
+    }
+
+    /// The beat interval the instance's metadata asks for, else Nacos' default.
+    pub(crate) fn default_beat_interval(&self) -> Duration {
+        Duration::from_millis(
+            self.metadata
+                .get(META_BEAT_INTERVAL)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(model::DEFAULT_BEAT_INTERVAL_MS)
+                .clamp(100, 60_000),
+        )
+    }
+}
+
+/// Options of one call beyond method, path and parameters.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CallOptions {
+    /// Extra request headers.
+    pub(crate) headers: Vec<(&'static str, String)>,
+    /// The deadline of the call instead of the client's `timeout`.
+    pub(crate) timeout: Option<Duration>,
+    /// Leave out the `namespaceId` parameter (the config API names its `tenant`).
+    pub(crate) no_namespace: bool,
 }
 
 /// The Dubbo URL of a Nacos instance (as Java Dubbo's `NacosRegistry.buildURL`).
@@ -156,6 +209,7 @@ impl Shared {
         if !self.available.swap(true, Ordering::Relaxed) {
             tracing::info!(servers = ?self.servers, "nacos reachable again");
             self.events.reconnected();
+            self.epoch.send_modify(|e| *e += 1);
         }
     }
 
@@ -176,6 +230,7 @@ impl Shared {
                 LOGIN,
                 &[("username", user.clone()), ("password", pass.clone())],
                 None,
+                &CallOptions::default(),
             )
             .await?;
         #[derive(serde::Deserialize)]
@@ -206,13 +261,17 @@ impl Shared {
         path: &str,
         params: &[(&str, String)],
         token: Option<&str>,
+        options: &CallOptions,
     ) -> Result<String, ApiError> {
         let n = self.servers.len();
         let start = fastrand::usize(..n);
         let mut last = String::new();
         for i in 0..n {
             let server = &self.servers[(start + i) % n];
-            match self.send_one(server, &method, path, params, token).await {
+            match self
+                .send_one(server, &method, path, params, token, options)
+                .await
+            {
                 Ok(body) => {
                     self.answered();
                     return Ok(body);
@@ -240,10 +299,11 @@ impl Shared {
         path: &str,
         params: &[(&str, String)],
         token: Option<&str>,
+        options: &CallOptions,
     ) -> Result<String, ApiError> {
         let encoded = {
             let mut form = form_urlencoded::Serializer::new(String::new());
-            if path != LOGIN {
+            if path != LOGIN && !options.no_namespace {
                 form.append_pair("namespaceId", &self.namespace);
             }
             for (k, v) in params {
@@ -270,10 +330,14 @@ impl Shared {
         if *method != Method::GET {
             req = req.header("Content-Type", "application/x-www-form-urlencoded");
         }
+        for (name, value) in &options.headers {
+            req = req.header(*name, value.as_str());
+        }
+        let timeout = options.timeout.unwrap_or(self.timeout);
         let req = req
             .body(Full::new(body))
             .map_err(|e| ApiError::Unreachable(format!("bad request for {uri}: {e}")))?;
-        let resp = tokio::time::timeout(self.timeout, async {
+        let resp = tokio::time::timeout(timeout, async {
             let resp = self.http.request(req).await.map_err(|e| e.to_string())?;
             let status = resp.status();
             let body = http_body_util::Limited::new(resp.into_body(), 16 * 1024 * 1024)
@@ -284,7 +348,7 @@ impl Shared {
             Ok::<_, String>((status, body))
         })
         .await
-        .map_err(|_| ApiError::Unreachable(format!("timed out after {:?}", self.timeout)))?
+        .map_err(|_| ApiError::Unreachable(format!("timed out after {timeout:?}")))?
         .map_err(ApiError::Unreachable)?;
         let (status, body) = resp;
         let text = String::from_utf8_lossy(&body).into_owned();
@@ -307,68 +371,75 @@ impl Shared {
         path: &str,
         params: Vec<(&str, String)>,
     ) -> Result<String, ApiError> {
+        self.request_with(method, path, params, &CallOptions::default())
+            .await
+    }
+
+    /// [`request`](Self::request) with headers, a deadline of its own, or no namespace.
+    pub(crate) async fn request_with(
+        &self,
+        method: Method,
+        path: &str,
+        params: Vec<(&str, String)>,
+        options: &CallOptions,
+    ) -> Result<String, ApiError> {
         let token = self.token(false).await?;
         match self
-            .send_any(method.clone(), path, &params, token.as_deref())
+            .send_any(method.clone(), path, &params, token.as_deref(), options)
             .await
         {
             Err(ApiError::Rejected(StatusCode::FORBIDDEN, _)) if self.credentials.is_some() => {
                 let token = self.token(true).await?;
-                self.send_any(method, path, &params, token.as_deref()).await
+                self.send_any(method, path, &params, token.as_deref(), options)
+                    .await
             }
             other => other,
         }
     }
 
-    pub(crate) async fn register_instance(&self, url: &Url) -> Result<(), ApiError> {
-        let (_, params, _) = instance_params(self, url);
-        self.request(Method::POST, INSTANCE, params)
+    pub(crate) async fn register_instance(&self, spec: &InstanceSpec) -> Result<(), ApiError> {
+        self.request(Method::POST, INSTANCE, spec.params(self))
             .await
             .map(|_| ())
     }
 
-    pub(crate) async fn deregister_instance(&self, url: &Url) -> Result<(), ApiError> {
-        let (_, params, ephemeral) = instance_params(self, url);
+    pub(crate) async fn deregister_instance(&self, spec: &InstanceSpec) -> Result<(), ApiError> {
         let keep = ["serviceName", "groupName", "clusterName", "ip", "port"];
-        let mut params: Vec<_> = params
+        let mut params: Vec<_> = spec
+            .params(self)
             .into_iter()
             .filter(|(k, _)| keep.contains(k))
             .collect();
-        params.push(("ephemeral", ephemeral.to_string()));
+        params.push(("ephemeral", spec.ephemeral.to_string()));
         self.request(Method::DELETE, INSTANCE, params)
             .await
             .map(|_| ())
     }
 
-    /// One beat; returns (interval to the next, whether the server knows the instance).
+    /// One beat; returns (interval to the next, whether the server knows the instance,
+    /// whether light beats will do).
     pub(crate) async fn beat(
         &self,
-        url: &Url,
+        spec: &InstanceSpec,
         light: bool,
     ) -> Result<(Duration, bool, bool), ApiError> {
-        let (name, params, _) = instance_params(self, url);
-        let grouped = model::grouped(&self.group, &name);
+        let grouped = model::grouped(&spec.group, &spec.service);
         let mut p: Vec<(&str, String)> = vec![
             ("serviceName", grouped.clone()),
-            ("groupName", self.group.clone()),
+            ("groupName", spec.group.clone()),
         ];
         if light {
             p.push(("clusterName", self.cluster.clone()));
-            p.push(("ip", url.host().to_owned()));
-            p.push(("port", url.port().unwrap_or(0).to_string()));
+            p.push(("ip", spec.ip.clone()));
+            p.push(("port", spec.port.to_string()));
         } else {
-            let metadata: serde_json::Value = params
-                .iter()
-                .find(|(k, _)| *k == "metadata")
-                .and_then(|(_, v)| serde_json::from_str(v).ok())
-                .unwrap_or_default();
             let beat = serde_json::json!({
                 "serviceName": grouped,
                 "cluster": self.cluster,
-                "ip": url.host(),
-                "port": url.port().unwrap_or(0),
-                "weight": 1.0,
-                "metadata": metadata,
+                "ip": spec.ip,
+                "port": spec.port,
+                "weight": spec.weight,
+                "metadata": spec.metadata,
                 "scheduled": false,
             });
             p.push(("beat", beat.to_string()));
@@ -392,7 +463,7 @@ impl Shared {
         let interval = if answer.client_beat_interval > 0 {
             Duration::from_millis(answer.client_beat_interval.clamp(100, 60_000))
         } else {
-            default_beat_interval(url)
+            spec.default_beat_interval()
         };
         Ok((
             interval,
@@ -403,9 +474,14 @@ impl Shared {
 
     /// Reads a service's instances, subscribing to pushes on our UDP port.
     pub(crate) async fn query(&self, name: &str) -> Result<ServiceInfo, ApiError> {
+        self.query_in(&self.group, name).await
+    }
+
+    /// Reads a service of `group`, subscribing to pushes on our UDP port.
+    pub(crate) async fn query_in(&self, group: &str, name: &str) -> Result<ServiceInfo, ApiError> {
         let mut params = vec![
-            ("serviceName", model::grouped(&self.group, name)),
-            ("groupName", self.group.clone()),
+            ("serviceName", model::grouped(group, name)),
+            ("groupName", group.to_owned()),
             ("clusters", String::new()),
             ("healthyOnly", "false".to_owned()),
         ];
@@ -486,11 +562,4 @@ impl Shared {
         }
         Ok(names)
     }
-}
-
-pub(crate) fn default_beat_interval(url: &Url) -> Duration {
-    Duration::from_millis(
-        url.param_or(META_BEAT_INTERVAL, model::DEFAULT_BEAT_INTERVAL_MS)
-            .clamp(100, 60_000),
-    )
 }

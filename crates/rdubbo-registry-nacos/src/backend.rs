@@ -10,7 +10,7 @@ use rdubbo_core::{BoxFuture, RegistryError, RegistryResult, Url};
 use rdubbo_registry::{Notifier, RegistryBackend};
 use tokio::task::JoinHandle;
 
-use crate::api::{lock, Shared, LIST};
+use crate::api::{lock, InstanceSpec, Shared, LIST};
 use crate::beat::keep_beating;
 use crate::client::instance_url;
 use crate::model::{self, ServiceInfo};
@@ -56,11 +56,11 @@ impl NacosBackend {
         if url.host().is_empty() {
             return Err(RegistryError::Invalid(format!("{url} has no host")));
         }
-        self.shared.register_instance(url).await?;
+        let spec = InstanceSpec::of_url(&self.shared, url);
+        self.shared.register_instance(&spec).await?;
         tracing::info!(%url, "registered in nacos");
-        let ephemeral = url.param_bool("ephemeral", url.param_bool("dynamic", true));
-        if ephemeral {
-            let task = tokio::spawn(keep_beating(Arc::downgrade(&self.shared), url.clone()));
+        if spec.ephemeral {
+            let task = tokio::spawn(keep_beating(Arc::downgrade(&self.shared), spec));
             if let Some(old) = lock(&self.beats).insert(url.to_string(), task) {
                 old.abort();
             }
@@ -72,7 +72,8 @@ impl NacosBackend {
         if let Some(task) = lock(&self.beats).remove(&url.to_string()) {
             task.abort();
         }
-        Ok(self.shared.deregister_instance(url).await?)
+        let spec = InstanceSpec::of_url(&self.shared, url);
+        Ok(self.shared.deregister_instance(&spec).await?)
     }
 
     async fn subscribe(&self, url: &Url, notifier: Notifier) -> RegistryResult<()> {

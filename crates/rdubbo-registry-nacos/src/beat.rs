@@ -2,21 +2,22 @@
 
 use std::sync::Weak;
 
-use rdubbo_core::{RegistryError, Url};
+use rdubbo_core::RegistryError;
 
-use crate::api::{default_beat_interval, ApiError, Shared};
+use crate::api::{ApiError, InstanceSpec, Shared};
 
-/// Beats for one registered instance at the interval the server asks for; registers the
+/// Beats for one registered instance (a Dubbo URL's or an application's) at the interval the server asks for; registers the
 /// instance again when the server no longer knows it (it restarted, or dropped the
 /// instance after missed beats). Runs until aborted or the client is gone.
-pub(crate) async fn keep_beating(shared: Weak<Shared>, url: Url) {
-    let mut interval = default_beat_interval(&url);
+pub(crate) async fn keep_beating(shared: Weak<Shared>, spec: InstanceSpec) {
+    let mut interval = spec.default_beat_interval();
+    let url = spec.id();
     let mut light = false;
     let mut registered = true;
     loop {
         if !registered {
             let Some(s) = shared.upgrade() else { return };
-            match s.register_instance(&url).await {
+            match s.register_instance(&spec).await {
                 Ok(()) => {
                     tracing::info!(%url, "registered in nacos again");
                     registered = true;
@@ -34,7 +35,7 @@ pub(crate) async fn keep_beating(shared: Weak<Shared>, url: Url) {
         }
         tokio::time::sleep(interval).await;
         let Some(s) = shared.upgrade() else { return };
-        match s.beat(&url, light).await {
+        match s.beat(&spec, light).await {
             Ok((next, known, light_ok)) => {
                 interval = next;
                 light = light_ok;

@@ -14,6 +14,11 @@
 //! `path`. Subscriptions read both that name and the older one without empty trailing parts
 //! (`providers:<interface>`), and notify enabled, healthy instances with a weight above 0.
 //!
+//! The same client also hands out Dubbo's dynamic configuration on the config API
+//! ([`NacosConfig`], long polling) and Dubbo 3's application-level registration
+//! ([`NacosServiceDiscovery`]: instances of service `<app>`, the mapping in config group
+//! `mapping`).
+//!
 //! The registered set, the retries, the listeners and the cache file are
 //! [`rdubbo_registry::FailbackRegistry`]'s; this module adds the client's setup, the other
 //! modules the HTTP API, the beats, the UDP pushes and the subscriptions.
@@ -27,13 +32,15 @@ use std::time::Duration;
 use http::Method;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use rdubbo_core::{RegistryError, RegistryResult, Url};
+use rdubbo_core::{BoxFuture, RegistryError, RegistryResult, Url};
 use rdubbo_registry::{backend_events, FailbackOptions, FailbackRegistry};
 use tokio::net::UdpSocket;
 
 pub use crate::api::instance_url;
 use crate::api::Shared;
 pub use crate::backend::NacosBackend;
+pub use crate::config_center::NacosConfig;
+pub use crate::discovery::NacosServiceDiscovery;
 use crate::model::{DEFAULT_CLUSTER, DEFAULT_GROUP, DEFAULT_NAMESPACE};
 use crate::push::receive_pushes;
 pub use crate::push::{decode_push, PushPacket};
@@ -42,6 +49,8 @@ pub use crate::push::{decode_push, PushPacket};
 #[derive(Clone)]
 pub struct NacosRegistry {
     inner: FailbackRegistry<NacosBackend>,
+    config: Arc<NacosConfig>,
+    discovery: Arc<NacosServiceDiscovery>,
 }
 
 impl std::fmt::Debug for NacosRegistry {
@@ -154,14 +163,23 @@ impl NacosRegistry {
             available: AtomicBool::new(true),
             last_error_log: Mutex::new(None),
             events,
+            epoch: tokio::sync::watch::channel(0).0,
         });
         let udp_task = shared
             .udp
             .clone()
             .map(|sock| tokio::spawn(receive_pushes(sock, Arc::downgrade(&shared))));
+        let config = Arc::new(NacosConfig::new(url, shared.clone()));
+        let discovery = Arc::new(NacosServiceDiscovery::new(
+            url,
+            shared.clone(),
+            config.clone(),
+        ));
         let backend = NacosBackend::new(shared, udp_task);
         Ok(NacosRegistry {
             inner: FailbackRegistry::new(url.clone(), backend, stream, options),
+            config,
+            discovery,
         })
     }
 
@@ -189,12 +207,40 @@ impl NacosRegistry {
         &self.inner
     }
 
+    /// Dubbo's dynamic configuration on the config API of the same servers (also
+    /// [`Registry::dynamic_configuration`](rdubbo_core::Registry::dynamic_configuration)).
+    pub fn config(&self) -> &Arc<NacosConfig> {
+        &self.config
+    }
+
+    /// Dubbo 3's application-level registration on the same servers (also
+    /// [`Registry::service_discovery`](rdubbo_core::Registry::service_discovery)).
+    pub fn discovery(&self) -> &Arc<NacosServiceDiscovery> {
+        &self.discovery
+    }
+
     fn shared(&self) -> &Shared {
         &self.inner.backend().shared
     }
 }
 
-rdubbo_registry::forward_registry!(NacosRegistry, inner);
+rdubbo_registry::forward_registry!(NacosRegistry, inner, {
+    fn destroy(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.discovery.close().await;
+            self.config.close();
+            self.inner.destroy().await;
+        })
+    }
+
+    fn service_discovery(&self) -> Option<Arc<dyn rdubbo_core::ServiceDiscovery>> {
+        Some(self.discovery.clone())
+    }
+
+    fn dynamic_configuration(&self) -> Option<Arc<dyn rdubbo_core::DynamicConfiguration>> {
+        Some(self.config.clone())
+    }
+});
 
 #[cfg(test)]
 mod tests {

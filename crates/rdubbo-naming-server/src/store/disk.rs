@@ -1,5 +1,6 @@
-//! The persistent part of the store on disk: `<data-dir>/naming.redb`, read once at start
-//! and written by a thread of its own, in batches, outside the store lock.
+//! The persistent part of the store on disk: `<data-dir>/naming.redb` (persistent
+//! instances) and `<data-dir>/config.redb` (configurations), each read once at start and
+//! written by a thread of its own, in batches, outside the store lock.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -12,43 +13,61 @@ use super::{Instance, ServiceKey};
 const PERSISTENT: TableDefinition<'static, &str, &str> =
     TableDefinition::new("persistent_instances");
 
-/// Opens (or creates) `<dir>/naming.redb`: the instances stored in it, and the writer of
-/// later changes.
-pub(super) fn open(dir: &Path) -> Result<(Writer, Vec<(ServiceKey, Instance)>), String> {
+/// The table of configurations in `config.redb`.
+pub(crate) const CONFIGS: TableDefinition<'static, &str, &str> = TableDefinition::new("configs");
+
+/// Opens (or creates) `<dir>/<file>` with `table`: its rows, and the writer of later
+/// changes.
+pub(crate) fn open_table(
+    dir: &Path,
+    file: &str,
+    table: TableDefinition<'static, &'static str, &'static str>,
+) -> Result<(Writer, Vec<(String, String)>), String> {
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
-    let path = dir.join("naming.redb");
+    let path = dir.join(file);
     let db = Database::create(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     {
         let tx = db.begin_write().map_err(|e| e.to_string())?;
-        tx.open_table(PERSISTENT).map_err(|e| e.to_string())?;
+        tx.open_table(table).map_err(|e| e.to_string())?;
         tx.commit().map_err(|e| e.to_string())?;
     }
-    let mut stored = Vec::new();
+    let mut rows = Vec::new();
     {
         let tx = db.begin_read().map_err(|e| e.to_string())?;
-        let table = tx.open_table(PERSISTENT).map_err(|e| e.to_string())?;
-        for row in table.iter().map_err(|e| e.to_string())? {
+        let t = tx.open_table(table).map_err(|e| e.to_string())?;
+        for row in t.iter().map_err(|e| e.to_string())? {
             let (k, v) = row.map_err(|e| e.to_string())?;
-            let mut parts = k.value().splitn(3, '\n');
-            let (Some(ns), Some(grouped)) = (parts.next(), parts.next()) else {
-                tracing::warn!(key = k.value(), "skipping a malformed stored instance");
-                continue;
-            };
-            match serde_json::from_str::<Instance>(v.value()) {
-                Ok(inst) => {
-                    let key = ServiceKey {
-                        namespace: ns.to_owned(),
-                        grouped: grouped.to_owned(),
-                    };
-                    stored.push((key, inst));
-                }
-                Err(e) => tracing::warn!(error = %e, "skipping an unreadable stored instance"),
-            }
+            rows.push((k.value().to_owned(), v.value().to_owned()));
         }
     }
-    tracing::info!(path = %path.display(), loaded = stored.len(), "persistent instances loaded");
-    Ok((Writer::start(db)?, stored))
+    tracing::info!(path = %path.display(), rows = rows.len(), "stored data loaded");
+    Ok((Writer::start(db, table)?, rows))
+}
+
+/// Opens (or creates) `<dir>/naming.redb`: the instances stored in it, and the writer of
+/// later changes.
+pub(super) fn open(dir: &Path) -> Result<(Writer, Vec<(ServiceKey, Instance)>), String> {
+    let (writer, rows) = open_table(dir, "naming.redb", PERSISTENT)?;
+    let mut stored = Vec::new();
+    for (k, v) in rows {
+        let mut parts = k.splitn(3, '\n');
+        let (Some(ns), Some(grouped)) = (parts.next(), parts.next()) else {
+            tracing::warn!(key = %k, "skipping a malformed stored instance");
+            continue;
+        };
+        match serde_json::from_str::<Instance>(&v) {
+            Ok(inst) => {
+                let key = ServiceKey {
+                    namespace: ns.to_owned(),
+                    grouped: grouped.to_owned(),
+                };
+                stored.push((key, inst));
+            }
+            Err(e) => tracing::warn!(error = %e, "skipping an unreadable stored instance"),
+        }
+    }
+    Ok((writer, stored))
 }
 
 /// The key of a stored instance: namespace, grouped name, cluster, IP and port.
@@ -110,13 +129,16 @@ struct WriteOp {
 
 /// The redb database, written by a thread of its own: writes queued under the store lock
 /// are committed in batches (one fsync for many), never while the lock is held.
-pub(super) struct Writer {
+pub(crate) struct Writer {
     tx: Option<mpsc::Sender<WriteOp>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
-    fn start(db: Database) -> Result<Writer, String> {
+    fn start(
+        db: Database,
+        table: TableDefinition<'static, &'static str, &'static str>,
+    ) -> Result<Writer, String> {
         let (tx, rx) = mpsc::channel::<WriteOp>();
         let thread = std::thread::Builder::new()
             .name("naming-redb".into())
@@ -129,9 +151,9 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    let result = Writer::commit(&db, &batch);
+                    let result = Writer::commit(&db, table, &batch);
                     if let Err(e) = &result {
-                        tracing::error!(error = %e, writes = batch.len(), "cannot store instances");
+                        tracing::error!(error = %e, writes = batch.len(), "cannot store data");
                     }
                     for op in batch {
                         let _ = op.done.send(result.clone());
@@ -146,10 +168,14 @@ impl Writer {
         })
     }
 
-    fn commit(db: &Database, batch: &[WriteOp]) -> Result<(), String> {
+    fn commit(
+        db: &Database,
+        table: TableDefinition<'static, &'static str, &'static str>,
+        batch: &[WriteOp],
+    ) -> Result<(), String> {
         let tx = db.begin_write().map_err(|e| e.to_string())?;
         {
-            let mut table = tx.open_table(PERSISTENT).map_err(|e| e.to_string())?;
+            let mut table = tx.open_table(table).map_err(|e| e.to_string())?;
             for op in batch {
                 match &op.value {
                     None => {
@@ -166,7 +192,7 @@ impl Writer {
         tx.commit().map_err(|e| e.to_string())
     }
 
-    pub(super) fn send(&self, key: String, value: Option<String>) -> Result<Flush, String> {
+    pub(crate) fn send(&self, key: String, value: Option<String>) -> Result<Flush, String> {
         let (done, flush) = oneshot::channel();
         self.tx
             .as_ref()
@@ -178,7 +204,7 @@ impl Writer {
 
     /// Stops taking writes; returns the thread, which ends once the queued writes are
     /// committed (and then closes the database).
-    pub(super) fn close(&mut self) -> Option<std::thread::JoinHandle<()>> {
+    pub(crate) fn close(&mut self) -> Option<std::thread::JoinHandle<()>> {
         self.tx.take();
         self.thread.take()
     }

@@ -18,8 +18,8 @@ use rdubbo_registry_nacos::model::{
     Host, DEFAULT_BEAT_INTERVAL_MS, META_BEAT_INTERVAL, META_BEAT_TIMEOUT, META_DELETE_TIMEOUT,
 };
 
-use disk::{db_key, Writer};
-pub(crate) use disk::{Change, Flush};
+use disk::db_key;
+pub(crate) use disk::{open_table, Change, Flush, Writer, CONFIGS};
 
 /// Identifies a service: namespace and grouped name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
