@@ -3,6 +3,7 @@
 
 mod bench;
 mod call;
+mod config;
 mod demo;
 mod ls;
 mod registry;
@@ -35,6 +36,9 @@ enum Command {
     Ls(ls::LsArgs),
     /// Run the embedded Nacos-compatible naming server (single node) until SIGINT/SIGTERM.
     Registry(registry::RegistryArgs),
+    /// Publish, read, delete or list Dubbo's dynamic configuration (governance rules) in a
+    /// registry's config center.
+    Config(config::ConfigArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -63,6 +67,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Ls(args) => ls::run(args).await,
             Command::Registry(args) => registry::run(args).await,
+            Command::Config(args) => config::run(args).await,
         }
     });
     match result {
