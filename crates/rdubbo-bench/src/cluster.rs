@@ -138,6 +138,7 @@ async fn serve(interfaces: Vec<String>) -> Result<()> {
             version: None,
             group: None,
             methods: vec!["echo".into()],
+            ..Default::default()
         };
         builder = builder.export(&name, info, Arc::new(Echo));
     }

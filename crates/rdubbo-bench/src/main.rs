@@ -257,6 +257,7 @@ fn echo_service() -> (rdubbo_core::ServiceInfo, Arc<dyn rdubbo_core::Invoker>) {
         version: None,
         group: None,
         methods: vec!["echo".into()],
+        ..Default::default()
     };
     (info, Arc::new(Echo))
 }

@@ -24,8 +24,34 @@ impl<T: Invoker + ?Sized> Invoker for Arc<T> {
     }
 }
 
+/// How a method's calls carry messages: one each way, or a stream on either side or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MethodKind {
+    /// One request, one response.
+    #[default]
+    Unary,
+    /// One request, a stream of responses.
+    ServerStream,
+    /// A stream of requests, one response.
+    ClientStream,
+    /// Streams both ways.
+    BidiStream,
+}
+
+impl MethodKind {
+    /// Whether the caller sends a stream.
+    pub fn client_streams(self) -> bool {
+        matches!(self, MethodKind::ClientStream | MethodKind::BidiStream)
+    }
+
+    /// Whether the answer is a stream.
+    pub fn server_streams(self) -> bool {
+        matches!(self, MethodKind::ServerStream | MethodKind::BidiStream)
+    }
+}
+
 /// What a provider exports: the identity of a service and its methods.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServiceInfo {
     /// Interface name.
     pub interface: String,
@@ -35,9 +61,22 @@ pub struct ServiceInfo {
     pub group: Option<String>,
     /// Method names as the wire spells them.
     pub methods: Vec<String>,
+    /// A protobuf (IDL) service: each request and response is one encoded message
+    /// ([`crate::Args::Message`], [`crate::Reply::Message`]) rather than Java values.
+    pub idl: bool,
+    /// The streaming methods and their kind; a method not listed is unary.
+    pub streams: Vec<(String, MethodKind)>,
 }
 
 impl ServiceInfo {
+    /// The kind of `method` (unary unless listed in `streams`).
+    pub fn method_kind(&self, method: &str) -> MethodKind {
+        self.streams
+            .iter()
+            .find(|(m, _)| m == method)
+            .map_or(MethodKind::Unary, |(_, k)| *k)
+    }
+
     /// The service key `[group/]interface[:version]`.
     pub fn service_key(&self) -> String {
         crate::url::service_key(

@@ -29,6 +29,7 @@ pub mod json;
 pub mod metadata;
 pub mod payload;
 pub mod registry;
+pub mod stream;
 pub mod url;
 pub mod value;
 
@@ -37,10 +38,12 @@ pub use discovery::{InstancesListener, RegisterMode, ServiceDiscovery, ServiceIn
 pub use error::{RpcError, RpcResult, SetupError};
 pub use invocation::{Attachments, Invocation, ReplySink};
 pub use invoker::{
-    layered, BoxFuture, Export, Invoker, Layer, Protocol, ServeResult, Server, ServiceInfo,
+    layered, BoxFuture, Export, Invoker, Layer, MethodKind, Protocol, ServeResult, Server,
+    ServiceInfo,
 };
 pub use java::JavaType;
 pub use payload::{Args, ArgsDecoder, HessianArgs, Reply, TypedArgs, TypedValue};
 pub use registry::{NotifyListener, Registry, RegistryError, RegistryFactory, RegistryResult};
+pub use stream::{MessageSink, MessageStream, Messages};
 pub use url::{Url, UrlError};
 pub use value::Value;

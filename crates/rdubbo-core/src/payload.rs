@@ -35,7 +35,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::json;
-use crate::Value;
+use crate::stream::MessageStream;
+use crate::{RpcError, RpcResult, Value};
+
+const MESSAGE_ONLY: &str = "a protobuf message (an IDL call) has no Java value: it cannot be sent over a Hessian or JSON protocol";
+const STREAM_ONLY: &str = "a message stream (a streaming call) has no Java value: it cannot be sent over a Hessian or JSON protocol";
 
 /// Typed arguments: the tuple of Rust values a stub was called with.
 ///
@@ -138,6 +142,11 @@ pub enum Args {
     Hessian(HessianArgs),
     /// Received as JSON (JSON-RPC `params`), not mapped yet.
     Json(Vec<serde_json::Value>),
+    /// One encoded protobuf message, passed through untouched (a unary or
+    /// server-streaming call of an IDL service over Triple).
+    Message(Bytes),
+    /// A stream of encoded messages (a client-streaming or bidirectional call).
+    Stream(MessageStream),
 }
 
 impl fmt::Debug for Args {
@@ -147,6 +156,8 @@ impl fmt::Debug for Args {
             Args::Typed(t) => write!(f, "Typed({} values)", t.len()),
             Args::Hessian(h) => write!(f, "Hessian({} values, {} bytes)", h.count, h.end - h.start),
             Args::Json(v) => f.debug_tuple("Json").field(v).finish(),
+            Args::Message(m) => write!(f, "Message({} bytes)", m.len()),
+            Args::Stream(s) => write!(f, "{s:?}"),
         }
     }
 }
@@ -183,6 +194,7 @@ impl Args {
             Args::Typed(t) => t.len(),
             Args::Hessian(h) => h.count,
             Args::Json(v) => v.len(),
+            Args::Message(_) | Args::Stream(_) => 1,
         }
     }
 
@@ -203,6 +215,29 @@ impl Args {
                     .collect()
             }
             Args::Json(v) => Ok(v.iter().map(json::to_value).collect()),
+            Args::Message(_) => Err(MESSAGE_ONLY.into()),
+            Args::Stream(_) => Err(STREAM_ONLY.into()),
+        }
+    }
+
+    /// The one message of an IDL call.
+    pub fn into_message(self) -> RpcResult<Bytes> {
+        match self {
+            Args::Message(m) => Ok(m),
+            other => Err(RpcError::Invalid(format!(
+                "expected one protobuf message, got {other:?}"
+            ))),
+        }
+    }
+
+    /// The messages of a streaming call (a single message as a stream of one).
+    pub fn into_stream(self) -> RpcResult<MessageStream> {
+        match self {
+            Args::Stream(s) => Ok(s),
+            Args::Message(m) => Ok(MessageStream::once(m)),
+            other => Err(RpcError::Invalid(format!(
+                "expected a message stream, got {other:?}"
+            ))),
         }
     }
 
@@ -249,6 +284,8 @@ impl Args {
                 }
                 Ok(())
             }
+            Args::Message(_) => Err(MESSAGE_ONLY.into()),
+            Args::Stream(_) => Err(STREAM_ONLY.into()),
         }
     }
 
@@ -273,6 +310,8 @@ impl Args {
                 Ok(v) => State::Owned(v),
                 Err(e) => State::Failed(e.to_string()),
             },
+            Args::Message(_) => State::Failed(MESSAGE_ONLY.into()),
+            Args::Stream(_) => State::Failed(STREAM_ONLY.into()),
             _ => State::Borrowed,
         };
         ArgsDecoder {
@@ -365,6 +404,11 @@ pub enum Reply {
     },
     /// Received as JSON.
     Json(serde_json::Value),
+    /// One encoded protobuf message (the answer of a unary or client-streaming IDL call).
+    Message(Bytes),
+    /// A stream of encoded messages (the answer of a server-streaming or bidirectional
+    /// call; a stream call's `Err` items end it with that error).
+    Stream(MessageStream),
 }
 
 impl fmt::Debug for Reply {
@@ -374,6 +418,8 @@ impl fmt::Debug for Reply {
             Reply::Typed(_) => f.write_str("Typed(..)"),
             Reply::Hessian { body, start } => write!(f, "Hessian({} bytes)", body.len() - start),
             Reply::Json(v) => f.debug_tuple("Json").field(v).finish(),
+            Reply::Message(m) => write!(f, "Message({} bytes)", m.len()),
+            Reply::Stream(s) => write!(f, "{s:?}"),
         }
     }
 }
@@ -434,6 +480,35 @@ impl Reply {
             Reply::Json(j) => T::deserialize(j).map_err(|e| e.to_string()),
             Reply::Value(v) => from_value(&v),
             Reply::Typed(t) => from_value(&t.to_value().map_err(|e| e.to_string())?),
+            Reply::Message(_) => Err(MESSAGE_ONLY.into()),
+            Reply::Stream(_) => Err(STREAM_ONLY.into()),
+        }
+    }
+
+    /// The one message of an IDL answer (the first of a stream, read here).
+    pub async fn into_message(self) -> RpcResult<Bytes> {
+        match self {
+            Reply::Message(m) => Ok(m),
+            Reply::Stream(s) => match s.take()?.next().await {
+                Some(m) => m,
+                None => Err(RpcError::Codec(
+                    "the answer stream ended without a message".into(),
+                )),
+            },
+            other => Err(RpcError::Codec(format!(
+                "expected one protobuf message, got {other:?}"
+            ))),
+        }
+    }
+
+    /// The messages of a streaming answer (a single message as a stream of one).
+    pub fn into_stream(self) -> RpcResult<MessageStream> {
+        match self {
+            Reply::Stream(s) => Ok(s),
+            Reply::Message(m) => Ok(MessageStream::once(m)),
+            other => Err(RpcError::Codec(format!(
+                "expected a message stream, got {other:?}"
+            ))),
         }
     }
 
@@ -447,6 +522,8 @@ impl Reply {
                 d.read_value().map_err(|e| e.to_string())
             }
             Reply::Json(j) => Ok(json::to_value(j)),
+            Reply::Message(_) => Err(MESSAGE_ONLY.into()),
+            Reply::Stream(_) => Err(STREAM_ONLY.into()),
         }
     }
 
@@ -487,6 +564,8 @@ impl Reply {
                 e.write_value(&self.to_value()?);
                 Ok(())
             }
+            Reply::Message(_) => Err(MESSAGE_ONLY.into()),
+            Reply::Stream(_) => Err(STREAM_ONLY.into()),
         }
     }
 

@@ -392,6 +392,7 @@ fn expand(
                     version: #version_tokens.map(::std::string::String::from),
                     group: #group_tokens.map(::std::string::String::from),
                     methods: ::std::vec![#(::std::string::String::from(#wires)),*],
+                    ..::core::default::Default::default()
                 }
             }
         }

@@ -505,6 +505,10 @@ fn wire_args(inv: &Invocation) -> RpcResult<(ParameterTypes, Args)> {
     let n = inv.args.len();
     let named = inv.parameter_types.len() == n;
     match &inv.args {
+        Args::Message(_) | Args::Stream(_) => Err(RpcError::Invalid(format!(
+            "{}.{}: a protobuf message or message stream (an IDL or streaming call) cannot be sent over dubbo; use tri://",
+            inv.interface, inv.method
+        ))),
         Args::Values(values) => {
             let types: ParameterTypes = if named {
                 inv.parameter_types.clone()

@@ -57,6 +57,7 @@ async fn server(config: ServerConfig) -> (DubboServer, Arc<Demo>) {
         version: None,
         group: None,
         methods: vec!["echo".into(), "big".into(), "sleep".into()],
+        ..Default::default()
     };
     let server = DubboServer::builder()
         .config(config)
@@ -386,6 +387,7 @@ async fn a_token_guards_the_service() {
         version: None,
         group: None,
         methods: vec!["echo".into()],
+        ..Default::default()
     };
     let guarded = TokenLayer::new("s3cret").layer(Arc::new(Demo::default()));
     let server = DubboServer::builder()

@@ -106,6 +106,7 @@ async fn python_dubbo_client_calls_an_rdubbo_provider() {
                 version: Some("1.0.0".into()),
                 group: None,
                 methods: vec![],
+                ..Default::default()
             },
             Arc::new(Interop),
         )

@@ -79,6 +79,7 @@ fn info() -> ServiceInfo {
         version: Some("1.0.0".into()),
         group: None,
         methods: vec!["echo".into()],
+        ..Default::default()
     }
 }
 

@@ -43,6 +43,7 @@ async fn server(tls: ServerTls, max_connections: usize) -> DubboServer {
         version: None,
         group: None,
         methods: vec!["echo".into(), "sleep".into()],
+        ..Default::default()
     };
     DubboServer::builder()
         .config(ServerConfig {

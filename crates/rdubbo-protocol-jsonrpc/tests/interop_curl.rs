@@ -49,6 +49,7 @@ async fn curl_sends_the_captured_request_and_gets_the_exact_answer() {
         version: None,
         group: None,
         methods: vec!["Echo".into()],
+        ..Default::default()
     };
     let server = JsonRpcServer::builder()
         .export("com.youni.HelloService", info, Arc::new(HelloService))

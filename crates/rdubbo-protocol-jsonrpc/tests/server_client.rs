@@ -77,6 +77,7 @@ fn info(version: Option<&str>) -> ServiceInfo {
         version: version.map(str::to_owned),
         group: None,
         methods: vec!["echo".into(), "add".into(), "sleep".into()],
+        ..Default::default()
     }
 }
 

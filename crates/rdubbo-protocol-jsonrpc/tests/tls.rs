@@ -43,6 +43,7 @@ async fn server(tls: ServerTls) -> JsonRpcServer {
         version: None,
         group: None,
         methods: vec!["echo".into(), "sleep".into()],
+        ..Default::default()
     };
     JsonRpcServer::builder()
         .config_with(|c| c.tls = Some(tls))
@@ -244,6 +245,7 @@ async fn a_tls_client_over_the_connection_limit_gets_the_503_over_tls() {
         version: None,
         group: None,
         methods: vec!["echo".into(), "sleep".into()],
+        ..Default::default()
     };
     let tls = pki.server(false);
     let s = JsonRpcServer::builder()

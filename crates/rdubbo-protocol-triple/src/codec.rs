@@ -274,6 +274,13 @@ pub fn decode_grpc_message(text: &str) -> String {
 /// The gRPC status a provider-side error is answered with, as Java's
 /// `TriRpcStatus.dubboCodeToTriCode` maps Dubbo's codes.
 pub fn status_of(e: &RpcError) -> u32 {
+    if let RpcError::Remote { data: Some(d), .. } = e {
+        if let Some(s) = d.get("grpc-status").and_then(|s| s.as_u64()) {
+            if s <= 16 {
+                return s as u32;
+            }
+        }
+    }
     match e {
         RpcError::Timeout(_) => grpc::DEADLINE_EXCEEDED,
         RpcError::Limit(_) => grpc::RESOURCE_EXHAUSTED,
@@ -294,6 +301,22 @@ pub fn status_of(e: &RpcError) -> u32 {
         },
         _ => grpc::UNKNOWN,
     }
+}
+
+/// An error answered with exactly the gRPC `status` (see [`grpc`]) and `message`, for
+/// services that speak gRPC statuses (IDL services, health): it travels as
+/// [`RpcError::Remote`] with `{"grpc-status": status}` in `data`, which [`status_of`]
+/// honours; its Dubbo code is the one [`error_of_status`] gives.
+///
+/// ```
+/// use rdubbo_protocol_triple::codec::{grpc, grpc_error, status_of};
+///
+/// let e = grpc_error(grpc::NOT_FOUND, "no such user");
+/// assert_eq!(status_of(&e), grpc::NOT_FOUND);
+/// assert_eq!(e.message(), "no such user");
+/// ```
+pub fn grpc_error(status: u32, message: impl Into<String>) -> RpcError {
+    error_of_status(status, message.into())
 }
 
 /// The error a consumer sees for a non-OK gRPC status (Java's `triCodeToDubboCode`, in
@@ -419,6 +442,12 @@ pub fn encode_args(
     let mut parts: Vec<Bytes> = Vec::with_capacity(args.len());
     let mut values: Option<Vec<Value>> = None;
     match args {
+        Args::Message(_) | Args::Stream(_) => {
+            return Err(
+                "a protobuf message or stream is not wrapped: it goes as the gRPC body itself"
+                    .into(),
+            )
+        }
         Args::Values(v) => {
             for x in v {
                 let mut e = Encoder::new();

@@ -15,7 +15,7 @@ use crate::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult, ServiceI
 /// use rdubbo::{ServiceInfo, Value};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> rdubbo::RpcResult<()> {
-/// let info = ServiceInfo { interface: "com.foo.Echo".into(), version: None, group: None, methods: vec!["echo".into()] };
+/// let info = ServiceInfo { interface: "com.foo.Echo".into(), version: None, group: None, methods: vec!["echo".into()], ..Default::default() };
 /// let service = GenericService::new(info, |inv| async move {
 ///     Ok(inv.args.into_values().map_err(rdubbo::RpcError::Codec)?.pop().unwrap_or(Value::Null))
 /// });

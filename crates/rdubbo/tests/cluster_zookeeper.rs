@@ -38,6 +38,7 @@ async fn provider(registry: &Arc<dyn Registry>, tag: &str) -> Provider {
         version: None,
         group: None,
         methods: vec!["whoami".into()],
+        ..Default::default()
     };
     Provider::builder("127.0.0.1:0".parse().unwrap())
         .application(tag)

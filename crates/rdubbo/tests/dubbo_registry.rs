@@ -28,6 +28,7 @@ fn info() -> ServiceInfo {
         version: None,
         group: None,
         methods: vec!["who".into()],
+        ..Default::default()
     }
 }
 

@@ -55,6 +55,7 @@ fn info(interface: &str) -> ServiceInfo {
         version: None,
         group: None,
         methods: vec!["greet".into()],
+        ..Default::default()
     }
 }
 

@@ -43,6 +43,7 @@ fn info() -> ServiceInfo {
         version: None,
         group: None,
         methods: vec!["slow".into()],
+        ..Default::default()
     }
 }
 

@@ -50,6 +50,7 @@ fn info(interface: &str) -> ServiceInfo {
         version: Some("1.0.0".to_owned()),
         group: None,
         methods: vec!["whoami".into(), "slow".into()],
+        ..Default::default()
     }
 }
 

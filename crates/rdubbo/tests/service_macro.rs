@@ -130,6 +130,7 @@ async fn wire_names_and_service_info() {
             methods: ["ping", "greet", "makeUser", "count", "Echo", "fail"]
                 .map(String::from)
                 .to_vec(),
+            ..Default::default()
         }
     );
     assert_eq!(UserServiceClient::INTERFACE, "com.example.UserService");

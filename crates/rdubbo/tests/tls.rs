@@ -145,6 +145,7 @@ async fn a_tls_provider_registers_ssl_enabled_and_a_consumer_calls_it_over_tls()
         version: None,
         group: None,
         methods: vec!["echo".into()],
+        ..Default::default()
     };
 
     for protocol in ["dubbo", "jsonrpc"] {
@@ -382,6 +383,7 @@ enabled = false
         version: None,
         group: None,
         methods: vec!["echo".into()],
+        ..Default::default()
     };
     let provider = Application::builder(
         Config::from_str(&provider_toml, Format::Toml, "provider.toml").unwrap(),

@@ -161,6 +161,8 @@ pub(super) fn service_info(s: &ServiceConfig, code: &ServiceInfo) -> ServiceInfo
             .or_else(|| code.group.clone())
             .filter(|g| !g.is_empty()),
         methods: code.methods.clone(),
+        idl: code.idl,
+        streams: code.streams.clone(),
     }
 }
 

@@ -69,6 +69,7 @@ pub(crate) fn metadata_service_info(app: &str) -> ServiceInfo {
         version: Some(metadata::METADATA_SERVICE_VERSION.to_owned()),
         group: Some(app.to_owned()),
         methods: METHODS.iter().map(|m| (*m).to_owned()).collect(),
+        ..Default::default()
     }
 }
 

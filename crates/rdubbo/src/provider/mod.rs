@@ -557,6 +557,7 @@ mod tests {
             version: version.map(str::to_owned),
             group: group.map(str::to_owned),
             methods: vec!["sayHello".into(), "add".into(), "add".into()],
+            ..Default::default()
         }
     }
 
