@@ -1,10 +1,12 @@
 //! The embedded naming server over its HTTP API, as any Nacos v1 client talks to it.
 //!
 //! `api`: the Open API calls, beats, pushes and persistence; `auth`: tokens and login
-//! throttling; `limits`: hostile and heavy clients; `garbage`: any parameters, no panic.
+//! throttling; `limits`: hostile and heavy clients; `garbage`: any parameters, no panic;
+//! `configs`: the config API (publish, get, delete, long polling, persistence).
 
 mod api;
 mod auth;
+mod configs;
 mod garbage;
 mod limits;
 
