@@ -9,6 +9,7 @@
 //! /dubbo/<interface>/configurators/…       rules
 //! /dubbo/mapping/<interface>               Dubbo 3: the applications providing it
 //! /services/<app>/<ip>:<port>              Dubbo 3: an application instance (ephemeral JSON)
+//! /dubbo/config/<group>/<key>              the config center: governance rules (YAML)
 //! ```
 //!
 //! Address: `zookeeper://[user:pass@]127.0.0.1:2181?backup=127.0.0.1:2182,127.0.0.1:2183`.
@@ -44,12 +45,14 @@ use rdubbo_registry::{backend_events, FailbackOptions, FailbackRegistry};
 
 mod backend;
 mod config;
+mod config_center;
 mod discovery;
 mod session;
 mod watch;
 
 pub use backend::ZookeeperBackend;
 pub use config::ZookeeperConfig;
+pub use config_center::ZookeeperDynamicConfiguration;
 pub use discovery::{
     instance_json, parse_instance, parse_mapping, ZookeeperServiceDiscovery,
     ZOOKEEPER_INSTANCE_CLASS,
@@ -71,6 +74,7 @@ pub const DEFAULT_RETRY_PERIOD: Duration = Duration::from_millis(5_000);
 pub struct ZookeeperRegistry {
     inner: FailbackRegistry<ZookeeperBackend>,
     discovery: Arc<ZookeeperServiceDiscovery>,
+    config_center: Arc<ZookeeperDynamicConfiguration>,
 }
 
 impl ZookeeperRegistry {
@@ -109,10 +113,12 @@ impl ZookeeperRegistry {
         let shared = Arc::new(session::Shared::new(config, events));
         tokio::spawn(session::run_session(shared.clone()));
         let discovery = Arc::new(ZookeeperServiceDiscovery::new(url, shared.clone()));
+        let config_center = Arc::new(ZookeeperDynamicConfiguration::new(url, shared.clone()));
         let backend = ZookeeperBackend { shared };
         Ok(ZookeeperRegistry {
             inner: FailbackRegistry::new(url.clone(), backend, stream, options),
             discovery,
+            config_center,
         })
     }
 
@@ -152,6 +158,11 @@ impl ZookeeperRegistry {
         &self.discovery
     }
 
+    /// Dubbo's config center over the same session (`/dubbo/config/<group>/<key>`).
+    pub fn config_center(&self) -> &Arc<ZookeeperDynamicConfiguration> {
+        &self.config_center
+    }
+
     /// URLs registered through this client whose registration has not succeeded yet.
     pub fn pending_registrations(&self) -> Vec<Url> {
         self.inner.failed_registrations()
@@ -162,12 +173,17 @@ rdubbo_registry::forward_registry!(ZookeeperRegistry, inner, {
     fn destroy(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             self.discovery.close().await;
+            self.config_center.close();
             self.inner.destroy().await;
         })
     }
 
     fn service_discovery(&self) -> Option<Arc<dyn rdubbo_core::ServiceDiscovery>> {
         Some(self.discovery.clone())
+    }
+
+    fn dynamic_configuration(&self) -> Option<Arc<dyn rdubbo_core::DynamicConfiguration>> {
+        Some(self.config_center.clone())
     }
 });
 
