@@ -10,9 +10,21 @@
 //! - `disabled=true` takes the provider out of the list; `weight`, `timeout`, `retries`,
 //!   `loadbalance` (also per method as `<method>.<key>`) change how it is called;
 //! - rules apply in order: `0.0.0.0` before specific hosts, then by `priority`.
+//!
+//! Rules with a `configVersion` (made from the YAML documents of a config center, see
+//! [`rules::configurators`](crate::rules::configurators)) follow Java's 2.7+ matching
+//! (`AbstractConfigurator.configureIfMatch`): the rule's `side` must be the side applying
+//! it (a rule without `side` applies nowhere); on a consumer the rule's host is a
+//! consumer host (`0.0.0.0`: any) and `providerAddresses` picks providers; on a provider
+//! the rule's host is the provider's; `application` is the consumer's (the provider's on
+//! a provider); the service key must be the provider's (or `*`); a v3.0 `match` must
+//! hold.
 
 use rdubbo_core::registry::is_empty_url;
 use rdubbo_core::Url;
+
+use crate::rules::matching::ConditionMatch;
+use crate::rules::ConfiguratorRule;
 
 /// Keys of a rule that select what it applies to rather than set anything.
 const CONDITION_KEYS: &[&str] = &[
@@ -28,6 +40,7 @@ const CONDITION_KEYS: &[&str] = &[
     "configVersion",
     "compatible_config",
     "providers",
+    "providerAddresses",
     "priority",
     "anyhost",
     "timestamp",
@@ -44,7 +57,7 @@ fn active(rule: &Url) -> bool {
 
 /// Whether `rule` applies to `provider` as seen by the consumer of `application`.
 pub fn matches(rule: &Url, provider: &Url, application: Option<&str>) -> bool {
-    matches_on(rule, provider, application, "consumer")
+    matches_on(rule, None, provider, application, "consumer", "127.0.0.1")
 }
 
 /// Whether `rule` applies to the provider `provider` itself, on the provider's side (the
@@ -56,13 +69,100 @@ pub fn matches(rule: &Url, provider: &Url, application: Option<&str>) -> bool {
 pub fn matches_provider_side(rule: &Url, provider: &Url) -> bool {
     matches_on(
         rule,
+        None,
         provider,
         provider.param_non_empty("application"),
         "provider",
+        provider.host(),
     )
 }
 
-fn matches_on(rule: &Url, provider: &Url, application: Option<&str>, side: &str) -> bool {
+/// Java's `URL.getParameter(key, true)` for `enabled`: absent or empty is true, anything
+/// but `true` (any case) false.
+fn java_enabled(rule: &Url) -> bool {
+    rule.param_non_empty("enabled")
+        .is_none_or(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// Java's 2.7+ matching (`configureIfMatch` with `isV27ConditionMatchOrUnset`).
+fn matches_v27(
+    rule: &Url,
+    matcher: Option<&ConditionMatch>,
+    provider: &Url,
+    application: Option<&str>,
+    side: &str,
+    local_host: &str,
+) -> bool {
+    if !java_enabled(rule) || rule.param("side") != Some(side) {
+        return false;
+    }
+    let host = if side == "consumer" {
+        local_host
+    } else {
+        provider.host()
+    };
+    if !(rule.host() == "0.0.0.0" || rule.host() == host) {
+        return false;
+    }
+    if let Some(list) = rule.param_non_empty("providerAddresses") {
+        let address = provider.address();
+        let port = provider.port().unwrap_or(0);
+        let any_port = format!("0.0.0.0:{port}");
+        if !list.split(',').any(|a| {
+            a == address
+                || a == "0.0.0.0"
+                || a == "0.0.0.0:*"
+                || a == any_port
+                || a == provider.host()
+        }) {
+            return false;
+        }
+    }
+    let rule_app = rule
+        .param_non_empty("application")
+        .or(rule.username().filter(|u| !u.is_empty()));
+    if let Some(app) = rule_app {
+        if app != "*" && Some(app) != application {
+            return false;
+        }
+    }
+    let rule_service = rule.service_key();
+    if rule_service != "*" && rule_service != provider.service_key() {
+        return false;
+    }
+    let version = rule.param("configVersion").unwrap_or_default();
+    if version.starts_with("v3.0") {
+        return matcher.is_none_or(|m| m.is_match(host, provider, application));
+    }
+    // Java's `isDeprecatedConditionMatch`: `~key`, `application` and `side` values.
+    rule.params().all(|(key, value)| {
+        let target = if let Some(k) = key.strip_prefix('~') {
+            provider.param(k)
+        } else if key == "application" {
+            application
+        } else if key == "side" {
+            Some(side)
+        } else {
+            return true;
+        };
+        value == "*" || Some(value) == target
+    })
+}
+
+fn matches_on(
+    rule: &Url,
+    matcher: Option<&ConditionMatch>,
+    provider: &Url,
+    application: Option<&str>,
+    side: &str,
+    local_host: &str,
+) -> bool {
+    if is_empty_url(rule) || !matches!(rule.protocol(), "override" | "absent") {
+        return false;
+    }
+    if rule.param_non_empty("configVersion").is_some() {
+        return matches_v27(rule, matcher, provider, application, side, local_host);
+    }
     if !active(rule) {
         return false;
     }
@@ -143,13 +243,79 @@ pub fn configure_provider(provider: &Url, rules: &[Url]) -> (Url, Vec<(String, S
     )
 }
 
-fn apply(provider: &Url, mut ordered: Vec<&Url>) -> (Url, Vec<(String, String)>) {
+/// Applies the rule lists of a config center after one another (Java: the registry's
+/// `override://` rules, then the application's document, then the service's), each
+/// matched against the URL as the lists before it configured it, as seen by the consumer
+/// of `application` on the host `local_host`; returns the configured URL and the
+/// parameters set (in order).
+pub fn configure_layers(
+    provider: &Url,
+    lists: &[&[ConfiguratorRule]],
+    application: Option<&str>,
+    local_host: &str,
+) -> (Url, Vec<(String, String)>) {
+    let mut url = provider.clone();
+    let mut set = Vec::new();
+    for list in lists {
+        let matching: Vec<&Url> = list
+            .iter()
+            .filter(|r| {
+                matches_on(
+                    &r.url,
+                    r.matcher.as_deref(),
+                    &url,
+                    application,
+                    "consumer",
+                    local_host,
+                )
+            })
+            .map(|r| &r.url)
+            .collect();
+        url = apply_into(&url, matching, &mut set);
+    }
+    (url, set)
+}
+
+/// [`configure_layers`] on the provider's side: the rules that target the provider
+/// itself ([`matches_provider_side`], or Java's 2.7+ matching with `side=provider`).
+pub fn configure_provider_layers(
+    provider: &Url,
+    lists: &[&[ConfiguratorRule]],
+) -> (Url, Vec<(String, String)>) {
+    let mut url = provider.clone();
+    let mut set = Vec::new();
+    for list in lists {
+        let matching: Vec<&Url> = list
+            .iter()
+            .filter(|r| {
+                matches_on(
+                    &r.url,
+                    r.matcher.as_deref(),
+                    &url,
+                    url.param_non_empty("application"),
+                    "provider",
+                    url.host(),
+                )
+            })
+            .map(|r| &r.url)
+            .collect();
+        url = apply_into(&url, matching, &mut set);
+    }
+    (url, set)
+}
+
+fn apply(provider: &Url, ordered: Vec<&Url>) -> (Url, Vec<(String, String)>) {
+    let mut set = Vec::new();
+    let url = apply_into(provider, ordered, &mut set);
+    (url, set)
+}
+
+fn apply_into(provider: &Url, mut ordered: Vec<&Url>, set: &mut Vec<(String, String)>) -> Url {
     ordered.sort_by_key(|r| {
         let specific = !(r.host() == "0.0.0.0" || r.host().is_empty());
         (specific, r.param_or("priority", 0i64))
     });
     let mut url = provider.clone();
-    let mut set: Vec<(String, String)> = Vec::new();
     for rule in ordered {
         let absent = rule.protocol() == "absent";
         for (key, value) in rule.params() {
@@ -164,7 +330,7 @@ fn apply(provider: &Url, mut ordered: Vec<&Url>) -> (Url, Vec<(String, String)>)
             set.push((key.to_owned(), value.to_owned()));
         }
     }
-    (url, set)
+    url
 }
 
 /// `methods.<m>.<key>`, `<m>.<key>`, then `<key>` in a list of set parameters.

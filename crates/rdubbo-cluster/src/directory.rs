@@ -8,8 +8,9 @@ use rdubbo_core::url::keys;
 use rdubbo_core::{layered, Invocation, Invoker, Layer, NotifyListener, Protocol, Url};
 use tokio::sync::watch;
 
-use crate::route::{Routed, Snapshot};
-use crate::{configurator, router, CallStats, Extensions, Health};
+use crate::route::{Routed, Rules, Snapshot};
+use crate::rules::{ConfiguratorRule, RuleError, RuleKind, TagRule};
+use crate::{configurator, router, rules, CallStats, Extensions, Health};
 
 /// One provider of a directory: its URL, an invoker calling it, and its health.
 pub struct Provider {
@@ -59,6 +60,8 @@ pub struct Directory {
     snapshot: ArcSwap<Snapshot>,
     /// Condition rules from the `routers` category.
     routers: Mutex<Vec<router::ConditionRule>>,
+    /// Rules from the documents of a config center.
+    documents: Mutex<Documents>,
     /// Providers of this directory with failures on record (see [`Health`]).
     marked: Arc<AtomicUsize>,
     /// Last notified provider URLs and configurators.
@@ -106,6 +109,7 @@ impl Directory {
             marked,
             raw: Mutex::new((Vec::new(), Vec::new())),
             routers: Mutex::new(Vec::new()),
+            documents: Mutex::new(Documents::default()),
             updates: watch::channel(0).0,
             update_lock: Mutex::new(()),
         })
@@ -150,9 +154,125 @@ impl Directory {
         let _guard = self.update_lock.lock().unwrap_or_else(|e| e.into_inner());
         let rules = router::parse_routers(urls);
         tracing::info!(service = %self.service_key(), rules = rules.len(), "router rules updated");
-        let current = self.snapshot.load_full();
-        self.snapshot.store(Arc::new(current.with_rules(&rules)));
         *self.routers.lock().unwrap_or_else(|e| e.into_inner()) = rules;
+        let current = self.snapshot.load_full();
+        self.snapshot
+            .store(Arc::new(current.with_rules(&self.current_rules())));
+    }
+
+    /// The condition rules (registry `routers`, then the service's, the provider
+    /// application's and the consumer application's documents) and the tag rule.
+    fn current_rules(&self) -> Rules {
+        let mut conditions = self
+            .routers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let documents = self.documents.lock().unwrap_or_else(|e| e.into_inner());
+        conditions.extend(documents.service_conditions.iter().cloned());
+        conditions.extend(documents.provider_app_conditions.iter().cloned());
+        conditions.extend(documents.app_conditions.iter().cloned());
+        Rules {
+            conditions,
+            tags: documents.tags.clone(),
+        }
+    }
+
+    /// Takes a new version of a rule document of a config center (`content`; `None` once
+    /// deleted) and applies it, as Java Dubbo does: configurators change the providers'
+    /// parameters (after the registry's `override://` rules: the application's document,
+    /// then the service's), condition rules and the tag rule route calls.
+    ///
+    /// A document that cannot be read is logged with `key` and ignored: the rules it
+    /// would have replaced stay in force (so does Java). A deleted document removes its
+    /// rules. Returns the error of a malformed document.
+    pub fn update_rule_document(
+        &self,
+        kind: RuleKind,
+        key: &str,
+        content: Option<&str>,
+    ) -> Result<(), RuleError> {
+        let _guard = self.update_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let content = content.filter(|c| !c.trim().is_empty());
+        let result = self.read_document(kind, content);
+        if let Err(e) = &result {
+            tracing::error!(
+                key,
+                service = %self.service_key(),
+                error = %e,
+                "ignoring a malformed rule; the previous rule stays in force"
+            );
+            return result;
+        }
+        tracing::info!(key, service = %self.service_key(), deleted = content.is_none(), "rule document applied");
+        match kind {
+            RuleKind::AppConfigurators | RuleKind::ServiceConfigurators => {
+                let (urls, rules) = {
+                    let raw = self.raw.lock().unwrap_or_else(|e| e.into_inner());
+                    (raw.0.clone(), raw.1.clone())
+                };
+                if !urls.is_empty() || self.updates() > 0 {
+                    self.rebuild(&urls, &rules);
+                }
+            }
+            _ => {
+                let current = self.snapshot.load_full();
+                self.snapshot
+                    .store(Arc::new(current.with_rules(&self.current_rules())));
+            }
+        }
+        result
+    }
+
+    /// Parses `content` into the rules of `kind` (nothing changes on an error).
+    fn read_document(&self, kind: RuleKind, content: Option<&str>) -> Result<(), RuleError> {
+        let mut documents = self.documents.lock().unwrap_or_else(|e| e.into_inner());
+        match kind {
+            RuleKind::AppConfigurators | RuleKind::ServiceConfigurators => {
+                let parsed = match content {
+                    Some(text) => rules::parse_configurators(text)?,
+                    None => Vec::new(),
+                };
+                // Java keeps the previous configurators when a document yields none.
+                if content.is_some() && parsed.is_empty() {
+                    return Err(RuleError {
+                        reason: "the document has no configurator".into(),
+                    });
+                }
+                if kind == RuleKind::AppConfigurators {
+                    documents.app_configurators = parsed;
+                } else {
+                    documents.service_configurators = parsed;
+                }
+            }
+            RuleKind::ServiceConditions
+            | RuleKind::ProviderAppConditions
+            | RuleKind::AppConditions => {
+                let parsed = match content {
+                    Some(text) => {
+                        let rule = rules::parse_condition_router(text)?;
+                        if rule.enabled {
+                            rule.rules
+                        } else {
+                            Vec::new()
+                        }
+                    }
+                    None => Vec::new(),
+                };
+                match kind {
+                    RuleKind::ServiceConditions => documents.service_conditions = parsed,
+                    RuleKind::ProviderAppConditions => documents.provider_app_conditions = parsed,
+                    _ => documents.app_conditions = parsed,
+                }
+            }
+            RuleKind::Tags => {
+                documents.tags = match content {
+                    Some(text) => Some(Arc::new(rules::parse_tag_rule(text)?)),
+                    None => None,
+                };
+            }
+        }
+        Ok(())
     }
 
     /// How many provider lists were received so far.
@@ -202,7 +322,11 @@ impl Directory {
     }
 
     fn rebuild(&self, urls: &[Url], rules: &[Url]) {
-        let application = self.consumer.param_non_empty(keys::APPLICATION);
+        let documents = self
+            .documents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let previous = self.snapshot.load_full();
         let current = previous.all.clone();
         let mut by_key: HashMap<&str, &Arc<Provider>> =
@@ -215,7 +339,7 @@ impl Directory {
             if !self.consumer.matches_provider(url) || !url.param_bool(keys::ENABLED, true) {
                 continue;
             }
-            let (configured, overrides) = configurator::configure(url, rules, application);
+            let (configured, overrides) = configure(url, rules, &documents, &self.consumer);
             if configured.param_bool("disabled", false) {
                 tracing::info!(provider = %url.address(), "provider disabled by a configurator");
                 continue;
@@ -257,17 +381,55 @@ impl Directory {
         } else {
             tracing::info!(service = %self.service_key(), providers = next.len(), "provider list updated");
         }
-        let rules = self.routers.lock().unwrap_or_else(|e| e.into_inner());
         self.snapshot.store(Arc::new(Snapshot::build(
             self.consumer.clone(),
             Arc::new(next),
-            &rules,
+            &self.current_rules(),
             Some(previous),
             self.marked.clone(),
         )));
-        drop(rules);
         self.updates.send_modify(|n| *n += 1);
     }
+}
+
+/// The rules of the documents of a config center, by kind.
+#[derive(Clone, Default)]
+struct Documents {
+    app_configurators: Vec<ConfiguratorRule>,
+    service_configurators: Vec<ConfiguratorRule>,
+    service_conditions: Vec<router::ConditionRule>,
+    provider_app_conditions: Vec<router::ConditionRule>,
+    app_conditions: Vec<router::ConditionRule>,
+    tags: Option<Arc<TagRule>>,
+}
+
+/// A provider URL with the registry's `override://` rules, then the application's and
+/// the service's configurator documents applied, as the consumer `consumer` sees it.
+fn configure(
+    url: &Url,
+    registry_rules: &[Url],
+    documents: &Documents,
+    consumer: &Url,
+) -> (Url, Vec<(String, String)>) {
+    let application = consumer.param_non_empty(keys::APPLICATION);
+    let (configured, mut overrides) = configurator::configure(url, registry_rules, application);
+    if documents.app_configurators.is_empty() && documents.service_configurators.is_empty() {
+        return (configured, overrides);
+    }
+    let (configured, more) = configurator::configure_layers(
+        &configured,
+        &[
+            &documents.app_configurators,
+            &documents.service_configurators,
+        ],
+        application,
+        consumer.host(),
+    );
+    for (k, v) in more {
+        overrides.retain(|(key, _)| *key != k);
+        overrides.push((k, v));
+    }
+    (configured, overrides)
 }
 
 impl NotifyListener for Directory {

@@ -29,6 +29,7 @@ mod health;
 pub mod loadbalance;
 mod route;
 pub mod router;
+pub mod rules;
 mod stats;
 pub mod strategy;
 

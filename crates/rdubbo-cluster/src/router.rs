@@ -30,12 +30,25 @@ struct Condition {
     values: Vec<String>,
 }
 
+/// One weighted destination of a v3.1 rule (`to: [{match, weight}]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Destination {
+    conditions: Vec<Condition>,
+    weight: u32,
+}
+
 /// One parsed condition rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConditionRule {
     when: Vec<Condition>,
     /// `None`: the `then` part is empty (blacklist).
     then: Option<Vec<Condition>>,
+    /// v3.1 rules: the weighted destinations, in place of `then` (an empty list: no
+    /// provider).
+    destinations: Option<Vec<Destination>>,
+    /// v3.1 `ratio`: a destination is used only when it keeps more than this percentage
+    /// of the providers.
+    ratio: u32,
     force: bool,
     priority: i64,
     text: String,
@@ -113,9 +126,49 @@ impl ConditionRule {
         Ok(ConditionRule {
             when,
             then,
+            destinations: None,
+            ratio: 0,
             force,
             priority,
             text: text.to_owned(),
+        })
+    }
+
+    /// A v3.1 rule (Java's `MultiDestConditionRouter`): when the call matches `from`
+    /// (empty or `true`: always), one of the destinations `to` (`(match, weight)`; an
+    /// empty match or `false` keeps every provider) that keeps some provider is picked at
+    /// random by weight; it applies when it keeps more than `ratio` percent of the
+    /// providers, else the call gets none. When no destination keeps a provider: no
+    /// provider with `force`, else the rule does not apply. An empty `to`: no provider.
+    pub fn multi_destination(
+        from: &str,
+        to: &[(String, u32)],
+        force: bool,
+        ratio: u32,
+        priority: i64,
+    ) -> Result<ConditionRule, RuleError> {
+        let from = from.trim();
+        let when_text = if from == "true" { "" } else { from };
+        let mut text = format!("{when_text} =>");
+        let when = parse_conditions(when_text, &text)?;
+        let mut destinations = Vec::with_capacity(to.len());
+        for (then, weight) in to {
+            let then = then.trim();
+            let then = if then == "false" { "" } else { then };
+            text.push_str(&format!(" [{then}] ({weight})"));
+            destinations.push(Destination {
+                conditions: parse_conditions(then, &text)?,
+                weight: *weight,
+            });
+        }
+        Ok(ConditionRule {
+            when,
+            then: None,
+            destinations: Some(destinations),
+            ratio,
+            force,
+            priority,
+            text,
         })
     }
 
@@ -151,6 +204,9 @@ impl ConditionRule {
         if !matches_all(&self.when, consumer, Some(invocation), consumer) {
             return providers;
         }
+        if let Some(destinations) = &self.destinations {
+            return self.route_weighted(destinations, providers, consumer);
+        }
         let Some(then) = &self.then else {
             return Vec::new();
         };
@@ -168,9 +224,77 @@ impl ConditionRule {
 }
 
 impl ConditionRule {
+    fn route_weighted(
+        &self,
+        destinations: &[Destination],
+        providers: Vec<Arc<Provider>>,
+        consumer: &Url,
+    ) -> Vec<Arc<Provider>> {
+        if destinations.is_empty() {
+            return Vec::new();
+        }
+        let candidates: Vec<(u32, Vec<Arc<Provider>>)> = destinations
+            .iter()
+            .map(|d| {
+                let kept: Vec<Arc<Provider>> = providers
+                    .iter()
+                    .filter(|p| matches_all(&d.conditions, &p.url, None, consumer))
+                    .cloned()
+                    .collect();
+                (d.weight, kept)
+            })
+            .filter(|(_, kept)| !kept.is_empty())
+            .collect();
+        let weights: Vec<u32> = candidates.iter().map(|(w, _)| *w).collect();
+        match pick_weighted(&weights) {
+            Some(i) => {
+                let chosen = candidates.into_iter().nth(i).map(|(_, k)| k);
+                let chosen = chosen.unwrap_or_default();
+                if chosen.len() * 100 / providers.len().max(1) > self.ratio as usize {
+                    chosen
+                } else {
+                    Vec::new()
+                }
+            }
+            None if self.force => Vec::new(),
+            None => providers,
+        }
+    }
+
     /// Whether a rule with no provider left after it still applies.
     pub(crate) fn force(&self) -> bool {
         self.force
+    }
+
+    /// The v3.1 `ratio`.
+    pub(crate) fn ratio(&self) -> u32 {
+        self.ratio
+    }
+
+    /// The priority (registry rules run in ascending order).
+    pub fn priority(&self) -> i64 {
+        self.priority
+    }
+
+    /// The destinations of a v3.1 rule for calls of `consumer`, with their weights
+    /// (`None`: not a v3.1 rule).
+    pub(crate) fn destination_matchers<'a>(
+        &'a self,
+        consumer: &'a Url,
+    ) -> Option<Vec<(ThenMatcher<'a>, u32)>> {
+        self.destinations.as_ref().map(|ds| {
+            ds.iter()
+                .map(|d| {
+                    (
+                        ThenMatcher {
+                            conditions: &d.conditions,
+                            consumer,
+                        },
+                        d.weight,
+                    )
+                })
+                .collect()
+        })
     }
 
     /// The `when` part for calls of `consumer`: whether its conditions that do not name
@@ -297,6 +421,27 @@ fn matches_all(
         });
         hit != c.negate
     })
+}
+
+/// Picks an index at random with probability proportional to its weight (Java's
+/// `DestinationSet.randDestination`); `None` for an empty list. All weights 0: the first.
+pub(crate) fn pick_weighted(weights: &[u32]) -> Option<usize> {
+    if weights.is_empty() {
+        return None;
+    }
+    let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
+    if total == 0 {
+        return Some(0);
+    }
+    let mut point = fastrand::u64(0..total);
+    for (i, w) in weights.iter().enumerate() {
+        let w = u64::from(*w);
+        if point < w {
+            return Some(i);
+        }
+        point -= w;
+    }
+    Some(weights.len() - 1)
 }
 
 /// Parses router URLs, skipping (and reporting) those that are off, not condition rules
