@@ -1,0 +1,145 @@
+//! `rdubbo config set|get|rm|ls` against `rdubbo registry` (the embedded registry's config
+//! API), checked by HTTP as a user would.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+mod common;
+
+use common::{http, rdubbo, start, stop, text, BIN};
+
+#[test]
+fn config_set_get_ls_rm_round_trip_through_rdubbo_registry() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cli-config-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (registry, lines) = start(
+        &[
+            "registry",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ],
+        "data:",
+    );
+    let addr = lines[0]
+        .split("nacos://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no nacos:// address in {lines:?}"))
+        .to_owned();
+    let url = format!("nacos://{addr}");
+    let key = "demo-provider.configurators";
+    let rule = "configVersion: v3.0\nscope: application\nkey: demo-provider\nconfigs:\n- side: provider\n  parameters:\n    weight: 200\n";
+
+    // Nothing yet: exit status 1 and a message.
+    let out = rdubbo(&["config", "get", "--registry", &url, key]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no config dubbo/"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // From a file.
+    let file = dir.join("rule.yaml");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(&file, rule).unwrap();
+    let out = rdubbo(&[
+        "config",
+        "set",
+        "--registry",
+        &url,
+        key,
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = rdubbo(&["config", "get", "--registry", &url, key]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), rule);
+    // As a user reads it over the Nacos API.
+    let (status, body) = http(
+        &addr,
+        "GET",
+        &format!("/nacos/v1/cs/configs?dataId={key}&group=dubbo"),
+    );
+    assert_eq!((status, body.as_str()), (200, rule));
+
+    // From standard input, in another group; an argument.
+    let mut child = Command::new(BIN)
+        .args([
+            "config",
+            "set",
+            "--registry",
+            &url,
+            "--group",
+            "DUBBO_SERVICEDISCOVERY_MIGRATION",
+            "demo-consumer.migration",
+            "-f",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"key: demo-consumer\nstep: FORCE_APPLICATION\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = rdubbo(&[
+        "config",
+        "set",
+        "--registry",
+        &url,
+        "demo-provider.tag-router",
+        "force: false\ntags: []\n",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = rdubbo(&["config", "ls", "--registry", &url]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "demo-provider.configurators\ndemo-provider.tag-router\n"
+    );
+    let out = rdubbo(&[
+        "config",
+        "ls",
+        "--registry",
+        &url,
+        "--group",
+        "DUBBO_SERVICEDISCOVERY_MIGRATION",
+    ]);
+    assert_eq!(text(&out.stdout), "demo-consumer.migration\n");
+
+    let out = rdubbo(&["config", "rm", "--registry", &url, key]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = rdubbo(&["config", "get", "--registry", &url, key]);
+    assert_eq!(out.status.code(), Some(1));
+    let (status, _) = http(
+        &addr,
+        "GET",
+        &format!("/nacos/v1/cs/configs?dataId={key}&group=dubbo"),
+    );
+    assert_eq!(status, 404);
+
+    // A registry without a config center says so.
+    let out = rdubbo(&["config", "get", "--registry", "memory://cli-config", key]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no config center"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    stop(registry);
+    let _ = std::fs::remove_dir_all(&dir);
+}
