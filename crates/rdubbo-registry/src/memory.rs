@@ -14,6 +14,9 @@ use crate::{
     backend_events, BackendEvents, FailbackOptions, FailbackRegistry, Notifier, RegistryBackend,
 };
 
+#[path = "memory_config.rs"]
+mod config;
+
 /// The shared "server" of in-memory registries: clients connected to one store see each
 /// other's registrations. Cheap to clone; clones are the same store.
 #[derive(Clone, Default)]
@@ -24,6 +27,8 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct StoreInner {
     state: Mutex<StoreState>,
+    /// The config center's documents and watches.
+    config: Mutex<config::ConfigState>,
     down: AtomicBool,
     next_client: AtomicU64,
 }
@@ -69,6 +74,7 @@ impl MemoryStore {
         self.inner.down.store(!available, Ordering::Release);
         if available {
             self.publish(None, false);
+            self.notify_configs(None, None);
         }
     }
 
@@ -265,9 +271,21 @@ impl RegistryBackend for MemoryBackend {
 /// [`set_available`](Self::set_available) cuts this client off (its operations fail with
 /// [`RegistryError::Unavailable`] and are retried); [`expire_session`](Self::expire_session)
 /// drops its registrations and watches as a lost ZooKeeper session would.
-#[derive(Clone, Debug)]
+///
+/// It has a config center ([`dynamic_configuration`](rdubbo_core::Registry::dynamic_configuration)):
+/// documents by key and group in the store, shared by its clients, watched.
+#[derive(Clone)]
 pub struct MemoryRegistry {
     inner: FailbackRegistry<MemoryBackend>,
+    config: Arc<config::MemoryConfig>,
+}
+
+impl std::fmt::Debug for MemoryRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryRegistry")
+            .field("inner", &self.inner)
+            .finish()
+    }
 }
 
 impl Default for MemoryRegistry {
@@ -295,19 +313,21 @@ impl MemoryRegistry {
         let retry_period = options.retry_period;
         let id = store.inner.next_client.fetch_add(1, Ordering::Relaxed);
         let (events, stream) = backend_events();
-        let backend = MemoryBackend {
-            client: Arc::new(MemoryClient {
-                id,
-                store: store.clone(),
-                available: AtomicBool::new(true),
-            }),
-            events,
-        };
+        let client = Arc::new(MemoryClient {
+            id,
+            store: store.clone(),
+            available: AtomicBool::new(true),
+        });
+        let config = Arc::new(config::MemoryConfig {
+            client: client.clone(),
+        });
+        let backend = MemoryBackend { client, events };
         let url = Url::new("memory", "localhost", None, "")
             .with_param("client", id.to_string())
             .with_param("retry.period", retry_period.as_millis().to_string());
         MemoryRegistry {
             inner: FailbackRegistry::new(url, backend, stream, options),
+            config,
         }
     }
 
@@ -328,6 +348,10 @@ impl MemoryRegistry {
         backend.client.available.store(available, Ordering::Release);
         if available {
             backend.client.store.publish(Some(&backend.client), true);
+            backend
+                .client
+                .store
+                .notify_configs(None, Some(backend.client.id));
             backend.events.reconnected();
         }
     }
@@ -350,4 +374,12 @@ impl MemoryRegistry {
     }
 }
 
-crate::forward_registry!(MemoryRegistry, inner);
+crate::forward_registry!(MemoryRegistry, inner, {
+    fn destroy(&self) -> BoxFuture<'_, ()> {
+        rdubbo_core::Registry::destroy(&self.inner)
+    }
+
+    fn dynamic_configuration(&self) -> Option<Arc<dyn rdubbo_core::DynamicConfiguration>> {
+        Some(self.config.clone())
+    }
+});
