@@ -146,6 +146,7 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut reader: Reader
         let read = tokio::select! {
             r = reader.fill(shared.config.max_frame_size) => r,
             () = shared.wake_reader.notified() => continue,
+            () = shared.all_closed(), if shared.closing.load(Ordering::SeqCst) => continue,
         };
         match read {
             Ok(true) => {}

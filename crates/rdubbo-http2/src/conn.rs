@@ -521,6 +521,19 @@ impl Shared {
         .await
     }
 
+    /// Resolves once no stream is open (woken as streams close).
+    pub(crate) async fn all_closed(&self) {
+        std::future::poll_fn(|cx| {
+            let mut st = self.state();
+            if st.active == 0 || st.error.is_some() {
+                return Poll::Ready(());
+            }
+            st.waiters.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
     /// Runs `f` on the state, then wakes the wakers it collected.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut State, &mut Vec<Waker>) -> R) -> R {
         let mut wakers = Vec::new();

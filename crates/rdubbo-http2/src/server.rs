@@ -127,6 +127,7 @@ where
         let read = tokio::select! {
             r = reader.fill(shared.config.max_frame_size) => r,
             () = shared.wake_reader.notified() => continue,
+            () = shared.all_closed(), if shared.closing.load(Ordering::SeqCst) => continue,
         };
         match read {
             Ok(true) => {}
