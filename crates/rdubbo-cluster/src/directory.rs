@@ -62,6 +62,8 @@ pub struct Directory {
     routers: Mutex<Vec<router::ConditionRule>>,
     /// Rules from the documents of a config center.
     documents: Mutex<Documents>,
+    /// The watches of those documents (see [`Directory::watch_rules`]).
+    pub(crate) rule_watch: Mutex<Option<Arc<rules::watch::RuleWatch>>>,
     /// Providers of this directory with failures on record (see [`Health`]).
     marked: Arc<AtomicUsize>,
     /// Last notified provider URLs and configurators.
@@ -110,6 +112,7 @@ impl Directory {
             raw: Mutex::new((Vec::new(), Vec::new())),
             routers: Mutex::new(Vec::new()),
             documents: Mutex::new(Documents::default()),
+            rule_watch: Mutex::new(None),
             updates: watch::channel(0).0,
             update_lock: Mutex::new(()),
         })

@@ -9,8 +9,9 @@
 //! - [`tags`]: `<provider-app>.tag-router` → [`TagRule`] (tags assigned by address or
 //!   URL parameters).
 //!
-//! A [`Directory`](crate::Directory) takes the documents as they change
-//! ([`Directory::update_rule_document`](crate::Directory::update_rule_document)); a
+//! A [`Directory`](crate::Directory) follows its documents in a config center
+//! ([`Directory::watch_rules`](crate::Directory::watch_rules)) and takes them as they
+//! change ([`Directory::update_rule_document`](crate::Directory::update_rule_document)); a
 //! malformed document is logged with its key and ignored, the previous rule staying in
 //! force (as Java does); a deleted document removes its rules.
 //!
@@ -20,6 +21,7 @@ pub mod conditions;
 pub mod configurators;
 pub mod matching;
 pub mod tags;
+pub(crate) mod watch;
 mod yaml;
 
 pub use conditions::{parse_condition_router, ConditionRouterRule};
