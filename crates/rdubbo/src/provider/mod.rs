@@ -98,6 +98,9 @@ pub struct Provider {
     drain: Duration,
     instance: Option<InstanceRegistration>,
     metadata: Option<AppMetadata>,
+    /// The gRPC health statuses served over `tri`.
+    #[cfg(feature = "triple")]
+    health: Option<crate::grpc::HealthReporter>,
 }
 
 impl Provider {
@@ -164,8 +167,19 @@ impl Provider {
         self.instance.as_ref().map(|i| &i.instance)
     }
 
+    /// The statuses its gRPC health service answers with (served with reflection when
+    /// the protocol is `tri`; `NOT_SERVING` once unregistered).
+    #[cfg(feature = "triple")]
+    pub fn health(&self) -> Option<&crate::grpc::HealthReporter> {
+        self.health.as_ref()
+    }
+
     /// Unregisters only (the server keeps serving): consumers stop sending new calls.
     pub async fn unregister(&self) {
+        #[cfg(feature = "triple")]
+        if let Some(health) = &self.health {
+            health.set_all(crate::grpc::ServingStatus::NotServing);
+        }
         if let Some(instance) = &self.instance {
             instance.set_online(false).await;
         }
@@ -403,6 +417,14 @@ impl ProviderBuilder {
         if let Some(metadata) = self.app_metadata.as_ref().or(own_metadata.as_ref()) {
             exports.push(metadata.export());
         }
+        // Over tri, gRPC health and server reflection too (grpcurl, health probes).
+        #[cfg(feature = "triple")]
+        let health = (self.protocol == "tri").then(|| {
+            let health = crate::grpc::HealthReporter::new();
+            let infos: Vec<ServiceInfo> = self.services.iter().map(|(i, _)| i.clone()).collect();
+            exports.extend(crate::grpc::builtin_exports(&infos, &health));
+            health
+        });
         let server = protocol.serve(self.listen, exports).await?;
         let addr = server.local_addr();
         let (host, anyhost) = match &self.host {
@@ -462,6 +484,8 @@ impl ProviderBuilder {
             drain: self.drain,
             instance,
             metadata: own_metadata,
+            #[cfg(feature = "triple")]
+            health,
         })
     }
 }
