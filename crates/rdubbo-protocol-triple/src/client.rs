@@ -9,10 +9,14 @@ use bytes::{Bytes, BytesMut};
 use h2::client::SendRequest;
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use prost::Message;
-use rdubbo_core::{error::codes, BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult, Url};
+use rdubbo_core::{
+    error::codes, Args, BoxFuture, Invocation, Invoker, MessageStream, Reply, RpcError, RpcResult,
+    Url,
+};
 
 use crate::codec::{self, grpc, Encoding, TripleResponseWrapper};
 use crate::headers;
+use crate::stream;
 
 /// Settings of a [`TripleClient`]; URL parameters override them.
 #[derive(Debug, Clone)]
@@ -255,6 +259,9 @@ impl Inner {
 
     async fn call(&self, inv: Invocation) -> RpcResult<Reply> {
         let timeout = inv.timeout.unwrap_or(self.config.timeout);
+        if let Args::Stream(input) = &inv.args {
+            return self.open_stream(&inv, input, timeout).await;
+        }
         match tokio::time::timeout(timeout, self.exchange(&inv, timeout)).await {
             Ok(r) => r,
             Err(_) => Err(RpcError::Timeout(timeout)),
@@ -262,9 +269,12 @@ impl Inner {
     }
 
     fn request(&self, inv: &Invocation, timeout: Duration) -> RpcResult<(Request<()>, Bytes)> {
-        let wrapper =
-            codec::encode_args(&inv.args, &inv.parameter_types).map_err(RpcError::Codec)?;
-        let message = wrapper.encode_to_vec();
+        let message = match &inv.args {
+            Args::Message(m) => m.to_vec(),
+            args => codec::encode_args(args, &inv.parameter_types)
+                .map_err(RpcError::Codec)?
+                .encode_to_vec(),
+        };
         if message.len() > self.config.max_message_size {
             return Err(RpcError::Limit(format!(
                 "request of {} bytes is over the limit of {} bytes",
@@ -272,12 +282,12 @@ impl Inner {
                 self.config.max_message_size
             )));
         }
-        let encoding = if self.config.gzip {
-            Encoding::Gzip
-        } else {
-            Encoding::Identity
-        };
-        let frame = codec::encode_message(&message, encoding);
+        let frame = codec::encode_message(&message, self.encoding());
+        Ok((self.head(inv, timeout)?, frame))
+    }
+
+    /// The request head of a call (path, content type, deadline, identity, attachments).
+    fn head(&self, inv: &Invocation, timeout: Duration) -> RpcResult<Request<()>> {
         let uri = format!("http://{}/{}/{}", self.addr, inv.interface, inv.method);
         let mut req = Request::post(uri)
             .body(())
@@ -310,7 +320,109 @@ impl Inner {
             h.insert(headers::GRPC_ENCODING, HeaderValue::from_static("gzip"));
         }
         headers::put_attachments(h, inv.attachments.iter());
-        Ok((req, frame))
+        Ok(req)
+    }
+
+    fn encoding(&self) -> Encoding {
+        if self.config.gzip {
+            Encoding::Gzip
+        } else {
+            Encoding::Identity
+        }
+    }
+
+    /// A streaming call: the request messages sent from a task of their own as the
+    /// provider's window allows, the answer a stream read as the caller pulls it. The
+    /// deadline covers the whole call; dropping the answer cancels it (RST_STREAM).
+    async fn open_stream(
+        &self,
+        inv: &Invocation,
+        input: &MessageStream,
+        timeout: Duration,
+    ) -> RpcResult<Reply> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let req = self.head(inv, timeout)?;
+        let mut sender = tokio::time::timeout_at(deadline, self.ready_sender())
+            .await
+            .map_err(|_| RpcError::Timeout(timeout))??;
+        // Taken only now: a call that could not reach the provider may go elsewhere.
+        let mut input = input.take()?;
+        let (response, mut send) = sender
+            .send_request(req, false)
+            .map_err(|e| self.transport_error(e))?;
+        let encoding = self.encoding();
+        let max = self.config.max_message_size;
+        let pump = tokio::spawn(async move {
+            let mut sleep = Box::pin(tokio::time::sleep_until(deadline));
+            loop {
+                match stream::next_message(&mut input, &mut send, &mut sleep).await {
+                    Ok(Some(Ok(m))) if m.len() <= max => {
+                        let frame = codec::encode_message(&m, encoding);
+                        if stream::send_frame(&mut send, frame, &mut sleep)
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Ok(Some(Ok(_)) | Some(Err(_))) => {
+                        // An input the caller failed (or one over the limit): the call
+                        // is cancelled.
+                        send.send_reset(h2::Reason::CANCEL);
+                        return;
+                    }
+                    Ok(None) => {
+                        let _ = send.send_data(Bytes::new(), true);
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        let guard = stream::AbortOnDrop(pump);
+        let resp = tokio::time::timeout_at(deadline, response)
+            .await
+            .map_err(|_| RpcError::Timeout(timeout))?
+            .map_err(|e| self.transport_error(e))?;
+        let (parts, body) = resp.into_parts();
+        let h = &parts.headers;
+        if let Some(status) = headers::text(h, headers::GRPC_STATUS) {
+            let status = status.trim().parse::<u32>().unwrap_or(grpc::UNKNOWN);
+            if status != grpc::OK {
+                return Err(stream::status_error(status, h));
+            }
+        }
+        if parts.status != StatusCode::OK {
+            return Err(RpcError::Remote {
+                code: codes::INTERNAL_ERROR,
+                message: format!("HTTP status {} from {}", parts.status, self.addr),
+                data: Some(serde_json::json!({ "http-status": parts.status.as_u16() })),
+            });
+        }
+        let encoding =
+            Encoding::parse(headers::text(h, headers::GRPC_ENCODING)).ok_or_else(|| {
+                RpcError::Codec(format!(
+                    "provider {} answered with an unsupported grpc-encoding",
+                    self.addr
+                ))
+            })?;
+        if inv.reply_attachments.is_set() {
+            let mut a = rdubbo_core::Attachments::new();
+            headers::read_attachments(h, &mut a);
+            for (k, v) in a.iter() {
+                inv.reply_attachments.insert(k, v);
+            }
+        }
+        // Trailers-only OK (an empty answer): no trailers to wait for.
+        let end = if h.contains_key(headers::GRPC_STATUS) {
+            stream::End::Plain
+        } else {
+            stream::End::Trailers
+        };
+        let incoming = stream::Incoming::new(body, encoding, max, end, self.addr.clone())
+            .with_deadline(deadline, RpcError::Timeout(timeout))
+            .with_guard(guard);
+        Ok(Reply::Stream(MessageStream::new(incoming)))
     }
 
     async fn exchange(&self, inv: &Invocation, timeout: Duration) -> RpcResult<Reply> {
@@ -398,6 +510,9 @@ impl Inner {
             }
             e => RpcError::Codec(format!("bad response from {}: {e}", self.addr)),
         })?;
+        if matches!(inv.args, Args::Message(_)) {
+            return Ok(Reply::Message(message));
+        }
         let wrapper = TripleResponseWrapper::decode(message).map_err(|e| {
             RpcError::Codec(format!("bad TripleResponseWrapper from {}: {e}", self.addr))
         })?;

@@ -35,6 +35,7 @@ pub mod codec;
 pub mod headers;
 mod protocol;
 mod server;
+mod stream;
 
 pub use client::{ClientConfig, TripleClient};
 /// The protobuf runtime the wrapper messages use (to encode or decode them by hand).

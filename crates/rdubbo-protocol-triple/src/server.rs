@@ -84,6 +84,8 @@ struct Shared {
     connections: AtomicUsize,
     in_flight: AtomicUsize,
     draining: AtomicBool,
+    /// Whether any export has streaming methods.
+    streams: bool,
     epoch: Instant,
     /// The budget of buffered request bytes, in KiB.
     body_budget: tokio::sync::Semaphore,
@@ -145,6 +147,7 @@ impl ServerBuilder {
     pub fn serve(self, listener: TcpListener) -> std::io::Result<TripleServer> {
         let local_addr = listener.local_addr()?;
         let config = self.config;
+        let streams = stream::any_streams(self.exports.iter().map(|(info, _)| info));
         let exports = self
             .exports
             .into_iter()
@@ -190,6 +193,7 @@ impl ServerBuilder {
             connections: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            streams,
             epoch: Instant::now(),
             body_budget: tokio::sync::Semaphore::new(budget_kib),
             http1,
@@ -354,5 +358,6 @@ async fn serve_connection(
 
 mod call;
 mod conn;
+mod stream;
 use call::*;
 use conn::*;

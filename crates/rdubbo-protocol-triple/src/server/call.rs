@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use prost::Message;
-use rdubbo_core::{Args, Attachments, Invocation, Invoker, ReplySink};
+use rdubbo_core::{Args, Attachments, Invocation, Invoker, Reply, ReplySink};
 use rdubbo_hessian::Encoder;
 
 use crate::codec::{self, grpc, Encoding, TripleResponseWrapper};
@@ -317,6 +317,17 @@ pub(super) async fn serve_call(
     };
     match mode {
         Mode::Grpc => grpc_call(export, inv, raw, encoding, max).await,
+        Mode::Json
+            if export.info.idl
+                || !export.info.streams.is_empty()
+                    && export.info.method_kind(method) != rdubbo_core::MethodKind::Unary =>
+        {
+            let msg = format!(
+                "{}.{method} takes protobuf messages or streams: call it over gRPC (the JSON mode serves interface services)",
+                export.interface
+            );
+            json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &msg, shared, http1)
+        }
         Mode::Json => {
             // Parsed JSON takes some 32–80 bytes per value: a body of many tiny values
             // (`[0,0,0,…]`) is refused rather than expanded 16-fold or more.
@@ -366,6 +377,17 @@ pub(super) async fn grpc_call(
         }
         Err(e) => return trailers_only(grpc::INTERNAL, &e.to_string(), None),
     };
+    if export.info.method_kind(&inv.method) != rdubbo_core::MethodKind::Unary {
+        return trailers_only(
+            grpc::UNIMPLEMENTED,
+            &format!("{} is a streaming method: call it over HTTP/2", inv.method),
+            None,
+        );
+    }
+    if export.info.idl {
+        inv.args = Args::Message(message);
+        return message_call(export, inv, encoding, max).await;
+    }
     let wrapper = match codec::decode_request(message) {
         Ok(w) => w,
         Err(e) => {
@@ -451,6 +473,49 @@ pub(super) async fn grpc_call(
     if exception {
         h.insert(headers::EXCEPTION_CODE, HeaderValue::from_static("3"));
     }
+    resp
+}
+
+/// A unary call of an IDL service: one protobuf message each way, untouched; errors as
+/// gRPC statuses (trailers-only).
+async fn message_call(
+    export: &Export,
+    inv: Invocation,
+    encoding: Encoding,
+    max: usize,
+) -> HttpResponse {
+    let method = inv.method.clone();
+    let sink = inv.reply_attachments.clone();
+    let out = match export.invoker.invoke(inv).await {
+        Ok(Reply::Message(m)) => m,
+        Ok(Reply::Stream(s)) => match Reply::Stream(s).into_message().await {
+            Ok(m) => m,
+            Err(e) => return trailers_only(codec::status_of(&e), &e.message(), None),
+        },
+        Ok(other) => {
+            let msg = format!("{method} of an IDL service answered {other:?}, not a message");
+            return trailers_only(grpc::INTERNAL, &msg, None);
+        }
+        Err(e) => return trailers_only(codec::status_of(&e), &e.message(), None),
+    };
+    if out.len() > max {
+        let msg = format!("response of {method} larger than {max} bytes");
+        return trailers_only(grpc::RESOURCE_EXHAUSTED, &msg, None);
+    }
+    let mut trailers = HeaderMap::new();
+    trailers.insert(headers::GRPC_STATUS, HeaderValue::from_static("0"));
+    headers::put_attachments(&mut trailers, sink.get().iter());
+    let frame = codec::encode_message(&out, encoding);
+    let mut resp = Response::new(OneBody::new(frame, Some(trailers)));
+    let h = resp.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/grpc"));
+    if encoding == Encoding::Gzip {
+        h.insert(headers::GRPC_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    h.insert(
+        headers::GRPC_ACCEPT_ENCODING,
+        HeaderValue::from_static("gzip"),
+    );
     resp
 }
 

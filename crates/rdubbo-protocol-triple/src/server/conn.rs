@@ -143,6 +143,11 @@ pub(super) async fn respond_h2(
     req: Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
 ) {
+    if shared.streams {
+        if let Some((export, kind)) = super::stream::streaming_route(&shared, &req) {
+            return super::stream::serve_stream(shared, state, export, kind, req, respond).await;
+        }
+    }
     let Ok(resp) = handle(shared, state, req.map(ReqBody::H2)).await;
     let (parts, body) = resp.into_parts();
     let (data, trailers) = body.into_parts();

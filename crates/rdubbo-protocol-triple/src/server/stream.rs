@@ -1,0 +1,257 @@
+//! Streaming calls (server-, client- and bidirectional streaming) of IDL services over
+//! HTTP/2: requests handed to the service as they are read, answers sent as the peer's
+//! window allows, the deadline over the whole call, cancellation both ways.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::Bytes;
+use futures_core::Stream;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use rdubbo_core::{
+    Args, Attachments, Invocation, MessageStream, MethodKind, Reply, ReplySink, RpcError,
+};
+
+use crate::codec::{self, grpc, Encoding};
+use crate::headers;
+use crate::stream::{next_message, send_frame, End, Incoming, Stop};
+
+use super::*;
+
+/// The export and kind of a streaming method a request names, if it names one.
+pub(super) fn streaming_route(
+    shared: &Shared,
+    req: &Request<h2::RecvStream>,
+) -> Option<(Arc<Export>, MethodKind)> {
+    let (interface, method) = split_path(req.uri().path())?;
+    let h = req.headers();
+    let export = shared.find(interface, group_of(h), version_of(h))?;
+    let kind = export.info.method_kind(method);
+    (kind != MethodKind::Unary).then(|| (export.clone(), kind))
+}
+
+pub(super) fn version_of(h: &HeaderMap) -> Option<&str> {
+    headers::text(h, headers::SERVICE_VERSION)
+        .or_else(|| headers::text(h, "rest-service-version"))
+        .filter(|v| !v.is_empty())
+}
+
+pub(super) fn group_of(h: &HeaderMap) -> Option<&str> {
+    headers::text(h, headers::SERVICE_GROUP)
+        .or_else(|| headers::text(h, "rest-service-group"))
+        .filter(|g| !g.is_empty())
+}
+
+/// Answers with a gRPC status only (no message).
+fn refuse(
+    respond: &mut h2::server::SendResponse<Bytes>,
+    status: u32,
+    message: &str,
+    extra: Option<HeaderMap>,
+) {
+    let (parts, _) = trailers_only(status, message, extra).into_parts();
+    let _ = respond.send_response(Response::from_parts(parts, ()), true);
+}
+
+fn status_trailers(status: u32, message: &str) -> HeaderMap {
+    let mut t = HeaderMap::new();
+    t.insert(headers::GRPC_STATUS, HeaderValue::from(status));
+    if status != grpc::OK {
+        if let Ok(v) = HeaderValue::from_str(&codec::encode_grpc_message(message)) {
+            t.insert(headers::GRPC_MESSAGE, v);
+        }
+    }
+    t
+}
+
+/// Serves one streaming call.
+pub(super) async fn serve_stream(
+    shared: Arc<Shared>,
+    conn: Arc<ConnState>,
+    export: Arc<Export>,
+    kind: MethodKind,
+    req: Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
+    let _busy = Busy::new(&shared, &conn);
+    let (parts, body) = req.into_parts();
+    let h = &parts.headers;
+    if !headers::text(h, "content-type").is_some_and(|c| c.starts_with("application/grpc")) {
+        return refuse(
+            &mut respond,
+            grpc::UNIMPLEMENTED,
+            "streaming methods are served over gRPC only",
+            None,
+        );
+    }
+    if shared.draining.load(Ordering::SeqCst) {
+        return refuse(
+            &mut respond,
+            grpc::UNAVAILABLE,
+            "provider is shutting down; retry on another provider",
+            None,
+        );
+    }
+    let Some(encoding) = Encoding::parse(headers::text(h, headers::GRPC_ENCODING)) else {
+        let mut extra = HeaderMap::new();
+        extra.insert(
+            headers::GRPC_ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip,identity"),
+        );
+        return refuse(
+            &mut respond,
+            grpc::UNIMPLEMENTED,
+            "unsupported grpc-encoding",
+            Some(extra),
+        );
+    };
+    let timeout = request_timeout(h).map_or(shared.config.default_timeout, |t| {
+        t.min(shared.config.default_timeout)
+    });
+    let deadline = tokio::time::Instant::now() + timeout;
+    let method = split_path(parts.uri.path()).map_or("", |(_, m)| m);
+    let mut attachments = Attachments::new();
+    headers::read_attachments(h, &mut attachments);
+    if let Some(app) = headers::text(h, headers::CONSUMER_APPNAME) {
+        attachments.insert("remote.application", app);
+    }
+    let max = shared.config.max_message_size;
+    let peer = conn.peer.to_string();
+    let mut incoming = Incoming::new(body, encoding, max, End::Plain, peer)
+        .with_deadline(deadline, RpcError::Timeout(timeout));
+    let method_name = export.method(method);
+    let mut inv = Invocation {
+        interface: export.interface.clone(),
+        group: export.group.clone(),
+        version: export.version.clone(),
+        method: method_name.clone(),
+        args: Args::default(),
+        attachments,
+        timeout: Some(timeout),
+        parameter_types: std::borrow::Cow::Borrowed(&[]),
+        reply_attachments: ReplySink::new(),
+    };
+    let mut sleep = Box::pin(tokio::time::sleep_until(deadline));
+    if kind.client_streams() {
+        inv.args = Args::Stream(MessageStream::new(incoming));
+    } else {
+        // Server streaming: the one request first.
+        match std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_next(cx)).await {
+            Some(Ok(m)) => inv.args = Args::Message(m),
+            Some(Err(e)) => {
+                return refuse(&mut respond, codec::status_of(&e), &e.message(), None);
+            }
+            None => {
+                return refuse(
+                    &mut respond,
+                    grpc::INTERNAL,
+                    "the request ended without a message",
+                    None,
+                )
+            }
+        }
+    }
+    let sink = inv.reply_attachments.clone();
+    let invoked = {
+        let call = export.invoker.invoke(inv);
+        tokio::pin!(call);
+        std::future::poll_fn(|cx| {
+            if respond.poll_reset(cx).is_ready() {
+                return Poll::Ready(Err(Stop::Reset));
+            }
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(Stop::Deadline));
+            }
+            call.as_mut().poll(cx).map(Ok)
+        })
+        .await
+    };
+    let reply = match invoked {
+        Err(Stop::Reset) => return,
+        Err(Stop::Deadline) => {
+            let msg = format!(
+                "Server side timeout: the call of {method_name} took longer than {timeout:?}"
+            );
+            return refuse(&mut respond, grpc::DEADLINE_EXCEEDED, &msg, None);
+        }
+        Ok(Err(e)) => return refuse(&mut respond, codec::status_of(&e), &e.message(), None),
+        Ok(Ok(reply)) => reply,
+    };
+    let messages = match reply {
+        Reply::Message(m) => MessageStream::once(m),
+        Reply::Stream(s) => s,
+        other => {
+            let msg = format!(
+                "{method_name} is a streaming method of an IDL service; it answered {other:?}, not messages"
+            );
+            return refuse(&mut respond, grpc::INTERNAL, &msg, None);
+        }
+    };
+    let mut messages = match messages.take() {
+        Ok(m) => m,
+        Err(e) => return refuse(&mut respond, grpc::INTERNAL, &e.message(), None),
+    };
+    let mut resp = Response::new(());
+    let rh = resp.headers_mut();
+    rh.insert("content-type", HeaderValue::from_static("application/grpc"));
+    if encoding == Encoding::Gzip {
+        rh.insert(headers::GRPC_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    rh.insert(
+        headers::GRPC_ACCEPT_ENCODING,
+        HeaderValue::from_static("gzip"),
+    );
+    headers::put_attachments(rh, sink.get().iter());
+    let Ok(mut send) = respond.send_response(resp, false) else {
+        return;
+    };
+    let limit = if kind.server_streams() { usize::MAX } else { 1 };
+    let mut sent = 0usize;
+    let trailers = loop {
+        if sent == limit {
+            break status_trailers(grpc::OK, "");
+        }
+        match next_message(&mut messages, &mut send, &mut sleep).await {
+            Err(Stop::Reset) => return,
+            Err(Stop::Deadline) => {
+                let msg = format!(
+                    "Server side timeout: the stream of {method_name} lasted longer than {timeout:?}"
+                );
+                break status_trailers(grpc::DEADLINE_EXCEEDED, &msg);
+            }
+            Ok(None) => break status_trailers(grpc::OK, ""),
+            Ok(Some(Err(e))) => break status_trailers(codec::status_of(&e), &e.message()),
+            Ok(Some(Ok(m))) => {
+                if m.len() > max {
+                    let msg = format!("a message of {method_name} is larger than {max} bytes");
+                    break status_trailers(grpc::RESOURCE_EXHAUSTED, &msg);
+                }
+                let frame = codec::encode_message(&m, encoding);
+                match send_frame(&mut send, frame, &mut sleep).await {
+                    Ok(()) => sent += 1,
+                    Err(Stop::Reset) => return,
+                    Err(Stop::Deadline) => {
+                        let msg = format!(
+                            "Server side timeout: the stream of {method_name} lasted longer than {timeout:?}"
+                        );
+                        break status_trailers(grpc::DEADLINE_EXCEEDED, &msg);
+                    }
+                }
+            }
+        }
+    };
+    // Dropped before the trailers go: the service's producer learns nobody reads.
+    drop(messages);
+    let mut trailers = trailers;
+    headers::put_attachments(&mut trailers, sink.get().iter());
+    let _ = send.send_trailers(trailers);
+}
+
+/// Whether any export has streaming methods (only then are requests looked at before
+/// the unary path).
+pub(super) fn any_streams<'a>(infos: impl IntoIterator<Item = &'a ServiceInfo>) -> bool {
+    infos.into_iter().any(|i| !i.streams.is_empty())
+}

@@ -1,0 +1,323 @@
+//! Streams of gRPC messages over an h2 stream, both ways, with flow control tied to
+//! consumption: a received message's bytes are handed back to the peer (HTTP/2 window)
+//! only when the reader asks for more than it has, and a message is sent only when the
+//! peer's window has room for it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_core::Stream as _;
+use http::HeaderMap;
+use rdubbo_core::stream::cancelled;
+use rdubbo_core::{Messages, RpcError, RpcResult};
+
+use crate::codec::{self, grpc, Encoding, FrameError};
+use crate::headers;
+
+/// Splits received bytes into gRPC messages.
+#[derive(Debug, Default)]
+pub(crate) struct FrameDecoder {
+    buf: BytesMut,
+}
+
+impl FrameDecoder {
+    /// Adds received bytes.
+    pub(crate) fn push(&mut self, chunk: Bytes) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::from(chunk);
+        } else {
+            self.buf.extend_from_slice(&chunk);
+        }
+    }
+
+    /// Bytes held.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete message (inflated), if one is buffered.
+    pub(crate) fn next_message(
+        &mut self,
+        encoding: Encoding,
+        max: usize,
+    ) -> Result<Option<Bytes>, FrameError> {
+        if self.buf.len() < codec::PREFIX_LEN {
+            return Ok(None);
+        }
+        let flag = self.buf[0];
+        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+        if len > max {
+            return Err(FrameError::TooLarge(max));
+        }
+        if self.buf.len() < codec::PREFIX_LEN + len {
+            return Ok(None);
+        }
+        self.buf.advance(codec::PREFIX_LEN);
+        let message = self.buf.split_to(len).freeze();
+        match (flag, encoding) {
+            (0, _) => Ok(Some(message)),
+            (1, Encoding::Gzip) => codec::gunzip(&message, max).map(|m| Some(Bytes::from(m))),
+            (1, Encoding::Identity) => Err(FrameError::Compression(
+                "compressed message without grpc-encoding".into(),
+            )),
+            (f, _) => Err(FrameError::Compression(format!("bad compressed flag {f}"))),
+        }
+    }
+}
+
+/// What ends a stream of received messages.
+pub(crate) enum End {
+    /// The peer ended its side: nothing to check (a request).
+    Plain,
+    /// The peer ended its side with trailers holding the gRPC status (a response).
+    Trailers,
+}
+
+/// Received messages of one h2 stream.
+pub(crate) struct Incoming {
+    body: h2::RecvStream,
+    decoder: FrameDecoder,
+    /// Received bytes not yet handed back to the peer's window.
+    unreleased: usize,
+    encoding: Encoding,
+    max: usize,
+    end: End,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// What to say when the deadline passes.
+    deadline_error: RpcError,
+    /// Held while reading (the client's request pump, aborted when this is dropped).
+    guard: Option<AbortOnDrop>,
+    /// Where the stream is from (for errors).
+    peer: String,
+    over: bool,
+}
+
+/// Aborts a task when dropped.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Incoming {
+    pub(crate) fn new(
+        body: h2::RecvStream,
+        encoding: Encoding,
+        max: usize,
+        end: End,
+        peer: String,
+    ) -> Incoming {
+        Incoming {
+            body,
+            decoder: FrameDecoder::default(),
+            unreleased: 0,
+            encoding,
+            max,
+            end,
+            deadline: None,
+            deadline_error: RpcError::Timeout(std::time::Duration::ZERO),
+            guard: None,
+            peer,
+            over: false,
+        }
+    }
+
+    /// Ends the stream with `error` when `at` passes.
+    pub(crate) fn with_deadline(mut self, at: tokio::time::Instant, error: RpcError) -> Incoming {
+        self.deadline = Some(Box::pin(tokio::time::sleep_until(at)));
+        self.deadline_error = error;
+        self
+    }
+
+    /// Keeps `guard` alive as long as this stream.
+    pub(crate) fn with_guard(mut self, guard: AbortOnDrop) -> Incoming {
+        self.guard = Some(guard);
+        self
+    }
+
+    fn fail(&mut self, e: RpcError) -> Poll<Option<RpcResult<Bytes>>> {
+        self.over = true;
+        self.guard = None;
+        Poll::Ready(Some(Err(e)))
+    }
+
+    fn frame_error(&self, e: FrameError) -> RpcError {
+        match e {
+            FrameError::TooLarge(n) => {
+                RpcError::Limit(format!("message from {} larger than {n} bytes", self.peer))
+            }
+            e => RpcError::Codec(format!("bad message from {}: {e}", self.peer)),
+        }
+    }
+
+    fn broken(&self, e: &h2::Error) -> RpcError {
+        if e.is_reset() {
+            cancelled(format!("the stream was reset by {}: {e}", self.peer))
+        } else {
+            RpcError::Transport {
+                addr: self.peer.clone(),
+                reason: e.to_string(),
+            }
+        }
+    }
+}
+
+impl futures_core::Stream for Incoming {
+    type Item = RpcResult<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.over {
+            return Poll::Ready(None);
+        }
+        if let Some(d) = this.deadline.as_mut() {
+            if d.as_mut().poll(cx).is_ready() {
+                let e = this.deadline_error.clone();
+                return this.fail(e);
+            }
+        }
+        loop {
+            match this.decoder.next_message(this.encoding, this.max) {
+                Ok(Some(m)) => return Poll::Ready(Some(Ok(m))),
+                Ok(None) => {}
+                Err(e) => {
+                    let e = this.frame_error(e);
+                    return this.fail(e);
+                }
+            }
+            // The reader wants more than is buffered: give the peer room for it.
+            if this.unreleased > 0 {
+                let _ = this.body.flow_control().release_capacity(this.unreleased);
+                this.unreleased = 0;
+            }
+            // (Not skipped when the stream looks ended: a reset ends it too, and only
+            // `poll_data` tells the two apart.)
+            match this.body.poll_data(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    this.unreleased += chunk.len();
+                    this.decoder.push(chunk);
+                    continue;
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let e = this.broken(&e);
+                    return this.fail(e);
+                }
+                Poll::Ready(None) => {}
+            }
+            // The peer's side is over.
+            if this.decoder.buffered() > 0 {
+                let e = this.frame_error(FrameError::Truncated);
+                return this.fail(e);
+            }
+            return match this.end {
+                End::Plain => {
+                    this.over = true;
+                    Poll::Ready(None)
+                }
+                End::Trailers => match this.body.poll_trailers(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Err(e)) => {
+                        let e = this.broken(&e);
+                        this.fail(e)
+                    }
+                    Poll::Ready(Ok(trailers)) => {
+                        let trailers = trailers.unwrap_or_default();
+                        match headers::text(&trailers, headers::GRPC_STATUS)
+                            .map(|s| s.trim().parse::<u32>().unwrap_or(grpc::UNKNOWN))
+                        {
+                            Some(grpc::OK) => {
+                                this.over = true;
+                                Poll::Ready(None)
+                            }
+                            Some(s) => {
+                                let e = status_error(s, &trailers);
+                                this.fail(e)
+                            }
+                            None => {
+                                let e = RpcError::Transport {
+                                    addr: this.peer.clone(),
+                                    reason: "the stream ended without grpc-status".into(),
+                                };
+                                this.fail(e)
+                            }
+                        }
+                    }
+                },
+            };
+        }
+    }
+}
+
+/// The error a non-OK gRPC status in `h` stands for.
+pub(crate) fn status_error(status: u32, h: &HeaderMap) -> RpcError {
+    let message = headers::text(h, headers::GRPC_MESSAGE)
+        .map(codec::decode_grpc_message)
+        .unwrap_or_else(|| format!("grpc-status {status}"));
+    codec::error_of_status(status, message)
+}
+
+/// Why sending stopped.
+pub(crate) enum Stop {
+    /// The peer reset the stream (or the connection went).
+    Reset,
+    /// The deadline passed.
+    Deadline,
+}
+
+/// Sends one framed message as the peer's window allows, watching for a reset and the
+/// deadline.
+pub(crate) async fn send_frame(
+    send: &mut h2::SendStream<Bytes>,
+    mut frame: Bytes,
+    deadline: &mut Pin<Box<tokio::time::Sleep>>,
+) -> Result<(), Stop> {
+    while !frame.is_empty() {
+        send.reserve_capacity(frame.len());
+        let cap = std::future::poll_fn(|cx| {
+            if send.poll_reset(cx).is_ready() {
+                return Poll::Ready(Err(Stop::Reset));
+            }
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(Stop::Deadline));
+            }
+            if send.capacity() > 0 {
+                return Poll::Ready(Ok(send.capacity()));
+            }
+            match send.poll_capacity(cx) {
+                Poll::Ready(Some(Ok(n))) => Poll::Ready(Ok(n)),
+                Poll::Ready(Some(Err(_)) | None) => Poll::Ready(Err(Stop::Reset)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await?;
+        if cap == 0 {
+            continue;
+        }
+        let chunk = frame.split_to(cap.min(frame.len()));
+        send.send_data(chunk, false).map_err(|_| Stop::Reset)?;
+    }
+    Ok(())
+}
+
+/// The next message of `messages`, watching for a reset of `send` and the deadline.
+pub(crate) async fn next_message(
+    messages: &mut Messages,
+    send: &mut h2::SendStream<Bytes>,
+    deadline: &mut Pin<Box<tokio::time::Sleep>>,
+) -> Result<Option<RpcResult<Bytes>>, Stop> {
+    std::future::poll_fn(|cx| {
+        if send.poll_reset(cx).is_ready() {
+            return Poll::Ready(Err(Stop::Reset));
+        }
+        if deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(Stop::Deadline));
+        }
+        Pin::new(&mut *messages).poll_next(cx).map(Ok)
+    })
+    .await
+}

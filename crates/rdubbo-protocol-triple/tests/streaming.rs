@@ -1,0 +1,471 @@
+//! IDL calls over Triple, rdubbo client ↔ rdubbo server: unary protobuf messages and the
+//! three streaming kinds, back-pressure, cancellation both ways, deadlines, error statuses
+//! and the HTTP/2 stream limit.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rdubbo_core::stream::is_cancelled;
+use rdubbo_core::{
+    Args, BoxFuture, Invocation, Invoker, MessageStream, MethodKind, Reply, RpcError, RpcResult,
+    ServiceInfo, Url,
+};
+use rdubbo_protocol_triple::codec::{grpc, grpc_error, status_of};
+use rdubbo_protocol_triple::{ServerConfig, TripleClient, TripleServer};
+use tokio::sync::Notify;
+
+const SERVICE: &str = "test.stream.Streamer";
+
+/// What the service's producers report.
+#[derive(Default)]
+struct Probe {
+    /// Messages the `flood` producer has queued.
+    produced: AtomicUsize,
+    /// A producer or reader saw that the peer went away.
+    cancelled: AtomicBool,
+    cancelled_notify: Notify,
+}
+
+impl Probe {
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.cancelled_notify.notify_waiters();
+    }
+
+    async fn wait_cancelled(&self) {
+        let wait = async {
+            loop {
+                let n = self.cancelled_notify.notified();
+                if self.cancelled.load(Ordering::SeqCst) {
+                    return;
+                }
+                n.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .expect("the service saw the cancellation");
+    }
+}
+
+/// An IDL service whose messages are plain bytes (no protobuf needed to test the runtime).
+struct Streamer(Arc<Probe>);
+
+fn info() -> ServiceInfo {
+    ServiceInfo {
+        interface: SERVICE.into(),
+        methods: [
+            "echo", "count", "sum", "chat", "fail", "crash", "forever", "flood", "drain",
+        ]
+        .iter()
+        .map(|m| m.to_string())
+        .collect(),
+        idl: true,
+        streams: vec![
+            ("count".into(), MethodKind::ServerStream),
+            ("fail".into(), MethodKind::ServerStream),
+            ("crash".into(), MethodKind::ServerStream),
+            ("forever".into(), MethodKind::ServerStream),
+            ("flood".into(), MethodKind::ServerStream),
+            ("sum".into(), MethodKind::ClientStream),
+            ("drain".into(), MethodKind::ClientStream),
+            ("chat".into(), MethodKind::BidiStream),
+        ],
+        ..Default::default()
+    }
+}
+
+fn number(m: &[u8]) -> usize {
+    std::str::from_utf8(m).unwrap().parse().unwrap()
+}
+
+impl Invoker for Streamer {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
+        let probe = self.0.clone();
+        Box::pin(async move {
+            match &*inv.method {
+                "echo" => {
+                    let m = inv.args.into_message()?;
+                    if &m[..] == b"missing" {
+                        return Err(grpc_error(grpc::NOT_FOUND, "no such thing"));
+                    }
+                    Ok(Reply::Message(m))
+                }
+                "count" => {
+                    let n = number(&inv.args.into_message()?);
+                    Ok(Reply::Stream(MessageStream::iter(
+                        (0..n).map(|i| Bytes::from(i.to_string())),
+                    )))
+                }
+                "sum" => {
+                    let mut input = inv.args.into_stream()?.take()?;
+                    let mut total = 0;
+                    while let Some(m) = input.next().await {
+                        total += number(&m?);
+                    }
+                    Ok(Reply::Message(Bytes::from(total.to_string())))
+                }
+                "drain" => {
+                    // Reads, in a task of its own (a reset drops the handler's future;
+                    // a reader elsewhere sees the reset as an error), until the caller
+                    // goes away.
+                    let mut input = inv.args.into_stream()?.take()?;
+                    let reader = tokio::spawn(async move {
+                        while let Some(m) = input.next().await {
+                            if let Err(e) = m {
+                                assert!(is_cancelled(&e), "{e:?}");
+                                probe.cancel();
+                                return Err(e);
+                            }
+                        }
+                        Ok(Reply::Message(Bytes::from_static(b"done")))
+                    });
+                    reader.await.unwrap()
+                }
+                "chat" => {
+                    let mut input = inv.args.into_stream()?.take()?;
+                    let (sink, out) = MessageStream::channel(4);
+                    tokio::spawn(async move {
+                        while let Some(m) = input.next().await {
+                            let Ok(m) = m else { return };
+                            let mut reply = b"re:".to_vec();
+                            reply.extend_from_slice(&m);
+                            if sink.send(Bytes::from(reply)).await.is_err() {
+                                return;
+                            }
+                        }
+                        sink.finish();
+                    });
+                    Ok(Reply::Stream(out))
+                }
+                "fail" => {
+                    let (sink, out) = MessageStream::channel(4);
+                    tokio::spawn(async move {
+                        for m in ["one", "two"] {
+                            let _ = sink.send(Bytes::from(m)).await;
+                        }
+                        sink.fail(RpcError::service("boom in the middle")).await;
+                    });
+                    Ok(Reply::Stream(out))
+                }
+                "crash" => {
+                    let (sink, out) = MessageStream::channel(4);
+                    tokio::spawn(async move {
+                        let _ = sink.send(Bytes::from_static(b"first")).await;
+                        // The producer ends without finishing: as if it had panicked.
+                        drop(sink);
+                    });
+                    Ok(Reply::Stream(out))
+                }
+                "forever" => {
+                    let (sink, out) = MessageStream::channel(4);
+                    tokio::spawn(async move {
+                        let _ = sink.send(Bytes::from_static(b"hello")).await;
+                        sink.closed().await;
+                        probe.cancel();
+                    });
+                    Ok(Reply::Stream(out))
+                }
+                "flood" => {
+                    let n = number(&inv.args.into_message()?);
+                    let (sink, out) = MessageStream::channel(2);
+                    tokio::spawn(async move {
+                        for _ in 0..n {
+                            if sink.send(Bytes::from(vec![7u8; 16 * 1024])).await.is_err() {
+                                probe.cancel();
+                                return;
+                            }
+                            probe.produced.fetch_add(1, Ordering::SeqCst);
+                        }
+                        sink.finish();
+                    });
+                    Ok(Reply::Stream(out))
+                }
+                other => Err(RpcError::Invalid(format!("no method {other}"))),
+            }
+        })
+    }
+}
+
+struct Fixture {
+    server: TripleServer,
+    client: TripleClient,
+    probe: Arc<Probe>,
+}
+
+async fn start(config: ServerConfig) -> Fixture {
+    let probe = Arc::new(Probe::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = TripleServer::builder()
+        .config(config)
+        .export(info(), Arc::new(Streamer(probe.clone())))
+        .serve(listener)
+        .unwrap();
+    let url: Url = format!("tri://{}/{SERVICE}?timeout=5000", server.local_addr())
+        .parse()
+        .unwrap();
+    let client = TripleClient::new(&url).unwrap();
+    Fixture {
+        server,
+        client,
+        probe,
+    }
+}
+
+fn call(method: &str, args: Args) -> Invocation {
+    let mut inv = Invocation::new(SERVICE, method, Vec::new());
+    inv.args = args;
+    inv
+}
+
+fn msg(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+async fn collect(reply: Reply) -> (Vec<String>, Option<RpcError>) {
+    let mut m = reply.into_stream().unwrap().take().unwrap();
+    let mut out = Vec::new();
+    while let Some(x) = m.next().await {
+        match x {
+            Ok(b) => out.push(String::from_utf8(b.to_vec()).unwrap()),
+            Err(e) => return (out, Some(e)),
+        }
+    }
+    (out, None)
+}
+
+#[tokio::test]
+async fn unary_message_passes_through_untouched() {
+    let f = start(ServerConfig::default()).await;
+    let reply = f
+        .client
+        .invoke(call(
+            "echo",
+            Args::Message(Bytes::from_static(b"\x08\x96\x01")),
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(&reply, Reply::Message(m) if &m[..] == b"\x08\x96\x01"));
+    // An explicit gRPC status reaches the caller.
+    let err = f
+        .client
+        .invoke(call("echo", Args::Message(msg("missing"))))
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), grpc::NOT_FOUND);
+    assert_eq!(err.message(), "no such thing");
+    f.server.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn each_streaming_kind() {
+    let f = start(ServerConfig::default()).await;
+    // Server streaming: one request in a stream of one.
+    let reply = f
+        .client
+        .invoke(call("count", Args::Stream(MessageStream::once(msg("3")))))
+        .await
+        .unwrap();
+    assert_eq!(
+        collect(reply).await,
+        (vec!["0".into(), "1".into(), "2".into()], None)
+    );
+    // Client streaming: the answer is a stream of one message.
+    let input = MessageStream::iter(["1", "2", "39"].map(msg));
+    let reply = f
+        .client
+        .invoke(call("sum", Args::Stream(input)))
+        .await
+        .unwrap();
+    assert_eq!(reply.into_message().await.unwrap(), "42");
+    // Bidirectional, interleaved: each answer arrives before the next request is sent.
+    let (sink, input) = MessageStream::channel(1);
+    let reply = f
+        .client
+        .invoke(call("chat", Args::Stream(input)))
+        .await
+        .unwrap();
+    let mut answers = reply.into_stream().unwrap().take().unwrap();
+    for word in ["a", "b", "c"] {
+        sink.send(msg(word)).await.unwrap();
+        let answer = answers.next().await.unwrap().unwrap();
+        assert_eq!(answer, format!("re:{word}"));
+    }
+    sink.finish();
+    assert!(
+        answers.next().await.is_none(),
+        "the stream ends with status OK"
+    );
+    // Zero messages either way.
+    let reply = f
+        .client
+        .invoke(call("chat", Args::Stream(MessageStream::iter([]))))
+        .await
+        .unwrap();
+    assert_eq!(collect(reply).await, (vec![], None));
+    f.server.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn a_failing_or_dropped_producer_is_an_error_status_after_the_messages_sent() {
+    let f = start(ServerConfig::default()).await;
+    let reply = f
+        .client
+        .invoke(call("fail", Args::Stream(MessageStream::once(msg("")))))
+        .await
+        .unwrap();
+    let (got, err) = collect(reply).await;
+    assert_eq!(got, vec!["one", "two"]);
+    let err = err.expect("an error status in the trailers");
+    assert_eq!(status_of(&err), grpc::UNKNOWN);
+    assert_eq!(err.message(), "boom in the middle");
+
+    let reply = f
+        .client
+        .invoke(call("crash", Args::Stream(MessageStream::once(msg("")))))
+        .await
+        .unwrap();
+    let (got, err) = collect(reply).await;
+    assert_eq!(got, vec!["first"]);
+    let err = err.expect("a dropped producer is not a clean end");
+    assert_eq!(status_of(&err), grpc::CANCELLED, "{err}");
+    f.server.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn the_client_dropping_the_answer_cancels_the_server_side() {
+    let f = start(ServerConfig::default()).await;
+    let reply = f
+        .client
+        .invoke(call("forever", Args::Stream(MessageStream::once(msg("")))))
+        .await
+        .unwrap();
+    let mut answers = reply.into_stream().unwrap().take().unwrap();
+    assert_eq!(answers.next().await.unwrap().unwrap(), "hello");
+    assert!(!f.probe.cancelled.load(Ordering::SeqCst));
+    drop(answers);
+    f.probe.wait_cancelled().await;
+    f.server.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn the_client_dropping_its_requests_midway_cancels_the_server_reader() {
+    let f = start(ServerConfig::default()).await;
+    let (sink, input) = MessageStream::channel(1);
+    let call_task = {
+        let client = f.client.clone();
+        tokio::spawn(async move { client.invoke(call("drain", Args::Stream(input))).await })
+    };
+    sink.send(msg("1")).await.unwrap();
+    // The caller's producer fails: the call is reset, the service's reader sees it.
+    sink.fail(RpcError::Invalid("changed my mind".into())).await;
+    f.probe.wait_cancelled().await;
+    let reply = call_task.await.unwrap();
+    if let Ok(reply) = reply {
+        let (_, err) = collect(reply).await;
+        assert!(err.is_some(), "a cancelled call does not end cleanly");
+    }
+    f.server.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn a_stream_past_its_deadline_ends_with_deadline_exceeded_and_cancels_the_service() {
+    let f = start(ServerConfig::default()).await;
+    let mut inv = call("forever", Args::Stream(MessageStream::once(msg(""))));
+    inv.timeout = Some(Duration::from_millis(300));
+    let reply = f.client.invoke(inv).await.unwrap();
+    let (got, err) = collect(reply).await;
+    assert_eq!(got, vec!["hello"]);
+    let err = err.expect("the deadline ends the stream");
+    assert!(
+        matches!(err, RpcError::Timeout(_)) || status_of(&err) == grpc::DEADLINE_EXCEEDED,
+        "{err:?}"
+    );
+    f.probe.wait_cancelled().await;
+    f.server.shutdown(Duration::ZERO).await;
+}
+
+/// Waits until `count` stops growing (the producer is held back), returning it.
+async fn settled(count: &AtomicUsize) -> usize {
+    let mut last = count.load(Ordering::SeqCst);
+    let mut same = 0;
+    for _ in 0..500 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = count.load(Ordering::SeqCst);
+        if now == last {
+            same += 1;
+            if same == 10 {
+                return now;
+            }
+        } else {
+            same = 0;
+            last = now;
+        }
+    }
+    panic!("the producer never settled (at {last})");
+}
+
+#[tokio::test]
+async fn a_slow_reader_holds_the_producer_back() {
+    let f = start(ServerConfig::default()).await;
+    let total = 2000; // 16 KiB each: 31 MiB if nothing held the producer back
+    let reply = f
+        .client
+        .invoke(call(
+            "flood",
+            Args::Stream(MessageStream::once(msg(&total.to_string()))),
+        ))
+        .await
+        .unwrap();
+    let mut answers = reply.into_stream().unwrap().take().unwrap();
+    assert_eq!(answers.next().await.unwrap().unwrap().len(), 16 * 1024);
+    let held = settled(&f.probe.produced).await;
+    // The client's window (1 MiB) and the server's send buffer (1 MiB) hold about 128
+    // messages, the channel 2: the producer is stopped well before the end.
+    assert!(held < 300, "producer ran ahead to {held} of {total}");
+    let mut read = 1;
+    while let Some(m) = answers.next().await {
+        m.unwrap();
+        read += 1;
+    }
+    assert_eq!(read, total);
+    assert_eq!(f.probe.produced.load(Ordering::SeqCst), total);
+    f.server.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn streams_over_the_limit_wait_for_a_free_slot() {
+    let config = ServerConfig {
+        max_concurrent_streams: 2,
+        ..ServerConfig::default()
+    };
+    let f = start(config).await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let reply = f
+            .client
+            .invoke(call("forever", Args::Stream(MessageStream::once(msg("")))))
+            .await
+            .unwrap();
+        let mut answers = reply.into_stream().unwrap().take().unwrap();
+        assert_eq!(answers.next().await.unwrap().unwrap(), "hello");
+        open.push(answers);
+    }
+    // A third stream does not get a slot while two are open.
+    let mut third = call("count", Args::Stream(MessageStream::once(msg("1"))));
+    third.timeout = Some(Duration::from_millis(300));
+    let err = f.client.invoke(third).await.unwrap_err();
+    assert!(matches!(err, RpcError::Timeout(_)), "{err:?}");
+    // One closes: the next stream goes through.
+    drop(open.pop());
+    f.probe.wait_cancelled().await;
+    let reply = f
+        .client
+        .invoke(call("count", Args::Stream(MessageStream::once(msg("2")))))
+        .await
+        .unwrap();
+    assert_eq!(collect(reply).await.0, vec!["0", "1"]);
+    f.server.shutdown(Duration::ZERO).await;
+}
