@@ -143,20 +143,22 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut reader: Reader
             conn::lost(&shared, "the client closed the connection".into());
             return;
         }
-        let read = tokio::select! {
-            r = reader.fill(shared.config.max_frame_size) => r,
-            () = shared.wake_reader.notified() => continue,
-            () = shared.all_closed(), if shared.closing.load(Ordering::SeqCst) => continue,
-        };
-        match read {
-            Ok(true) => {}
-            Ok(false) => {
-                conn::lost(&shared, "closed by the server".into());
-                return;
-            }
-            Err(e) => {
-                conn::lost(&shared, e.to_string());
-                return;
+        if !reader.has_frame(shared.config.max_frame_size) {
+            let read = tokio::select! {
+                r = reader.fill(shared.config.max_frame_size) => r,
+                () = shared.wake_reader.notified() => continue,
+                () = shared.all_closed(), if shared.closing.load(Ordering::SeqCst) => continue,
+            };
+            match read {
+                Ok(true) => {}
+                Ok(false) => {
+                    conn::lost(&shared, "closed by the server".into());
+                    return;
+                }
+                Err(e) => {
+                    conn::lost(&shared, e.to_string());
+                    return;
+                }
             }
         }
         if let Err(e) = reader.process(&shared, &mut opened) {

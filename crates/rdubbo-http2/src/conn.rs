@@ -651,6 +651,12 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         Ok(self.read.read_buf(&mut self.buf).await? > 0)
     }
 
+    /// Whether a whole frame (or a frame header over `max_frame`) is buffered.
+    pub(crate) fn has_frame(&self, max_frame: u32) -> bool {
+        FrameHeader::parse(&self.buf)
+            .is_some_and(|h| h.len > max_frame || self.buf.len() >= HEADER_LEN + h.len as usize)
+    }
+
     /// Whether bytes of an incomplete frame are buffered.
     pub(crate) fn has_partial(&self) -> bool {
         !self.buf.is_empty()

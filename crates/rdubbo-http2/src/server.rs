@@ -124,25 +124,27 @@ where
             conn::lost(&shared, "the server closed the connection".into());
             return Ok(());
         }
-        let read = tokio::select! {
-            r = reader.fill(shared.config.max_frame_size) => r,
-            () = shared.wake_reader.notified() => continue,
-            () = shared.all_closed(), if shared.closing.load(Ordering::SeqCst) => continue,
-        };
-        match read {
-            Ok(true) => {}
-            Ok(false) => {
-                let partial = reader.has_partial();
-                conn::lost(&shared, "closed by the client".into());
-                return if partial {
-                    Err(Error::Io("closed by the client inside a frame".into()))
-                } else {
-                    Ok(())
-                };
-            }
-            Err(e) => {
-                conn::lost(&shared, e.to_string());
-                return Err(Error::Io(e.to_string()));
+        if !reader.has_frame(shared.config.max_frame_size) {
+            let read = tokio::select! {
+                r = reader.fill(shared.config.max_frame_size) => r,
+                () = shared.wake_reader.notified() => continue,
+                () = shared.all_closed(), if shared.closing.load(Ordering::SeqCst) => continue,
+            };
+            match read {
+                Ok(true) => {}
+                Ok(false) => {
+                    let partial = reader.has_partial();
+                    conn::lost(&shared, "closed by the client".into());
+                    return if partial {
+                        Err(Error::Io("closed by the client inside a frame".into()))
+                    } else {
+                        Ok(())
+                    };
+                }
+                Err(e) => {
+                    conn::lost(&shared, e.to_string());
+                    return Err(Error::Io(e.to_string()));
+                }
             }
         }
         let processed = reader.process(&shared, &mut opened);
