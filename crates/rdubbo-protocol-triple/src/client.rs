@@ -380,49 +380,17 @@ impl Inner {
             }
         });
         let guard = stream::AbortOnDrop(pump);
-        let resp = tokio::time::timeout_at(deadline, response)
-            .await
-            .map_err(|_| RpcError::Timeout(timeout))?
-            .map_err(|e| self.transport_error(e))?;
-        let (parts, body) = resp.into_parts();
-        let h = &parts.headers;
-        if let Some(status) = headers::text(h, headers::GRPC_STATUS) {
-            let status = status.trim().parse::<u32>().unwrap_or(grpc::UNKNOWN);
-            if status != grpc::OK {
-                return Err(stream::status_error(status, h));
-            }
-        }
-        if parts.status != StatusCode::OK {
-            return Err(RpcError::Remote {
-                code: codes::INTERNAL_ERROR,
-                message: format!("HTTP status {} from {}", parts.status, self.addr),
-                data: Some(serde_json::json!({ "http-status": parts.status.as_u16() })),
-            });
-        }
-        let encoding =
-            Encoding::parse(headers::text(h, headers::GRPC_ENCODING)).ok_or_else(|| {
-                RpcError::Codec(format!(
-                    "provider {} answered with an unsupported grpc-encoding",
-                    self.addr
-                ))
-            })?;
-        if inv.reply_attachments.is_set() {
-            let mut a = rdubbo_core::Attachments::new();
-            headers::read_attachments(h, &mut a);
-            for (k, v) in a.iter() {
-                inv.reply_attachments.insert(k, v);
-            }
-        }
-        // Trailers-only OK (an empty answer): no trailers to wait for.
-        let end = if h.contains_key(headers::GRPC_STATUS) {
-            stream::End::Plain
-        } else {
-            stream::End::Trailers
-        };
-        let incoming = stream::Incoming::new(body, encoding, max, end, self.addr.clone())
-            .with_deadline(deadline, RpcError::Timeout(timeout))
-            .with_guard(guard);
-        Ok(Reply::Stream(MessageStream::new(incoming)))
+        // The answer is handed back at once: a bidirectional peer may send its headers
+        // only with its first answer, after reading requests the caller has yet to send.
+        Ok(Reply::Stream(MessageStream::new(Answer::Waiting {
+            response,
+            guard,
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            timeout,
+            max,
+            addr: self.addr.clone(),
+            reply_attachments: inv.reply_attachments.clone(),
+        })))
     }
 
     async fn exchange(&self, inv: &Invocation, timeout: Duration) -> RpcResult<Reply> {
@@ -526,6 +494,141 @@ impl Inner {
             body: wrapper.data,
             start: 0,
         })
+    }
+}
+
+/// The answer of a streaming call: waiting for the provider's headers, then its messages.
+enum Answer {
+    Waiting {
+        response: h2::client::ResponseFuture,
+        guard: stream::AbortOnDrop,
+        sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+        timeout: Duration,
+        max: usize,
+        addr: String,
+        reply_attachments: rdubbo_core::ReplySink,
+    },
+    Reading(stream::Incoming),
+    Over,
+}
+
+impl Answer {
+    /// The messages that follow `resp`'s headers, or the error they stand for.
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        resp: http::Response<h2::RecvStream>,
+        guard: stream::AbortOnDrop,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+        max: usize,
+        addr: String,
+        reply_attachments: &rdubbo_core::ReplySink,
+    ) -> RpcResult<stream::Incoming> {
+        let (parts, body) = resp.into_parts();
+        let h = &parts.headers;
+        if let Some(status) = headers::text(h, headers::GRPC_STATUS) {
+            let status = status.trim().parse::<u32>().unwrap_or(grpc::UNKNOWN);
+            if status != grpc::OK {
+                return Err(stream::status_error(status, h));
+            }
+        }
+        if parts.status != StatusCode::OK {
+            return Err(RpcError::Remote {
+                code: codes::INTERNAL_ERROR,
+                message: format!("HTTP status {} from {addr}", parts.status),
+                data: Some(serde_json::json!({ "http-status": parts.status.as_u16() })),
+            });
+        }
+        let encoding =
+            Encoding::parse(headers::text(h, headers::GRPC_ENCODING)).ok_or_else(|| {
+                RpcError::Codec(format!(
+                    "provider {addr} answered with an unsupported grpc-encoding"
+                ))
+            })?;
+        if reply_attachments.is_set() {
+            let mut a = rdubbo_core::Attachments::new();
+            headers::read_attachments(h, &mut a);
+            for (k, v) in a.iter() {
+                reply_attachments.insert(k, v);
+            }
+        }
+        // Trailers-only OK (an empty answer): no trailers to wait for.
+        let end = if h.contains_key(headers::GRPC_STATUS) {
+            stream::End::Plain
+        } else {
+            stream::End::Trailers
+        };
+        Ok(stream::Incoming::new(body, encoding, max, end, addr)
+            .with_deadline(deadline, RpcError::Timeout(timeout))
+            .with_guard(guard))
+    }
+}
+
+impl futures_core::Stream for Answer {
+    type Item = RpcResult<Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            match this {
+                Answer::Reading(incoming) => {
+                    return std::pin::Pin::new(incoming).poll_next(cx);
+                }
+                Answer::Over => return Poll::Ready(None),
+                Answer::Waiting {
+                    response,
+                    sleep,
+                    timeout,
+                    addr,
+                    ..
+                } => {
+                    let resp = if sleep.as_mut().poll(cx).is_ready() {
+                        Err(RpcError::Timeout(*timeout))
+                    } else {
+                        match std::pin::Pin::new(response).poll(cx) {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(Ok(resp)) => Ok(resp),
+                            Poll::Ready(Err(e)) => Err(RpcError::Transport {
+                                addr: addr.clone(),
+                                reason: e.to_string(),
+                            }),
+                        }
+                    };
+                    let Answer::Waiting {
+                        guard,
+                        sleep,
+                        timeout,
+                        max,
+                        addr,
+                        reply_attachments,
+                        ..
+                    } = std::mem::replace(this, Answer::Over)
+                    else {
+                        return Poll::Ready(None);
+                    };
+                    let started = resp.and_then(|resp| {
+                        Answer::start(
+                            resp,
+                            guard,
+                            sleep.deadline(),
+                            timeout,
+                            max,
+                            addr,
+                            &reply_attachments,
+                        )
+                    });
+                    match started {
+                        Ok(incoming) => *this = Answer::Reading(incoming),
+                        Err(e) => return Poll::Ready(Some(Err(e))),
+                    }
+                }
+            }
+        }
     }
 }
 

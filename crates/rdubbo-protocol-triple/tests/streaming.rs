@@ -2,7 +2,8 @@
 //! three streaming kinds, back-pressure, cancellation both ways, deadlines, error statuses
 //! and the HTTP/2 stream limit.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,25 +24,30 @@ const SERVICE: &str = "test.stream.Streamer";
 struct Probe {
     /// Messages the `flood` producer has queued.
     produced: AtomicUsize,
-    /// A producer or reader saw that the peer went away.
-    cancelled: AtomicBool,
+    /// How many times a producer or reader saw that the peer went away.
+    cancelled: AtomicUsize,
     cancelled_notify: Notify,
 }
 
 impl Probe {
     fn cancel(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
+        self.cancelled.fetch_add(1, Ordering::SeqCst);
         self.cancelled_notify.notify_waiters();
     }
 
     async fn wait_cancelled(&self) {
+        self.wait_cancellations(1).await;
+    }
+
+    /// Waits until `n` cancellations were seen in all.
+    async fn wait_cancellations(&self, n: usize) {
         let wait = async {
             loop {
-                let n = self.cancelled_notify.notified();
-                if self.cancelled.load(Ordering::SeqCst) {
+                let notified = self.cancelled_notify.notified();
+                if self.cancelled.load(Ordering::SeqCst) >= n {
                     return;
                 }
-                n.await;
+                notified.await;
             }
         };
         tokio::time::timeout(Duration::from_secs(5), wait)
@@ -344,7 +350,7 @@ async fn the_client_dropping_the_answer_cancels_the_server_side() {
         .unwrap();
     let mut answers = reply.into_stream().unwrap().take().unwrap();
     assert_eq!(answers.next().await.unwrap().unwrap(), "hello");
-    assert!(!f.probe.cancelled.load(Ordering::SeqCst));
+    assert_eq!(f.probe.cancelled.load(Ordering::SeqCst), 0);
     drop(answers);
     f.probe.wait_cancelled().await;
     f.server.shutdown(Duration::ZERO).await;
@@ -453,11 +459,14 @@ async fn streams_over_the_limit_wait_for_a_free_slot() {
         assert_eq!(answers.next().await.unwrap().unwrap(), "hello");
         open.push(answers);
     }
-    // A third stream does not get a slot while two are open.
+    // A third stream does not get a slot while two are open: it waits, here past its
+    // deadline.
     let mut third = call("count", Args::Stream(MessageStream::once(msg("1"))));
     third.timeout = Some(Duration::from_millis(300));
-    let err = f.client.invoke(third).await.unwrap_err();
-    assert!(matches!(err, RpcError::Timeout(_)), "{err:?}");
+    let reply = f.client.invoke(third).await.unwrap();
+    let (got, err) = collect(reply).await;
+    assert!(got.is_empty());
+    assert!(matches!(err, Some(RpcError::Timeout(_))), "{err:?}");
     // One closes: the next stream goes through.
     drop(open.pop());
     f.probe.wait_cancelled().await;
@@ -468,4 +477,276 @@ async fn streams_over_the_limit_wait_for_a_free_slot() {
         .unwrap();
     assert_eq!(collect(reply).await.0, vec!["0", "1"]);
     f.server.shutdown(Duration::ZERO).await;
+}
+
+fn has_grpcio() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import grpc"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!(
+            "{0}\n!! SKIPPED: python3 with grpcio is not installed (pip install grpcio)\n{0}",
+            "!".repeat(78)
+        );
+    }
+    ok
+}
+
+/// A stock gRPC client (grpcio, raw bytes in and out: no generated code) calling every
+/// kind of method of the rdubbo server.
+const GRPCIO_CLIENT: &str = r#"
+import sys, json, queue, grpc
+ch = grpc.insecure_channel(sys.argv[1])
+P = '/test.stream.Streamer/'
+out = {}
+echo = ch.unary_unary(P + 'echo')
+out['echo'] = echo(b'\x08\x96\x01', timeout=5).hex()
+try:
+    echo(b'missing', timeout=5)
+except grpc.RpcError as e:
+    out['missing'] = [e.code().name, e.details()]
+count = ch.unary_stream(P + 'count')
+out['count'] = [m.decode() for m in count(b'5', timeout=5)]
+out['gzip'] = [m.decode() for m in count(b'3', timeout=5, compression=grpc.Compression.Gzip)]
+out['sum'] = ch.stream_unary(P + 'sum')(iter([b'1', b'2', b'39']), timeout=5).decode()
+q = queue.Queue()
+def requests():
+    while True:
+        x = q.get()
+        if x is None:
+            return
+        yield x
+chat = ch.stream_stream(P + 'chat')(requests(), timeout=5)
+got = []
+for w in [b'a', b'b', b'c']:
+    q.put(w)
+    got.append(next(chat).decode())
+q.put(None)
+got += [m.decode() for m in chat]
+out['chat'] = got
+msgs = []
+try:
+    for m in ch.unary_stream(P + 'fail')(b'', timeout=5):
+        msgs.append(m.decode())
+except grpc.RpcError as e:
+    out['fail'] = [msgs, e.code().name, e.details()]
+forever = ch.unary_stream(P + 'forever')
+msgs = []
+try:
+    for m in forever(b'', timeout=0.5):
+        msgs.append(m.decode())
+except grpc.RpcError as e:
+    out['deadline'] = [msgs, e.code().name]
+call = forever(b'', timeout=5)
+out['cancel'] = next(call).decode()
+call.cancel()
+print(json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn grpcio_client_calls_every_kind() {
+    if !has_grpcio() {
+        return;
+    }
+    let f = start(ServerConfig::default()).await;
+    let addr = f.server.local_addr().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg("-c")
+            .arg(GRPCIO_CLIENT)
+            .arg(addr)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["echo"], "089601");
+    assert_eq!(
+        v["missing"],
+        serde_json::json!(["NOT_FOUND", "no such thing"])
+    );
+    assert_eq!(v["count"], serde_json::json!(["0", "1", "2", "3", "4"]));
+    assert_eq!(v["gzip"], serde_json::json!(["0", "1", "2"]));
+    assert_eq!(v["sum"], "42");
+    assert_eq!(v["chat"], serde_json::json!(["re:a", "re:b", "re:c"]));
+    assert_eq!(
+        v["fail"],
+        serde_json::json!([["one", "two"], "UNKNOWN", "boom in the middle"])
+    );
+    assert_eq!(
+        v["deadline"],
+        serde_json::json!([["hello"], "DEADLINE_EXCEEDED"])
+    );
+    assert_eq!(v["cancel"], "hello");
+    // The deadline and the cancel each reached the service's producer.
+    f.probe.wait_cancellations(2).await;
+    f.server.shutdown(Duration::ZERO).await;
+}
+
+/// A grpcio server (generic handlers on raw bytes) with every kind of method; prints its
+/// port, then "CANCELLED" when a call of `forever` is cancelled; stops when stdin closes.
+const GRPCIO_SERVER: &str = r#"
+import sys, threading, grpc
+from concurrent import futures
+def echo(req, ctx):
+    if req == b'missing':
+        ctx.abort(grpc.StatusCode.NOT_FOUND, 'nope')
+    return req
+def count(req, ctx):
+    for i in range(int(req)):
+        yield str(i).encode()
+def fail(req, ctx):
+    yield b'one'
+    ctx.abort(grpc.StatusCode.PERMISSION_DENIED, 'after one')
+def total(reqs, ctx):
+    return str(sum(int(r) for r in reqs)).encode()
+def chat(reqs, ctx):
+    for r in reqs:
+        yield b're:' + r
+def forever(req, ctx):
+    done = threading.Event()
+    ctx.add_callback(done.set)
+    def watch():
+        # (Here, not after the yield: a cancelled call's generator is not resumed.)
+        done.wait(20)
+        print('CANCELLED' if not ctx.is_active() else 'ACTIVE', flush=True)
+    threading.Thread(target=watch, daemon=True).start()
+    yield b'hello'
+    done.wait(20)
+h = grpc.method_handlers_generic_handler('test.py.Streamer', {
+    'echo': grpc.unary_unary_rpc_method_handler(echo),
+    'count': grpc.unary_stream_rpc_method_handler(count),
+    'fail': grpc.unary_stream_rpc_method_handler(fail),
+    'sum': grpc.stream_unary_rpc_method_handler(total),
+    'chat': grpc.stream_stream_rpc_method_handler(chat),
+    'forever': grpc.unary_stream_rpc_method_handler(forever),
+})
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+server.add_generic_rpc_handlers((h,))
+port = server.add_insecure_port('127.0.0.1:0')
+server.start()
+print(port, flush=True)
+sys.stdin.read()
+server.stop(0)
+"#;
+
+/// The next line the grpcio server printed.
+async fn next_line(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(20), lines.recv())
+        .await
+        .expect("a line from the grpcio server")
+        .expect("the grpcio server is running")
+}
+
+/// The grpcio server process, killed when dropped.
+struct PyServer(std::process::Child);
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_client_calls_every_kind_of_a_grpcio_server() {
+    if !has_grpcio() {
+        return;
+    }
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(GRPCIO_SERVER)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _server = PyServer(child);
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let port = next_line(&mut lines).await;
+    let url: Url = format!(
+        "tri://127.0.0.1:{}/test.py.Streamer?timeout=5000",
+        port.trim()
+    )
+    .parse()
+    .unwrap();
+    let client = TripleClient::new(&url).unwrap();
+    let py = |method: &str, args: Args| {
+        let mut inv = Invocation::new("test.py.Streamer", method, Vec::new());
+        inv.args = args;
+        inv
+    };
+    let reply = client
+        .invoke(py("echo", Args::Message(msg("ping"))))
+        .await
+        .unwrap();
+    assert_eq!(reply.into_message().await.unwrap(), "ping");
+    let err = client
+        .invoke(py("echo", Args::Message(msg("missing"))))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status_of(&err), err.message()),
+        (grpc::NOT_FOUND, "nope".into())
+    );
+    let reply = client
+        .invoke(py("count", Args::Stream(MessageStream::once(msg("4")))))
+        .await
+        .unwrap();
+    assert_eq!(
+        collect(reply).await,
+        (vec!["0".into(), "1".into(), "2".into(), "3".into()], None)
+    );
+    let input = MessageStream::iter(["1", "2", "39"].map(msg));
+    let reply = client.invoke(py("sum", Args::Stream(input))).await.unwrap();
+    assert_eq!(reply.into_message().await.unwrap(), "42");
+    let (sink, input) = MessageStream::channel(1);
+    let reply = client
+        .invoke(py("chat", Args::Stream(input)))
+        .await
+        .unwrap();
+    let mut answers = reply.into_stream().unwrap().take().unwrap();
+    for word in ["a", "b", "c"] {
+        sink.send(msg(word)).await.unwrap();
+        assert_eq!(answers.next().await.unwrap().unwrap(), format!("re:{word}"));
+    }
+    sink.finish();
+    assert!(answers.next().await.is_none());
+    let reply = client
+        .invoke(py("fail", Args::Stream(MessageStream::once(msg("")))))
+        .await
+        .unwrap();
+    let (got, err) = collect(reply).await;
+    assert_eq!(got, vec!["one"]);
+    let err = err.unwrap();
+    assert_eq!(
+        (status_of(&err), err.message()),
+        (grpc::PERMISSION_DENIED, "after one".into())
+    );
+    // Dropping the answer cancels the call on the grpcio side.
+    let reply = client
+        .invoke(py("forever", Args::Stream(MessageStream::once(msg("")))))
+        .await
+        .unwrap();
+    let mut answers = reply.into_stream().unwrap().take().unwrap();
+    assert_eq!(answers.next().await.unwrap().unwrap(), "hello");
+    drop(answers);
+    assert_eq!(next_line(&mut lines).await, "CANCELLED");
 }
