@@ -1,5 +1,11 @@
 //! One provider URL in its registries, following its `override://` rules (Java's
 //! provider-side configurators), and the dynamic settings those rules make.
+//!
+//! Where a registry has a config center, the URL also follows the configurator documents
+//! Java's provider listens to (group `dubbo`): `<application>.configurators` and
+//! `<interface>:<version>:<group>.configurators`, applied after the registry's rules
+//! (Java's order) with their `side: provider` items; a malformed document is logged and
+//! ignored (the previous rules stay), a deleted one removed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -7,8 +13,10 @@ use std::time::Duration;
 
 use crate::cluster::configurator;
 use crate::cluster::filter::Filter;
+use crate::cluster::rules::{self, ConfiguratorRule, RuleKind};
 use crate::{
-    BoxFuture, Invocation, Invoker, NotifyListener, Registry, Reply, RpcError, RpcResult, Url,
+    BoxFuture, ConfigChange, ConfigListener, Invocation, Invoker, NotifyListener, Registry, Reply,
+    RpcError, RpcResult, Url,
 };
 
 /// The parameters dynamic configuration (`override://` rules) sets on one exported
@@ -90,6 +98,17 @@ struct Slot {
     notified: tokio::sync::watch::Sender<bool>,
     /// What this registry holds now; the lock orders the changes.
     registered: tokio::sync::Mutex<Option<Url>>,
+    /// The configurator documents of the registry's config center.
+    documents: Mutex<Documents>,
+}
+
+/// The configurator documents one registry's config center holds for the URL, and the
+/// watches on them.
+#[derive(Default)]
+struct Documents {
+    app: Vec<ConfiguratorRule>,
+    service: Vec<ConfiguratorRule>,
+    watches: Vec<(String, Arc<dyn ConfigListener>)>,
 }
 
 impl Registration {
@@ -114,6 +133,7 @@ impl Registration {
                     rules: Mutex::new(None),
                     notified: tokio::sync::watch::channel(false).0,
                     registered: tokio::sync::Mutex::new(None),
+                    documents: Mutex::new(Documents::default()),
                 })
                 .collect(),
         })
@@ -121,18 +141,123 @@ impl Registration {
 
     /// The URL with the rules of every registry applied (registry order).
     pub(crate) fn configured(&self) -> Url {
-        let rules: Vec<Url> = self
-            .slots
-            .iter()
-            .flat_map(|s| lock(&s.rules).clone().unwrap_or_default())
-            .collect();
-        sort_params(&configurator::configure_provider(&self.url, &rules).0)
+        sort_params(&self.configure(&self.slots.iter().collect::<Vec<_>>()).0)
     }
 
     /// The URL for one registry: its own rules applied.
     fn configured_in(&self, slot: &Slot) -> Url {
-        let rules = lock(&slot.rules).clone().unwrap_or_default();
-        sort_params(&configurator::configure_provider(&self.url, &rules).0)
+        sort_params(&self.configure(&[slot]).0)
+    }
+
+    /// The URL and the parameters set by the rules of `slots`: their registry rules,
+    /// then their application documents, then their service documents.
+    fn configure(&self, slots: &[&Slot]) -> (Url, Vec<(String, String)>) {
+        let registry: Vec<Url> = slots
+            .iter()
+            .flat_map(|s| lock(&s.rules).clone().unwrap_or_default())
+            .collect();
+        let (url, mut set) = configurator::configure_provider(&self.url, &registry);
+        let (mut app, mut service) = (Vec::new(), Vec::new());
+        for slot in slots {
+            let documents = lock(&slot.documents);
+            app.extend(documents.app.iter().cloned());
+            service.extend(documents.service.iter().cloned());
+        }
+        if app.is_empty() && service.is_empty() {
+            return (url, set);
+        }
+        let (url, more) = configurator::configure_provider_layers(&url, &[&app, &service]);
+        for (k, v) in more {
+            set.retain(|(key, _)| *key != k);
+            set.push((k, v));
+        }
+        (url, set)
+    }
+
+    /// Reads and watches the configurator documents of the URL in the config center of
+    /// registry `i`, if it has one.
+    async fn follow_documents(self: &Arc<Self>, i: usize) {
+        let slot = &self.slots[i];
+        let Some(config) = slot.registry.dynamic_configuration() else {
+            return;
+        };
+        let mut names = Vec::new();
+        if let Some(app) = self.url.param_non_empty("application") {
+            names.push((RuleKind::AppConfigurators, app.to_owned()));
+        }
+        names.push((
+            RuleKind::ServiceConfigurators,
+            rules::service_rule_key(&self.url),
+        ));
+        for (kind, name) in names {
+            let key = kind.key(&name);
+            let group = crate::config_center::DEFAULT_GROUP;
+            match config.get(&key, group).await {
+                Ok(content) => self.document(i, kind, &key, content.as_deref(), None),
+                Err(e) => tracing::warn!(key, error = %e, "cannot read a configurator document"),
+            }
+            let weak: Weak<Registration> = Arc::downgrade(self);
+            // Config centers may call listeners outside the runtime (a client thread).
+            let runtime = tokio::runtime::Handle::current();
+            let listener: Arc<dyn ConfigListener> = Arc::new(move |change: ConfigChange| {
+                if let Some(registration) = weak.upgrade() {
+                    let key = change.key.as_str();
+                    let content = change.content.as_deref();
+                    registration.document(i, kind, key, content, Some(&runtime));
+                }
+            });
+            match config.watch(&key, group, listener.clone()).await {
+                Ok(()) => lock(&slot.documents).watches.push((key, listener)),
+                Err(e) => tracing::warn!(key, error = %e, "cannot watch a configurator document"),
+            }
+        }
+    }
+
+    /// A new version of a configurator document (`None`: deleted) from registry `i`;
+    /// with a runtime, registered again as configured (on that runtime).
+    fn document(
+        self: &Arc<Self>,
+        i: usize,
+        kind: RuleKind,
+        key: &str,
+        content: Option<&str>,
+        reconcile: Option<&tokio::runtime::Handle>,
+    ) {
+        let content = content.filter(|c| !c.trim().is_empty());
+        let parsed = match content.map(rules::parse_configurators) {
+            None => Vec::new(),
+            Some(Ok(parsed)) if !parsed.is_empty() => parsed,
+            Some(Ok(_)) => {
+                tracing::error!(
+                    key,
+                    "ignoring a configurator document without rules; the previous rules stay"
+                );
+                return;
+            }
+            Some(Err(e)) => {
+                tracing::error!(key, error = %e, "ignoring a malformed configurator document; the previous rules stay");
+                return;
+            }
+        };
+        {
+            let mut documents = lock(&self.slots[i].documents);
+            if kind == RuleKind::AppConfigurators {
+                documents.app = parsed;
+            } else {
+                documents.service = parsed;
+            }
+        }
+        tracing::info!(
+            key,
+            deleted = content.is_none(),
+            "configurator document applied"
+        );
+        self.dynamic
+            .replace(self.configure(&self.slots.iter().collect::<Vec<_>>()).1);
+        if let Some(runtime) = reconcile {
+            let registration = self.clone();
+            runtime.spawn(async move { registration.reconcile(i).await });
+        }
     }
 
     /// Subscribes to the configurators of the URL in every registry, and waits a moment
@@ -149,6 +274,7 @@ impl Registration {
             if let Err(e) = slot.registry.subscribe(&slot.subscribe_url, listener).await {
                 tracing::warn!(url = %slot.subscribe_url, error = %e, "cannot follow the configurators");
             }
+            self.follow_documents(i).await;
         }
         let deadline = tokio::time::Instant::now() + FIRST_RULES_WAIT;
         for slot in &self.slots {
@@ -168,13 +294,8 @@ impl Registration {
             .collect();
         let slot = &self.slots[i];
         *lock(&slot.rules) = Some(rules);
-        let all: Vec<Url> = self
-            .slots
-            .iter()
-            .flat_map(|s| lock(&s.rules).clone().unwrap_or_default())
-            .collect();
         self.dynamic
-            .replace(configurator::configure_provider(&self.url, &all).1);
+            .replace(self.configure(&self.slots.iter().collect::<Vec<_>>()).1);
         slot.notified.send_replace(true);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move { self.reconcile(i).await });
@@ -202,6 +323,13 @@ impl Registration {
                     .registry
                     .unsubscribe(&slot.subscribe_url, &listener)
                     .await;
+            }
+            let watches = std::mem::take(&mut lock(&slot.documents).watches);
+            if let Some(config) = slot.registry.dynamic_configuration() {
+                for (key, listener) in watches {
+                    let group = crate::config_center::DEFAULT_GROUP;
+                    let _ = config.unwatch(&key, group, &listener).await;
+                }
             }
         }
     }
