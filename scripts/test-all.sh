@@ -69,6 +69,22 @@ if command -v python3 >/dev/null 2>&1; then
   fi
 fi
 
+# The foreign config clients of crates/rdubbo/tests/nacos_config_interop.rs: npm `nacos` and
+# PyPI `nacos-sdk-python` 2.0.11 (the last release with the HTTP v1 client; 3.x is gRPC only),
+# into target/tmp/nacos-config-clients. Without network those tests are skipped, loudly.
+nacos_clients="${CARGO_TARGET_DIR:-$PWD/target}/tmp/nacos-config-clients"
+mkdir -p "$nacos_clients"
+[ -f "$nacos_clients/package.json" ] || echo '{"private":true}' >"$nacos_clients/package.json"
+if ! { [ -f "$nacos_clients/node_modules/nacos/package.json" ] ||
+  (cd "$nacos_clients" && npm install --no-audit --no-fund --loglevel=error nacos@2.6.3 >/dev/null); } ||
+  ! { [ -f "$nacos_clients/py/nacos/client.py" ] ||
+    python3 -m pip install --quiet --disable-pip-version-check --no-warn-conflicts \
+      --target "$nacos_clients/py" "nacos-sdk-python==2.0.11"; }; then
+  echo "!!!!! WARNING: npm nacos or nacos-sdk-python could not be installed:" \
+    "their config interop tests are SKIPPED (RDUBBO_SKIP_NACOS_CLIENTS=1) !!!!!"
+  export RDUBBO_SKIP_NACOS_CLIENTS=1
+fi
+
 # step NAME COMMAND...: runs one step, then prints how long it took.
 step() {
   local name="$1" start=$SECONDS
