@@ -71,11 +71,11 @@ pub mod consumer;
 pub mod context;
 pub mod extension;
 pub mod generic;
-pub mod provider;
 #[cfg(feature = "triple")]
 pub mod grpc;
 #[cfg(feature = "triple")]
 pub mod idl;
+pub mod provider;
 pub mod registry;
 #[cfg(feature = "tower")]
 pub mod tower;
