@@ -326,11 +326,12 @@ port = {qos}
             .await
     };
     // A first start picks the ports (two servers, metrics), registers the relay on both
-    // protocols and the consumer of demo; its shutdown takes them all away.
+    // protocols, its application instance (Dubbo 3) and the consumer of demo; its shutdown
+    // takes them all away.
     let app = start(text(&[0, 0, 0], 0)).await.unwrap();
     let addrs = listening(&app);
     assert_eq!(addrs.len(), 3, "{addrs:?}");
-    assert_eq!(server.stats().instances, baseline + 3);
+    assert_eq!(server.stats().instances, baseline + 4);
     app.shutdown().await;
     assert_eq!(server.stats().instances, baseline);
     let ports: Vec<u16> = addrs.iter().map(|a| a.port()).collect();
