@@ -306,3 +306,47 @@ async fn application_instances_and_mappings_as_java_writes_them_on_nacos() {
     consumer.destroy().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_and_mappings_come_back_after_a_restart_that_lost_them() {
+    // In memory: the restarted server knows nothing.
+    let server = start_at(
+        "127.0.0.1:0".parse().unwrap(),
+        NamingServerConfig::default(),
+    )
+    .await;
+    let addr = server.local_addr();
+    let provider = registry(&format!("nacos://{addr}?retry.period=200")).await;
+    let d = provider.service_discovery().unwrap();
+    let iface = "org.apache.dubbo.demo.DemoService";
+    let inst = instance("demo-provider", 20880);
+    d.register(&inst).await.unwrap();
+    d.map(iface, "demo-provider").await.unwrap();
+
+    server.stop().await;
+    // The client notices the outage at its next beat.
+    until(Duration::from_secs(15), "the outage noticed", || {
+        !provider.is_available()
+    })
+    .await;
+    let server = start_at(addr, NamingServerConfig::default()).await;
+    let reader = registry(&format!("nacos://{addr}")).await;
+    let dr = reader.service_discovery().unwrap();
+    let t = Instant::now();
+    loop {
+        let instances = dr.instances("demo-provider").await.unwrap();
+        let apps = dr.mapping(iface).await.unwrap();
+        if instances == vec![inst.clone()] && apps == vec!["demo-provider".to_owned()] {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "not back: {instances:?} {apps:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    provider.destroy().await;
+    assert!(dr.instances("demo-provider").await.unwrap().is_empty());
+    reader.destroy().await;
+    server.stop().await;
+}
