@@ -131,11 +131,19 @@ fn config_set_get_ls_rm_round_trip_through_rdubbo_registry() {
     );
     assert_eq!(status, 404);
 
-    // A registry without a config center says so.
-    let out = rdubbo(&["config", "get", "--registry", "memory://cli-config", key]);
+    // A registry that does not answer: an error naming it, within the timeout.
+    let out = rdubbo(&[
+        "config",
+        "get",
+        "--registry",
+        "nacos://127.0.0.1:1",
+        "--timeout",
+        "10",
+        key,
+    ]);
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("no config center"),
+        text(&out.stderr).contains("127.0.0.1:1"),
         "{}",
         text(&out.stderr)
     );
