@@ -347,6 +347,16 @@ impl Inner {
             .map_err(|_| RpcError::Timeout(timeout))??;
         // Taken only now: a call that could not reach the provider may go elsewhere.
         let mut input = input.take()?;
+        // An interface service's stream (Java's `StreamObserver`): the call names the
+        // element type; each message is one Hessian2 value, wrapped as Java wraps it.
+        let class = inv
+            .parameter_types
+            .first()
+            .map(|d| codec::class_name(d.as_ref()));
+        if let Some(class) = class.clone() {
+            let wrapped = stream::Map::new(input, move |v| Ok(stream::wrap_request(v, &class)));
+            input = MessageStream::new(wrapped).take()?;
+        }
         let (response, mut send) = sender
             .send_request(req, false)
             .map_err(|e| self.transport_error(e))?;
@@ -382,7 +392,7 @@ impl Inner {
         let guard = stream::AbortOnDrop(pump);
         // The answer is handed back at once: a bidirectional peer may send its headers
         // only with its first answer, after reading requests the caller has yet to send.
-        Ok(Reply::Stream(MessageStream::new(Answer::Waiting {
+        let answer = Answer::Waiting {
             response,
             guard,
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
@@ -390,7 +400,12 @@ impl Inner {
             max,
             addr: self.addr.clone(),
             reply_attachments: inv.reply_attachments.clone(),
-        })))
+        };
+        Ok(Reply::Stream(if class.is_some() {
+            MessageStream::new(stream::Map::new(answer, stream::unwrap_response))
+        } else {
+            MessageStream::new(answer)
+        }))
     }
 
     async fn exchange(&self, inv: &Invocation, timeout: Duration) -> RpcResult<Reply> {

@@ -321,3 +321,101 @@ pub(crate) async fn next_message(
     })
     .await
 }
+
+/// A message stream with each message mapped (an error ends it).
+pub(crate) struct Map<S, F> {
+    inner: S,
+    f: F,
+    over: bool,
+}
+
+impl<S, F> Map<S, F> {
+    pub(crate) fn new(inner: S, f: F) -> Map<S, F> {
+        Map {
+            inner,
+            f,
+            over: false,
+        }
+    }
+}
+
+impl<S, F> futures_core::Stream for Map<S, F>
+where
+    S: futures_core::Stream<Item = RpcResult<Bytes>> + Unpin,
+    F: FnMut(Bytes) -> RpcResult<Bytes> + Unpin,
+{
+    type Item = RpcResult<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.over {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(m))) => {
+                let mapped = (this.f)(m);
+                this.over = mapped.is_err();
+                Poll::Ready(Some(mapped))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.over = true;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.over = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// The one Hessian2 value a stream message of an interface service carries: Java wraps
+/// each in a `TripleRequestWrapper` of one argument.
+pub(crate) fn unwrap_request(message: Bytes) -> RpcResult<Bytes> {
+    let w = codec::decode_request(message)
+        .map_err(|e| RpcError::Codec(format!("bad TripleRequestWrapper in a stream: {e}")))?;
+    w.args
+        .into_iter()
+        .next()
+        .ok_or_else(|| RpcError::Codec("a stream message without its value".into()))
+}
+
+/// One Hessian2 value as Java sends a stream message of an interface service.
+pub(crate) fn wrap_request(value: Bytes, class: &str) -> Bytes {
+    use prost::Message;
+    Bytes::from(
+        codec::TripleRequestWrapper {
+            serialize_type: codec::HESSIAN4.into(),
+            args: vec![value],
+            arg_types: vec![class.to_string()],
+        }
+        .encode_to_vec(),
+    )
+}
+
+/// One Hessian2 value as Java answers in a stream of an interface service.
+pub(crate) fn wrap_response(value: Bytes) -> Bytes {
+    use prost::Message;
+    Bytes::from(
+        codec::TripleResponseWrapper {
+            serialize_type: codec::HESSIAN4.into(),
+            data: value,
+            r#type: "java.lang.Object".into(),
+        }
+        .encode_to_vec(),
+    )
+}
+
+/// The Hessian2 value of a `TripleResponseWrapper` in a stream (an exception as an error).
+pub(crate) fn unwrap_response(message: Bytes) -> RpcResult<Bytes> {
+    use prost::Message;
+    let w = codec::TripleResponseWrapper::decode(message)
+        .map_err(|e| RpcError::Codec(format!("bad TripleResponseWrapper in a stream: {e}")))?;
+    if w.r#type == "java.lang.Exception" {
+        let value = rdubbo_hessian::decode_value(&w.data)
+            .map_err(|e| RpcError::Codec(format!("bad exception in a stream: {e}")))?;
+        return Err(codec::exception_error(&value));
+    }
+    Ok(w.data)
+}

@@ -750,3 +750,97 @@ async fn the_client_calls_every_kind_of_a_grpcio_server() {
     drop(answers);
     assert_eq!(next_line(&mut lines).await, "CANCELLED");
 }
+
+/// An interface service (no IDL) with Java's `StreamObserver` methods: each message is
+/// one Hessian2 value, wrapped per message as Java 3.3 wraps it.
+struct Greeter;
+
+const GREETER: &str = "test.stream.Greeter";
+
+fn greeter_info() -> ServiceInfo {
+    ServiceInfo {
+        interface: GREETER.into(),
+        methods: vec!["greetStream".into(), "chat".into()],
+        streams: vec![
+            ("greetStream".into(), MethodKind::ServerStream),
+            ("chat".into(), MethodKind::BidiStream),
+        ],
+        ..Default::default()
+    }
+}
+
+fn hessian(s: &str) -> Bytes {
+    Bytes::from(rdubbo_hessian::to_bytes(&s.to_string()).unwrap())
+}
+
+fn text(b: &[u8]) -> String {
+    rdubbo_hessian::from_slice(b).unwrap()
+}
+
+impl Invoker for Greeter {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
+        Box::pin(async move {
+            match &*inv.method {
+                // void greetStream(String name, StreamObserver<String> answers)
+                "greetStream" => {
+                    let name: String = inv.args.decoder().read().map_err(RpcError::Codec)?;
+                    Ok(Reply::Stream(MessageStream::iter(
+                        ["hello", "bonjour"].map(|g| hessian(&format!("{g} {name}"))),
+                    )))
+                }
+                // StreamObserver<String> chat(StreamObserver<String> answers)
+                "chat" => {
+                    let mut input = inv.args.into_stream()?.take()?;
+                    let (sink, out) = MessageStream::channel(4);
+                    tokio::spawn(async move {
+                        while let Some(Ok(m)) = input.next().await {
+                            let up = text(&m).to_uppercase();
+                            if sink.send(hessian(&up)).await.is_err() {
+                                return;
+                            }
+                        }
+                        sink.finish();
+                    });
+                    Ok(Reply::Stream(out))
+                }
+                other => Err(RpcError::Invalid(format!("no method {other}"))),
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn interface_streams_carry_one_wrapped_hessian_value_per_message() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = TripleServer::builder()
+        .export(greeter_info(), Arc::new(Greeter))
+        .serve(listener)
+        .unwrap();
+    let url: Url = format!("tri://{}/{GREETER}", server.local_addr())
+        .parse()
+        .unwrap();
+    let client = TripleClient::new(&url).unwrap();
+    let string = std::borrow::Cow::Borrowed("Ljava/lang/String;");
+    let mut inv = Invocation::new(GREETER, "greetStream", Vec::new());
+    inv.args = Args::Stream(MessageStream::once(hessian("ann")));
+    inv.parameter_types = vec![string.clone()].into();
+    let reply = client.invoke(inv).await.unwrap();
+    let mut answers = reply.into_stream().unwrap().take().unwrap();
+    let mut got = Vec::new();
+    while let Some(m) = answers.next().await {
+        got.push(text(&m.unwrap()));
+    }
+    assert_eq!(got, vec!["hello ann", "bonjour ann"]);
+
+    let mut inv = Invocation::new(GREETER, "chat", Vec::new());
+    inv.args = Args::Stream(MessageStream::iter(["a", "b"].map(hessian)));
+    inv.parameter_types = vec![string].into();
+    let reply = client.invoke(inv).await.unwrap();
+    let mut answers = reply.into_stream().unwrap().take().unwrap();
+    let mut got = Vec::new();
+    while let Some(m) = answers.next().await {
+        got.push(text(&m.unwrap()));
+    }
+    assert_eq!(got, vec!["A", "B"]);
+    server.shutdown(Duration::ZERO).await;
+}

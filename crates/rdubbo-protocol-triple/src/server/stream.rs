@@ -17,7 +17,9 @@ use rdubbo_core::{
 
 use crate::codec::{self, grpc, Encoding};
 use crate::headers;
-use crate::stream::{next_message, send_frame, End, Incoming, Stop};
+use crate::stream::{
+    next_message, send_frame, unwrap_request, wrap_response, End, Incoming, Map, Stop,
+};
 
 use super::*;
 
@@ -135,12 +137,29 @@ pub(super) async fn serve_stream(
         reply_attachments: ReplySink::new(),
     };
     let mut sleep = Box::pin(tokio::time::sleep_until(deadline));
+    // An interface service (Java's `StreamObserver` methods): every message is a wrapper
+    // around one Hessian2 value, the service sees the values.
+    let idl = export.info.idl;
     if kind.client_streams() {
-        inv.args = Args::Stream(MessageStream::new(incoming));
+        inv.args = Args::Stream(if idl {
+            MessageStream::new(incoming)
+        } else {
+            MessageStream::new(Map::new(incoming, unwrap_request))
+        });
     } else {
         // Server streaming: the one request first.
         match std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_next(cx)).await {
-            Some(Ok(m)) => inv.args = Args::Message(m),
+            Some(Ok(m)) if idl => inv.args = Args::Message(m),
+            Some(Ok(m)) => {
+                let args = codec::decode_request(m).and_then(|w| codec::decode_args(&w));
+                match args {
+                    Ok(a) => inv.args = a,
+                    Err(e) => {
+                        let msg = format!("bad TripleRequestWrapper: {e}");
+                        return refuse(&mut respond, grpc::INTERNAL, &msg, None);
+                    }
+                }
+            }
             Some(Err(e)) => {
                 return refuse(&mut respond, codec::status_of(&e), &e.message(), None);
             }
@@ -183,6 +202,13 @@ pub(super) async fn serve_stream(
     let messages = match reply {
         Reply::Message(m) => MessageStream::once(m),
         Reply::Stream(s) => s,
+        other if !idl => {
+            let mut e = rdubbo_hessian::Encoder::new();
+            match other.write_hessian(&mut e) {
+                Ok(()) => MessageStream::once(Bytes::from(e.into_bytes())),
+                Err(msg) => return refuse(&mut respond, grpc::INTERNAL, &msg, None),
+            }
+        }
         other => {
             let msg = format!(
                 "{method_name} is a streaming method of an IDL service; it answered {other:?}, not messages"
@@ -190,9 +216,13 @@ pub(super) async fn serve_stream(
             return refuse(&mut respond, grpc::INTERNAL, &msg, None);
         }
     };
-    let mut messages = match messages.take() {
-        Ok(m) => m,
+    let messages = match messages.take() {
+        Ok(m) if idl => m.into_inner(),
+        Ok(m) => Box::pin(Map::new(m, |v| Ok(wrap_response(v)))),
         Err(e) => return refuse(&mut respond, grpc::INTERNAL, &e.message(), None),
+    };
+    let Ok(mut messages) = MessageStream::boxed(messages).take() else {
+        return;
     };
     let mut resp = Response::new(());
     let rh = resp.headers_mut();
