@@ -1,5 +1,7 @@
 //! `rdubbo ls <registry-url>`: the services of a registry with their providers and
-//! consumers, like dubbo-admin's service list.
+//! consumers, like dubbo-admin's service list; with a ZooKeeper registry also the Dubbo 3
+//! applications (`/services/<app>`) with their instances, revisions and the interfaces
+//! mapped to them (`/dubbo/mapping`).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -19,6 +21,131 @@ pub struct LsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Print only the Dubbo 3 applications, their instances and revisions.
+    #[arg(long, short)]
+    applications: bool,
+}
+
+/// One Dubbo 3 application: its instances and the interfaces mapped to it.
+struct Application {
+    name: String,
+    instances: Vec<rdubbo::ServiceInstance>,
+    interfaces: Vec<String>,
+}
+
+/// The applications of a ZooKeeper registry (none for other registries).
+async fn applications(registry: &str) -> Result<Vec<Application>> {
+    let url: Url = registry
+        .parse()
+        .map_err(|e| anyhow::anyhow!("registry URL {registry}: {e}"))?;
+    if !matches!(url.protocol(), "zookeeper" | "zk") {
+        return Ok(Vec::new());
+    }
+    use rdubbo::{Registry, ServiceDiscovery};
+    let zk = rdubbo_registry_zookeeper::ZookeeperRegistry::connect(&url)
+        .await
+        .with_context(|| format!("registry {registry}"))?;
+    let discovery = zk.discovery().clone();
+    let listed = async {
+        let mut by_app: BTreeMap<String, Application> = BTreeMap::new();
+        for name in discovery.applications().await? {
+            let instances = discovery.instances(&name).await?;
+            by_app.insert(
+                name.clone(),
+                Application {
+                    name,
+                    instances,
+                    interfaces: Vec::new(),
+                },
+            );
+        }
+        for interface in discovery.mapped_interfaces().await? {
+            for app in discovery.mapping(&interface).await? {
+                by_app
+                    .entry(app.clone())
+                    .or_insert_with(|| Application {
+                        name: app,
+                        instances: Vec::new(),
+                        interfaces: Vec::new(),
+                    })
+                    .interfaces
+                    .push(interface.clone());
+            }
+        }
+        Ok::<_, rdubbo::RegistryError>(by_app.into_values().collect())
+    }
+    .await;
+    zk.destroy().await;
+    listed.with_context(|| format!("listing the applications of {registry}"))
+}
+
+fn applications_json(apps: &[Application]) -> Value {
+    let list: Vec<Value> = apps
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "application": a.name,
+                "interfaces": a.interfaces,
+                "instances": a.instances.iter().map(|i| serde_json::json!({
+                    "address": i.id(),
+                    "revision": i.revision(),
+                    "endpoints": i.endpoints().iter().map(|(p, port)| format!("{p}:{port}")).collect::<Vec<_>>(),
+                    "metadata": i.metadata,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Value::Array(list)
+}
+
+fn print_applications(apps: &[Application], verbose: bool) {
+    let width = apps
+        .iter()
+        .map(|a| a.name.len())
+        .max()
+        .unwrap_or(11)
+        .max(11);
+    println!("{:<width$}  {:>9}  REVISIONS", "APPLICATION", "INSTANCES");
+    for a in apps {
+        let mut revisions: Vec<&str> = a.instances.iter().filter_map(|i| i.revision()).collect();
+        revisions.sort();
+        revisions.dedup();
+        println!(
+            "{:<width$}  {:>9}  {}",
+            a.name,
+            a.instances.len(),
+            if revisions.is_empty() {
+                "-".to_owned()
+            } else {
+                revisions.join(",")
+            }
+        );
+        for i in &a.instances {
+            let endpoints: Vec<String> = i
+                .endpoints()
+                .iter()
+                .map(|(p, port)| format!("{p}:{port}"))
+                .collect();
+            println!(
+                "  instance  {}  revision={}  endpoints={}",
+                i.id(),
+                i.revision().unwrap_or("-"),
+                if endpoints.is_empty() {
+                    "-".to_owned()
+                } else {
+                    endpoints.join(",")
+                }
+            );
+            if verbose {
+                for (k, v) in &i.metadata {
+                    println!("    {k}={v}");
+                }
+            }
+        }
+        for interface in &a.interfaces {
+            println!("  maps      {interface}");
+        }
+    }
 }
 
 #[derive(Default)]
@@ -42,6 +169,20 @@ pub async fn run(args: LsArgs) -> Result<ExitCode> {
     let urls = registry.lookup(&all).await;
     registry.destroy().await;
     let urls = urls.with_context(|| format!("listing {}", args.registry))?;
+    let apps = applications(&args.registry).await?;
+    if args.applications {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&applications_json(&apps))?
+            );
+        } else if apps.is_empty() {
+            println!("no applications in {}", args.registry);
+        } else {
+            print_applications(&apps, args.verbose);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
 
     let mut services: BTreeMap<String, Service> = BTreeMap::new();
     for url in urls {
@@ -69,6 +210,10 @@ pub async fn run(args: LsArgs) -> Result<ExitCode> {
     }
     if services.is_empty() {
         println!("no services in {}", args.registry);
+        if !apps.is_empty() {
+            println!();
+            print_applications(&apps, args.verbose);
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let width = services.keys().map(|k| k.len()).max().unwrap_or(7).max(7);
@@ -131,6 +276,10 @@ pub async fn run(args: LsArgs) -> Result<ExitCode> {
                 );
             }
         }
+    }
+    if !apps.is_empty() {
+        println!();
+        print_applications(&apps, args.verbose);
     }
     Ok(ExitCode::SUCCESS)
 }

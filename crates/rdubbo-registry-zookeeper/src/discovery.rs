@@ -116,6 +116,29 @@ impl ZookeeperServiceDiscovery {
         format!("{}/{interface}", self.inner.mapping_root)
     }
 
+    /// The applications with a folder under the instance root (`/services/*`), sorted
+    /// (for listings such as `rdubbo ls`; a folder may be empty).
+    pub async fn applications(&self) -> RegistryResult<Vec<String>> {
+        self.children(&self.inner.root).await
+    }
+
+    /// The interfaces with a mapping (`/dubbo/mapping/*`), sorted.
+    pub async fn mapped_interfaces(&self) -> RegistryResult<Vec<String>> {
+        self.children(&self.inner.mapping_root).await
+    }
+
+    async fn children(&self, dir: &str) -> RegistryResult<Vec<String>> {
+        let conn = self.inner.shared.current()?;
+        match conn.client.list_children(dir).await {
+            Ok(mut names) => {
+                names.sort();
+                Ok(names)
+            }
+            Err(zk::Error::NoNode) => Ok(Vec::new()),
+            Err(e) => Err(zk_error(&e, dir)),
+        }
+    }
+
     /// Instances registered through this client.
     pub fn registered(&self) -> Vec<String> {
         self.inner.state().instances.keys().cloned().collect()

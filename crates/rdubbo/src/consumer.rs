@@ -24,6 +24,11 @@
 //! metrics, a per-attempt deadline). Protocols, the cluster strategy and the load balancer
 //! come from the reference's [`Extensions`] table ([`ReferenceBuilder::extensions`], the
 //! built-ins by default).
+//!
+//! When the registry also speaks Dubbo 3's application-level discovery (ZooKeeper does),
+//! the reference follows the applications providing its interface too and calls
+//! whichever addresses its migration step picks (`APPLICATION_FIRST` by default, as Java
+//! 3): see [`discovery`](crate::discovery) and [`ReferenceBuilder::migration_step`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +36,7 @@ use std::time::Duration;
 use rdubbo_cluster::filter::{self, Filter, Side};
 use rdubbo_cluster::{ClusterInvoker, Directory};
 
+use crate::discovery::{Decision, Migration, MigrationConfig, MigrationStatus, MigrationStep};
 use crate::extension::Extensions;
 use crate::registry::{now_millis, sorted_params};
 use crate::{
@@ -54,6 +60,7 @@ pub struct ReferenceBuilder {
     params: Vec<(String, String)>,
     layers: Vec<Arc<dyn Layer>>,
     attempt_layers: Vec<Arc<dyn Layer>>,
+    migration_step: Option<MigrationStep>,
 }
 
 /// A service reference: calls go to one of the live providers, with failover.
@@ -63,6 +70,7 @@ pub struct Reference {
     registry: Option<Arc<dyn Registry>>,
     consumer: Url,
     listener: Arc<dyn NotifyListener>,
+    migration: Option<Arc<Migration>>,
 }
 
 impl Reference {
@@ -83,6 +91,7 @@ impl Reference {
             params: Vec::new(),
             layers: Vec::new(),
             attempt_layers: Vec::new(),
+            migration_step: None,
         }
     }
 
@@ -96,8 +105,17 @@ impl Reference {
         &self.consumer
     }
 
+    /// Where the providers come from, when the registry supports application-level
+    /// discovery: the migration step, the source and the providers of each side.
+    pub fn migration(&self) -> Option<MigrationStatus> {
+        self.migration.as_ref().map(|m| m.status())
+    }
+
     /// Unsubscribes and unregisters the consumer.
     pub async fn close(&self) {
+        if let Some(migration) = &self.migration {
+            migration.stop().await;
+        }
         if let Some(registry) = &self.registry {
             let subscribe = subscription_url(&self.consumer);
             let _ = registry.unsubscribe(&subscribe, &self.listener).await;
@@ -210,6 +228,14 @@ impl ReferenceBuilder {
     pub fn filter(self, filter: Arc<dyn Filter>) -> Self {
         self.layer(filter::layer(filter))
     }
+    /// The migration step when neither the reference's nor the registry URL's
+    /// `migration.step` parameter sets one (the application's setting; default
+    /// `APPLICATION_FIRST`); the config center's migration rule overrides them all. Only
+    /// for registries with application-level discovery.
+    pub fn migration_step(mut self, step: MigrationStep) -> Self {
+        self.migration_step = Some(step);
+        self
+    }
     /// How long [`build`](Self::build) waits for the first provider list (default 3 s).
     pub fn wait(mut self, wait: Duration) -> Self {
         self.wait = wait;
@@ -263,6 +289,33 @@ impl ReferenceBuilder {
             .unwrap_or_else(|_| Url::new("consumer", "127.0.0.1", None, &self.interface))
     }
 
+    /// The configured migration settings: `migration.step` / `migration.threshold` of the
+    /// reference, else of the registry URL, else the builder's step, else
+    /// `APPLICATION_FIRST` with threshold 0 (any application-level provider wins).
+    fn migration_decision(&self, consumer: &Url, registry: &Url) -> Result<Decision, SetupError> {
+        let param = |key: &str| {
+            consumer
+                .param_non_empty(key)
+                .or_else(|| registry.param_non_empty(key))
+                .map(str::to_owned)
+        };
+        let step = match param("migration.step") {
+            Some(s) => s.parse::<MigrationStep>().map_err(SetupError::Invalid)?,
+            None => self.migration_step.unwrap_or_default(),
+        };
+        let threshold = match param("migration.threshold") {
+            Some(t) => t.parse::<f64>().map_err(|_| {
+                SetupError::Invalid(format!("migration.threshold={t}: expected a number"))
+            })?,
+            None => 0.0,
+        };
+        Ok(Decision {
+            step,
+            threshold,
+            force: false,
+        })
+    }
+
     /// Subscribes (or binds the direct URL) and returns the reference.
     ///
     /// Fails with [`SetupError::Unknown`] for a cluster strategy, load balancer or (direct
@@ -305,6 +358,7 @@ impl ReferenceBuilder {
                 registry: None,
                 consumer,
                 listener,
+                migration: None,
             });
         }
         let Some(registry) = self.registry.clone() else {
@@ -312,14 +366,54 @@ impl ReferenceBuilder {
                 "a reference needs a registry or a provider URL".into(),
             ));
         };
+        let migration = match registry.service_discovery() {
+            Some(discovery) => {
+                let configured = self.migration_decision(&consumer, registry.url())?;
+                let provided_by = consumer.param_non_empty("provided-by").map(|apps| {
+                    crate::url::decode(apps)
+                        .unwrap_or_else(|_| apps.to_owned())
+                        .split(',')
+                        .map(|a| a.trim().to_owned())
+                        .filter(|a| !a.is_empty())
+                        .collect()
+                });
+                Some(
+                    Migration::start(MigrationConfig {
+                        consumer: consumer.clone().with_param("category", "providers"),
+                        directory: directory.clone(),
+                        discovery,
+                        config_center: registry.dynamic_configuration(),
+                        extensions: table.clone(),
+                        configured,
+                        provided_by,
+                        grace: self.wait / 2,
+                    })
+                    .await,
+                )
+            }
+            None => None,
+        };
+        let listener = match &migration {
+            Some(m) => m.interface_listener(),
+            None => listener,
+        };
         if let Err(e) = registry.register(&consumer).await {
             tracing::warn!(error = %e, "consumer registration failed; retrying in the background");
         }
-        registry
+        if let Err(e) = registry
             .subscribe(&subscription_url(&consumer), listener.clone())
-            .await?;
+            .await
+        {
+            if let Some(m) = &migration {
+                m.stop().await;
+            }
+            return Err(e.into());
+        }
         let ready = directory.wait_ready(self.wait).await;
         if self.check && (!ready || directory.providers().is_empty()) {
+            if let Some(m) = &migration {
+                m.stop().await;
+            }
             let _ = registry
                 .unsubscribe(&subscription_url(&consumer), &listener)
                 .await;
@@ -332,6 +426,7 @@ impl ReferenceBuilder {
             registry: Some(registry),
             consumer,
             listener,
+            migration,
         })
     }
 }

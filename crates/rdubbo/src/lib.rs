@@ -69,6 +69,7 @@ pub use rdubbo_macros::{service, JavaType};
 pub mod app;
 pub mod consumer;
 pub mod context;
+pub mod discovery;
 pub mod extension;
 pub mod generic;
 #[cfg(feature = "triple")]

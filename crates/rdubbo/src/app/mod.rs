@@ -325,6 +325,14 @@ impl AppState {
         if let (true, Some(instance)) = (pattern.is_empty() && online, &self.instance) {
             instance.set_online(true).await;
         }
+        // An instance with no service online is not registered either (application-level
+        // consumers would still call it), and comes back with the first one.
+        if let (false, Some(instance)) = (pattern.is_empty(), &self.instance) {
+            let any = self.exports.iter().any(|e| e.online.load(Ordering::SeqCst));
+            if any == online {
+                instance.set_online(online).await;
+            }
+        }
         n
     }
 

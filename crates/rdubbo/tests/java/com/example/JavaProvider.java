@@ -21,6 +21,7 @@ import org.apache.dubbo.rpc.RpcContext;
  *              [--metadata-center]                        (use the registry as metadata center:
  *                                                          Dubbo 3 writes the interface-app mapping)
  *              [--exit-on-stdin-eof]                      (exit when standard input closes)
+ *              [--protocol dubbo|tri]                     (default dubbo; tri: Dubbo 3 only)
  * </pre>
  */
 public final class JavaProvider {
@@ -101,6 +102,7 @@ public final class JavaProvider {
         String version = null;
         boolean metadataCenter = false;
         boolean exitOnStdinEof = false;
+        String protocolName = "dubbo";
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--port":
@@ -117,6 +119,9 @@ public final class JavaProvider {
                     break;
                 case "--exit-on-stdin-eof":
                     exitOnStdinEof = true;
+                    break;
+                case "--protocol":
+                    protocolName = args[++i];
                     break;
                 case "--register-mode":
                     System.setProperty("dubbo.application.register-mode", args[++i]);
@@ -146,7 +151,7 @@ public final class JavaProvider {
             reg.setUseAsMetadataCenter(metadataCenter);
         }
 
-        ProtocolConfig protocol = new ProtocolConfig("dubbo", port);
+        ProtocolConfig protocol = new ProtocolConfig(protocolName, port);
         protocol.setHost("127.0.0.1");
 
         ServiceConfig<UserService> service = new ServiceConfig<>();

@@ -1,0 +1,337 @@
+//! The application-level addresses of one reference (Java's `ServiceDiscoveryRegistry`
+//! with its `ServiceInstancesChangedListener`): interface → applications (the mapping, or
+//! the reference's `provided-by`) → their instances → the metadata of each revision →
+//! provider URLs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::metadata::metadata_of;
+use crate::extension::Extensions;
+use crate::metadata::MetadataInfo;
+use crate::{InstancesListener, ServiceDiscovery, ServiceInstance, Url};
+
+/// What the application level found: provider URLs and the applications they come from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct AppAddresses {
+    pub(crate) urls: Vec<Url>,
+    pub(crate) apps: Vec<String>,
+}
+
+enum Event {
+    Apps(Vec<String>),
+    Instances(String, Vec<ServiceInstance>),
+    Retry,
+    Stop,
+}
+
+/// Follows the application-level addresses of one reference until stopped (or dropped).
+pub(crate) struct AppLevel {
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl Drop for AppLevel {
+    fn drop(&mut self) {
+        let _ = self.events.send(Event::Stop);
+    }
+}
+
+/// The longest pause between two attempts at metadata that could not be fetched.
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+impl AppLevel {
+    /// Starts following: `on_update` gets the complete addresses once the applications and
+    /// all their instances are known, then after every change.
+    pub(crate) fn start(
+        discovery: Arc<dyn ServiceDiscovery>,
+        consumer: Url,
+        extensions: Arc<Extensions>,
+        provided_by: Option<Vec<String>>,
+        on_update: Box<dyn Fn(AppAddresses) + Send + Sync>,
+    ) -> AppLevel {
+        let (events, rx) = mpsc::unbounded_channel();
+        let follower = Follower {
+            discovery,
+            consumer,
+            extensions,
+            events: events.downgrade(),
+            on_update,
+            apps: None,
+            instances: BTreeMap::new(),
+            last: None,
+            retry: Duration::from_millis(500),
+        };
+        tokio::spawn(follower.run(provided_by, rx));
+        AppLevel { events }
+    }
+}
+
+struct Follower {
+    discovery: Arc<dyn ServiceDiscovery>,
+    consumer: Url,
+    extensions: Arc<Extensions>,
+    events: mpsc::WeakUnboundedSender<Event>,
+    on_update: Box<dyn Fn(AppAddresses) + Send + Sync>,
+    /// The applications providing the interface, once known.
+    apps: Option<BTreeSet<String>>,
+    /// The instances of each watched application (`None`: not told yet).
+    instances: BTreeMap<String, Option<Vec<ServiceInstance>>>,
+    last: Option<AppAddresses>,
+    retry: Duration,
+}
+
+impl Follower {
+    async fn run(
+        mut self,
+        provided_by: Option<Vec<String>>,
+        mut rx: mpsc::UnboundedReceiver<Event>,
+    ) {
+        let Some(events) = self.events.upgrade() else {
+            return;
+        };
+        let listener: Arc<dyn InstancesListener> = {
+            let events = self.events.clone();
+            Arc::new(move |app: &str, list: Vec<ServiceInstance>| {
+                if let Some(events) = events.upgrade() {
+                    let _ = events.send(Event::Instances(app.to_owned(), list));
+                }
+            })
+        };
+        match provided_by {
+            Some(apps) => {
+                let _ = events.send(Event::Apps(apps));
+            }
+            None => {
+                let weak = self.events.clone();
+                let interface = self.consumer.interface().to_owned();
+                let mapped = self
+                    .discovery
+                    .watch_mapping(
+                        &interface,
+                        Arc::new(move |apps| {
+                            if let Some(events) = weak.upgrade() {
+                                let _ = events.send(Event::Apps(apps));
+                            }
+                        }),
+                    )
+                    .await;
+                if let Err(e) = mapped {
+                    tracing::warn!(interface = %interface, error = %e, "cannot read the interface-application mapping");
+                    let _ = events.send(Event::Apps(Vec::new()));
+                }
+            }
+        }
+        drop(events);
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                batch.push(more);
+            }
+            for event in batch {
+                match event {
+                    Event::Apps(apps) => self.set_apps(apps, &listener).await,
+                    Event::Instances(app, list) => {
+                        if let Some(slot) = self.instances.get_mut(&app) {
+                            *slot = Some(list);
+                        }
+                    }
+                    Event::Retry => {}
+                    Event::Stop => {
+                        for app in self.instances.keys() {
+                            let _ = self.discovery.unwatch_instances(app, &listener).await;
+                        }
+                        return;
+                    }
+                }
+            }
+            self.refresh().await;
+        }
+    }
+
+    async fn set_apps(&mut self, apps: Vec<String>, listener: &Arc<dyn InstancesListener>) {
+        let apps: BTreeSet<String> = apps.into_iter().filter(|a| !a.is_empty()).collect();
+        let gone: Vec<String> = self
+            .instances
+            .keys()
+            .filter(|a| !apps.contains(*a))
+            .cloned()
+            .collect();
+        for app in gone {
+            self.instances.remove(&app);
+            let _ = self.discovery.unwatch_instances(&app, listener).await;
+        }
+        for app in &apps {
+            if self.instances.contains_key(app) {
+                continue;
+            }
+            self.instances.insert(app.clone(), None);
+            if let Err(e) = self.discovery.watch_instances(app, listener.clone()).await {
+                tracing::warn!(app = %app, error = %e, "cannot watch the instances of the application");
+                self.instances.insert(app.clone(), Some(Vec::new()));
+            }
+        }
+        if self.apps.as_ref() != Some(&apps) {
+            tracing::info!(interface = %self.consumer.interface(), apps = ?apps, "applications providing the interface");
+        }
+        self.apps = Some(apps);
+    }
+
+    /// Builds the addresses from what is known and tells them when they changed.
+    async fn refresh(&mut self) {
+        if self.apps.is_none() || self.instances.values().any(Option::is_none) {
+            return;
+        }
+        // Instances by (application, revision).
+        let mut by_revision: HashMap<(String, String), Vec<&ServiceInstance>> = HashMap::new();
+        for (app, list) in &self.instances {
+            for instance in list.iter().flatten() {
+                match instance.revision() {
+                    Some(r) if !r.is_empty() && r != crate::metadata::EMPTY_REVISION => by_revision
+                        .entry((app.clone(), r.to_owned()))
+                        .or_default()
+                        .push(instance),
+                    _ => {}
+                }
+            }
+        }
+        let mut infos: HashMap<(String, String), Arc<MetadataInfo>> = HashMap::new();
+        let mut failed = false;
+        for ((app, revision), instances) in &by_revision {
+            match metadata_of(&self.extensions, app, revision, instances).await {
+                Ok(info) => {
+                    infos.insert((app.clone(), revision.clone()), info);
+                }
+                Err(e) => {
+                    tracing::warn!(app = %app, revision = %revision, error = %e, "no metadata; its instances are left out for now");
+                    failed = true;
+                }
+            }
+        }
+        let mut urls = Vec::new();
+        for ((app, revision), instances) in &by_revision {
+            let Some(info) = infos.get(&(app.clone(), revision.clone())) else {
+                continue;
+            };
+            for instance in instances {
+                urls.extend(provider_urls(&self.consumer, instance, info));
+            }
+        }
+        urls.sort_by_cached_key(Url::to_string);
+        urls.dedup_by(|a, b| a.to_string() == b.to_string());
+        let addresses = AppAddresses {
+            urls,
+            apps: self.instances.keys().cloned().collect(),
+        };
+        if failed {
+            self.schedule_retry();
+        } else {
+            self.retry = Duration::from_millis(500);
+        }
+        tracing::debug!(interface = %self.consumer.interface(), urls = ?addresses.urls.iter().map(Url::to_string).collect::<Vec<_>>(), "application-level addresses");
+        if self.last.as_ref() != Some(&addresses) {
+            self.last = Some(addresses.clone());
+            (self.on_update)(addresses);
+        }
+    }
+
+    fn schedule_retry(&mut self) {
+        let delay = self.retry;
+        self.retry = (self.retry * 2).min(MAX_RETRY);
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Some(events) = events.upgrade() {
+                let _ = events.send(Event::Retry);
+            }
+        });
+    }
+}
+
+/// The provider URLs of `consumer`'s interface that `instance` serves according to its
+/// metadata: the instance's host, the port of the service's protocol among the instance's
+/// endpoints (else the instance port), the service's path and parameters.
+pub(crate) fn provider_urls(
+    consumer: &Url,
+    instance: &ServiceInstance,
+    info: &MetadataInfo,
+) -> Vec<Url> {
+    let wanted_protocol = consumer.param_non_empty("protocol");
+    let endpoints = instance.endpoints();
+    let mut urls = Vec::new();
+    for service in info.services.values() {
+        if service.name != consumer.interface() {
+            continue;
+        }
+        if wanted_protocol.is_some_and(|p| p != service.protocol) {
+            continue;
+        }
+        let port = endpoints
+            .iter()
+            .find(|(p, _)| *p == service.protocol)
+            .map_or(instance.port, |(_, port)| *port);
+        let mut url = Url::new(&service.protocol, &instance.host, Some(port), &service.path);
+        for (k, v) in &service.params {
+            url.set_param(k, crate::url::encode(v));
+        }
+        if url.param_non_empty("interface").is_none() {
+            url.set_param("interface", crate::url::encode(&service.name));
+        }
+        if let Some(g) = &service.group {
+            if url.param_non_empty("group").is_none() {
+                url.set_param("group", crate::url::encode(g));
+            }
+        }
+        if let Some(v) = &service.version {
+            if url.param_non_empty("version").is_none() {
+                url.set_param("version", crate::url::encode(v));
+            }
+        }
+        urls.push(url);
+    }
+    urls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::{endpoints_json, keys};
+    use crate::metadata::ServiceMetadata;
+
+    #[test]
+    fn urls_take_the_instance_host_and_the_protocols_endpoint() {
+        let mut info = MetadataInfo::new("shop");
+        for (protocol, port) in [("dubbo", 20880), ("tri", 50051)] {
+            let mut s = ServiceMetadata::new("demo.Api", protocol, port);
+            s.version = Some("1.0.0".into());
+            s.params.insert("interface".into(), "demo.Api".into());
+            s.params.insert("version".into(), "1.0.0".into());
+            s.params.insert("methods".into(), "a,b".into());
+            info.add_service(s);
+        }
+        info.add_service(ServiceMetadata::new("other.Api", "dubbo", 20880));
+        let mut instance = ServiceInstance::new("shop", "10.0.0.7", 20880);
+        instance.metadata.insert(
+            keys::ENDPOINTS.into(),
+            endpoints_json(&[("dubbo".into(), 20880), ("tri".into(), 50051)]),
+        );
+        let consumer: Url = "consumer://127.0.0.1/demo.Api?interface=demo.Api&version=1.0.0"
+            .parse()
+            .unwrap();
+        let urls = provider_urls(&consumer, &instance, &info);
+        let mut shown: Vec<String> = urls.iter().map(Url::to_string).collect();
+        shown.sort();
+        assert_eq!(
+            shown,
+            [
+                "dubbo://10.0.0.7:20880/demo.Api?interface=demo.Api&methods=a%2Cb&version=1.0.0",
+                "tri://10.0.0.7:50051/demo.Api?interface=demo.Api&methods=a%2Cb&version=1.0.0",
+            ]
+        );
+        assert!(urls.iter().all(|u| consumer.matches_provider(u)));
+        let tri_only = consumer.clone().with_param("protocol", "tri");
+        assert_eq!(provider_urls(&tri_only, &instance, &info).len(), 1);
+    }
+}

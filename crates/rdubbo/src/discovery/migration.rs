@@ -1,0 +1,370 @@
+//! Which addresses a reference calls while services migrate from interface-level to
+//! application-level registration (Java's `MigrationInvoker` with its
+//! `MigrationRuleListener`).
+//!
+//! The reference's one [`Directory`] is fed from one of two sources: the interface-level
+//! subscription (`/dubbo/<interface>/providers`) or the application level
+//! ([`AppLevel`]). The step decides which: `FORCE_INTERFACE`, `FORCE_APPLICATION`, or
+//! `APPLICATION_FIRST` — application-level addresses when there are some and at least
+//! `threshold` × as many as interface-level ones (Java's
+//! `DefaultMigrationAddressComparator`), else interface-level ones. The step comes from the
+//! reference (`migration.step`), the registry URL, the application, and the rule
+//! `<application>.migration` in the config center, which is watched.
+//!
+//! Switching never leaves a call without providers: the source switched to is followed
+//! first, and the directory takes its list only once it has providers (unless the rule
+//! says `force: true`); the list is replaced atomically, invokers of providers that stay
+//! are kept, and calls in flight on the previous ones finish on them.
+
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use rdubbo_cluster::Directory;
+
+use super::app_level::{AppAddresses, AppLevel};
+use super::rule::{Decision, MigrationRule, MigrationStep};
+use crate::config_center::{ConfigChange, ConfigListener, MIGRATION_GROUP, MIGRATION_SUFFIX};
+use crate::extension::Extensions;
+use crate::registry::is_empty_url;
+use crate::{DynamicConfiguration, NotifyListener, ServiceDiscovery, Url};
+
+/// Where a reference's providers come from now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddressSource {
+    /// Interface-level URLs (`/dubbo/<interface>/providers`).
+    Interface,
+    /// Application instances and their metadata.
+    Application,
+}
+
+/// The migration state of a reference (see [`Reference::migration`](crate::consumer::Reference::migration)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationStatus {
+    /// The step in force.
+    pub step: MigrationStep,
+    /// Where the directory's providers come from (`None` until the first list).
+    pub source: Option<AddressSource>,
+    /// Interface-level providers known (`None` before the first notification).
+    pub interface_providers: Option<usize>,
+    /// Application-level providers known (`None` while not followed or not known yet).
+    pub application_providers: Option<usize>,
+    /// The applications providing the interface (application level).
+    pub applications: Vec<String>,
+}
+
+/// How a reference's migration is set up.
+pub(crate) struct MigrationConfig {
+    pub(crate) consumer: Url,
+    pub(crate) directory: Arc<Directory>,
+    pub(crate) discovery: Arc<dyn ServiceDiscovery>,
+    pub(crate) config_center: Option<Arc<dyn DynamicConfiguration>>,
+    pub(crate) extensions: Arc<Extensions>,
+    pub(crate) configured: Decision,
+    pub(crate) provided_by: Option<Vec<String>>,
+    /// How long APPLICATION_FIRST waits for the application level before deciding
+    /// with the interface level alone.
+    pub(crate) grace: Duration,
+}
+
+/// The migration controller of one reference.
+pub(crate) struct Migration {
+    inner: Arc<Inner>,
+    rule_listener: Mutex<Option<Arc<dyn ConfigListener>>>,
+}
+
+struct Inner {
+    config: MigrationConfig,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    rule: Option<MigrationRule>,
+    interface: Option<Vec<Url>>,
+    app: Option<AppAddresses>,
+    app_level: Option<AppLevel>,
+    source: Option<AddressSource>,
+    forwarded: Option<Vec<Url>>,
+    grace_over: bool,
+    stopped: bool,
+    step: Option<MigrationStep>,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Migration {
+    /// Starts the controller: watches the migration rule, starts the application level
+    /// when the step needs it. The interface-level subscription is the caller's, with
+    /// [`interface_listener`](Self::interface_listener) as its listener.
+    pub(crate) async fn start(config: MigrationConfig) -> Arc<Migration> {
+        let grace = config.grace;
+        let migration = Arc::new(Migration {
+            inner: Arc::new(Inner {
+                config,
+                state: Mutex::new(State::default()),
+            }),
+            rule_listener: Mutex::new(None),
+        });
+        if let Some(cc) = migration.inner.config.config_center.clone() {
+            let weak = Arc::downgrade(&migration.inner);
+            let listener: Arc<dyn ConfigListener> = Arc::new(move |change: ConfigChange| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.rule_changed(change.content.as_deref());
+                }
+            });
+            let key = migration.rule_key();
+            if let Err(e) = cc.watch(&key, MIGRATION_GROUP, listener.clone()).await {
+                tracing::warn!(key = %key, error = %e, "cannot watch the migration rule");
+            }
+            *migration
+                .rule_listener
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(listener);
+        }
+        let weak = Arc::downgrade(&migration.inner);
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            if let Some(inner) = weak.upgrade() {
+                lock(&inner.state).grace_over = true;
+                inner.evaluate();
+            }
+        });
+        migration.inner.evaluate();
+        migration
+    }
+
+    fn rule_key(&self) -> String {
+        let app = self
+            .inner
+            .config
+            .consumer
+            .param_non_empty("application")
+            .unwrap_or("rdubbo-consumer");
+        format!("{app}{MIGRATION_SUFFIX}")
+    }
+
+    /// The listener of the interface-level subscription: provider lists go to the
+    /// controller, configurators and routers straight to the directory.
+    pub(crate) fn interface_listener(&self) -> Arc<dyn NotifyListener> {
+        Arc::new(InterfaceSide {
+            inner: Arc::downgrade(&self.inner),
+            directory: self.inner.config.directory.clone(),
+        })
+    }
+
+    /// The state now.
+    pub(crate) fn status(&self) -> MigrationStatus {
+        let st = lock(&self.inner.state);
+        let consumer = &self.inner.config.consumer;
+        let count = |urls: &[Url]| {
+            urls.iter()
+                .filter(|u| !is_empty_url(u) && consumer.matches_provider(u))
+                .count()
+        };
+        MigrationStatus {
+            step: st.step.unwrap_or(self.inner.decision(&st).step),
+            source: st.source,
+            interface_providers: st.interface.as_deref().map(count),
+            application_providers: st.app.as_ref().map(|a| count(&a.urls)),
+            applications: st.app.as_ref().map(|a| a.apps.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Stops following the rule and the application level.
+    pub(crate) async fn stop(&self) {
+        let app_level = {
+            let mut st = lock(&self.inner.state);
+            st.stopped = true;
+            st.app_level.take()
+        };
+        drop(app_level);
+        let listener = self
+            .rule_listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let (Some(cc), Some(listener)) = (&self.inner.config.config_center, listener) {
+            let _ = cc
+                .unwatch(&self.rule_key(), MIGRATION_GROUP, &listener)
+                .await;
+        }
+    }
+}
+
+impl Drop for Migration {
+    fn drop(&mut self) {
+        let mut st = lock(&self.inner.state);
+        st.stopped = true;
+        st.app_level = None;
+    }
+}
+
+/// The interface-level subscription's listener.
+struct InterfaceSide {
+    inner: Weak<Inner>,
+    directory: Arc<Directory>,
+}
+
+impl NotifyListener for InterfaceSide {
+    fn notify(&self, urls: Vec<Url>) {
+        let providers = urls
+            .first()
+            .is_some_and(|u| u.category() == crate::url::keys::PROVIDERS);
+        if !providers {
+            self.directory.notify(urls);
+            return;
+        }
+        if let Some(inner) = self.inner.upgrade() {
+            lock(&inner.state).interface = Some(urls);
+            inner.evaluate();
+        }
+    }
+}
+
+impl Inner {
+    /// The step, threshold and force flag now.
+    fn decision(&self, st: &State) -> Decision {
+        let consumer = &self.config.consumer;
+        match &st.rule {
+            Some(rule) => rule.decide(
+                consumer.interface(),
+                consumer.version(),
+                consumer.group(),
+                st.app
+                    .as_ref()
+                    .map(|a| a.apps.as_slice())
+                    .unwrap_or_default(),
+                self.config.configured,
+            ),
+            None => self.config.configured,
+        }
+    }
+
+    fn rule_changed(self: &Arc<Self>, content: Option<&str>) {
+        let rule = match content.map(str::trim).filter(|c| !c.is_empty()) {
+            None => None,
+            Some(text) => match MigrationRule::parse(text) {
+                Ok(rule) => Some(rule),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring a malformed migration rule");
+                    return;
+                }
+            },
+        };
+        tracing::info!(service = %self.config.consumer.service_key(), rule = ?rule, "migration rule");
+        lock(&self.state).rule = rule;
+        self.evaluate();
+    }
+
+    fn app_addresses(self: &Arc<Self>, addresses: AppAddresses) {
+        lock(&self.state).app = Some(addresses);
+        self.evaluate();
+    }
+
+    fn count(&self, urls: &[Url]) -> usize {
+        let consumer = &self.config.consumer;
+        urls.iter()
+            .filter(|u| !is_empty_url(u) && consumer.matches_provider(u))
+            .count()
+    }
+
+    /// Decides the source and feeds the directory. Called after every change.
+    fn evaluate(self: &Arc<Self>) {
+        let mut st = lock(&self.state);
+        if st.stopped {
+            return;
+        }
+        let decision = self.decision(&st);
+        if st.step != Some(decision.step) {
+            if st.step.is_some() {
+                tracing::info!(service = %self.config.consumer.service_key(), step = %decision.step, "migration step changed");
+            }
+            st.step = Some(decision.step);
+        }
+        // The application level runs while the step uses it or the directory still
+        // calls its providers.
+        let app_needed =
+            decision.step.uses_application() || st.source == Some(AddressSource::Application);
+        if app_needed && st.app_level.is_none() {
+            let weak = Arc::downgrade(self);
+            st.app_level = Some(AppLevel::start(
+                self.config.discovery.clone(),
+                self.config.consumer.clone(),
+                self.config.extensions.clone(),
+                self.config.provided_by.clone(),
+                Box::new(move |addresses| {
+                    if let Some(inner) = weak.upgrade() {
+                        inner.app_addresses(addresses);
+                    }
+                }),
+            ));
+        }
+        let interface = st.interface.as_deref().map(|u| self.count(u));
+        let app = st.app.as_ref().map(|a| self.count(&a.urls));
+        let target = match decision.step {
+            MigrationStep::ForceInterface => Some(AddressSource::Interface),
+            MigrationStep::ForceApplication => match (app, st.grace_over) {
+                (None, false) => None,
+                _ => Some(AddressSource::Application),
+            },
+            MigrationStep::ApplicationFirst => match (interface, app) {
+                (_, None) if !st.grace_over => None,
+                (None, Some(a)) if a > 0 => Some(AddressSource::Application),
+                (None, _) => None,
+                (Some(_), None) => Some(AddressSource::Interface),
+                (Some(_), Some(0)) => Some(AddressSource::Interface),
+                (Some(0), Some(_)) => Some(AddressSource::Application),
+                (Some(i), Some(a)) => {
+                    if a as f64 / i as f64 >= decision.threshold {
+                        Some(AddressSource::Application)
+                    } else {
+                        Some(AddressSource::Interface)
+                    }
+                }
+            },
+        };
+        let Some(target) = target else {
+            return;
+        };
+        let (available, list) = match target {
+            AddressSource::Interface => (interface, st.interface.clone()),
+            AddressSource::Application => (app, st.app.as_ref().map(|a| a.urls.clone())),
+        };
+        let source = match st.source {
+            Some(current) if current != target => {
+                // Switch only to a source that has providers (or when forced).
+                if available.unwrap_or(0) > 0 || decision.force {
+                    tracing::info!(service = %self.config.consumer.service_key(), from = ?current, to = ?target, providers = available.unwrap_or(0), "switching address source");
+                    target
+                } else {
+                    current
+                }
+            }
+            Some(current) => current,
+            None => {
+                if list.is_none() && target == AddressSource::Interface {
+                    return;
+                }
+                tracing::info!(service = %self.config.consumer.service_key(), source = ?target, step = %decision.step, "address source");
+                target
+            }
+        };
+        let list = match source {
+            AddressSource::Interface => st.interface.clone(),
+            AddressSource::Application => st.app.as_ref().map(|a| a.urls.clone()),
+        };
+        st.source = Some(source);
+        let list = list.unwrap_or_default();
+        if st.forwarded.as_ref() != Some(&list) {
+            st.forwarded = Some(list.clone());
+            self.config.directory.update(&list);
+        }
+        // Interface-level only from now on: stop following the application level.
+        if source == AddressSource::Interface && !decision.step.uses_application() {
+            st.app_level = None;
+            st.app = None;
+        }
+    }
+}
