@@ -225,6 +225,9 @@ pub(super) fn reference_builder(
         .application(&cfg.application.name)
         .retries(r.retries.unwrap_or(cfg.consumer.retries) as usize)
         .check(r.check.unwrap_or(cfg.consumer.check));
+    if let Some(step) = cfg.application.migration_step {
+        b = b.migration_step(step);
+    }
     if let Some(v) = &r.version {
         b = b.version(v);
     }

@@ -215,6 +215,12 @@ pub struct ApplicationConfig {
     /// Java 3's `dubbo.application.register-mode`). A registry's `register-mode`
     /// parameter overrides it for that registry.
     pub register_mode: Option<crate::RegisterMode>,
+    /// How references find providers while services move to application-level
+    /// registration: `FORCE_INTERFACE`, `APPLICATION_FIRST` (default, as Java 3) or
+    /// `FORCE_APPLICATION` (Java's `dubbo.application.migration.step`). A reference's or
+    /// registry's `migration.step` parameter and the config center's
+    /// `<name>.migration` rule override it.
+    pub migration_step: Option<crate::discovery::MigrationStep>,
 }
 
 impl Default for ApplicationConfig {
@@ -226,6 +232,7 @@ impl Default for ApplicationConfig {
             organization: None,
             environment: None,
             register_mode: None,
+            migration_step: None,
         }
     }
 }
