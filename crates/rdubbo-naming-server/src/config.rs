@@ -69,7 +69,8 @@ pub struct NamingServerConfig {
     /// Keys one long poll may listen to. Default 10,000.
     pub max_listen_keys: usize,
     /// Long polls parked at once; beyond, a poll that would wait is answered 503. Default
-    /// 10,000.
+    /// 2,048 (half the default connection limit; at the connection limit parked polls also
+    /// make room as idle connections do).
     pub max_long_polls: usize,
     /// The longest a long poll is parked, whatever its `Long-Pulling-Timeout` asks (it is
     /// parked that timeout less 500 ms, as Nacos does). Default 90 s.
@@ -115,7 +116,7 @@ impl Default for NamingServerConfig {
             max_config_bytes: 256 * 1024 * 1024,
             max_config_body_size: 1024 * 1024,
             max_listen_keys: 10_000,
-            max_long_polls: 10_000,
+            max_long_polls: 2_048,
             max_long_poll_timeout: Duration::from_secs(90),
             auth: None,
             token_ttl: Duration::from_secs(18_000),

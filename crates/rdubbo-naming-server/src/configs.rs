@@ -6,7 +6,9 @@
 //! Bounds: the size of one content ([`NamingServerConfig::max_config_size`]), the number of
 //! configs and their bytes in all, the keys of one long poll, the long polls parked at
 //! once (beyond: 503), and how long one may be parked (the client's `Long-Pulling-Timeout`
-//! less 500 ms, at most [`NamingServerConfig::max_long_poll_timeout`]).
+//! less 500 ms, at most [`NamingServerConfig::max_long_poll_timeout`]). At the connection
+//! limit a parked poll gives its connection up as an idle one does (the client polls
+//! again), so parked polls never lock other clients out.
 //!
 //! [`NamingServerConfig::max_config_size`]: crate::NamingServerConfig::max_config_size
 //! [`NamingServerConfig::max_long_poll_timeout`]: crate::NamingServerConfig::max_long_poll_timeout
@@ -26,6 +28,7 @@ use rdubbo_registry_nacos::config_wire::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::conn::ConnState;
 use crate::http::{bad, json_response, reject, storage_error, text, HttpResponse, Params, Reject};
 use crate::store::{now_ms, open_table, Flush, Writer, CONFIGS};
 use crate::Shared;
@@ -465,12 +468,13 @@ fn changed_answer(entries: &[(ConfigKey, String)], which: &[usize]) -> HttpRespo
     no_cache(text(StatusCode::OK, body))
 }
 
-/// Counts a parked long poll while it lives.
-struct Parked<'a>(&'a Shared);
+/// Counts a parked long poll while it lives, and marks its connection parked.
+struct Parked<'a>(&'a Shared, &'a ConnState);
 
 impl Drop for Parked<'_> {
     fn drop(&mut self) {
         self.0.config_polls.fetch_sub(1, Ordering::Relaxed);
+        self.1.set_parked(0);
     }
 }
 
@@ -479,6 +483,7 @@ impl Drop for Parked<'_> {
 /// timeout, then answers them (or an empty body).
 pub(crate) async fn listen(
     shared: &Shared,
+    state: &ConnState,
     p: &Params,
     headers: &ConfigHeaders,
 ) -> Result<HttpResponse, Reject> {
@@ -522,7 +527,7 @@ pub(crate) async fn listen(
         return Ok(changed_answer(&entries, &now));
     };
     let parked = shared.config_polls.fetch_add(1, Ordering::Relaxed) + 1;
-    let _parked = Parked(shared);
+    let _parked = Parked(shared, state);
     if parked > shared.config.max_long_polls {
         shared.config_polls_refused.fetch_add(1, Ordering::Relaxed);
         let mut r = text(
@@ -541,6 +546,8 @@ pub(crate) async fn listen(
         shared.config.max_long_poll_timeout,
     );
     let deadline = tokio::time::Instant::now() + wait;
+    // At the connection limit, a parked poll makes room like an idle connection.
+    state.set_parked(shared.clock.now());
     loop {
         tokio::select! {
             r = rx.changed() => {

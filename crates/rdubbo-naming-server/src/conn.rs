@@ -52,6 +52,8 @@ pub(crate) struct ConnState {
     write_stalled: AtomicU64,
     /// A request is being handled (its body read by the handler, or its answer built).
     busy: AtomicBool,
+    /// Since when a config long poll has been parked on this connection; 0 when none.
+    parked_since: AtomicU64,
     killed: AtomicBool,
     kill: Notify,
 }
@@ -64,6 +66,7 @@ impl ConnState {
             idle_since: AtomicU64::new(now),
             write_stalled: AtomicU64::new(0),
             busy: AtomicBool::new(false),
+            parked_since: AtomicU64::new(0),
             killed: AtomicBool::new(false),
             kill: Notify::new(),
         }
@@ -88,6 +91,13 @@ impl ConnState {
     pub fn end_request(&self, now: u64) {
         self.idle_since.store(now, Ordering::Relaxed);
         self.busy.store(false, Ordering::Relaxed);
+    }
+
+    /// A config long poll parks on this connection (`now`) or stops waiting (`0`): while
+    /// parked, the connection may make room at the connection limit as an idle one does
+    /// (its client polls again).
+    pub fn set_parked(&self, now: u64) {
+        self.parked_since.store(now, Ordering::Relaxed);
     }
 
     /// Closes the connection.
@@ -146,6 +156,11 @@ impl ConnState {
         let idle = self.idle_since.load(Ordering::Relaxed);
         if !busy && rs == 0 && now.saturating_sub(idle) >= idle_min_age {
             return Some((2, idle));
+        }
+        // A parked long poll waits for nothing but a change: as good as idle.
+        let parked = self.parked_since.load(Ordering::Relaxed);
+        if busy && parked != 0 && now.saturating_sub(parked) >= idle_min_age {
+            return Some((2, parked));
         }
         None
     }

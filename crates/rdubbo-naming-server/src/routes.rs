@@ -124,7 +124,7 @@ pub(crate) async fn handle(
         }
         (&Method::DELETE, "/nacos/v1/cs/configs") => configs::remove(shared, &p).await,
         (&Method::POST, "/nacos/v1/cs/configs/listener") => {
-            configs::listen(shared, &p, &config_headers).await
+            configs::listen(shared, state, &p, &config_headers).await
         }
         (&Method::POST, "/nacos/v1/auth/login" | "/nacos/v1/auth/users/login") => {
             login(shared, peer, &p)

@@ -413,3 +413,89 @@ async fn the_config_api_needs_a_login_when_the_naming_api_does() {
     .await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn parked_long_polls_make_room_at_the_connection_limit() {
+    let server = start(NamingServerConfig {
+        max_connections: 3,
+        ..Default::default()
+    })
+    .await;
+    let addr = server.local_addr();
+    blocking(move || {
+        // Three polls take every slot and wait for a change that does not come.
+        let pollers: Vec<_> = (0..3)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    call(
+                        addr,
+                        "POST",
+                        "/nacos/v1/cs/configs/listener",
+                        &[("Long-Pulling-Timeout", "20000")],
+                        &probe(&[("a", "dubbo", None, "")]),
+                    )
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // Each look takes a slot too: it may itself evict a poll once all three wait.
+            let (s, _, b) = call(
+                addr,
+                "GET",
+                "/nacos/v1/cs/configs?dataId=a&group=dubbo",
+                &[],
+                "",
+            );
+            assert_eq!(s, 404, "{b}");
+            let stats_polls = http(addr, "GET", "/rdubbo/console/api", "").1;
+            let v: Value = serde_json::from_str(&stats_polls).unwrap_or(Value::Null);
+            if v["configs"]["listeners"].as_u64().unwrap_or(0) >= 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the polls were never parked");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Slots are all parked polls now: newcomers are served, and once a poll has waited
+        // a moment it gives way (its client sees the connection close).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pollers.iter().any(|p| p.is_finished()) {
+            let (s, _, _) = call(
+                addr,
+                "GET",
+                "/nacos/v1/cs/configs?dataId=a&group=dubbo",
+                &[],
+                "",
+            );
+            assert_eq!(s, 404);
+            assert!(Instant::now() < deadline, "no parked poll gave way");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The evicted polls end without an answer (their clients poll again); a change
+        // answers the ones still parked.
+        call(
+            addr,
+            "POST",
+            "/nacos/v1/cs/configs",
+            &[],
+            &publish_body("a", "dubbo", "x"),
+        );
+        for p in pollers {
+            let (s, _, b) = p.join().unwrap();
+            assert!(s == 0 || (s == 200 && b == "a%02dubbo%01"), "{s} {b}");
+        }
+    })
+    .await;
+    assert!(
+        server.stats().connections_evicted >= 1,
+        "{:?}",
+        server.stats()
+    );
+    assert_eq!(
+        server.stats().connections_refused,
+        0,
+        "{:?}",
+        server.stats()
+    );
+    server.stop().await;
+}
