@@ -220,9 +220,7 @@ impl Child {
     }
 
     fn cpu_seconds(&self) -> f64 {
-        self.child
-            .id()
-            .map_or(0.0, procstats::process_cpu_seconds)
+        self.child.id().map_or(0.0, procstats::process_cpu_seconds)
     }
 }
 
@@ -261,10 +259,11 @@ async fn measure(kind: Kind, server: &Child, messages: i32, streams: usize) -> R
             }
         }
         Kind::Tonic => {
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))?
-                .tcp_nodelay(true)
-                .connect()
-                .await?;
+            let channel =
+                tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))?
+                    .tcp_nodelay(true)
+                    .connect()
+                    .await?;
             let client = tonic::client::Grpc::new(channel);
             (c0, s0, t0) = (procstats::cpu_ms(), server.cpu_seconds(), Instant::now());
             for _ in 0..streams {
