@@ -88,7 +88,7 @@ struct Shared {
     streams: bool,
     epoch: Instant,
     /// The budget of buffered request bytes, in KiB.
-    body_budget: tokio::sync::Semaphore,
+    body_budget: Arc<tokio::sync::Semaphore>,
     http1: hyper::server::conn::http1::Builder,
 }
 
@@ -195,7 +195,7 @@ impl ServerBuilder {
             draining: AtomicBool::new(false),
             streams,
             epoch: Instant::now(),
-            body_budget: tokio::sync::Semaphore::new(budget_kib),
+            body_budget: Arc::new(tokio::sync::Semaphore::new(budget_kib)),
             http1,
         });
         let (stop_tx, stop_rx) = watch::channel(None);

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -12,6 +13,7 @@ use futures_core::Stream as _;
 use http::HeaderMap;
 use rdubbo_core::stream::cancelled;
 use rdubbo_core::{Messages, RpcError, RpcResult};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 
 use crate::codec::{self, grpc, Encoding, FrameError};
 use crate::headers;
@@ -35,6 +37,14 @@ impl FrameDecoder {
     /// Bytes held.
     pub(crate) fn buffered(&self) -> usize {
         self.buf.len()
+    }
+
+    /// The whole size (prefix included) of the message being received, once its prefix is.
+    pub(crate) fn declared(&self) -> Option<usize> {
+        (self.buf.len() >= codec::PREFIX_LEN).then(|| {
+            let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
+            codec::PREFIX_LEN.saturating_add(len as usize)
+        })
     }
 
     /// The next complete message (inflated), if one is buffered.
@@ -92,7 +102,15 @@ pub(crate) struct Incoming {
     /// Where the stream is from (for errors).
     peer: String,
     over: bool,
+    /// The server's budget of buffered request bytes (KiB): a message larger than what
+    /// the window let in takes its whole size from it before more is asked for.
+    budget: Option<Arc<Semaphore>>,
+    acquiring: Option<Acquire>,
+    held: Option<OwnedSemaphorePermit>,
 }
+
+type Acquire =
+    Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send + 'static>>;
 
 /// Aborts a task when dropped.
 pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
@@ -123,7 +141,16 @@ impl Incoming {
             guard: None,
             peer,
             over: false,
+            budget: None,
+            acquiring: None,
+            held: None,
         }
+    }
+
+    /// Takes a message's size from `budget` before its bytes are asked for past the window.
+    pub(crate) fn with_budget(mut self, budget: Arc<Semaphore>) -> Incoming {
+        self.budget = Some(budget);
+        self
     }
 
     /// Ends the stream with `error` when `at` passes.
@@ -182,11 +209,37 @@ impl futures_core::Stream for Incoming {
         }
         loop {
             match this.decoder.next_message(this.encoding, this.max) {
-                Ok(Some(m)) => return Poll::Ready(Some(Ok(m))),
+                Ok(Some(m)) => {
+                    this.held = None;
+                    return Poll::Ready(Some(Ok(m)));
+                }
                 Ok(None) => {}
                 Err(e) => {
                     let e = this.frame_error(e);
                     return this.fail(e);
+                }
+            }
+            // A message is partly in: its whole size comes from the budget before the
+            // peer is given room for the rest.
+            if let (Some(budget), None, Some(size)) =
+                (&this.budget, &this.held, this.decoder.declared())
+            {
+                if this.unreleased > 0 {
+                    let acquiring = this.acquiring.get_or_insert_with(|| {
+                        let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX);
+                        Box::pin(budget.clone().acquire_many_owned(kib))
+                    });
+                    match acquiring.as_mut().poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Ok(permit)) => {
+                            this.held = Some(permit);
+                            this.acquiring = None;
+                        }
+                        Poll::Ready(Err(_)) => {
+                            let e = cancelled("the server is shutting down");
+                            return this.fail(e);
+                        }
+                    }
                 }
             }
             // The reader wants more than is buffered: give the peer room for it.

@@ -63,7 +63,7 @@ fn info() -> ServiceInfo {
     ServiceInfo {
         interface: SERVICE.into(),
         methods: [
-            "echo", "count", "sum", "chat", "fail", "crash", "forever", "flood", "drain",
+            "echo", "count", "sum", "chat", "fail", "crash", "forever", "flood", "drain", "size",
         ]
         .iter()
         .map(|m| m.to_string())
@@ -77,6 +77,7 @@ fn info() -> ServiceInfo {
             ("flood".into(), MethodKind::ServerStream),
             ("sum".into(), MethodKind::ClientStream),
             ("drain".into(), MethodKind::ClientStream),
+            ("size".into(), MethodKind::ClientStream),
             ("chat".into(), MethodKind::BidiStream),
         ],
         ..Default::default()
@@ -110,6 +111,14 @@ impl Invoker for Streamer {
                     let mut total = 0;
                     while let Some(m) = input.next().await {
                         total += number(&m?);
+                    }
+                    Ok(Reply::Message(Bytes::from(total.to_string())))
+                }
+                "size" => {
+                    let mut input = inv.args.into_stream()?.take()?;
+                    let mut total = 0;
+                    while let Some(m) = input.next().await {
+                        total += m?.len();
                     }
                     Ok(Reply::Message(Bytes::from(total.to_string())))
                 }
@@ -843,4 +852,39 @@ async fn interface_streams_carry_one_wrapped_hessian_value_per_message() {
     }
     assert_eq!(got, vec!["A", "B"]);
     server.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn large_stream_messages_share_the_server_budget() {
+    // Room for one 40 KiB message at a time past the HTTP/2 window: sixteen streams sending
+    // one each are read one after the other, and every one is served.
+    let f = start(ServerConfig {
+        max_message_size: 48 * 1024,
+        max_buffered_bytes: 64 * 1024,
+        ..ServerConfig::default()
+    })
+    .await;
+    let calls: Vec<_> = (0..16)
+        .map(|_| {
+            let client = f.client.clone();
+            tokio::spawn(async move {
+                let input = MessageStream::once(Bytes::from(vec![1u8; 40 * 1024]));
+                let reply = client.invoke(call("size", Args::Stream(input))).await?;
+                reply.into_message().await
+            })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.await.unwrap().unwrap(), (40 * 1024).to_string());
+    }
+    // Over the message limit: refused with RESOURCE_EXHAUSTED.
+    let input = MessageStream::once(Bytes::from(vec![1u8; 49 * 1024]));
+    let reply = f
+        .client
+        .invoke(call("size", Args::Stream(input)))
+        .await
+        .unwrap();
+    let err = reply.into_message().await.unwrap_err();
+    assert_eq!(status_of(&err), grpc::RESOURCE_EXHAUSTED, "{err:?}");
+    f.server.shutdown(Duration::ZERO).await;
 }

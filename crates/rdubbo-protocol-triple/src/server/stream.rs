@@ -123,7 +123,8 @@ pub(super) async fn serve_stream(
     let max = shared.config.max_message_size;
     let peer = conn.peer.to_string();
     let mut incoming = Incoming::new(body, encoding, max, End::Plain, peer)
-        .with_deadline(deadline, RpcError::Timeout(timeout));
+        .with_deadline(deadline, RpcError::Timeout(timeout))
+        .with_budget(shared.body_budget.clone());
     let method_name = export.method(method);
     let mut inv = Invocation {
         interface: export.interface.clone(),
