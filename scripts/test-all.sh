@@ -69,14 +69,15 @@ if command -v python3 >/dev/null 2>&1; then
   fi
 fi
 
-# The foreign config clients of crates/rdubbo/tests/nacos_config_interop.rs: npm `nacos` and
-# PyPI `nacos-sdk-python` 2.0.11 (the last release with the HTTP v1 client; 3.x is gRPC only),
+# The foreign config clients of crates/rdubbo/tests/nacos_config_interop.rs: npm `nacos` (and
+# playwright-core, which drives Chromium on the console) and PyPI `nacos-sdk-python` 2.0.11 (the last release with the HTTP v1 client; 3.x is gRPC only),
 # into target/tmp/nacos-config-clients. Without network those tests are skipped, loudly.
 nacos_clients="${CARGO_TARGET_DIR:-$PWD/target}/tmp/nacos-config-clients"
 mkdir -p "$nacos_clients"
 [ -f "$nacos_clients/package.json" ] || echo '{"private":true}' >"$nacos_clients/package.json"
-if ! { [ -f "$nacos_clients/node_modules/nacos/package.json" ] ||
-  (cd "$nacos_clients" && npm install --no-audit --no-fund --loglevel=error nacos@2.6.3 >/dev/null); } ||
+if ! { [ -f "$nacos_clients/node_modules/nacos/package.json" ] &&
+  [ -f "$nacos_clients/node_modules/playwright-core/package.json" ] ||
+  (cd "$nacos_clients" && npm install --no-audit --no-fund --loglevel=error nacos@2.6.3 playwright-core@1 >/dev/null); } ||
   ! { [ -f "$nacos_clients/py/nacos/client.py" ] ||
     python3 -m pip install --quiet --disable-pip-version-check --no-warn-conflicts \
       --target "$nacos_clients/py" "nacos-sdk-python==2.0.11"; }; then

@@ -341,3 +341,111 @@ async fn nacos_sdk_python_and_rdubbo_share_configs_on_the_embedded_registry() {
     server.stop().await;
     let _ = std::fs::remove_dir_all(&work);
 }
+
+const CONSOLE_SCRIPT: &str = r#"
+const { chromium } = require('playwright-core');
+const out = (o) => console.log(JSON.stringify(o));
+process.stdin.on('end', () => process.exit(0));
+process.stdin.resume();
+(async () => {
+  const [base] = process.argv.slice(2);
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 700 } });
+    await page.goto(base + '/');
+    const row = (id) => `tr.config[data-id="${id}"]`;
+    await page.waitForSelector(row('demo-provider.configurators'), { timeout: 10000 });
+    out({ event: 'first', row: await page.textContent(row('demo-provider.configurators')) });
+    // Published after the page loaded: shown without a reload.
+    const body = 'dataId=demo-provider.tag-router&group=dubbo&content=' + encodeURIComponent('force: true\n');
+    const r = await fetch(base + '/nacos/v1/cs/configs', { method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body });
+    out({ event: 'published', status: r.status, body: await r.text() });
+    await page.waitForSelector(row('demo-provider.tag-router'), { timeout: 10000 });
+    out({ event: 'second', row: await page.textContent(row('demo-provider.tag-router')),
+          status: await page.textContent('#status') });
+  } finally {
+    await browser.close();
+  }
+})().catch((e) => { out({ event: 'error', message: String(e && e.stack || e) }); process.exit(1); });
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_console_lists_configurations_in_chromium() {
+    if skip("console configurations in Chromium") {
+        return;
+    }
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "Debian chromium is needed (scripts/test-all.sh installs it)"
+    );
+    let dir = dir();
+    let node_dir = {
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || npm_install(&d, &["nacos@2.6.3", "playwright-core@1"]))
+            .await
+            .unwrap()
+    };
+    let server = NamingServer::start(NamingServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let registry = rdubbo::registry::connect(&server.registry_url())
+        .await
+        .unwrap();
+    let rule = "configVersion: v3.0\nscope: application\nkey: demo-provider\n";
+    registry
+        .dynamic_configuration()
+        .unwrap()
+        .publish("demo-provider.configurators", "dubbo", rule)
+        .await
+        .unwrap();
+    let script = node_dir.join(format!("console-{}.js", std::process::id()));
+    std::fs::write(&script, CONSOLE_SCRIPT).unwrap();
+    let mut command = Command::new("node");
+    command
+        .arg(&script)
+        .arg(format!("http://{}", server.local_addr()))
+        .current_dir(&node_dir);
+    let peer = Peer::start("console", command);
+    let first = tokio::task::spawn_blocking(move || {
+        let first = peer.expect("first", Duration::from_secs(30), |_| true);
+        let published = peer.expect("published", Duration::from_secs(30), |_| true);
+        let second = peer.expect("second", Duration::from_secs(30), |_| true);
+        (first, published, second)
+    })
+    .await
+    .unwrap();
+    let (first, published, second) = first;
+    let row = first["row"].as_str().unwrap();
+    for part in [
+        "demo-provider.configurators",
+        "dubbo",
+        "public",
+        "text",
+        "scope: application",
+    ] {
+        assert!(row.contains(part), "{part:?} not in {row:?}");
+    }
+    assert_eq!(published["status"], 200);
+    assert_eq!(published["body"], "true");
+    assert!(
+        second["row"].as_str().unwrap().contains("force: true"),
+        "{second}"
+    );
+    assert!(
+        second["status"]
+            .as_str()
+            .unwrap()
+            .contains("2 configuration(s)"),
+        "{second}"
+    );
+    registry.destroy().await;
+    server.stop().await;
+}
