@@ -70,8 +70,9 @@ if command -v python3 >/dev/null 2>&1; then
 fi
 
 # The foreign config clients of crates/rdubbo/tests/nacos_config_interop.rs: npm `nacos` (and
-# playwright-core, which drives Chromium on the console) and PyPI `nacos-sdk-python` 2.0.11 (the last release with the HTTP v1 client; 3.x is gRPC only),
-# into target/tmp/nacos-config-clients. Without network those tests are skipped, loudly.
+# playwright-core, which drives Chromium on the console) and PyPI `nacos-sdk-python` 2.0.11
+# (the last release with the HTTP v1 client; 3.x is gRPC only), into
+# target/tmp/nacos-config-clients. Without network those tests are skipped, loudly.
 nacos_clients="${CARGO_TARGET_DIR:-$PWD/target}/tmp/nacos-config-clients"
 mkdir -p "$nacos_clients"
 [ -f "$nacos_clients/package.json" ] || echo '{"private":true}' >"$nacos_clients/package.json"
