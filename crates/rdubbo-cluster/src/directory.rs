@@ -197,6 +197,19 @@ impl Directory {
     ) -> Result<(), RuleError> {
         let _guard = self.update_lock.lock().unwrap_or_else(|e| e.into_inner());
         let content = content.filter(|c| !c.trim().is_empty());
+        {
+            // The same text again (a re-read, a reconnect): nothing to do.
+            let documents = self.documents.lock().unwrap_or_else(|e| e.into_inner());
+            if documents
+                .texts
+                .get(&kind)
+                .map(|t| t.as_deref())
+                .unwrap_or(None)
+                == content
+            {
+                return Ok(());
+            }
+        }
         let result = self.read_document(kind, content);
         if let Err(e) = &result {
             tracing::error!(
@@ -230,6 +243,7 @@ impl Directory {
     /// Parses `content` into the rules of `kind` (nothing changes on an error).
     fn read_document(&self, kind: RuleKind, content: Option<&str>) -> Result<(), RuleError> {
         let mut documents = self.documents.lock().unwrap_or_else(|e| e.into_inner());
+        documents.texts.insert(kind, content.map(str::to_owned));
         match kind {
             RuleKind::AppConfigurators | RuleKind::ServiceConfigurators => {
                 let parsed = match content {
@@ -404,6 +418,9 @@ struct Documents {
     provider_app_conditions: Vec<router::ConditionRule>,
     app_conditions: Vec<router::ConditionRule>,
     tags: Option<Arc<TagRule>>,
+    /// The last text of each kind of document (`None`: none or deleted), malformed ones
+    /// included (so that they are reported once).
+    texts: HashMap<RuleKind, Option<String>>,
 }
 
 /// A provider URL with the registry's `override://` rules, then the application's and

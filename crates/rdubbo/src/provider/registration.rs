@@ -109,6 +109,8 @@ struct Documents {
     app: Vec<ConfiguratorRule>,
     service: Vec<ConfiguratorRule>,
     watches: Vec<(String, Arc<dyn ConfigListener>)>,
+    /// The last text of each document (`None`: deleted).
+    texts: std::collections::HashMap<RuleKind, Option<String>>,
 }
 
 impl Registration {
@@ -224,6 +226,18 @@ impl Registration {
         reconcile: Option<&tokio::runtime::Handle>,
     ) {
         let content = content.filter(|c| !c.trim().is_empty());
+        {
+            // The same text again (a re-read, a reconnect): nothing to do.
+            let mut documents = lock(&self.slots[i].documents);
+            let text = content.map(str::to_owned);
+            if documents.texts.get(&kind) == Some(&text)
+                || (text.is_none() && !documents.texts.contains_key(&kind))
+            {
+                documents.texts.insert(kind, text);
+                return;
+            }
+            documents.texts.insert(kind, text);
+        }
         let parsed = match content.map(rules::parse_configurators) {
             None => Vec::new(),
             Some(Ok(parsed)) if !parsed.is_empty() => parsed,
