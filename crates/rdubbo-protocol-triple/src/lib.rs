@@ -1,6 +1,6 @@
 //! Triple (`tri://`, default port 50051), Dubbo 3's gRPC-compatible protocol,
 //! interoperable with Java Dubbo 3.3 for interface services (the `#[rdubbo::service]`
-//! traits, no IDL).
+//! traits, no IDL) and with gRPC for IDL (protobuf) services, streaming included.
 //!
 //! - [`TripleServer`]: HTTP/2 cleartext (prior knowledge) and HTTP/1.1 on one port. gRPC
 //!   calls carry Java's `TripleRequestWrapper` (the arguments, each one Hessian2 value,
@@ -11,6 +11,17 @@
 //!   (`*-bin` base64), `tri-service-version`/`tri-service-group`, gzip. The JSON mode
 //!   answers `POST /<interface>/<method>` with a JSON array of arguments (curl). Limits on
 //!   connections, idle time, message size, HTTP/2 streams and header list size.
+//! - **IDL services** (`ServiceInfo::idl`): a protobuf message is the gRPC body itself
+//!   (`Args::Message` / `Reply::Message`, no wrapper), errors are gRPC statuses
+//!   ([`codec::grpc_error`] picks one); stock gRPC clients call them.
+//! - **Streaming** (`ServiceInfo::streams`, over HTTP/2): server-, client- and
+//!   bidirectional streaming as [`rdubbo_core::MessageStream`]s. Received messages hand
+//!   their HTTP/2 window back only as the service reads them, answers are sent only as the
+//!   peer's window allows (back-pressure both ways); the deadline covers the whole stream;
+//!   a reset, a dropped answer or a passed deadline cancels the other side; a failed or
+//!   dropped producer ends the stream with an error status in the trailers. Interface
+//!   services stream as Java 3.3's `StreamObserver` methods do (one wrapped Hessian2 value
+//!   per message).
 //! - [`TripleClient`]: the consumer side over HTTP/2 connections with calls multiplexed.
 //! - [`TripleProtocol`]: both behind [`rdubbo_core::Protocol`] (`name() == "tri"`).
 //! - [`codec`]: framing, wrapper messages, status mapping (no I/O).
