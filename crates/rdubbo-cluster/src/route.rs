@@ -306,8 +306,8 @@ enum TagRoute {
 
 /// A tag rule (`<provider-app>.tag-router`) over the providers of a snapshot.
 struct DynamicTags {
-    /// Per tag number: the providers the rule gives the tag, when the rule lists
-    /// addresses (or matches) for it.
+    /// Per tag number: the providers the rule gives the tag (`None`: a tag the rule
+    /// does not name).
     groups: Vec<Option<Vec<u32>>>,
     /// Per provider: whether any tag of the rule names its address.
     in_any: Vec<bool>,
@@ -400,7 +400,7 @@ impl Snapshot {
         }
         let dynamic_tags = rules.tags.as_ref().filter(|r| r.is_active()).map(|rule| {
             let mut in_any = vec![false; all.len()];
-            let mut by_number: Vec<(u32, Vec<u32>, bool)> = Vec::new();
+            let mut by_number: Vec<(u32, Vec<u32>)> = Vec::new();
             for tag in &rule.tags {
                 let n = number(&mut tags, &mut groups, &tag.name);
                 let members: Vec<u32> = (0..all.len() as u32)
@@ -409,20 +409,16 @@ impl Snapshot {
                 for &i in &members {
                     in_any[i as usize] = true;
                 }
-                let listed = tag.has_addresses() || !members.is_empty();
-                by_number.push((n, members, listed));
+                by_number.push((n, members));
             }
             let mut groups_of = vec![None; groups.len()];
             let mut named = vec![false; groups.len()];
-            for (n, members, listed) in by_number {
+            for (n, members) in by_number {
                 named[n as usize] = true;
-                if listed {
-                    let entry: &mut Option<Vec<u32>> = &mut groups_of[n as usize];
-                    let list = entry.get_or_insert_with(Vec::new);
-                    list.extend(members);
-                    list.sort_unstable();
-                    list.dedup();
-                }
+                let list = groups_of[n as usize].get_or_insert_with(Vec::new);
+                list.extend(members);
+                list.sort_unstable();
+                list.dedup();
             }
             DynamicTags {
                 any_addresses: rule.tags.iter().any(|t| t.has_addresses())
@@ -596,14 +592,20 @@ impl Snapshot {
         };
         match tag {
             TagRoute::Tag(t, force) => {
-                if let Some(Some(members)) = rule.groups.get(t as usize) {
-                    if !members.is_empty() || rule.force {
-                        return members.clone();
+                // A tag the rule names: its addresses (even none left); otherwise the
+                // providers' own tags. Nothing found: nothing when forced, else the
+                // providers without any tag.
+                let found = match rule.groups.get(t as usize) {
+                    Some(Some(members)) => {
+                        if !members.is_empty() || rule.force {
+                            return members.clone();
+                        }
+                        Vec::new()
                     }
-                }
-                let group = own_group(t);
-                if !group.is_empty() || force {
-                    return group;
+                    _ => own_group(t),
+                };
+                if !found.is_empty() || force {
+                    return found;
                 }
                 (0..n)
                     .filter(|&i| !rule.in_any[i as usize] && self.own_tag[i as usize].is_none())

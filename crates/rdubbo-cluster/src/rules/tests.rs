@@ -429,6 +429,14 @@ mod directory {
         dir.update_rule_document(RuleKind::Tags, "k", Some(&forced))
             .unwrap();
         assert!(ports(&dir, &gray).is_empty());
+        // A tag the rule names wins over the providers' own tag of that name, even when
+        // none of its addresses is left (Java's TagStateRouter): fallback, not `blue`.
+        let renamed = "key: shop\ntags:\n- name: blue\n  addresses: ['10.9.9.9:9']\n";
+        dir.update_rule_document(RuleKind::Tags, "k", Some(renamed))
+            .unwrap();
+        assert_eq!(ports(&dir, &blue), [1, 2]);
+        dir.update_rule_document(RuleKind::Tags, "k", Some(&forced))
+            .unwrap();
         // Malformed: kept; deleted: back to the providers' own tags.
         assert!(dir
             .update_rule_document(RuleKind::Tags, "k", Some("tags: ["))
