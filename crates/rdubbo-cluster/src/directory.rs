@@ -661,13 +661,14 @@ mod tests {
         "=> host = $host",
         "=> dubbo.tag = gray",
         "method = say* & application = web => host = 10.30.*,10.40.0.2",
+        "attachments[dubbo.tag] = gray => host = 10.30.*",
     ];
 
     proptest::proptest! {
         #[test]
         fn precomputed_routes_match_routing_every_call(
             providers in proptest::collection::vec((0usize..4, 0usize..3), 0..8),
-            rules in proptest::collection::vec((0usize..10, 0i64..3, proptest::bool::ANY), 0..4),
+            rules in proptest::collection::vec((0usize..RULES.len(), 0i64..3, proptest::bool::ANY), 0..4),
             method in 0usize..3,
             tag in 0usize..4,
             force in proptest::bool::ANY,

@@ -518,7 +518,7 @@ impl Snapshot {
         }
         let mut mask = 0u64;
         for (i, rule) in self.rules.iter().enumerate() {
-            if rule.when_consumer && rule.when_method.matches(&invocation.method) {
+            if rule.when_consumer && rule.when_method.matches(invocation) {
                 mask |= 1 << i;
             }
         }
@@ -532,7 +532,7 @@ impl Snapshot {
             let applies: Vec<bool> = self
                 .rules
                 .iter()
-                .map(|r| r.when_consumer && r.when_method.matches(&invocation.method))
+                .map(|r| r.when_consumer && r.when_method.matches(invocation))
                 .collect();
             return Routed::from(self.compute(tag, |i| applies[i]).0);
         };

@@ -5,7 +5,8 @@
 //! `<when>` (empty: always), only providers matching `<then>` are used (empty: none — a
 //! blacklist). Conditions are `key = v1,v2` or `key != v`, joined with `&`; values may use
 //! `*` as a wildcard at either end and `$key` for the consumer's own value. Keys: `host`,
-//! `port`, `protocol`, `application`, `method`, or any URL parameter. If the result is
+//! `port`, `protocol`, `application`, `method`, `attachments[key]` (in `<when>`: the
+//! call's attachment), or any URL parameter. If the result is
 //! empty and the rule is not `force=true`, it is not applied. Rules run by ascending
 //! `priority`; `enabled=false` switches one off. A malformed rule is reported and ignored:
 //! traffic is never affected by a rule that cannot be read.
@@ -297,23 +298,23 @@ impl ConditionRule {
         })
     }
 
-    /// The `when` part for calls of `consumer`: whether its conditions that do not name
-    /// the method hold (they read only the consumer URL), and the method conditions, to
-    /// check per call.
+    /// The `when` part for calls of `consumer`: whether its conditions on the consumer
+    /// hold (they read only the consumer URL), and the conditions on the call (`method`,
+    /// `attachments[key]`), to check per call.
     pub(crate) fn split_when(&self, consumer: &Url) -> (bool, MethodConditions) {
-        let is_method = |c: &Condition| matches!(c.key.as_str(), "method" | "methods");
         let static_part: Vec<Condition> = self
             .when
             .iter()
-            .filter(|c| !is_method(c))
+            .filter(|c| per_call_key(&c.key).is_none())
             .cloned()
             .collect();
         let holds = matches_all(&static_part, consumer, None, consumer);
         let method = self
             .when
             .iter()
-            .filter(|c| is_method(c))
-            .map(|c| MethodCondition {
+            .filter_map(|c| per_call_key(&c.key).map(|attachment| (c, attachment)))
+            .map(|(c, attachment)| MethodCondition {
+                attachment: attachment.map(str::to_owned),
                 negate: c.negate,
                 patterns: c
                     .values
@@ -360,22 +361,45 @@ enum Pattern {
 
 #[derive(Debug, Clone)]
 struct MethodCondition {
+    /// `None`: the method; else the attachment of that key.
+    attachment: Option<String>,
     negate: bool,
     patterns: Vec<Pattern>,
 }
 
-/// The method conditions of a rule's `when` part, with the consumer's values resolved:
-/// checked per call without allocating.
+/// Whether a `when` key reads the call rather than the consumer: `Some(None)` for the
+/// method, `Some(Some(key))` for an attachment (`attachments[key]`).
+fn per_call_key(key: &str) -> Option<Option<&str>> {
+    match key {
+        "method" | "methods" => Some(None),
+        _ => attachment_key(key).map(Some),
+    }
+}
+
+/// `key` of `attachments[key]`.
+fn attachment_key(key: &str) -> Option<&str> {
+    key.strip_prefix("attachments[")
+        .and_then(|k| k.strip_suffix(']'))
+}
+
+/// The per-call conditions of a rule's `when` part (method, attachments), with the
+/// consumer's values resolved: checked per call without allocating.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MethodConditions(Vec<MethodCondition>);
 
 impl MethodConditions {
-    /// Whether every condition holds for a call of `method`.
-    pub(crate) fn matches(&self, method: &str) -> bool {
+    /// Whether every condition holds for `invocation`.
+    pub(crate) fn matches(&self, invocation: &Invocation) -> bool {
         self.0.iter().all(|c| {
-            let hit = c.patterns.iter().any(|p| match p {
-                Pattern::Glob(g) => glob(g, method),
-                Pattern::Exact(v) => v.as_deref() == Some(method),
+            let value = match &c.attachment {
+                None => Some(&*invocation.method),
+                Some(key) => invocation.attachments.get(key),
+            };
+            let hit = value.is_some_and(|value| {
+                c.patterns.iter().any(|p| match p {
+                    Pattern::Glob(g) => glob(g, value),
+                    Pattern::Exact(v) => v.as_deref() == Some(value),
+                })
             });
             hit != c.negate
         })
@@ -389,7 +413,11 @@ fn value_of<'a>(key: &str, url: &'a Url, invocation: Option<&'a Invocation>) -> 
         "protocol" => Some(url.protocol().to_owned()),
         "address" => Some(url.address()),
         "method" | "methods" if invocation.is_some() => invocation.map(|i| i.method.to_string()),
-        other => url.param(other).map(str::to_owned),
+        other => match (attachment_key(other), invocation) {
+            (Some(key), Some(i)) => i.attachments.get(key).map(str::to_owned),
+            (Some(_), None) => None,
+            (None, _) => url.param(other).map(str::to_owned),
+        },
     }
 }
 

@@ -340,6 +340,16 @@ mod directory {
         .unwrap();
         assert_eq!(ports(&dir, &hello), [2]);
         assert_eq!(ports(&dir, &echo), [1, 2]);
+        // Per-call conditions on attachments.
+        let lane = "conditions:\n- attachments[lane] = blue => port = 1\n";
+        dir.update_rule_document(RuleKind::AppConditions, "lane", Some(lane))
+            .unwrap();
+        let mut blue = echo.clone();
+        blue.attachments.insert("lane", "blue");
+        assert_eq!(ports(&dir, &blue), [1]);
+        assert_eq!(ports(&dir, &echo), [1, 2]);
+        dir.update_rule_document(RuleKind::AppConditions, "lane", None)
+            .unwrap();
         assert!(dir
             .update_rule_document(
                 RuleKind::ServiceConditions,
