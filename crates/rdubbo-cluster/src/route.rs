@@ -299,9 +299,10 @@ struct CompiledRule {
 enum TagRoute {
     /// A call without a tag.
     Default,
-    /// A call with a tag: its number in the snapshot's tag table (`u32::MAX`: a tag
-    /// nobody has), and whether it forbids falling back.
-    Tag(u32, bool),
+    /// A call with a tag: the number (in the snapshot's tag table; `u32::MAX`: none)
+    /// of the tag of the tag rule it goes by, of its own tag (for the providers' own
+    /// tags), and whether it forbids falling back.
+    Tag(u32, u32, bool),
 }
 
 /// A tag rule (`<provider-app>.tag-router`) over the providers of a snapshot.
@@ -507,7 +508,26 @@ impl Snapshot {
                     .get(FORCE_TAG_KEY)
                     .or_else(|| self.consumer.param(FORCE_TAG_KEY))
                     == Some("true");
-                TagRoute::Tag(self.tags.get(tag).copied().unwrap_or(u32::MAX), force)
+                let own = self.tags.get(tag).copied().unwrap_or(u32::MAX);
+                let by_rule = match &self.dynamic_tags {
+                    // Java's `selectAddressByTagLevel`: `a|b|c` falls back to `a|b`, then
+                    // `a`, to the first the rule gives providers (unless forced).
+                    Some(rule) if !force && tag.contains('|') => {
+                        let parts: Vec<&str> = tag.split('|').collect();
+                        (1..=parts.len())
+                            .rev()
+                            .filter_map(|i| self.tags.get(parts[..i].join("|").as_str()))
+                            .copied()
+                            .find(|&n| {
+                                rule.groups
+                                    .get(n as usize)
+                                    .is_some_and(|g| g.as_ref().is_some_and(|g| !g.is_empty()))
+                            })
+                            .unwrap_or(u32::MAX)
+                    }
+                    _ => own,
+                };
+                TagRoute::Tag(by_rule, own, force)
             }
         }
     }
@@ -580,7 +600,7 @@ impl Snapshot {
             return match tag {
                 TagRoute::Default if self.untagged.is_empty() => (0..n).collect(),
                 TagRoute::Default => self.untagged.clone(),
-                TagRoute::Tag(t, force) => {
+                TagRoute::Tag(_, t, force) => {
                     let group = own_group(t);
                     if !group.is_empty() || force {
                         group
@@ -591,11 +611,11 @@ impl Snapshot {
             };
         };
         match tag {
-            TagRoute::Tag(t, force) => {
+            TagRoute::Tag(by_rule, t, force) => {
                 // A tag the rule names: its addresses (even none left); otherwise the
                 // providers' own tags. Nothing found: nothing when forced, else the
                 // providers without any tag.
-                let found = match rule.groups.get(t as usize) {
+                let found = match rule.groups.get(by_rule as usize) {
                     Some(Some(members)) => {
                         if !members.is_empty() || rule.force {
                             return members.clone();

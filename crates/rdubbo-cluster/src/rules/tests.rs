@@ -447,6 +447,23 @@ mod directory {
         assert_eq!(ports(&dir, &blue), [1, 2]);
         dir.update_rule_document(RuleKind::Tags, "k", Some(&forced))
             .unwrap();
+        // Tag levels: `beta|team2` falls back to `beta` (not when forced).
+        let levels = "key: shop\ntags:\n- name: beta\n  addresses: ['10.0.0.1:1']\n- name: beta|team1\n  addresses: ['10.0.0.2:2']\n";
+        dir.update_rule_document(RuleKind::Tags, "k", Some(levels))
+            .unwrap();
+        let tagged = |tag: &str, force: bool| {
+            let mut call = plain.clone();
+            call.attachments.insert("dubbo.tag", tag);
+            if force {
+                call.attachments.insert("dubbo.force.tag", "true");
+            }
+            ports(&dir, &call)
+        };
+        assert_eq!(tagged("beta|team1", false), [2]);
+        assert_eq!(tagged("beta|team2", false), [1]);
+        assert!(tagged("beta|team2", true).is_empty());
+        dir.update_rule_document(RuleKind::Tags, "k", Some(&forced))
+            .unwrap();
         // Malformed: kept; deleted: back to the providers' own tags.
         assert!(dir
             .update_rule_document(RuleKind::Tags, "k", Some("tags: ["))
