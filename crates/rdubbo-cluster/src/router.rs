@@ -4,7 +4,8 @@
 //! A condition rule reads `<when> => <then>`: when the consumer and the call match
 //! `<when>` (empty: always), only providers matching `<then>` are used (empty: none — a
 //! blacklist). Conditions are `key = v1,v2` or `key != v`, joined with `&`; values may use
-//! `*` as a wildcard at either end and `$key` for the consumer's own value. Keys: `host`,
+//! `*` as a wildcard at either end, `a~b` for an integer range and `$key` for the
+//! consumer's own value. Keys: `host`,
 //! `port`, `protocol`, `application`, `method`, `attachments[key]` (in `<when>`: the
 //! call's attachment), or any URL parameter. If the result is
 //! empty and the rule is not `force=true`, it is not applied. Rules run by ascending
@@ -422,6 +423,9 @@ fn value_of<'a>(key: &str, url: &'a Url, invocation: Option<&'a Invocation>) -> 
 }
 
 fn glob(pattern: &str, value: &str) -> bool {
+    if let Some(hit) = range(pattern, value) {
+        return hit;
+    }
     match (pattern.strip_prefix('*'), pattern.strip_suffix('*')) {
         _ if pattern == "*" => true,
         (Some(rest), _) if rest.ends_with('*') => value.contains(&rest[..rest.len() - 1]),
@@ -429,6 +433,26 @@ fn glob(pattern: &str, value: &str) -> bool {
         (None, Some(prefix)) => value.starts_with(prefix),
         (None, None) => value == pattern,
     }
+}
+
+/// Java's `RangeValuePattern`: `a~b`, `~b`, `a~` on integers (`None`: not a range).
+fn range(pattern: &str, value: &str) -> Option<bool> {
+    let (lo, hi) = pattern.split_once('~')?;
+    let bound = |b: &str, default: i64| -> Option<i64> {
+        let b = b.trim();
+        if b.is_empty() {
+            Some(default)
+        } else {
+            b.parse().ok()
+        }
+    };
+    let (lo, hi) = (bound(lo, i64::MIN)?, bound(hi, i64::MAX)?);
+    Some(
+        value
+            .trim()
+            .parse::<i64>()
+            .is_ok_and(|v| lo <= v && v <= hi),
+    )
 }
 
 fn matches_all(
@@ -562,6 +586,8 @@ mod tests {
         assert!(glob("*20*", "10.20.1.1"));
         assert!(glob("*", "x"));
         assert!(glob("a", "a") && !glob("a", "b"));
+        assert!(glob("20880~20890", "20885") && !glob("20880~20890", "20891"));
+        assert!(glob("~10", "-3") && glob("10~", "99") && !glob("1~5", "x"));
     }
 
     proptest::proptest! {
