@@ -151,3 +151,29 @@ fn config_set_get_ls_rm_round_trip_through_rdubbo_registry() {
     stop(registry);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn config_set_get_ls_rm_through_zookeeper_as_zkcli_sees_it() {
+    let zk = rdubbo_testkit::ZkServer::start();
+    let url = zk.registry_url("file.cache=false");
+    let key = "org.apache.dubbo.demo.DemoService:1.0.0:.condition-router";
+    let rule = "scope: service\nkey: org.apache.dubbo.demo.DemoService:1.0.0\nconditions:\n- => host != 10.0.0.1\n";
+    let out = rdubbo(&["config", "set", "--registry", &url, key, rule]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Where Java Dubbo reads it: /dubbo/config/dubbo/<key>.
+    let got = zk.cli(&["get", &format!("/dubbo/config/dubbo/{key}")]);
+    assert!(got.contains("host != 10.0.0.1"), "{got}");
+    let out = rdubbo(&["config", "get", "--registry", &url, key]);
+    assert_eq!(text(&out.stdout), rule);
+    let out = rdubbo(&["config", "ls", "--registry", &url]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).lines().any(|l| l == key),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = rdubbo(&["config", "rm", "--registry", &url, key]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = rdubbo(&["config", "get", "--registry", &url, key]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+}
