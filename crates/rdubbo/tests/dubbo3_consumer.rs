@@ -531,3 +531,53 @@ async fn java_3_3_provider_registered_by_instance_is_called_with_force_applicati
         drop(java_provider);
     }
 }
+
+// ------------------------------------------------------------------------- benchmark
+
+/// Consumer start → first answer, by migration step: a fresh registry client, the
+/// reference and its first call, against one provider registered both ways (`all`). The
+/// provider restarts before each run (a new port, so a new revision: the metadata is
+/// fetched every time, as by a fresh consumer process).
+///
+/// `cargo test --release -p rdubbo --test dubbo3_consumer -- --ignored --nocapture start_to_first_call`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn start_to_first_call() {
+    const RUNS: usize = 30;
+    let zk = ZkServer::start();
+    let provider_registry = connect(&zk).await;
+    let mut table = Vec::new();
+    for step in ["FORCE_INTERFACE", "APPLICATION_FIRST", "FORCE_APPLICATION"] {
+        let mut times = Vec::with_capacity(RUNS);
+        for _ in 0..RUNS {
+            let p = provider("dubbo", &provider_registry, APP, RegisterMode::All).await;
+            let t0 = Instant::now();
+            let registry = connect(&zk).await;
+            let r = reference(&registry, Some(step), true).await.unwrap();
+            assert_eq!(users(&r).inc(1).await.unwrap(), 2);
+            times.push(t0.elapsed());
+            let expected = if step == "FORCE_INTERFACE" {
+                AddressSource::Interface
+            } else {
+                AddressSource::Application
+            };
+            assert_eq!(source(&r), Some(expected));
+            r.close().await;
+            registry.destroy().await;
+            p.stop().await;
+        }
+        times.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        table.push(format!(
+            "| {step} | {:.1} | {:.1} | {:.1} |",
+            ms(times[RUNS / 2]),
+            ms(times[RUNS * 9 / 10]),
+            ms(times[RUNS - 1])
+        ));
+    }
+    println!("| step | median ms | p90 ms | max ms |\n|---|---:|---:|---:|");
+    for row in table {
+        println!("{row}");
+    }
+    provider_registry.destroy().await;
+}
