@@ -116,6 +116,7 @@ impl Reference {
         if let Some(migration) = &self.migration {
             migration.stop().await;
         }
+        self.directory().unwatch_rules().await;
         if let Some(registry) = &self.registry {
             let subscribe = subscription_url(&self.consumer);
             let _ = registry.unsubscribe(&subscribe, &self.listener).await;
@@ -420,6 +421,8 @@ impl ReferenceBuilder {
             let _ = registry.unregister(&consumer).await;
             return Err(SetupError::NoProvider(consumer.service_key()));
         }
+        // Governance rules of the config center (configurators, condition and tag routers).
+        directory.watch_rules(registry.dynamic_configuration()).await;
         Ok(Reference {
             cluster,
             invoker,
