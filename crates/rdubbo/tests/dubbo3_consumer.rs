@@ -322,6 +322,70 @@ async fn migration_rule_switches_steps_under_load_without_a_failed_call() {
     registry.destroy().await;
 }
 
+/// APPLICATION_FIRST's threshold (Java's `DefaultMigrationAddressComparator`): with two
+/// interface-level providers and one application-level one, the application level wins
+/// only when 1/2 reaches the threshold; a rule's `interfaces` entry beats its own step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_first_threshold_and_per_interface_rules() {
+    init_tracing();
+    let zk = ZkServer::start();
+    let registry = connect(&zk).await;
+    let config = registry.dynamic_configuration().unwrap();
+    let both = provider("dubbo", &registry, APP, RegisterMode::All).await;
+    let urls_only = provider(
+        "dubbo",
+        &registry,
+        "rdubbo-users-2",
+        RegisterMode::Interface,
+    )
+    .await;
+    let r = reference(&registry, None, true).await.unwrap();
+    let status = r.migration().unwrap();
+    assert_eq!(
+        (status.interface_providers, status.application_providers),
+        (Some(2), Some(1))
+    );
+    // Java's default threshold (0): any application-level provider wins.
+    assert_eq!(source(&r), Some(AddressSource::Application));
+    let key = format!("{CONSUMER_APP}.migration");
+    let group = rdubbo::config_center::MIGRATION_GROUP;
+    config
+        .publish(&key, group, "step: APPLICATION_FIRST\nthreshold: 1.0\n")
+        .await
+        .unwrap();
+    eventually("1 of 2 is below the threshold", || {
+        source(&r) == Some(AddressSource::Interface)
+    })
+    .await;
+    assert_eq!(called(&r).len(), 2);
+    config
+        .publish(&key, group, "step: APPLICATION_FIRST\nthreshold: 0.5\n")
+        .await
+        .unwrap();
+    eventually("1 of 2 reaches 0.5", || {
+        source(&r) == Some(AddressSource::Application)
+    })
+    .await;
+    config
+        .publish(
+            &key,
+            group,
+            "step: FORCE_APPLICATION\ninterfaces:\n  - serviceKey: com.example.UserService:1.0.0\n    step: FORCE_INTERFACE\n",
+        )
+        .await
+        .unwrap();
+    eventually("the interface's own step", || {
+        source(&r) == Some(AddressSource::Interface)
+    })
+    .await;
+    assert_eq!(r.migration().unwrap().step, MigrationStep::ForceInterface);
+    assert_eq!(users(&r).inc(1).await.unwrap(), 2);
+    r.close().await;
+    both.stop().await;
+    urls_only.stop().await;
+    registry.destroy().await;
+}
+
 /// Three instances of one application on three loopback addresses serve one revision:
 /// two references fetch its metadata once, from a MetadataService that counts the calls;
 /// a new revision is fetched once more.
