@@ -1,7 +1,7 @@
 //! Governance rules from the config center, on a live consumer and on providers, the way
 //! an operator writes them: YAML documents in group `dubbo` — through `memory://`'s config
 //! center, and through a real ZooKeeper with the Debian `zkCli.sh`
-//! (`/dubbo/config/dubbo/<key>`).
+//! (`/dubbo/config/dubbo/<key>`), and through the embedded registry's Nacos config API.
 //!
 //! One scenario, both backends: a consumer-side configurator changes a provider's weight
 //! (call shares shift), then disables the other (no call reaches it); a malformed
@@ -21,6 +21,7 @@ use rdubbo::{
     BoxFuture, ConfigChange, ConfigListener, DynamicConfiguration, Invocation, Invoker,
     RegisterMode, Registry, Reply, RpcError, RpcResult, ServiceInfo,
 };
+use rdubbo_naming_server::{NamingServer, NamingServerConfig};
 use rdubbo_testkit::ZkServer;
 use serde_json::Value;
 
@@ -99,16 +100,17 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// How an operator writes documents: `memory://`'s config center or `zkCli.sh`.
+/// How an operator writes documents: a config center client (`memory://`'s, the Nacos
+/// config API of `rdubbo config set`) or `zkCli.sh`.
 enum Writer {
-    Memory(Arc<dyn DynamicConfiguration>),
+    Config(Arc<dyn DynamicConfiguration>),
     Zk(ZkServer),
 }
 
 impl Writer {
     async fn set(&self, key: &str, yaml: &str) {
         match self {
-            Writer::Memory(config) => config.publish(key, "dubbo", yaml).await.unwrap(),
+            Writer::Config(config) => config.publish(key, "dubbo", yaml).await.unwrap(),
             Writer::Zk(zk) => {
                 let path = format!("/dubbo/config/dubbo/{key}");
                 let out = zk.cli(&["create", &path, yaml]);
@@ -124,7 +126,7 @@ impl Writer {
 
     async fn delete(&self, key: &str) {
         match self {
-            Writer::Memory(config) => config.remove(key, "dubbo").await.unwrap(),
+            Writer::Config(config) => config.remove(key, "dubbo").await.unwrap(),
             Writer::Zk(zk) => {
                 let path = format!("/dubbo/config/dubbo/{key}");
                 let out = zk.cli(&["delete", &path]);
@@ -336,7 +338,7 @@ async fn rules_from_the_memory_config_center() {
         registries.push(rdubbo::registry::connect(url).await.unwrap());
     }
     let operator = registries.pop().unwrap();
-    let writer = Writer::Memory(operator.dynamic_configuration().unwrap());
+    let writer = Writer::Config(operator.dynamic_configuration().unwrap());
     scenario(writer, registries, RegisterMode::All, true).await;
 }
 
@@ -364,4 +366,29 @@ async fn zk_scenario(mode: RegisterMode, provider_side: bool) {
         zk.cli(&["create", dir]);
     }
     scenario(Writer::Zk(zk), registries, mode, provider_side).await;
+}
+
+/// The embedded registry (`nacos://`): documents published through its Nacos config API
+/// (as `rdubbo config set` does), watched by long polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_through_the_embedded_registry_config_api() {
+    let server = NamingServer::start(NamingServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut registries = Vec::new();
+    for _ in 0..4 {
+        registries.push(
+            rdubbo::registry::connect(&server.registry_url())
+                .await
+                .unwrap(),
+        );
+    }
+    let operator = registries.pop().unwrap();
+    let writer = Writer::Config(operator.dynamic_configuration().unwrap());
+    scenario(writer, registries, RegisterMode::Interface, true).await;
+    operator.destroy().await;
+    server.stop().await;
 }
