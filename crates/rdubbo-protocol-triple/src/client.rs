@@ -364,29 +364,15 @@ impl Inner {
         let max = self.config.max_message_size;
         let pump = tokio::spawn(async move {
             let mut sleep = Box::pin(tokio::time::sleep_until(deadline));
-            loop {
-                match stream::next_message(&mut input, &mut send, &mut sleep).await {
-                    Ok(Some(Ok(m))) if m.len() <= max => {
-                        let frame = codec::encode_message(&m, encoding);
-                        if stream::send_frame(&mut send, frame, &mut sleep)
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    Ok(Some(Ok(_)) | Some(Err(_))) => {
-                        // An input the caller failed (or one over the limit): the call
-                        // is cancelled.
-                        send.send_reset(h2::Reason::CANCEL);
-                        return;
-                    }
-                    Ok(None) => {
-                        let _ = send.send_data(Bytes::new(), true);
-                        return;
-                    }
-                    Err(_) => return,
+            match stream::pump(&mut input, &mut send, &mut sleep, encoding, max, usize::MAX).await {
+                stream::Pumped::Done => {
+                    let _ = send.send_data(Bytes::new(), true);
                 }
+                // An input the caller failed (or one over the limit): the call is cancelled.
+                stream::Pumped::Failed(_) | stream::Pumped::TooLarge => {
+                    send.send_reset(h2::Reason::CANCEL);
+                }
+                stream::Pumped::Reset | stream::Pumped::Deadline => {}
             }
         });
         let guard = stream::AbortOnDrop(pump);

@@ -148,6 +148,25 @@ pub fn encode_message(message: &[u8], encoding: Encoding) -> Bytes {
     }
 }
 
+/// Appends one framed message to `out` (see [`encode_message`]).
+pub fn put_message(out: &mut BytesMut, message: &[u8], encoding: Encoding) {
+    match encoding {
+        Encoding::Identity => {
+            out.reserve(PREFIX_LEN + message.len());
+            out.put_u8(0);
+            out.put_u32(message.len() as u32);
+            out.put_slice(message);
+        }
+        Encoding::Gzip => {
+            let compressed = gzip(message);
+            out.reserve(PREFIX_LEN + compressed.len());
+            out.put_u8(1);
+            out.put_u32(compressed.len() as u32);
+            out.put_slice(&compressed);
+        }
+    }
+}
+
 /// gzip of `data`.
 pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(

@@ -472,3 +472,83 @@ pub(crate) fn unwrap_response(message: Bytes) -> RpcResult<Bytes> {
     }
     Ok(w.data)
 }
+
+/// How sending a stream of messages ended.
+pub(crate) enum Pumped {
+    /// The producer ended (or `limit` messages were sent).
+    Done,
+    /// The producer failed with this error.
+    Failed(RpcError),
+    /// A message over the size limit.
+    TooLarge,
+    /// The peer reset the stream.
+    Reset,
+    /// The deadline passed.
+    Deadline,
+}
+
+/// Bytes of messages gathered into one DATA frame at most.
+const BATCH: usize = 32 * 1024;
+
+/// Sends `messages` (at most `limit`) as the peer's window allows. Messages the producer
+/// has ready are gathered and sent together (one DATA frame for many small messages);
+/// the gathered bytes go as soon as the producer has nothing more ready.
+pub(crate) async fn pump(
+    messages: &mut Messages,
+    send: &mut h2::SendStream<Bytes>,
+    deadline: &mut Pin<Box<tokio::time::Sleep>>,
+    encoding: Encoding,
+    max: usize,
+    limit: usize,
+) -> Pumped {
+    let mut batch = BytesMut::new();
+    let mut sent = 0usize;
+    let end = loop {
+        if sent == limit {
+            break Pumped::Done;
+        }
+        let next = if batch.is_empty() {
+            match next_message(messages, send, deadline).await {
+                Ok(next) => next,
+                Err(Stop::Reset) => return Pumped::Reset,
+                Err(Stop::Deadline) => break Pumped::Deadline,
+            }
+        } else {
+            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *messages).poll_next(cx)))
+                .await
+            {
+                Poll::Ready(next) => next,
+                Poll::Pending => match send_frame(send, batch.split().freeze(), deadline).await {
+                    Ok(()) => continue,
+                    Err(Stop::Reset) => return Pumped::Reset,
+                    Err(Stop::Deadline) => break Pumped::Deadline,
+                },
+            }
+        };
+        match next {
+            None => break Pumped::Done,
+            Some(Err(e)) => break Pumped::Failed(e),
+            Some(Ok(m)) if m.len() > max => break Pumped::TooLarge,
+            Some(Ok(m)) => {
+                codec::put_message(&mut batch, &m, encoding);
+                sent += 1;
+                if batch.len() >= BATCH {
+                    match send_frame(send, batch.split().freeze(), deadline).await {
+                        Ok(()) => {}
+                        Err(Stop::Reset) => return Pumped::Reset,
+                        Err(Stop::Deadline) => break Pumped::Deadline,
+                    }
+                }
+            }
+        }
+    };
+    // What was gathered goes before the end.
+    if !batch.is_empty() && !matches!(end, Pumped::Deadline) {
+        match send_frame(send, batch.freeze(), deadline).await {
+            Ok(()) => {}
+            Err(Stop::Reset) => return Pumped::Reset,
+            Err(Stop::Deadline) => return Pumped::Deadline,
+        }
+    }
+    end
+}

@@ -17,9 +17,7 @@ use rdubbo_core::{
 
 use crate::codec::{self, grpc, Encoding};
 use crate::headers;
-use crate::stream::{
-    next_message, send_frame, unwrap_request, wrap_response, End, Incoming, Map, Stop,
-};
+use crate::stream::{pump, unwrap_request, wrap_response, End, Incoming, Map, Pumped, Stop};
 
 use super::*;
 
@@ -240,38 +238,20 @@ pub(super) async fn serve_stream(
         return;
     };
     let limit = if kind.server_streams() { usize::MAX } else { 1 };
-    let mut sent = 0usize;
-    let trailers = loop {
-        if sent == limit {
-            break status_trailers(grpc::OK, "");
-        }
-        match next_message(&mut messages, &mut send, &mut sleep).await {
-            Err(Stop::Reset) => return,
-            Err(Stop::Deadline) => {
-                let msg = format!(
-                    "Server side timeout: the stream of {method_name} lasted longer than {timeout:?}"
-                );
-                break status_trailers(grpc::DEADLINE_EXCEEDED, &msg);
-            }
-            Ok(None) => break status_trailers(grpc::OK, ""),
-            Ok(Some(Err(e))) => break status_trailers(codec::status_of(&e), &e.message()),
-            Ok(Some(Ok(m))) => {
-                if m.len() > max {
-                    let msg = format!("a message of {method_name} is larger than {max} bytes");
-                    break status_trailers(grpc::RESOURCE_EXHAUSTED, &msg);
-                }
-                let frame = codec::encode_message(&m, encoding);
-                match send_frame(&mut send, frame, &mut sleep).await {
-                    Ok(()) => sent += 1,
-                    Err(Stop::Reset) => return,
-                    Err(Stop::Deadline) => {
-                        let msg = format!(
-                            "Server side timeout: the stream of {method_name} lasted longer than {timeout:?}"
-                        );
-                        break status_trailers(grpc::DEADLINE_EXCEEDED, &msg);
-                    }
-                }
-            }
+    let late = || {
+        let msg = format!(
+            "Server side timeout: the stream of {method_name} lasted longer than {timeout:?}"
+        );
+        status_trailers(grpc::DEADLINE_EXCEEDED, &msg)
+    };
+    let trailers = match pump(&mut messages, &mut send, &mut sleep, encoding, max, limit).await {
+        Pumped::Reset => return,
+        Pumped::Deadline => late(),
+        Pumped::Done => status_trailers(grpc::OK, ""),
+        Pumped::Failed(e) => status_trailers(codec::status_of(&e), &e.message()),
+        Pumped::TooLarge => {
+            let msg = format!("a message of {method_name} is larger than {max} bytes");
+            status_trailers(grpc::RESOURCE_EXHAUSTED, &msg)
         }
     };
     // Dropped before the trailers go: the service's producer learns nobody reads.
