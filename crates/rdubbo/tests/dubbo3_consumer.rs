@@ -485,6 +485,21 @@ async fn metadata_is_fetched_once_per_revision() {
     infos.lock().unwrap().push(r1);
     register(rev1.clone()).await;
     discovery.map(INTERFACE, app).await.unwrap();
+    // Another application whose MetadataService does not answer (its "port" is
+    // ZooKeeper's): its instance is left out, the others are not held up.
+    let mut broken = ServiceInstance::new("broken", "127.0.0.1", 1);
+    broken
+        .metadata
+        .insert(keys::REVISION.into(), "r-broken".into());
+    broken.metadata.insert(
+        keys::METADATA_SERVICE_URL_PARAMS.into(),
+        rdubbo::discovery::params_json(&[
+            ("port".into(), zk.port().to_string()),
+            ("protocol".into(), "dubbo".into()),
+        ]),
+    );
+    discovery.register(&broken).await.unwrap();
+    discovery.map(INTERFACE, "broken").await.unwrap();
 
     let a = reference(&registry, Some("FORCE_APPLICATION"), true)
         .await
@@ -492,6 +507,7 @@ async fn metadata_is_fetched_once_per_revision() {
     let b = reference(&registry, None, true).await.unwrap();
     for r in [&a, &b] {
         assert_eq!(called(r).len(), 3, "{:?}", called(r));
+        assert_eq!(r.migration().unwrap().applications, ["broken", app]);
         assert_eq!(source(r), Some(AddressSource::Application));
         for _ in 0..6 {
             assert_eq!(users(r).inc(1).await.unwrap(), 2);

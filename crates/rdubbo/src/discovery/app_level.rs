@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -63,6 +63,8 @@ impl AppLevel {
             instances: BTreeMap::new(),
             last: None,
             retry: Duration::from_millis(500),
+            not_before: HashMap::new(),
+            retry_pending: false,
         };
         tokio::spawn(follower.run(provided_by, rx));
         AppLevel { events }
@@ -81,6 +83,10 @@ struct Follower {
     instances: BTreeMap<String, Option<Vec<ServiceInstance>>>,
     last: Option<AppAddresses>,
     retry: Duration,
+    /// Revisions whose metadata could not be fetched: not tried again before then.
+    not_before: HashMap<(String, String), Instant>,
+    /// A [`Event::Retry`] is on its way.
+    retry_pending: bool,
 }
 
 impl Follower {
@@ -138,7 +144,7 @@ impl Follower {
                             *slot = Some(list);
                         }
                     }
-                    Event::Retry => {}
+                    Event::Retry => self.retry_pending = false,
                     Event::Stop => {
                         for app in self.instances.keys() {
                             let _ = self.discovery.unwatch_instances(app, &listener).await;
@@ -197,15 +203,42 @@ impl Follower {
                 }
             }
         }
+        // The metadata of every revision, fetched concurrently (a slow instance of one
+        // application does not hold up the others); a revision that failed is not tried
+        // again before its back-off ends.
+        let now = Instant::now();
+        self.not_before
+            .retain(|key, _| by_revision.contains_key(key));
         let mut infos: HashMap<(String, String), Arc<MetadataInfo>> = HashMap::new();
         let mut failed = false;
+        let mut fetches = tokio::task::JoinSet::new();
         for ((app, revision), instances) in &by_revision {
-            match metadata_of(&self.extensions, app, revision, instances).await {
+            let key = (app.clone(), revision.clone());
+            if self.not_before.get(&key).is_some_and(|t| now < *t) {
+                failed = true;
+                continue;
+            }
+            let extensions = self.extensions.clone();
+            let instances: Vec<ServiceInstance> = instances.iter().map(|i| (*i).clone()).collect();
+            fetches.spawn(async move {
+                let refs: Vec<&ServiceInstance> = instances.iter().collect();
+                let result = metadata_of(&extensions, &key.0, &key.1, &refs).await;
+                (key, result)
+            });
+        }
+        while let Some(done) = fetches.join_next().await {
+            let Ok((key, result)) = done else {
+                failed = true;
+                continue;
+            };
+            match result {
                 Ok(info) => {
-                    infos.insert((app.clone(), revision.clone()), info);
+                    self.not_before.remove(&key);
+                    infos.insert(key, info);
                 }
                 Err(e) => {
-                    tracing::warn!(app = %app, revision = %revision, error = %e, "no metadata; its instances are left out for now");
+                    tracing::warn!(app = %key.0, revision = %key.1, error = %e, "no metadata; its instances are left out for now");
+                    self.not_before.insert(key, now + self.retry);
                     failed = true;
                 }
             }
@@ -238,6 +271,10 @@ impl Follower {
     }
 
     fn schedule_retry(&mut self) {
+        if self.retry_pending {
+            return;
+        }
+        self.retry_pending = true;
         let delay = self.retry;
         self.retry = (self.retry * 2).min(MAX_RETRY);
         let events = self.events.clone();
