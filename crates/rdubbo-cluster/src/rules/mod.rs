@@ -15,6 +15,29 @@
 //! malformed document is logged with its key and ignored, the previous rule staying in
 //! force (as Java does); a deleted document removes its rules.
 //!
+//! ```
+//! use rdubbo_cluster::rules::{parse_configurators, parse_tag_rule};
+//!
+//! // What dubbo-admin writes for "weight 200 on this provider", seen by consumers.
+//! let doc = r#"
+//! configVersion: v2.7
+//! scope: service
+//! key: org.demo.Api
+//! configs:
+//! - side: consumer
+//!   addresses: [0.0.0.0]
+//!   providerAddresses: ['10.0.0.1:20880']
+//!   parameters: {weight: 200}
+//! "#;
+//! let rules = parse_configurators(doc).unwrap();
+//! assert_eq!(rules[0].url.param("weight"), Some("200"));
+//! assert_eq!(rules[0].url.param("providerAddresses"), Some("10.0.0.1:20880"));
+//!
+//! let tags = parse_tag_rule("key: shop\ntags:\n- name: gray\n  addresses: ['10.0.0.2:1']").unwrap();
+//! assert!(tags.is_active());
+//! assert!(parse_tag_rule("tags: [").is_err());
+//! ```
+//!
 //! [`ConditionRule`]: crate::router::ConditionRule
 
 pub mod conditions;
