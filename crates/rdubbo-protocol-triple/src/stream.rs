@@ -18,33 +18,53 @@ use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 use crate::codec::{self, grpc, Encoding, FrameError};
 use crate::headers;
 
-/// Splits received bytes into gRPC messages.
+/// Splits received bytes into gRPC messages: messages wholly inside a received chunk are
+/// slices of it (no copy); only a message split over chunks is gathered.
 #[derive(Debug, Default)]
 pub(crate) struct FrameDecoder {
-    buf: BytesMut,
+    /// The rest of the last chunk, when nothing is being gathered.
+    head: Bytes,
+    /// A message being gathered over chunks (and what followed it).
+    partial: BytesMut,
+}
+
+fn declared_len(b: &[u8]) -> Option<usize> {
+    (b.len() >= codec::PREFIX_LEN).then(|| {
+        let len = u32::from_be_bytes([b[1], b[2], b[3], b[4]]) as usize;
+        codec::PREFIX_LEN.saturating_add(len)
+    })
 }
 
 impl FrameDecoder {
     /// Adds received bytes.
     pub(crate) fn push(&mut self, chunk: Bytes) {
-        if self.buf.is_empty() {
-            self.buf = BytesMut::from(chunk);
-        } else {
-            self.buf.extend_from_slice(&chunk);
+        if self.partial.is_empty() {
+            if self.head.is_empty() {
+                self.head = chunk;
+                return;
+            }
+            // The head ends with part of a message: gather it, room for all of it.
+            let want = declared_len(&self.head).unwrap_or(0);
+            self.partial
+                .reserve(want.max(self.head.len() + chunk.len()));
+            self.partial.extend_from_slice(&self.head);
+            self.head = Bytes::new();
         }
+        self.partial.extend_from_slice(&chunk);
     }
 
     /// Bytes held.
     pub(crate) fn buffered(&self) -> usize {
-        self.buf.len()
+        self.head.len() + self.partial.len()
     }
 
     /// The whole size (prefix included) of the message being received, once its prefix is.
     pub(crate) fn declared(&self) -> Option<usize> {
-        (self.buf.len() >= codec::PREFIX_LEN).then(|| {
-            let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
-            codec::PREFIX_LEN.saturating_add(len as usize)
-        })
+        if self.partial.is_empty() {
+            declared_len(&self.head)
+        } else {
+            declared_len(&self.partial)
+        }
     }
 
     /// The next complete message (inflated), if one is buffered.
@@ -53,19 +73,29 @@ impl FrameDecoder {
         encoding: Encoding,
         max: usize,
     ) -> Result<Option<Bytes>, FrameError> {
-        if self.buf.len() < codec::PREFIX_LEN {
+        let gathering = !self.partial.is_empty();
+        let bytes: &[u8] = if gathering { &self.partial } else { &self.head };
+        let Some(total) = declared_len(bytes) else {
             return Ok(None);
-        }
-        let flag = self.buf[0];
-        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
-        if len > max {
+        };
+        let flag = bytes[0];
+        if total - codec::PREFIX_LEN > max {
             return Err(FrameError::TooLarge(max));
         }
-        if self.buf.len() < codec::PREFIX_LEN + len {
+        if bytes.len() < total {
             return Ok(None);
         }
-        self.buf.advance(codec::PREFIX_LEN);
-        let message = self.buf.split_to(len).freeze();
+        let message = if gathering {
+            self.partial.advance(codec::PREFIX_LEN);
+            let m = self.partial.split_to(total - codec::PREFIX_LEN).freeze();
+            // What followed the message is read from in place again.
+            self.head = self.partial.split().freeze();
+            m
+        } else {
+            let m = self.head.slice(codec::PREFIX_LEN..total);
+            self.head.advance(total);
+            m
+        };
         match (flag, encoding) {
             (0, _) => Ok(Some(message)),
             (1, Encoding::Gzip) => codec::gunzip(&message, max).map(|m| Some(Bytes::from(m))),
@@ -74,6 +104,47 @@ impl FrameDecoder {
             )),
             (f, _) => Err(FrameError::Compression(format!("bad compressed flag {f}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_split_anywhere_come_out_whole() {
+        let mut wire = BytesMut::new();
+        let messages: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; usize::from(i) * 7]).collect();
+        for m in &messages {
+            codec::put_message(&mut wire, m, Encoding::Identity);
+        }
+        let wire = wire.freeze();
+        for step in [1, 2, 5, 13, 64, 1000, wire.len()] {
+            let mut d = FrameDecoder::default();
+            let mut got = Vec::new();
+            let mut at = 0;
+            while at < wire.len() {
+                let end = (at + step).min(wire.len());
+                d.push(wire.slice(at..end));
+                at = end;
+                while let Some(m) = d.next_message(Encoding::Identity, 1 << 20).unwrap() {
+                    got.push(m.to_vec());
+                }
+            }
+            assert_eq!(got, messages, "chunks of {step}");
+            assert_eq!(d.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_refused_from_its_prefix() {
+        let mut d = FrameDecoder::default();
+        d.push(Bytes::from_static(&[0, 0, 1, 0, 0]));
+        assert_eq!(d.declared(), Some(5 + 65536));
+        assert_eq!(
+            d.next_message(Encoding::Identity, 1024),
+            Err(FrameError::TooLarge(1024))
+        );
     }
 }
 
