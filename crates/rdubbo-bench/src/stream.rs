@@ -242,7 +242,9 @@ async fn measure(kind: Kind, server: &Child, messages: i32, streams: usize) -> R
     match kind {
         Kind::Tri => {
             let url: rdubbo::Url = format!("tri://{}/rdubbo.echo.Echo", server.addr).parse()?;
-            let client = EchoClient::new(Arc::new(rdubbo::triple::TripleClient::new(&url)?));
+            // The deadline covers the whole stream (Dubbo's default is 1 s).
+            let client = EchoClient::new(Arc::new(rdubbo::triple::TripleClient::new(&url)?))
+                .with_timeout(Duration::from_secs(600));
             // Warm the connection up.
             client.unary_echo(request.clone()).await?;
             (c0, s0, t0) = (procstats::cpu_ms(), server.cpu_seconds(), Instant::now());
