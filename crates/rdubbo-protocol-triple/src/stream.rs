@@ -107,47 +107,6 @@ impl FrameDecoder {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_split_anywhere_come_out_whole() {
-        let mut wire = BytesMut::new();
-        let messages: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; usize::from(i) * 7]).collect();
-        for m in &messages {
-            codec::put_message(&mut wire, m, Encoding::Identity);
-        }
-        let wire = wire.freeze();
-        for step in [1, 2, 5, 13, 64, 1000, wire.len()] {
-            let mut d = FrameDecoder::default();
-            let mut got = Vec::new();
-            let mut at = 0;
-            while at < wire.len() {
-                let end = (at + step).min(wire.len());
-                d.push(wire.slice(at..end));
-                at = end;
-                while let Some(m) = d.next_message(Encoding::Identity, 1 << 20).unwrap() {
-                    got.push(m.to_vec());
-                }
-            }
-            assert_eq!(got, messages, "chunks of {step}");
-            assert_eq!(d.buffered(), 0);
-        }
-    }
-
-    #[test]
-    fn a_message_over_the_limit_is_refused_from_its_prefix() {
-        let mut d = FrameDecoder::default();
-        d.push(Bytes::from_static(&[0, 0, 1, 0, 0]));
-        assert_eq!(d.declared(), Some(5 + 65536));
-        assert_eq!(
-            d.next_message(Encoding::Identity, 1024),
-            Err(FrameError::TooLarge(1024))
-        );
-    }
-}
-
 /// What ends a stream of received messages.
 pub(crate) enum End {
     /// The peer ended its side: nothing to check (a request).
@@ -622,4 +581,45 @@ pub(crate) async fn pump(
         }
     }
     end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_split_anywhere_come_out_whole() {
+        let mut wire = BytesMut::new();
+        let messages: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; usize::from(i) * 7]).collect();
+        for m in &messages {
+            codec::put_message(&mut wire, m, Encoding::Identity);
+        }
+        let wire = wire.freeze();
+        for step in [1, 2, 5, 13, 64, 1000, wire.len()] {
+            let mut d = FrameDecoder::default();
+            let mut got = Vec::new();
+            let mut at = 0;
+            while at < wire.len() {
+                let end = (at + step).min(wire.len());
+                d.push(wire.slice(at..end));
+                at = end;
+                while let Some(m) = d.next_message(Encoding::Identity, 1 << 20).unwrap() {
+                    got.push(m.to_vec());
+                }
+            }
+            assert_eq!(got, messages, "chunks of {step}");
+            assert_eq!(d.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_refused_from_its_prefix() {
+        let mut d = FrameDecoder::default();
+        d.push(Bytes::from_static(&[0, 0, 1, 0, 0]));
+        assert_eq!(d.declared(), Some(5 + 65536));
+        assert_eq!(
+            d.next_message(Encoding::Identity, 1024),
+            Err(FrameError::TooLarge(1024))
+        );
+    }
 }
