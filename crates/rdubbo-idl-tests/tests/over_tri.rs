@@ -249,3 +249,32 @@ async fn health_follows_the_provider_and_reflection_lists_the_idl_services() {
     assert_eq!(files.file_descriptor_proto.len(), 2);
     running.provider.stop().await;
 }
+
+#[tokio::test]
+async fn without_grpc_builtins_there_is_no_health_service() {
+    let provider = rdubbo::provider::Provider::builder("127.0.0.1:0".parse().unwrap())
+        .protocol("tri")
+        .grpc_builtins(false)
+        .export(
+            EchoServer::<EchoService>::info(),
+            Arc::new(EchoServer::new(EchoService::default())),
+        )
+        .start()
+        .await
+        .unwrap();
+    assert!(provider.health().is_none());
+    let health = HealthClient::new(tri(provider.local_addr(), "grpc.health.v1.Health"));
+    let err = health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), grpc::UNIMPLEMENTED, "{err:?}");
+    let echo = EchoClient::new(tri(provider.local_addr(), "rdubbo.echo.Echo"));
+    assert_eq!(
+        echo.unary_echo(req("still")).await.unwrap().message,
+        "still"
+    );
+    provider.stop().await;
+}

@@ -85,6 +85,9 @@ pub struct ProviderBuilder {
     register_mode: RegisterMode,
     /// A MetadataService served for a caller that registers the instance itself.
     app_metadata: Option<AppMetadata>,
+    /// Over tri: also serve gRPC health and server reflection.
+    #[cfg_attr(not(feature = "triple"), allow(dead_code))]
+    grpc_builtins: bool,
 }
 
 /// Running services, registered in their registries.
@@ -123,6 +126,7 @@ impl Provider {
             tls: Vec::new(),
             register_mode: RegisterMode::default(),
             app_metadata: None,
+            grpc_builtins: true,
         }
     }
 
@@ -232,6 +236,14 @@ impl ProviderBuilder {
     #[cfg_attr(not(feature = "app"), allow(dead_code))]
     pub(crate) fn metadata_service(mut self, metadata: AppMetadata) -> Self {
         self.app_metadata = Some(metadata);
+        self
+    }
+
+    /// Whether a `tri` provider also serves gRPC health (`grpc.health.v1.Health`) and
+    /// server reflection (`grpc.reflection.v1[alpha].ServerReflection`) on its port
+    /// (default: yes; see [`crate::grpc`]). Other protocols never do.
+    pub fn grpc_builtins(mut self, on: bool) -> Self {
+        self.grpc_builtins = on;
         self
     }
 
@@ -419,7 +431,7 @@ impl ProviderBuilder {
         }
         // Over tri, gRPC health and server reflection too (grpcurl, health probes).
         #[cfg(feature = "triple")]
-        let health = (self.protocol == "tri").then(|| {
+        let health = (self.grpc_builtins && self.protocol == "tri").then(|| {
             let health = crate::grpc::HealthReporter::new();
             let infos: Vec<ServiceInfo> = self.services.iter().map(|(i, _)| i.clone()).collect();
             exports.extend(crate::grpc::builtin_exports(&infos, &health));
