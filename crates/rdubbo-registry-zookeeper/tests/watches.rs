@@ -274,3 +274,124 @@ async fn config_center_documents_written_with_zkcli_are_seen_live() {
     assert_eq!(seen.all().len(), told);
     registry.destroy().await;
 }
+
+/// `(user + system CPU, resident memory)` of this process, from `/proc/self`.
+fn usage() -> (Duration, u64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields.get(11).and_then(|t| t.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|t| t.parse().ok()).unwrap_or(0);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss_kib = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (Duration::from_millis(ticks * 10), rss_kib * 1024)
+}
+
+/// One consumer following 1,000 applications × 10 instances (10 provider sessions, each
+/// registering one instance of every application): time and CPU until every list is
+/// complete, memory, then a storm (one session unregisters its 1,000 instances).
+///
+/// `cargo test --release -p rdubbo-registry-zookeeper --test watches -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn one_consumer_follows_1000_applications_of_10_instances() {
+    const APPS: usize = 1000;
+    const PER_APP: usize = 10;
+    let zk = ZkServer::start();
+    let mut providers = Vec::new();
+    for _ in 0..PER_APP {
+        providers.push(registry(&zk).await);
+    }
+    let t0 = Instant::now();
+    for (n, p) in providers.iter().enumerate() {
+        let d = p.service_discovery().unwrap();
+        for a in 0..APPS {
+            d.register(&instance(&format!("app{a}"), 20000 + n as u16, "r1"))
+                .await
+                .unwrap();
+        }
+    }
+    eprintln!(
+        "{} instances registered in {:?}",
+        APPS * PER_APP,
+        t0.elapsed()
+    );
+    let consumer = registry(&zk).await;
+    let cd = consumer.service_discovery().unwrap();
+    let sizes: Arc<Mutex<std::collections::HashMap<String, usize>>> = Arc::default();
+    let told = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener: Arc<dyn InstancesListener> = {
+        let (sizes, told) = (sizes.clone(), told.clone());
+        Arc::new(move |app: &str, list: Vec<ServiceInstance>| {
+            told.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            sizes.lock().unwrap().insert(app.to_owned(), list.len());
+        })
+    };
+    let all = |n: usize| {
+        let sizes = sizes.lock().unwrap();
+        sizes.len() == APPS && sizes.values().all(|s| *s == n)
+    };
+    let (cpu0, rss0) = usage();
+    let t0 = Instant::now();
+    for a in 0..APPS {
+        cd.watch_instances(&format!("app{a}"), listener.clone())
+            .await
+            .unwrap();
+    }
+    while !all(PER_APP) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let watched = t0.elapsed();
+    let (cpu1, rss1) = usage();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (cpu2, _) = usage();
+    let t0 = Instant::now();
+    let leaving = providers.pop().unwrap();
+    leaving.destroy().await;
+    let unregistered = t0.elapsed();
+    while !all(PER_APP - 1) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let storm = t0.elapsed();
+    let (cpu3, rss3) = usage();
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!("| measure | value |\n|---|---:|");
+    println!(
+        "| watch all + every list complete | {} ms |",
+        watched.as_millis()
+    );
+    println!(
+        "| CPU for that (user+sys) | {} ms |",
+        (cpu1 - cpu0).as_millis()
+    );
+    println!(
+        "| resident memory before watching → with all lists | {:.1} → {:.1} MiB |",
+        mib(rss0),
+        mib(rss1)
+    );
+    println!("| CPU while idle, 5 s | {} ms |", (cpu2 - cpu1).as_millis());
+    println!(
+        "| storm: one session leaves every application ({} ms to unregister) → all lists updated | {} ms |",
+        unregistered.as_millis(),
+        storm.as_millis()
+    );
+    println!("| CPU for the storm | {} ms |", (cpu3 - cpu2).as_millis());
+    println!("| resident memory after the storm | {:.1} MiB |", mib(rss3));
+    println!(
+        "| lists delivered in all | {} |",
+        told.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    for p in providers {
+        p.destroy().await;
+    }
+    consumer.destroy().await;
+}
