@@ -350,3 +350,49 @@ async fn instances_and_mappings_come_back_after_a_restart_that_lost_them() {
     reader.destroy().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_client_logs_in_when_the_server_asks_for_it() {
+    let server = start_at(
+        "127.0.0.1:0".parse().unwrap(),
+        NamingServerConfig {
+            auth: Some(("nacos".into(), "secret".into())),
+            ..Default::default()
+        },
+    )
+    .await;
+    let addr = server.local_addr();
+    let good = registry(&format!("nacos://nacos:secret@{addr}")).await;
+    let cfg = good.dynamic_configuration().unwrap();
+    let changes = Arc::new(Changes::default());
+    cfg.watch(
+        "app.migration",
+        "DUBBO_SERVICEDISCOVERY_MIGRATION",
+        changes.clone(),
+    )
+    .await
+    .unwrap();
+    cfg.publish(
+        "app.migration",
+        "DUBBO_SERVICEDISCOVERY_MIGRATION",
+        "step: FORCE_APPLICATION\n",
+    )
+    .await
+    .unwrap();
+    until(Duration::from_secs(5), "the watch over a login", || {
+        changes.last() == Some(Some("step: FORCE_APPLICATION\n".to_owned()))
+    })
+    .await;
+    // Without credentials: refused, and said so.
+    let bad = registry(&format!("nacos://{addr}")).await;
+    let e = bad
+        .dynamic_configuration()
+        .unwrap()
+        .get("app.migration", "DUBBO_SERVICEDISCOVERY_MIGRATION")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("403"), "{e}");
+    good.destroy().await;
+    bad.destroy().await;
+    server.stop().await;
+}
