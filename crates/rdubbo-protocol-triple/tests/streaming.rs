@@ -888,3 +888,21 @@ async fn large_stream_messages_share_the_server_budget() {
     assert_eq!(status_of(&err), grpc::RESOURCE_EXHAUSTED, "{err:?}");
     f.server.shutdown(Duration::ZERO).await;
 }
+
+#[tokio::test]
+async fn the_json_mode_refuses_idl_and_streaming_methods_clearly() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = start(ServerConfig::default()).await;
+    let mut s = tokio::net::TcpStream::connect(f.server.local_addr())
+        .await
+        .unwrap();
+    let req = format!(
+        "POST /{SERVICE}/count HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n[]"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 415"), "{answer}");
+    assert!(answer.contains("call it over gRPC"), "{answer}");
+    f.server.shutdown(Duration::ZERO).await;
+}
