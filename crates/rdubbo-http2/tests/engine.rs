@@ -265,3 +265,92 @@ async fn dropping_a_call_resets_it_and_the_connection_goes_on() {
     assert_eq!(&body[..], b"ok");
     assert_eq!(c.active_streams(), 0);
 }
+
+/// Counts the writes made on a socket.
+struct Counting<W> {
+    inner: W,
+    writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counting<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn a_unary_call_is_one_write_per_side() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server_writes = Arc::new(AtomicUsize::new(0));
+    let counted = server_writes.clone();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let (r, w) = tcp.into_split();
+        let w = Counting {
+            inner: w,
+            writes: counted,
+        };
+        let (_h, conn) = rdubbo_http2::serve_io(r, w, Config::default(), common::echo);
+        conn.await
+    });
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let (r, w) = tcp.into_split();
+    let client_writes = Arc::new(AtomicUsize::new(0));
+    let c = Client::with_io(
+        r,
+        Counting {
+            inner: w,
+            writes: client_writes.clone(),
+        },
+        Config::default(),
+    );
+    // Warm up: SETTINGS both ways and their ACKs.
+    for _ in 0..3 {
+        c.unary(&request("/warm"), &grpc(b"w"), 1024).await.unwrap();
+    }
+    for _ in 0..20 {
+        let (c0, s0) = (
+            client_writes.load(Ordering::SeqCst),
+            server_writes.load(Ordering::SeqCst),
+        );
+        let (_, body, trailers) = c
+            .unary(&request("/echo.Echo/Echo"), &grpc(b"x"), 1024)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], &grpc(b"x")[..]);
+        assert!(trailers.is_some());
+        assert_eq!(
+            client_writes.load(Ordering::SeqCst) - c0,
+            1,
+            "client writes per call"
+        );
+        assert_eq!(
+            server_writes.load(Ordering::SeqCst) - s0,
+            1,
+            "server writes per call"
+        );
+    }
+}
