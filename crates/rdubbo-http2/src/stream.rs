@@ -94,6 +94,25 @@ impl SendStream {
     /// Sends `data` (split into frames as flow control and the peer's frame size allow,
     /// waiting for window when the peer has not read), ending the stream if `end_stream`.
     pub async fn send_data(&mut self, data: &[u8], end_stream: bool) -> Result<(), Error> {
+        self.data(data, end_stream).await?;
+        self.shared.flush_or_defer().await
+    }
+
+    /// Sends `data` then the trailers, ending the stream: the last message of a gRPC
+    /// response and its status leave in one write even from a handler that was spawned.
+    pub async fn send_data_and_trailers(
+        &mut self,
+        data: &[u8],
+        trailers: &Headers,
+    ) -> Result<(), Error> {
+        self.data(data, false).await?;
+        self.queue_headers(trailers, true)?;
+        self.shared.flush_or_defer().await
+    }
+
+    /// Queues `data`, waiting for window as needed (what was queued before a wait is
+    /// written first); the last frames are left queued.
+    async fn data(&mut self, data: &[u8], end_stream: bool) -> Result<(), Error> {
         let mut off = 0;
         loop {
             // Queue what the windows allow.
@@ -129,7 +148,7 @@ impl SendStream {
                 Ok::<bool, Error>(last)
             })?;
             if done {
-                return self.shared.flush_or_defer().await;
+                return Ok(());
             }
             // Write what is queued, then wait for the peer to open its windows or to read.
             self.shared.flush().await?;

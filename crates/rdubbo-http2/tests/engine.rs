@@ -297,6 +297,42 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counting<W> {
 }
 
 #[tokio::test]
+async fn data_and_trailers_from_a_spawned_handler_leave_in_one_write() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = writes.clone();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let (r, w) = tcp.into_split();
+        let w = Counting {
+            inner: w,
+            writes: counted,
+        };
+        let handler = |mut req: rdubbo_http2::Request| async move {
+            // Not ready at the first poll: the handler is spawned.
+            tokio::task::yield_now().await;
+            let (body, _) = req.body.collect(1024).await.unwrap();
+            let mut h = Headers::new();
+            h.push_static(":status", "200");
+            req.send.send_headers(&h, false).await.unwrap();
+            let mut t = Headers::new();
+            t.push_static("grpc-status", "0");
+            req.send.send_data_and_trailers(&body, &t).await.unwrap();
+        };
+        let (_h, conn) = rdubbo_http2::serve_io(r, w, Config::default(), handler);
+        conn.await
+    });
+    let c = client(addr, Config::default()).await;
+    c.unary(&request("/warm"), b"w", 1024).await.unwrap();
+    let before = writes.load(std::sync::atomic::Ordering::SeqCst);
+    let (_, body, t) = c.unary(&request("/x"), b"spawned", 1024).await.unwrap();
+    assert_eq!(&body[..], b"spawned");
+    assert_eq!(t.unwrap().get_str("grpc-status"), Some("0"));
+    assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst) - before, 1);
+}
+
+#[tokio::test]
 async fn a_unary_call_is_one_write_per_side() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
