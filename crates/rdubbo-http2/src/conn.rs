@@ -1152,6 +1152,12 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             }
             return Ok(());
         }
+        if let Some(why) = malformed_request(&headers) {
+            tracing::debug!(stream, why, "malformed request");
+            Self::reset_budget(st, config)?;
+            frame::put_rst(&mut st.wbuf, stream, Reason::PROTOCOL_ERROR);
+            return Ok(());
+        }
         st.insert_stream(stream, config.initial_stream_window, end_stream, false);
         opened.push(Opened {
             id: stream,
@@ -1159,6 +1165,47 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         });
         Ok(())
     }
+}
+
+/// Why a request's header list is malformed (RFC 9113 section 8.2 and 8.3), if it is:
+/// upper-case names, pseudo-headers after regular ones or unknown, connection-specific
+/// fields, or a request without `:method` or `:path`.
+fn malformed_request(headers: &Headers) -> Option<&'static str> {
+    let mut regular = false;
+    let (mut method, mut path) = (false, false);
+    for (name, value) in headers.iter() {
+        if name.iter().any(|b| b.is_ascii_uppercase()) {
+            return Some("upper-case header name");
+        }
+        if name.first() == Some(&b':') {
+            if regular {
+                return Some("pseudo-header after a regular header");
+            }
+            match name.as_ref() {
+                b":method" => method = true,
+                b":path" => path = !value.is_empty(),
+                b":scheme" | b":authority" | b":protocol" => {}
+                _ => return Some("unknown pseudo-header"),
+            }
+        } else {
+            regular = true;
+            if matches!(
+                name.as_ref(),
+                b"connection"
+                    | b"keep-alive"
+                    | b"proxy-connection"
+                    | b"transfer-encoding"
+                    | b"upgrade"
+            ) || (name.as_ref() == b"te" && value.as_ref() != b"trailers")
+            {
+                return Some("connection-specific header");
+            }
+        }
+    }
+    if !(method && path) {
+        return Some("request without :method or :path");
+    }
+    None
 }
 
 /// Ends a connection that failed with `e`: GOAWAY to the peer, every stream failed.

@@ -356,3 +356,63 @@ async fn a_peer_that_never_reads_is_stopped_with_bounded_memory() {
     );
     still_serves(addr).await;
 }
+
+#[tokio::test]
+async fn malformed_requests_are_reset() {
+    let addr = start(Config::default()).await;
+    let mut tcp = raw(addr).await;
+    let mut enc = Encoder::new();
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    let mut upper = Headers::new();
+    upper.push_static(":method", "POST");
+    upper.push_static(":path", "/x");
+    upper.push_static("X-Upper", "1");
+    bad.push(upper);
+    let mut no_path = Headers::new();
+    no_path.push_static(":method", "POST");
+    bad.push(no_path);
+    let mut connection = request("/x");
+    connection.push_static("connection", "keep-alive");
+    bad.push(connection);
+    for (i, h) in bad.iter().enumerate() {
+        let mut block = Vec::new();
+        enc.encode(h, &mut block);
+        frame::put_headers(&mut out, 2 * i as u32 + 1, &block, true, 16_384);
+    }
+    frame::put_ping(&mut out, false, [3; 8]);
+    tcp.write_all(&out).await.unwrap();
+    let mut buf = Vec::new();
+    let mut reset = Vec::new();
+    'read: loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(fh) = FrameHeader::parse(&buf) {
+            let end = HEADER_LEN + fh.len as usize;
+            if buf.len() < end {
+                break;
+            }
+            let payload = Bytes::copy_from_slice(&buf[HEADER_LEN..end]);
+            buf.drain(..end);
+            match Frame::parse(fh, payload).unwrap() {
+                Frame::RstStream { stream, reason } => reset.push((stream, reason)),
+                Frame::Ping { ack: true, .. } => break 'read,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(
+        reset,
+        [
+            (1, Reason::PROTOCOL_ERROR),
+            (3, Reason::PROTOCOL_ERROR),
+            (5, Reason::PROTOCOL_ERROR)
+        ]
+    );
+    still_serves(addr).await;
+}
