@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdubbo::config_center::{ConfigChange, ConfigListener};
+use rdubbo::Invoker;
 use rdubbo_naming_server::{NamingServer, NamingServerConfig};
 use rdubbo_testkit::{npm_install, ChildGuard};
 use serde_json::{json, Value};
@@ -448,4 +449,310 @@ async fn the_web_console_lists_configurations_in_chromium() {
     );
     registry.destroy().await;
     server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Governance rules published by the foreign clients, followed by a live rdubbo consumer.
+// ---------------------------------------------------------------------------------------
+
+const RULED_IFACE: &str = "demo.ClientRuledService";
+/// The service's rule documents are `<interface>:<version>:<group>.<kind>` (Java's key).
+const RULED_KEY: &str = "demo.ClientRuledService::";
+const RULED_APP: &str = "client-ruled";
+
+/// Answers `sayHello` and `whoami` with its name.
+struct Named(String);
+
+impl Invoker for Named {
+    fn invoke(
+        &self,
+        inv: rdubbo::Invocation,
+    ) -> rdubbo::BoxFuture<'static, rdubbo::RpcResult<rdubbo::Reply>> {
+        let name = self.0.clone();
+        Box::pin(async move {
+            match &*inv.method {
+                "sayHello" | "whoami" => Ok(rdubbo::Reply::Json(Value::String(name))),
+                other => Err(rdubbo::RpcError::service(format!("no method {other}"))),
+            }
+        })
+    }
+}
+
+async fn ruled_provider(server: &NamingServer, name: &str) -> rdubbo::provider::Provider {
+    let registry = rdubbo::registry::connect(&server.registry_url())
+        .await
+        .unwrap();
+    let info = rdubbo::ServiceInfo {
+        interface: RULED_IFACE.to_owned(),
+        version: None,
+        group: None,
+        methods: vec!["sayHello".into(), "whoami".into()],
+        ..Default::default()
+    };
+    rdubbo::provider::Provider::builder("127.0.0.1:0".parse().unwrap())
+        .application(RULED_APP)
+        .register_mode(rdubbo::RegisterMode::Interface)
+        .registry(registry)
+        .export(info, Arc::new(Named(name.to_owned())))
+        .unregister_wait(Duration::from_millis(100))
+        // Full weight at once: Dubbo's 10-minute warm-up would scale weights down here.
+        .param("warmup", "0")
+        .start()
+        .await
+        .unwrap()
+}
+
+/// Who answered `calls` calls of `method` (with the `dubbo.tag` attachment `tag`).
+async fn spread(
+    r: &rdubbo::consumer::Reference,
+    method: &str,
+    tag: Option<&str>,
+    calls: usize,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..calls {
+        let mut inv = rdubbo::Invocation::new(RULED_IFACE, method, vec![]);
+        if let Some(tag) = tag {
+            inv.attachments.insert("dubbo.tag", tag);
+        }
+        let v = r.invoke(inv).await.expect("no call may fail");
+        *seen.entry(v.decode::<String>().unwrap()).or_default() += 1;
+    }
+    seen
+}
+
+fn share(seen: &std::collections::BTreeMap<String, usize>, who: &str) -> f64 {
+    let total: usize = seen.values().sum();
+    seen.get(who).copied().unwrap_or(0) as f64 / total as f64
+}
+
+/// The foreign client publishes (or with `content: None` removes) `key` in group `dubbo`.
+/// The peer's answer is awaited on this worker thread (`block_in_place`): the consumer's
+/// background calls keep running on the other.
+fn peer_set(peer: &mut Peer, id: u64, key: &str, content: Option<&str>) {
+    let cmd = match content {
+        Some(content) => {
+            json!({"id": id, "op": "pub", "dataId": key, "group": "dubbo", "content": content})
+        }
+        None => json!({"id": id, "op": "rm", "dataId": key, "group": "dubbo"}),
+    };
+    let done = tokio::task::block_in_place(|| peer.run(cmd));
+    assert_eq!(done["result"], true, "{} {key}: {done}", peer.name);
+}
+
+/// Two rdubbo providers and a consumer on the embedded registry (`nacos://`); the foreign
+/// client writes the rules; the consumer, calling all along, behaves as each rule says.
+async fn rules_by(mut peer: Peer, server: &NamingServer) {
+    peer.expect("ready", Duration::from_secs(30), |_| true);
+    let a = ruled_provider(server, "A").await;
+    let b = ruled_provider(server, "B").await;
+    let (a_addr, b_addr) = (a.urls()[0].address(), b.urls()[0].address());
+    let b_port = b.urls()[0].port().unwrap();
+    let consumer_registry = rdubbo::registry::connect(&server.registry_url())
+        .await
+        .unwrap();
+    let consumer = Arc::new(
+        rdubbo::consumer::Reference::builder(RULED_IFACE)
+            .application(&format!("{RULED_APP}-web"))
+            .registry(consumer_registry.clone())
+            .check(false)
+            .build()
+            .await
+            .unwrap(),
+    );
+    let long = Duration::from_secs(40);
+    until(long, "both providers", || {
+        consumer.directory().providers().len() == 2
+    })
+    .await;
+
+    // Calls all along, in the background: none may fail while the rules change.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let background = {
+        let (consumer, stop) = (consumer.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let inv = rdubbo::Invocation::new(RULED_IFACE, "whoami", vec![]);
+                match consumer.invoke(inv).await {
+                    Ok(_) => ok += 1,
+                    Err(e) => failed.push(e.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (ok, failed)
+        })
+    };
+    let even = spread(&consumer, "whoami", None, 600).await;
+    assert!((share(&even, "A") - 0.5).abs() < 0.1, "{even:?}");
+
+    // 1. A configurator (dubbo-admin's shape) gives A weight 900: ~90% of calls to A.
+    let configurators = format!("{RULED_KEY}.configurators");
+    let weight = format!(
+        "configVersion: v2.7\nscope: service\nkey: {RULED_IFACE}\nenabled: true\nconfigs:\n\
+         - side: consumer\n  addresses: [0.0.0.0]\n  providerAddresses: ['{a_addr}']\n  parameters:\n    weight: 900\n"
+    );
+    peer_set(&mut peer, 101, &configurators, Some(&weight));
+    until(long, "A at weight 900", || {
+        consumer
+            .directory()
+            .providers()
+            .iter()
+            .any(|p| p.url.address() == a_addr && p.url.param("weight") == Some("900"))
+    })
+    .await;
+    let seen = spread(&consumer, "whoami", None, 2000).await;
+    assert!((share(&seen, "A") - 0.9).abs() < 0.04, "{seen:?}");
+
+    // 2. The document now disables B: no call reaches it.
+    let disable = format!(
+        "configVersion: v3.0\nscope: service\nkey: {RULED_IFACE}\nenabled: true\nconfigs:\n\
+         - side: consumer\n  addresses: ['0.0.0.0']\n  providerAddresses: ['{b_addr}']\n  parameters:\n    disabled: 'true'\n"
+    );
+    peer_set(&mut peer, 102, &configurators, Some(&disable));
+    until(long, "B disabled", || {
+        consumer.directory().providers().len() == 1
+    })
+    .await;
+    let seen = spread(&consumer, "whoami", None, 300).await;
+    assert_eq!(seen.get("A"), Some(&300), "{seen:?}");
+
+    // 3. Deleting the document restores both providers as registered.
+    peer_set(&mut peer, 103, &configurators, None);
+    until(long, "B back", || {
+        let providers = consumer.directory().providers();
+        providers.len() == 2 && providers.iter().all(|p| p.overrides.is_empty())
+    })
+    .await;
+    let seen = spread(&consumer, "whoami", None, 600).await;
+    assert!((share(&seen, "A") - 0.5).abs() < 0.1, "{seen:?}");
+
+    // 4. A condition router: sayHello goes to B only, whoami stays spread; removed again.
+    let router_key = format!("{RULED_KEY}.condition-router");
+    let route = format!(
+        "configVersion: v3.0\nscope: service\nkey: {RULED_IFACE}\nforce: false\nruntime: true\nenabled: true\n\
+         conditions:\n- method = sayHello => host = 127.0.0.1 & port = {b_port}\n"
+    );
+    peer_set(&mut peer, 104, &router_key, Some(&route));
+    let hello = rdubbo::Invocation::new(RULED_IFACE, "sayHello", vec![]);
+    until(long, "the condition rule", || {
+        consumer.directory().list(&hello).len() == 1
+    })
+    .await;
+    let seen = spread(&consumer, "sayHello", None, 200).await;
+    assert_eq!(seen.get("B"), Some(&200), "{seen:?}");
+    let seen = spread(&consumer, "whoami", None, 400).await;
+    assert!(seen.contains_key("A") && seen.contains_key("B"), "{seen:?}");
+    peer_set(&mut peer, 105, &router_key, None);
+    until(long, "the condition rule removed", || {
+        consumer.directory().list(&hello).len() == 2
+    })
+    .await;
+
+    // 5. A tag router (the provider application's): `gray` is A's address.
+    let tag_key = format!("{RULED_APP}.tag-router");
+    let tags = format!(
+        "configVersion: v3.0\nforce: false\nenabled: true\nkey: {RULED_APP}\ntags:\n\
+         - name: gray\n  addresses: ['{a_addr}']\n"
+    );
+    peer_set(&mut peer, 106, &tag_key, Some(&tags));
+    let mut gray = rdubbo::Invocation::new(RULED_IFACE, "whoami", vec![]);
+    gray.attachments.insert("dubbo.tag", "gray");
+    until(long, "the tag rule", || {
+        consumer.directory().list(&gray).len() == 1
+    })
+    .await;
+    let seen = spread(&consumer, "whoami", Some("gray"), 200).await;
+    assert_eq!(seen.get("A"), Some(&200), "{seen:?}");
+    let seen = spread(&consumer, "whoami", None, 200).await;
+    assert_eq!(
+        seen.get("B"),
+        Some(&200),
+        "untagged calls avoid gray: {seen:?}"
+    );
+    peer_set(&mut peer, 107, &tag_key, None);
+    until(long, "the tag rule removed", || {
+        consumer.directory().list(&gray).len() == 2
+    })
+    .await;
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = background.await.unwrap();
+    assert!(failed.is_empty(), "background calls failed: {failed:?}");
+    assert!(ok > 0, "no background call ran");
+    eprintln!("{}: {ok} background calls, none failed", peer.name);
+    consumer.close().await;
+    a.stop().await;
+    b.stop().await;
+    consumer_registry.destroy().await;
+}
+
+/// The npm client on a fresh embedded registry.
+async fn node_peer(script_name: &str, server: &NamingServer) -> Peer {
+    let dir = dir();
+    let node_dir = {
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || npm_install(&d, &["nacos@2.6.3"]))
+            .await
+            .unwrap()
+    };
+    let script = node_dir.join(format!("{script_name}-{}.js", std::process::id()));
+    std::fs::write(&script, NODE_SCRIPT).unwrap();
+    let mut command = Command::new("node");
+    command
+        .arg(&script)
+        .arg(server.local_addr().to_string())
+        .current_dir(&node_dir);
+    Peer::start("node", command)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_published_by_the_npm_nacos_client_steer_a_live_consumer() {
+    if skip("npm nacos rules on a live consumer") {
+        return;
+    }
+    let server = NamingServer::start(NamingServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let peer = node_peer("rules", &server).await;
+    rules_by(peer, &server).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_published_by_nacos_sdk_python_steer_a_live_consumer() {
+    if skip("nacos-sdk-python rules on a live consumer") {
+        return;
+    }
+    let dir = dir();
+    let py = {
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || pip_install(&d))
+            .await
+            .unwrap()
+    };
+    let server = NamingServer::start(NamingServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let work = dir.join(format!("py-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let script = work.join("config.py");
+    std::fs::write(&script, PYTHON_SCRIPT).unwrap();
+    let mut command = Command::new("python3");
+    command
+        .arg(&script)
+        .arg(server.local_addr().to_string())
+        .arg(work.join("snapshot"))
+        .env("PYTHONPATH", &py)
+        .current_dir(&work);
+    let peer = Peer::start("python", command);
+    rules_by(peer, &server).await;
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&work);
 }
