@@ -1,5 +1,5 @@
-//! The consumer side: HTTP/2 cleartext (prior knowledge) connections to one provider,
-//! calls multiplexed on them, Java's wrapper around the Hessian2 arguments and result.
+//! The consumer side: HTTP/2 connections to one provider (cleartext with prior knowledge,
+//! or TLS with ALPN `h2` when its URL says `ssl-enabled=true`), calls multiplexed on them, Java's wrapper around the Hessian2 arguments and result.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,6 +35,11 @@ pub struct ClientConfig {
     pub gzip: bool,
     /// The consumer's application name, sent as `tri-consumer-appname` (`application=`).
     pub application: Option<String>,
+    /// TLS for providers whose URL says [`SSL_ENABLED`](crate::SSL_ENABLED)`=true` (the CA
+    /// bundle trusted, an optional client certificate); offered ALPN `h2`. A client of such
+    /// a provider without it cannot be made. Providers without the parameter are called in
+    /// cleartext.
+    pub tls: Option<crate::ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -46,6 +51,7 @@ impl Default for ClientConfig {
             max_message_size: codec::DEFAULT_MAX_MESSAGE,
             gzip: false,
             application: None,
+            tls: None,
         }
     }
 }
@@ -83,6 +89,10 @@ struct Inner {
     slots: Vec<Slot>,
     next: AtomicUsize,
     application: Option<HeaderValue>,
+    /// The TLS the provider is called with (its URL says `ssl-enabled=true`).
+    tls: Option<crate::ClientTls>,
+    /// `http` or `https`, as the request URIs say.
+    scheme: &'static str,
 }
 
 /// A live connection: its sender, and whether its driver task has ended.
@@ -136,6 +146,18 @@ impl TripleClient {
             .application
             .as_deref()
             .and_then(|a| HeaderValue::from_str(a).ok());
+        let tls = if rdubbo_tls::is_enabled(url.param(crate::SSL_ENABLED)) {
+            let tls = config.tls.clone().ok_or_else(|| {
+                RpcError::Invalid(format!(
+                    "provider {addr} serves TLS ({}=true) but this consumer has no TLS \
+                     configuration (ClientConfig::tls: a CA bundle to trust)",
+                    crate::SSL_ENABLED
+                ))
+            })?;
+            Some(tls.with_alpn(&[b"h2"]))
+        } else {
+            None
+        };
         let slots = (0..config.connections.max(1))
             .map(|_| Slot {
                 up: Mutex::new(None),
@@ -150,6 +172,8 @@ impl TripleClient {
                 slots,
                 next: AtomicUsize::new(0),
                 application,
+                scheme: if tls.is_some() { "https" } else { "http" },
+                tls,
             }),
         })
     }
@@ -220,6 +244,39 @@ impl Inner {
         })?
         .map_err(|e| self.connect_error(e))?;
         let _ = stream.set_nodelay(true);
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sender = match &self.tls {
+            None => self.handshake(stream, closed.clone()).await?,
+            Some(tls) => {
+                let session = tls
+                    .connect(self.url.host(), stream)
+                    .await
+                    .map_err(|e| self.connect_error(e))?;
+                if session.get_ref().1.alpn_protocol() != Some(b"h2") {
+                    return Err(self.connect_error(
+                        "the provider did not agree to HTTP/2 (ALPN h2) in the TLS handshake",
+                    ));
+                }
+                self.handshake(session, closed.clone()).await?
+            }
+        };
+        *slot.up.lock().unwrap_or_else(|p| p.into_inner()) = Some(Up {
+            sender: sender.clone(),
+            closed,
+        });
+        Ok(sender)
+    }
+
+    /// The HTTP/2 handshake on a connected stream; its driver task marks `closed` when the
+    /// connection ends.
+    async fn handshake<S>(
+        &self,
+        stream: S,
+        closed: Arc<std::sync::atomic::AtomicBool>,
+    ) -> RpcResult<SendRequest<Bytes>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         // h2 directly (not hyper's client): a call sends its request from its own task,
         // with no dispatch channel and task in between.
         let (sender, conn) = h2::client::Builder::new()
@@ -230,17 +287,11 @@ impl Inner {
             .await
             .map_err(|e| self.connect_error(e))?;
         let addr = self.addr.clone();
-        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let ended = closed.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%addr, error = %e, "triple connection ended");
             }
-            ended.store(true, Ordering::SeqCst);
-        });
-        *slot.up.lock().unwrap_or_else(|p| p.into_inner()) = Some(Up {
-            sender: sender.clone(),
-            closed,
+            closed.store(true, Ordering::SeqCst);
         });
         Ok(sender)
     }
@@ -288,7 +339,10 @@ impl Inner {
 
     /// The request head of a call (path, content type, deadline, identity, attachments).
     fn head(&self, inv: &Invocation, timeout: Duration) -> RpcResult<Request<()>> {
-        let uri = format!("http://{}/{}/{}", self.addr, inv.interface, inv.method);
+        let uri = format!(
+            "{}://{}/{}/{}",
+            self.scheme, self.addr, inv.interface, inv.method
+        );
         let mut req = Request::post(uri)
             .body(())
             .map_err(|e| RpcError::Invalid(format!("bad request for {}: {e}", inv.interface)))?;

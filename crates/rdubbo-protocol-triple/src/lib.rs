@@ -23,6 +23,10 @@
 //!   services stream as Java 3.3's `StreamObserver` methods do (one wrapped Hessian2 value
 //!   per message).
 //! - [`TripleClient`]: the consumer side over HTTP/2 connections with calls multiplexed.
+//! - **TLS** ([`ServerConfig::tls`], [`ClientConfig::tls`]): the server offers ALPN `h2`
+//!   and `http/1.1` and serves what the handshake picked (sniffing the first bytes when the
+//!   client named none); a client connects with TLS (ALPN `h2`) to providers whose URL says
+//!   [`SSL_ENABLED`]`=true`.
 //! - [`TripleProtocol`]: both behind [`rdubbo_core::Protocol`] (`name() == "tri"`).
 //! - [`codec`]: framing, wrapper messages, status mapping (no I/O).
 //!
@@ -52,4 +56,6 @@ pub use client::{ClientConfig, TripleClient};
 /// The protobuf runtime the wrapper messages use (to encode or decode them by hand).
 pub use prost;
 pub use protocol::TripleProtocol;
+/// TLS settings: [`ServerConfig::tls`] for a provider, [`ClientConfig::tls`] for a consumer.
+pub use rdubbo_tls::{ClientTls, ServerTls, TlsError, SSL_ENABLED};
 pub use server::{ServerBuilder, ServerConfig, TripleServer};

@@ -38,7 +38,8 @@ pub struct TripleProtocol {
 }
 
 impl TripleProtocol {
-    /// A protocol whose clients start from `config` (URL parameters still apply).
+    /// A protocol whose clients start from `config` (URL parameters still apply; its
+    /// [`tls`](ClientConfig::tls) is used for provider URLs saying `ssl-enabled=true`).
     pub fn new(config: ClientConfig) -> Self {
         TripleProtocol {
             config,
@@ -46,7 +47,8 @@ impl TripleProtocol {
         }
     }
 
-    /// The same protocol serving with the limits and timings of `config`.
+    /// The same protocol serving with the limits and timings of `config` (TLS with its
+    /// [`tls`](ServerConfig::tls)).
     pub fn with_server_config(mut self, config: ServerConfig) -> Self {
         self.server = config;
         self

@@ -1,6 +1,7 @@
 //! The provider side: one port speaking HTTP/2 cleartext (prior knowledge) and HTTP/1.1,
-//! told apart by the connection's first bytes (HTTP/2 over h2, HTTP/1.1 over hyper); gRPC calls with
-//! Java's Hessian2 wrapper, and the HTTP/1 (or HTTP/2) JSON mode.
+//! told apart by the connection's first bytes (HTTP/2 over h2, HTTP/1.1 over hyper), or
+//! by ALPN over TLS; gRPC calls with Java's Hessian2 wrapper, and the HTTP/1 (or HTTP/2)
+//! JSON mode.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::codec;
+use crate::ServerTls;
 
 /// Limits and timings of a [`TripleServer`].
 #[derive(Debug, Clone)]
@@ -44,6 +46,12 @@ pub struct ServerConfig {
     /// being served); past it, reading bodies waits (default 256 MiB, at least
     /// `max_message_size`).
     pub max_buffered_bytes: usize,
+    /// Serve TLS only (default: none). The server offers ALPN `h2` and `http/1.1` and
+    /// serves what the handshake picked (the first bytes tell when the client named
+    /// neither); the handshake runs within [`ServerTls::handshake_timeout`] and its
+    /// connection counts against `max_connections` from the accept. Registered provider
+    /// URLs should say [`SSL_ENABLED`](crate::SSL_ENABLED)`=true`.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +65,7 @@ impl Default for ServerConfig {
             default_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             max_buffered_bytes: 256 * 1024 * 1024,
+            tls: None,
         }
     }
 }
@@ -146,7 +155,11 @@ impl ServerBuilder {
     /// Serves on a listener already bound.
     pub fn serve(self, listener: TcpListener) -> std::io::Result<TripleServer> {
         let local_addr = listener.local_addr()?;
-        let config = self.config;
+        let mut config = self.config;
+        config.tls = config
+            .tls
+            .take()
+            .map(|tls| tls.with_alpn(&[b"h2", b"http/1.1"]));
         let streams = stream::any_streams(self.exports.iter().map(|(info, _)| info));
         let exports = self
             .exports
@@ -348,6 +361,11 @@ async fn serve_connection(
         last_ms: AtomicU64::new(shared.now_ms()),
         peer,
     });
+    if let Some(tls) = shared.config.tls.clone() {
+        serve_tls(stream, tls, &shared, &state, &mut stop).await;
+        shared.connections.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
     match detect_h2(&stream, shared.config.header_read_timeout).await {
         Some(true) => serve_h2(stream, &shared, &state, &mut stop).await,
         Some(false) => serve_http1(stream, &shared, &state, &mut stop).await,

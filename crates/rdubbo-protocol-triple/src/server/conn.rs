@@ -1,15 +1,18 @@
-//! One connection: HTTP/2 or HTTP/1.1 told apart by the first bytes, idle checks.
+//! One connection: HTTP/2 or HTTP/1.1 told apart by the first bytes (or by ALPN over TLS),
+//! idle checks.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::Context;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -64,12 +67,14 @@ pub(super) fn idle_check(shared: &Shared, state: &ConnState) -> Result<(), Durat
 /// HTTP/2 over h2 directly: a call whose answer is ready on its first poll (the body
 /// arrived with the headers, the service answered at once) is answered from the
 /// connection's task, with no task of its own; the others get one.
-pub(super) async fn serve_h2(
-    stream: TcpStream,
+pub(super) async fn serve_h2<S>(
+    stream: S,
     shared: &Arc<Shared>,
     state: &Arc<ConnState>,
     stop: &mut watch::Receiver<Option<Duration>>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let config = &shared.config;
     let handshake = h2::server::Builder::new()
         .max_concurrent_streams(config.max_concurrent_streams)
@@ -166,12 +171,14 @@ pub(super) async fn respond_h2(
 }
 
 /// HTTP/1.1 (the JSON mode, curl) through hyper.
-pub(super) async fn serve_http1(
-    stream: TcpStream,
+pub(super) async fn serve_http1<S>(
+    stream: S,
     shared: &Arc<Shared>,
     state: &Arc<ConnState>,
     stop: &mut watch::Receiver<Option<Duration>>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let peer = state.peer;
     let svc_shared = shared.clone();
     let svc_state = state.clone();
@@ -216,5 +223,131 @@ pub(super) async fn serve_http1(
                 idle_timer.as_mut().reset(tokio::time::Instant::now() + drain);
             }
         }
+    }
+}
+
+/// A TLS connection: the handshake (within its deadline, abandoned when the server stops),
+/// then HTTP/2 or HTTP/1.1 as ALPN picked, or as the first bytes tell when it picked
+/// neither.
+pub(super) async fn serve_tls(
+    stream: TcpStream,
+    tls: ServerTls,
+    shared: &Arc<Shared>,
+    state: &Arc<ConnState>,
+    stop: &mut watch::Receiver<Option<Duration>>,
+) {
+    let peer = state.peer;
+    let session = tokio::select! {
+        r = tls.accept(stream) => match r {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed; closing");
+                return;
+            }
+        },
+        _ = stop.changed() => return,
+    };
+    if shared.draining.load(Ordering::SeqCst) {
+        return;
+    }
+    let alpn = session.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    let mut stream = Prefixed {
+        prefix: Bytes::new(),
+        inner: session,
+    };
+    let h2 = match alpn.as_deref() {
+        Some(b"h2") => true,
+        Some(b"http/1.1") => false,
+        _ => match sniff_h2(&mut stream, shared.config.header_read_timeout).await {
+            Some(h2) => h2,
+            None => return,
+        },
+    };
+    if h2 {
+        serve_h2(stream, shared, state, stop).await
+    } else {
+        serve_http1(stream, shared, state, stop).await
+    }
+}
+
+/// Whether a stream that cannot be peeked starts with the HTTP/2 preface: the bytes read
+/// to tell are kept in front of the stream.
+async fn sniff_h2<S>(stream: &mut Prefixed<S>, within: Duration) -> Option<bool>
+where
+    S: AsyncRead + Unpin,
+{
+    let mut buf = Vec::with_capacity(PREFACE.len());
+    let deadline = tokio::time::Instant::now() + within;
+    let answer = loop {
+        let mut chunk = [0u8; 24];
+        let want = PREFACE.len() - buf.len();
+        let n = tokio::time::timeout_at(deadline, stream.inner.read(&mut chunk[..want]))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf[..] != PREFACE[..buf.len()] {
+            break false;
+        }
+        if buf.len() == PREFACE.len() {
+            break true;
+        }
+    };
+    stream.prefix = Bytes::from(buf);
+    Some(answer)
+}
+
+/// A stream with bytes already read from it put back in front.
+pub(super) struct Prefixed<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let head = self.prefix.split_to(n);
+            buf.put_slice(&head);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
