@@ -422,7 +422,9 @@ impl ReferenceBuilder {
             return Err(SetupError::NoProvider(consumer.service_key()));
         }
         // Governance rules of the config center (configurators, condition and tag routers).
-        directory.watch_rules(registry.dynamic_configuration()).await;
+        directory
+            .watch_rules(registry.dynamic_configuration())
+            .await;
         Ok(Reference {
             cluster,
             invoker,
