@@ -1,4 +1,4 @@
-//! TLS through the facade: a provider serving dubbo (and JSON-RPC) with a certificate
+//! TLS through the facade: a provider serving dubbo (JSON-RPC, tri) with a certificate
 //! registers `ssl-enabled=true`; a consumer that found it in the registry calls it over TLS
 //! with the CA of its own protocol configuration. Certificates come from the openssl CLI.
 
@@ -148,7 +148,7 @@ async fn a_tls_provider_registers_ssl_enabled_and_a_consumer_calls_it_over_tls()
         ..Default::default()
     };
 
-    for protocol in ["dubbo", "jsonrpc"] {
+    for protocol in ["dubbo", "jsonrpc", "tri"] {
         let builder = Provider::builder("127.0.0.1:0".parse().unwrap())
             .protocol(protocol)
             .registry(registry.clone())
@@ -156,6 +156,10 @@ async fn a_tls_provider_registers_ssl_enabled_and_a_consumer_calls_it_over_tls()
             .export(info.clone(), Arc::new(Echo));
         let builder = match protocol {
             "dubbo" => builder.dubbo_config(rdubbo::dubbo::ServerConfig {
+                tls: Some(server_tls.clone()),
+                ..Default::default()
+            }),
+            "tri" => builder.triple_config(rdubbo::triple::ServerConfig {
                 tls: Some(server_tls.clone()),
                 ..Default::default()
             }),
@@ -171,6 +175,12 @@ async fn a_tls_provider_registers_ssl_enabled_and_a_consumer_calls_it_over_tls()
         let consumer_protocol: Arc<dyn Protocol> = match protocol {
             "dubbo" => Arc::new(rdubbo::dubbo::DubboProtocol::new(
                 rdubbo::dubbo::ClientConfig {
+                    tls: Some(client_tls.clone()),
+                    ..Default::default()
+                },
+            )),
+            "tri" => Arc::new(rdubbo::triple::TripleProtocol::new(
+                rdubbo::triple::ClientConfig {
                     tls: Some(client_tls.clone()),
                     ..Default::default()
                 },
@@ -360,6 +370,10 @@ ssl_enabled = true
 port = 0
 ssl_enabled = true
 
+[protocols.tri]
+port = 0
+ssl_enabled = true
+
 [provider.services.echo]
 interface = "{IFACE}"
 
@@ -393,7 +407,7 @@ enabled = false
     .await
     .unwrap();
     let urls = provider.exported_urls();
-    assert_eq!(urls.len(), 2, "{urls:?}");
+    assert_eq!(urls.len(), 3, "{urls:?}");
     for url in urls {
         assert_eq!(url.param("ssl-enabled"), Some("true"), "{url}");
         let direct = format!(

@@ -90,6 +90,13 @@ pub(super) fn server_builder(
         }
         builder = builder.server_config(c);
     }
+    #[cfg(feature = "triple")]
+    if name == "tri" && p.ssl_enabled == Some(true) && extensions.protocol("tri").is_some() {
+        builder = builder.triple_config(rdubbo_protocol_triple::ServerConfig {
+            tls: Some(server_tls(cfg, pid)?),
+            ..Default::default()
+        });
+    }
     Ok((builder, listen))
 }
 
@@ -135,6 +142,13 @@ pub(super) fn with_client_tls(
             ..Default::default()
         }),
     )];
+    #[cfg(feature = "triple")]
+    protocols.push(Arc::new(rdubbo_protocol_triple::TripleProtocol::new(
+        rdubbo_protocol_triple::ClientConfig {
+            tls: Some(tls.clone()),
+            ..Default::default()
+        },
+    )));
     #[cfg(feature = "dubbo")]
     protocols.push(Arc::new(rdubbo_protocol_dubbo::DubboProtocol::new(
         rdubbo_protocol_dubbo::ClientConfig {

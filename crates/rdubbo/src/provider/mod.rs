@@ -339,7 +339,22 @@ impl ProviderBuilder {
         ))
     }
 
-    #[cfg(any(feature = "dubbo", feature = "jsonrpc"))]
+    /// Limits and TLS of the Triple server (when serving `tri`): serves a
+    /// [`TripleProtocol`](rdubbo_protocol_triple::TripleProtocol) with this configuration,
+    /// in place of the table's `tri`. With [`tls`](rdubbo_protocol_triple::ServerConfig::tls)
+    /// set, the provider URLs say `ssl-enabled=true`, so consumers call over TLS.
+    #[cfg(feature = "triple")]
+    pub fn triple_config(mut self, config: rdubbo_protocol_triple::ServerConfig) -> Self {
+        self.tls.retain(|p| *p != "tri");
+        if config.tls.is_some() {
+            self.tls.push("tri");
+        }
+        self.configure(Arc::new(
+            rdubbo_protocol_triple::TripleProtocol::default().with_server_config(config),
+        ))
+    }
+
+    #[cfg(any(feature = "dubbo", feature = "jsonrpc", feature = "triple"))]
     fn configure(mut self, protocol: Arc<dyn crate::Protocol>) -> Self {
         self.configured.retain(|p| p.name() != protocol.name());
         self.configured.push(protocol);
