@@ -593,14 +593,30 @@ async fn rules_by(mut peer: Peer, server: &NamingServer) {
          - side: consumer\n  addresses: [0.0.0.0]\n  providerAddresses: ['{a_addr}']\n  parameters:\n    weight: 900\n"
     );
     peer_set(&mut peer, 101, &configurators, Some(&weight));
-    until(long, "A at weight 900", || {
-        consumer
-            .directory()
-            .providers()
-            .iter()
-            .any(|p| p.url.address() == a_addr && p.url.param("weight") == Some("900"))
-    })
-    .await;
+    let t = Instant::now();
+    while !consumer
+        .directory()
+        .providers()
+        .iter()
+        .any(|p| p.url.address() == a_addr && p.url.param("weight") == Some("900"))
+    {
+        if t.elapsed() > long {
+            // What the server holds and what the consumer has, for whoever reads this.
+            let held = consumer_registry
+                .dynamic_configuration()
+                .expect("a config center")
+                .get(&configurators, "dubbo")
+                .await;
+            let providers: Vec<String> = consumer
+                .directory()
+                .providers()
+                .iter()
+                .map(|p| format!("{} overrides={:?}", p.url, p.overrides))
+                .collect();
+            panic!("A at weight 900: not within {long:?}; the server holds {held:?}; the consumer's providers: {providers:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let seen = spread(&consumer, "whoami", None, 2000).await;
     assert!((share(&seen, "A") - 0.9).abs() < 0.04, "{seen:?}");
 
