@@ -277,6 +277,49 @@ async fn a_plaintext_client_is_refused_and_a_silent_one_closed_at_the_handshake_
     server.shutdown(Duration::ZERO).await;
 }
 
+#[tokio::test]
+async fn a_tls_client_naming_no_alpn_protocol_is_told_apart_by_its_first_bytes() {
+    use tokio::io::AsyncWriteExt;
+    let pki = Pki::new("tri-no-alpn");
+    let server = server(pki.server(false), 64).await;
+    let addr = server.local_addr();
+    // No ALPN: the server's handshake picks nothing; plain HTTP/1.1 follows.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = pki.client(false).connect("127.0.0.1", tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), None);
+    let body = r#"["no alpn"]"#;
+    let req = format!(
+        "POST /{IFACE}/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with(r#""no alpn""#), "{answer}");
+    // No ALPN, then the HTTP/2 preface: HTTP/2 (gRPC).
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = pki.client(false).connect("127.0.0.1", tcp).await.unwrap();
+    let (mut sender, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post(format!("https://{addr}/{IDL}/echo"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut send) = sender.send_request(req, false).unwrap();
+    send.send_data(Bytes::from_static(b"\0\0\0\0\x02hi"), true)
+        .unwrap();
+    let mut body = response.await.unwrap().into_body();
+    let data = body.data().await.unwrap().unwrap();
+    assert_eq!(&data[..], b"\0\0\0\0\x02hi");
+    let trailers = body.trailers().await.unwrap().unwrap();
+    assert_eq!(trailers["grpc-status"], "0");
+    server.shutdown(Duration::ZERO).await;
+}
+
 /// Runs curl with `args`, returning (headers and trailers, lower-cased; body).
 async fn curl(args: Vec<String>) -> (String, Vec<u8>) {
     tokio::task::spawn_blocking(move || {
