@@ -74,6 +74,18 @@ struct Peer {
     _child: ChildGuard,
     lines: mpsc::Receiver<Value>,
     stdin: std::process::ChildStdin,
+    /// For npm `nacos` clients: this test's turn (see [`node_turn`]).
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+/// npm `nacos` clients on one machine elect one leader process (cluster-client, loopback
+/// port 7777, one name for every server address) and send their calls through it: two
+/// node clients of two tests would publish into each other's registry. The tests of this
+/// binary therefore run their node clients one at a time.
+async fn node_turn() -> tokio::sync::OwnedMutexGuard<()> {
+    static TURN: std::sync::LazyLock<Arc<tokio::sync::Mutex<()>>> =
+        std::sync::LazyLock::new(|| Arc::new(tokio::sync::Mutex::new(())));
+    TURN.clone().lock_owned().await
 }
 
 impl Peer {
@@ -103,6 +115,7 @@ impl Peer {
             _child: child,
             lines,
             stdin,
+            _turn: None,
         }
     }
 
@@ -303,7 +316,9 @@ async fn the_npm_nacos_client_and_rdubbo_share_configs_on_the_embedded_registry(
         .arg(&script)
         .arg(server.local_addr().to_string())
         .current_dir(&node_dir);
-    let peer = Peer::start("node", command);
+    let turn = node_turn().await;
+    let mut peer = Peer::start("node", command);
+    peer._turn = Some(turn);
     exchange(peer, &server, "node", true).await;
     server.stop().await;
 }
@@ -719,7 +734,10 @@ async fn node_peer(script_name: &str, server: &NamingServer) -> Peer {
         .arg(&script)
         .arg(server.local_addr().to_string())
         .current_dir(&node_dir);
-    Peer::start("node", command)
+    let turn = node_turn().await;
+    let mut peer = Peer::start("node", command);
+    peer._turn = Some(turn);
+    peer
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
