@@ -1,7 +1,8 @@
 //! `rdubbo ls <registry-url>`: the services of a registry with their providers and
-//! consumers, like dubbo-admin's service list; with a ZooKeeper registry also the Dubbo 3
-//! applications (`/services/<app>`) with their instances, revisions and the interfaces
-//! mapped to them (`/dubbo/mapping`).
+//! consumers, like dubbo-admin's service list; with a ZooKeeper or Nacos registry (also
+//! `rdubbo registry`) also the Dubbo 3 applications (ZooKeeper: `/services/<app>`; Nacos:
+//! services whose instances carry Dubbo's metadata) with their instances, revisions and the
+//! interfaces mapped to them (ZooKeeper: `/dubbo/mapping`; Nacos: config group `mapping`).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -33,50 +34,79 @@ struct Application {
     interfaces: Vec<String>,
 }
 
-/// The applications of a ZooKeeper registry (none for other registries).
+/// The applications of a ZooKeeper or Nacos registry (none for other registries).
 async fn applications(registry: &str) -> Result<Vec<Application>> {
     let url: Url = registry
         .parse()
         .map_err(|e| anyhow::anyhow!("registry URL {registry}: {e}"))?;
-    if !matches!(url.protocol(), "zookeeper" | "zk") {
-        return Ok(Vec::new());
-    }
-    use rdubbo::{Registry, ServiceDiscovery};
-    let zk = rdubbo_registry_zookeeper::ZookeeperRegistry::connect(&url)
-        .await
-        .with_context(|| format!("registry {registry}"))?;
-    let discovery = zk.discovery().clone();
-    let listed = async {
-        let mut by_app: BTreeMap<String, Application> = BTreeMap::new();
-        for name in discovery.applications().await? {
-            let instances = discovery.instances(&name).await?;
-            by_app.insert(
-                name.clone(),
-                Application {
-                    name,
-                    instances,
-                    interfaces: Vec::new(),
-                },
-            );
-        }
-        for interface in discovery.mapped_interfaces().await? {
-            for app in discovery.mapping(&interface).await? {
-                by_app
-                    .entry(app.clone())
-                    .or_insert_with(|| Application {
-                        name: app,
-                        instances: Vec::new(),
-                        interfaces: Vec::new(),
-                    })
-                    .interfaces
-                    .push(interface.clone());
+    use rdubbo::Registry;
+    let listed = match url.protocol() {
+        "zookeeper" | "zk" => {
+            let zk = rdubbo_registry_zookeeper::ZookeeperRegistry::connect(&url)
+                .await
+                .with_context(|| format!("registry {registry}"))?;
+            let discovery = zk.discovery().clone();
+            let listed = async {
+                let names = discovery.applications().await?;
+                let interfaces = discovery.mapped_interfaces().await?;
+                gather(&*discovery, names, interfaces).await
             }
+            .await;
+            zk.destroy().await;
+            listed
         }
-        Ok::<_, rdubbo::RegistryError>(by_app.into_values().collect())
-    }
-    .await;
-    zk.destroy().await;
+        "nacos" => {
+            let nacos = rdubbo::nacos::NacosRegistry::connect(&url)
+                .await
+                .with_context(|| format!("registry {registry}"))?;
+            let discovery = nacos.discovery().clone();
+            let listed = async {
+                let names = discovery.applications().await?;
+                let interfaces = discovery.mapped_interfaces().await?;
+                gather(&*discovery, names, interfaces).await
+            }
+            .await;
+            nacos.destroy().await;
+            listed
+        }
+        _ => return Ok(Vec::new()),
+    };
     listed.with_context(|| format!("listing the applications of {registry}"))
+}
+
+/// The instances of each application `names`, and the applications each of `interfaces`
+/// is mapped to.
+async fn gather(
+    discovery: &dyn rdubbo::ServiceDiscovery,
+    names: Vec<String>,
+    interfaces: Vec<String>,
+) -> Result<Vec<Application>, rdubbo::RegistryError> {
+    let mut by_app: BTreeMap<String, Application> = BTreeMap::new();
+    for name in names {
+        let instances = discovery.instances(&name).await?;
+        by_app.insert(
+            name.clone(),
+            Application {
+                name,
+                instances,
+                interfaces: Vec::new(),
+            },
+        );
+    }
+    for interface in interfaces {
+        for app in discovery.mapping(&interface).await? {
+            by_app
+                .entry(app.clone())
+                .or_insert_with(|| Application {
+                    name: app,
+                    instances: Vec::new(),
+                    interfaces: Vec::new(),
+                })
+                .interfaces
+                .push(interface.clone());
+        }
+    }
+    Ok(by_app.into_values().collect())
 }
 
 fn applications_json(apps: &[Application]) -> Value {

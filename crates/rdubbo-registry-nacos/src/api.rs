@@ -530,6 +530,11 @@ impl Shared {
 
     /// Every service name of the group (all pages).
     pub(crate) async fn service_names(&self) -> Result<Vec<String>, ApiError> {
+        self.service_names_in(&self.group).await
+    }
+
+    /// Every service name of `group` (all pages).
+    pub(crate) async fn service_names_in(&self, group: &str) -> Result<Vec<String>, ApiError> {
         let mut names = Vec::new();
         let page_size = 1000;
         for page in 1.. {
@@ -540,7 +545,7 @@ impl Shared {
                     vec![
                         ("pageNo", page.to_string()),
                         ("pageSize", page_size.to_string()),
-                        ("groupName", self.group.clone()),
+                        ("groupName", group.to_owned()),
                     ],
                 )
                 .await?;

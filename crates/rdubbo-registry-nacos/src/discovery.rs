@@ -97,6 +97,41 @@ impl NacosServiceDiscovery {
         &self.inner.group
     }
 
+    /// The Dubbo 3 applications of the group: its services that have an instance carrying
+    /// Dubbo's metadata (`dubbo.metadata.revision`, `dubbo.endpoints` …), sorted; services
+    /// named after an interface (`providers:…`) and other Nacos services are left out.
+    pub async fn applications(&self) -> RegistryResult<Vec<String>> {
+        let mut apps = Vec::new();
+        for name in self
+            .inner
+            .shared
+            .service_names_in(&self.inner.group)
+            .await?
+        {
+            if model::parse_dubbo_service_name(&name).is_some() {
+                continue;
+            }
+            let info = self.inner.shared.query_in(&self.inner.group, &name).await?;
+            let dubbo = info.hosts.iter().any(|h| {
+                h.metadata
+                    .keys()
+                    .any(|k| k.starts_with("dubbo.metadata.") || k == "dubbo.endpoints")
+            });
+            if dubbo {
+                apps.push(name);
+            }
+        }
+        apps.sort();
+        apps.dedup();
+        Ok(apps)
+    }
+
+    /// The interfaces that have an interface → application mapping (the `dataId`s of config
+    /// group `mapping`), sorted.
+    pub async fn mapped_interfaces(&self) -> RegistryResult<Vec<String>> {
+        self.inner.config.keys(MAPPING_GROUP).await
+    }
+
     /// Withdraws every instance registered through this client and stops its tasks (the
     /// registry's destroy).
     pub(crate) async fn close(&self) {
