@@ -392,3 +392,76 @@ async fn rules_through_the_embedded_registry_config_api() {
     operator.destroy().await;
     server.stop().await;
 }
+
+/// A provider registered by application only (Dubbo 3's `register-mode=instance`) follows
+/// its application's provider-side configurator as a Java 3 provider does: its URL takes
+/// the rule's parameters, its application metadata gets a new revision, the instance in
+/// ZooKeeper is updated with it, and a consumer with `FORCE_APPLICATION` fetches the new
+/// metadata and sees the parameters; deleting the rule brings the first revision back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_registered_provider_republishes_its_metadata() {
+    let zk = ZkServer::start();
+    let url = zk.registry_url("session=4000&retry.period=500&file.cache=false");
+    let provider_registry = rdubbo::registry::connect(&url).await.unwrap();
+    let consumer_registry = rdubbo::registry::connect(&url).await.unwrap();
+    for dir in ["/dubbo", "/dubbo/config", "/dubbo/config/dubbo"] {
+        zk.cli(&["create", dir]);
+    }
+    let p = provider(&provider_registry, "A", RegisterMode::Instance).await;
+    let addr = p.urls()[0].address();
+    let first = p.instance().unwrap().revision().unwrap().to_owned();
+    assert_eq!(p.metadata().unwrap().revision(), first);
+    let consumer = Reference::builder(IFACE)
+        .application(CONSUMER_APP)
+        .registry(consumer_registry.clone())
+        .param("migration.step", "FORCE_APPLICATION")
+        .check(false)
+        .build()
+        .await
+        .unwrap();
+    let provider_param = |key: &str| -> Option<String> {
+        let providers = consumer.directory().providers();
+        let p = providers.iter().find(|p| p.url.address() == addr)?;
+        p.url.param(key).map(str::to_owned)
+    };
+    wait_for("the provider, by application", || {
+        consumer.directory().providers().len() == 1
+    })
+    .await;
+    assert_eq!(provider_param("weight"), None);
+
+    let writer = Writer::Zk(zk);
+    let key = format!("{PROVIDER_APP}.configurators");
+    let rule = format!(
+        "configVersion: v2.7\nscope: application\nkey: {PROVIDER_APP}\nconfigs:\n\
+         - type: general\n  side: provider\n  addresses: ['{addr}']\n  parameters: {{weight: 900, timeout: 4321}}\n"
+    );
+    writer.set(&key, &rule).await;
+    wait_for("the consumer sees weight 900 and timeout 4321", || {
+        provider_param("weight").as_deref() == Some("900")
+            && provider_param("timeout").as_deref() == Some("4321")
+    })
+    .await;
+    let second = p.instance().unwrap().revision().unwrap().to_owned();
+    assert_ne!(second, first, "a new revision");
+    assert_eq!(p.metadata().unwrap().revision(), second);
+    assert_eq!(p.registered_urls()[0].param("weight"), Some("900"));
+    let discovery = consumer_registry.service_discovery().unwrap();
+    let registered = discovery.instances(PROVIDER_APP).await.unwrap();
+    assert_eq!(registered.len(), 1, "updated in place: {registered:?}");
+    assert_eq!(registered[0].revision(), Some(second.as_str()));
+    let seen = spread(&consumer, "whoami", None, 5).await;
+    assert_eq!(seen.get("A"), Some(&5));
+
+    writer.delete(&key).await;
+    wait_for("the consumer sees the provider as built", || {
+        provider_param("weight").is_none() && provider_param("timeout").is_none()
+    })
+    .await;
+    assert_eq!(p.instance().unwrap().revision(), Some(first.as_str()));
+
+    consumer.close().await;
+    p.stop().await;
+    provider_registry.destroy().await;
+    consumer_registry.destroy().await;
+}

@@ -4,7 +4,7 @@
 //! supports [`ServiceDiscovery`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::discovery::{self, keys as meta};
 use crate::error::codes;
@@ -45,6 +45,53 @@ pub(crate) fn split_by_mode(
     Ok((interface_level, instance_level))
 }
 
+/// Versions of a value that only grows: a reference to any version lives as long as the
+/// list (what [`Provider::metadata`](super::Provider::metadata) and
+/// [`Provider::instance`](super::Provider::instance) lend out), the last one is current.
+/// A version is added only when dynamic configuration changes a provider URL.
+pub(crate) struct Versions<T> {
+    first: OnceLock<Box<Node<T>>>,
+    push: Mutex<()>,
+}
+
+struct Node<T> {
+    value: T,
+    next: OnceLock<Box<Node<T>>>,
+}
+
+impl<T> Default for Versions<T> {
+    fn default() -> Self {
+        Versions {
+            first: OnceLock::new(),
+            push: Mutex::new(()),
+        }
+    }
+}
+
+impl<T> Versions<T> {
+    /// The current version.
+    pub(crate) fn latest(&self) -> Option<&T> {
+        let mut node = self.first.get()?;
+        while let Some(next) = node.next.get() {
+            node = next;
+        }
+        Some(&node.value)
+    }
+
+    /// Makes `value` the current version.
+    pub(crate) fn push(&self, value: T) {
+        let _order = self.push.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = &self.first;
+        while let Some(node) = slot.get() {
+            slot = &node.next;
+        }
+        let _ = slot.set(Box::new(Node {
+            value,
+            next: OnceLock::new(),
+        }));
+    }
+}
+
 /// What the MetadataService answers once the server listens.
 pub(crate) struct Published {
     pub(crate) info: MetadataInfo,
@@ -75,13 +122,14 @@ pub(crate) fn metadata_service_info(app: &str) -> ServiceInfo {
 
 /// Answers `org.apache.dubbo.metadata.MetadataService` (V1) for one application, as a
 /// Java 3.3 provider does: `getMetadataInfo(revision)` gives the application's
-/// [`MetadataInfo`] when the revision is the current one (else `null`),
+/// [`MetadataInfo`] when the revision is the current one (else `null`, as Java: a consumer
+/// that asks for a revision replaced meanwhile reads the instance again),
 /// `getMetadataInfos()` the list of it, `getExportedURLs(…)` the provider URLs (a
 /// `java.util.TreeSet` of strings; the first argument, when given, selects an interface),
 /// `serviceName()` the application name, `version()` `1.0.0`.
 pub(crate) struct MetadataServiceInvoker {
     pub(crate) app: String,
-    pub(crate) published: Arc<OnceLock<Published>>,
+    pub(crate) published: Arc<Versions<Published>>,
 }
 
 impl Invoker for MetadataServiceInvoker {
@@ -93,7 +141,7 @@ impl Invoker for MetadataServiceInvoker {
 
 impl MetadataServiceInvoker {
     fn answer(&self, invocation: &Invocation) -> RpcResult<Value> {
-        let published = self.published.get();
+        let published = self.published.latest();
         match &*invocation.method {
             "getMetadataInfo" => {
                 let revision = match invocation.args.first() {
@@ -140,11 +188,12 @@ impl MetadataServiceInvoker {
 }
 
 /// The metadata side of one application: the MetadataService export, and what it answers
-/// once every server listens ([`publish`](Self::publish)).
+/// once every server listens ([`publish`](Self::publish)), and again when the provider
+/// URLs change ([`InstanceRegistration::refresh`]).
 #[derive(Clone)]
 pub(crate) struct AppMetadata {
     app: String,
-    published: Arc<OnceLock<Published>>,
+    published: Arc<Versions<Published>>,
 }
 
 impl AppMetadata {
@@ -152,7 +201,7 @@ impl AppMetadata {
     pub(crate) fn new(app: &str) -> AppMetadata {
         AppMetadata {
             app: app.to_owned(),
-            published: Arc::new(OnceLock::new()),
+            published: Arc::new(Versions::default()),
         }
     }
 
@@ -170,11 +219,11 @@ impl AppMetadata {
 
     /// What the MetadataService answers, once published.
     pub(crate) fn info(&self) -> Option<&MetadataInfo> {
-        self.published.get().map(|p| &p.info)
+        self.published.latest().map(|p| &p.info)
     }
 
-    /// Publishes the metadata of `urls` (what the MetadataService answers from now on; a
-    /// second call changes nothing) and builds the registration of the application's
+    /// Publishes the metadata of `urls` (what the MetadataService answers from now on) and
+    /// builds the registration of the application's
     /// instance at `host` on the port of `endpoints[0]`, the protocol and port its
     /// MetadataService is served on; nothing is registered yet.
     pub(crate) fn publish(
@@ -189,12 +238,28 @@ impl AppMetadata {
         let revision = info.revision();
         let instance = service_instance(&self.app, host, endpoints, &revision, timestamp);
         let interfaces = urls.iter().map(|u| u.interface().to_owned()).collect();
-        let _ = self.published.set(Published {
+        self.published.push(Published {
             info,
             revision,
             urls: urls.to_vec(),
         });
         InstanceRegistration::new(instance, interfaces, discoveries)
+    }
+
+    /// Publishes the metadata of `urls` when its revision differs from the current one;
+    /// the new revision then.
+    fn republish(&self, urls: &[Url]) -> Option<String> {
+        let info = metadata_info(&self.app, urls);
+        let revision = info.revision();
+        if self.published.latest().map(|p| &p.revision) == Some(&revision) {
+            return None;
+        }
+        self.published.push(Published {
+            info,
+            revision: revision.clone(),
+            urls: urls.to_vec(),
+        });
+        Some(revision)
     }
 }
 
@@ -246,10 +311,14 @@ pub(crate) fn service_instance(
 /// The instance of one provider in the registries that support application-level
 /// discovery, with the mapping of each of its interfaces.
 pub(crate) struct InstanceRegistration {
-    pub(crate) instance: ServiceInstance,
+    /// The instance as first registered, and its updates.
+    first: ServiceInstance,
+    updates: Versions<ServiceInstance>,
     pub(crate) interfaces: Vec<String>,
     pub(crate) discoveries: Vec<Arc<dyn ServiceDiscovery>>,
     online: AtomicBool,
+    /// Orders the registrations, unregistrations and updates of the instance.
+    changes: tokio::sync::Mutex<()>,
 }
 
 impl InstanceRegistration {
@@ -261,10 +330,46 @@ impl InstanceRegistration {
         interfaces.sort();
         interfaces.dedup();
         InstanceRegistration {
-            instance,
+            first: instance,
+            updates: Versions::default(),
             interfaces,
             discoveries,
             online: AtomicBool::new(false),
+            changes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The instance as registered now (its revision follows the metadata).
+    pub(crate) fn instance(&self) -> &ServiceInstance {
+        self.updates.latest().unwrap_or(&self.first)
+    }
+
+    /// Publishes the metadata of the provider URLs as `urls` gives them now (the URLs
+    /// with their dynamic configuration) when they changed it, and updates the instance
+    /// with the new revision in every discovery (in place), as a Java 3 provider does
+    /// when its exported URLs change; consumers then fetch the new metadata.
+    pub(crate) async fn refresh(&self, metadata: &AppMetadata, urls: impl FnOnce() -> Vec<Url>) {
+        let _order = self.changes.lock().await;
+        let Some(revision) = metadata.republish(&urls()) else {
+            return;
+        };
+        let mut instance = self.instance().clone();
+        instance
+            .metadata
+            .insert(meta::REVISION.to_owned(), revision.clone());
+        self.updates.push(instance);
+        tracing::info!(
+            revision,
+            "the application metadata changed; updating the instance"
+        );
+        if !self.online.load(Ordering::SeqCst) {
+            return;
+        }
+        let instance = self.instance();
+        for discovery in &self.discoveries {
+            if let Err(e) = discovery.register(instance).await {
+                tracing::warn!(instance = %instance.id(), error = %e, "instance update failed; retrying in the background");
+            }
         }
     }
 
@@ -272,21 +377,23 @@ impl InstanceRegistration {
     /// unregisters it; false when it already was so. Failures are logged: the discovery
     /// retries them in the background.
     pub(crate) async fn set_online(&self, online: bool) -> bool {
+        let _order = self.changes.lock().await;
         if self.online.swap(online, Ordering::SeqCst) == online {
             return false;
         }
+        let instance = self.instance();
         for discovery in &self.discoveries {
             if online {
                 for interface in &self.interfaces {
-                    if let Err(e) = discovery.map(interface, &self.instance.service_name).await {
+                    if let Err(e) = discovery.map(interface, &instance.service_name).await {
                         tracing::warn!(interface = %interface, error = %e, "interface-application mapping failed; retrying in the background");
                     }
                 }
-                if let Err(e) = discovery.register(&self.instance).await {
-                    tracing::warn!(instance = %self.instance.id(), error = %e, "instance registration failed; retrying in the background");
+                if let Err(e) = discovery.register(instance).await {
+                    tracing::warn!(instance = %instance.id(), error = %e, "instance registration failed; retrying in the background");
                 }
-            } else if let Err(e) = discovery.unregister(&self.instance).await {
-                tracing::warn!(instance = %self.instance.id(), error = %e, "instance unregistration failed");
+            } else if let Err(e) = discovery.unregister(instance).await {
+                tracing::warn!(instance = %instance.id(), error = %e, "instance unregistration failed");
             }
         }
         true
@@ -320,7 +427,7 @@ mod tests {
             .unwrap();
         let info = metadata_info("app", std::slice::from_ref(&url));
         let revision = info.revision();
-        let published = Arc::new(OnceLock::new());
+        let published = Arc::new(Versions::default());
         let invoker = MetadataServiceInvoker {
             app: "app".into(),
             published: published.clone(),
@@ -331,7 +438,7 @@ mod tests {
         // Before the server listens nothing is published.
         let r = call("getMetadataInfo", vec![Value::String(revision.clone())]).await;
         assert_eq!(r.unwrap().into_value().unwrap(), Value::Null);
-        let _ = published.set(Published {
+        published.push(Published {
             info: info.clone(),
             revision: revision.clone(),
             urls: vec![url],
@@ -355,5 +462,44 @@ mod tests {
         assert_eq!(l.items.len(), 1);
         let e = call("nope", vec![]).await.err().unwrap();
         assert!(e.to_string().contains("no method nope"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn changed_urls_publish_a_new_revision_and_update_the_instance() {
+        let url: Url = "dubbo://127.0.0.1:20880/a.B?interface=a.B&methods=x&side=provider"
+            .parse()
+            .unwrap();
+        let metadata = AppMetadata::new("app");
+        let endpoints = [("dubbo".to_owned(), 20880)];
+        let urls = vec![url.clone()];
+        let registration = metadata.publish("127.0.0.1", &endpoints, &urls, "1", Vec::new());
+        let first = registration.instance().revision().unwrap().to_owned();
+        let held = metadata.info().unwrap();
+        // The same URLs: nothing changes.
+        registration.refresh(&metadata, || urls.clone()).await;
+        assert_eq!(registration.instance().revision(), Some(first.as_str()));
+        let configured = vec![url.with_param("weight", "900")];
+        registration.refresh(&metadata, || configured.clone()).await;
+        let second = registration.instance().revision().unwrap().to_owned();
+        assert_ne!(second, first);
+        assert_eq!(metadata.info().unwrap().revision(), second);
+        assert_eq!(held.revision(), first, "what was lent out stays valid");
+        let invoker = metadata.export().invoker;
+        let ask = |revision: &str| {
+            invoker.invoke(Invocation::new(
+                metadata::METADATA_SERVICE,
+                "getMetadataInfo",
+                vec![Value::String(revision.to_owned())],
+            ))
+        };
+        let answer = ask(&second).await.unwrap().into_value().unwrap();
+        let (info, revision) = MetadataInfo::from_value(&answer).unwrap();
+        assert_eq!(revision, second);
+        assert_eq!(
+            info.services.values().next().unwrap().params["weight"],
+            "900"
+        );
+        let old = ask(&first).await.unwrap().into_value().unwrap();
+        assert_eq!(old, Value::Null);
     }
 }

@@ -36,6 +36,12 @@
 //! `migration.step=FORCE_APPLICATION` or `APPLICATION_FIRST` then find the provider through
 //! the application. A registry URL's `register-mode` parameter overrides the builder's mode
 //! for that registry.
+//!
+//! The metadata follows the provider URLs as configured: when dynamic configuration changes
+//! one (an `override://` rule, a `side: provider` configurator document — followed also in
+//! the registries that take only the instance, as Java's provider does), the metadata is
+//! published again under its new revision and the instance is updated in place with it;
+//! consumers that follow the application then fetch the new metadata.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -99,7 +105,7 @@ pub struct Provider {
     registries: Vec<Arc<dyn Registry>>,
     unregister_wait: Duration,
     drain: Duration,
-    instance: Option<InstanceRegistration>,
+    instance: Option<Arc<InstanceRegistration>>,
     metadata: Option<AppMetadata>,
     /// The gRPC health statuses served over `tri`.
     #[cfg(feature = "triple")]
@@ -168,7 +174,7 @@ impl Provider {
     /// The application instance registered (when the provider registers by application in
     /// at least one registry).
     pub fn instance(&self) -> Option<&ServiceInstance> {
-        self.instance.as_ref().map(|i| &i.instance)
+        self.instance.as_ref().map(|i| i.instance())
     }
 
     /// The statuses its gRPC health service answers with (served with reflection when
@@ -479,11 +485,26 @@ impl ProviderBuilder {
                 sort_params(&url)
             })
             .collect();
+        // The registries that take the instance only: the URLs follow their config
+        // centers' configurator documents there, and republish the metadata on a change.
+        let followed: Vec<Arc<dyn Registry>> = match &own_metadata {
+            Some(_) => self
+                .registries
+                .iter()
+                .filter(|r| !interface_registries.iter().any(|i| Arc::ptr_eq(i, r)))
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
         let mut registrations = Vec::new();
-        if !interface_registries.is_empty() {
+        if !interface_registries.is_empty() || !followed.is_empty() {
             for (url, dynamic) in urls.iter().zip(&dynamic) {
-                let registration =
-                    Registration::new(url.clone(), interface_registries.clone(), dynamic.clone());
+                let registration = Registration::with_followed(
+                    url.clone(),
+                    interface_registries.clone(),
+                    followed.clone(),
+                    dynamic.clone(),
+                );
                 registration.subscribe().await;
                 registration.set_online(true).await;
                 registrations.push(registration);
@@ -491,13 +512,55 @@ impl ProviderBuilder {
         }
         let mut instance = None;
         if let Some(metadata) = &own_metadata {
-            let registration = metadata.publish(
+            // The metadata of the URLs as configured (Java's exported URLs).
+            let configured = |registrations: &[Arc<Registration>]| -> Vec<Url> {
+                if registrations.is_empty() {
+                    urls.clone()
+                } else {
+                    registrations.iter().map(|r| r.configured()).collect()
+                }
+            };
+            let registration = Arc::new(metadata.publish(
                 &host,
                 &[(self.protocol.clone(), addr.port())],
-                &urls,
+                &configured(&registrations),
                 &timestamp,
                 discoveries,
-            );
+            ));
+            // A change of the configured URLs republishes the metadata and updates the
+            // instance's revision.
+            let runtime = tokio::runtime::Handle::current();
+            let weak: Vec<std::sync::Weak<Registration>> =
+                registrations.iter().map(Arc::downgrade).collect();
+            for r in &registrations {
+                let (runtime, weak) = (runtime.clone(), weak.clone());
+                let (instance, metadata) = (Arc::downgrade(&registration), metadata.clone());
+                r.on_change(Arc::new(move || {
+                    let (weak, instance, metadata) =
+                        (weak.clone(), instance.clone(), metadata.clone());
+                    runtime.spawn(async move {
+                        let Some(instance) = instance.upgrade() else {
+                            return;
+                        };
+                        let Some(registrations) = weak
+                            .iter()
+                            .map(std::sync::Weak::upgrade)
+                            .collect::<Option<Vec<_>>>()
+                        else {
+                            return;
+                        };
+                        instance
+                            .refresh(&metadata, || {
+                                registrations.iter().map(|r| r.configured()).collect()
+                            })
+                            .await;
+                    });
+                }));
+            }
+            // What changed before the callbacks were set.
+            registration
+                .refresh(metadata, || configured(&registrations))
+                .await;
             registration.set_online(true).await;
             instance = Some(registration);
         }

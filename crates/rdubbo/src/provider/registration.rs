@@ -5,7 +5,10 @@
 //! Java's provider listens to (group `dubbo`): `<application>.configurators` and
 //! `<interface>:<version>:<group>.configurators`, applied after the registry's rules
 //! (Java's order) with their `side: provider` items; a malformed document is logged and
-//! ignored (the previous rules stay), a deleted one removed.
+//! ignored (the previous rules stay), a deleted one removed. In the registries that take
+//! only the application instance the URL is not registered: there it follows the
+//! configurator documents only (as Java's), and a change is told to
+//! [`Registration::on_change`]'s callback, which republishes the application metadata.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -85,11 +88,15 @@ pub(crate) struct Registration {
     dynamic: Arc<Dynamic>,
     online: AtomicBool,
     slots: Vec<Slot>,
+    /// Called when the configured URL may have changed.
+    on_change: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
 }
 
 /// The registration of one URL in one registry.
 struct Slot {
     registry: Arc<dyn Registry>,
+    /// Whether the URL is registered there (else only its documents are followed).
+    register: bool,
     /// `provider://…&category=configurators&check=false`.
     subscribe_url: Url,
     listener: Mutex<Option<Arc<dyn NotifyListener>>>,
@@ -121,15 +128,30 @@ impl Registration {
         registries: Vec<Arc<dyn Registry>>,
         dynamic: Arc<Dynamic>,
     ) -> Arc<Registration> {
+        Registration::with_followed(url, registries, Vec::new(), dynamic)
+    }
+
+    /// `url` in `registries`, also following the configurator documents of the config
+    /// centers of `followed` (registries the URL is not registered in).
+    pub(crate) fn with_followed(
+        url: Url,
+        registries: Vec<Arc<dyn Registry>>,
+        followed: Vec<Arc<dyn Registry>>,
+        dynamic: Arc<Dynamic>,
+    ) -> Arc<Registration> {
         let subscribe_url = configurators_url(&url);
+        let registries = registries.into_iter().map(|r| (r, true));
+        let followed = followed.into_iter().map(|r| (r, false));
         Arc::new(Registration {
             url,
             dynamic,
             online: AtomicBool::new(false),
+            on_change: Mutex::new(None),
             slots: registries
-                .into_iter()
-                .map(|registry| Slot {
+                .chain(followed)
+                .map(|(registry, register)| Slot {
                     registry,
+                    register,
                     subscribe_url: subscribe_url.clone(),
                     listener: Mutex::new(None),
                     rules: Mutex::new(None),
@@ -139,6 +161,18 @@ impl Registration {
                 })
                 .collect(),
         })
+    }
+
+    /// Calls `f` whenever dynamic configuration may have changed the configured URL.
+    pub(crate) fn on_change(&self, f: Arc<dyn Fn() + Send + Sync>) {
+        *lock(&self.on_change) = Some(f);
+    }
+
+    fn changed(&self) {
+        let f = lock(&self.on_change).clone();
+        if let Some(f) = f {
+            f();
+        }
     }
 
     /// The URL with the rules of every registry applied (registry order).
@@ -268,6 +302,7 @@ impl Registration {
         );
         self.dynamic
             .replace(self.configure(&self.slots.iter().collect::<Vec<_>>()).1);
+        self.changed();
         if let Some(runtime) = reconcile {
             let registration = self.clone();
             runtime.spawn(async move { registration.reconcile(i).await });
@@ -278,6 +313,13 @@ impl Registration {
     /// for the first lists of the registries that are connected.
     pub(crate) async fn subscribe(self: &Arc<Self>) {
         for (i, slot) in self.slots.iter().enumerate() {
+            if !slot.register {
+                // Java's provider subscribes to `override://` rules in the registries it
+                // registers its URL in only.
+                slot.notified.send_replace(true);
+                self.follow_documents(i).await;
+                continue;
+            }
             let weak: Weak<Registration> = Arc::downgrade(self);
             let listener: Arc<dyn NotifyListener> = Arc::new(move |urls: Vec<Url>| {
                 if let Some(registration) = weak.upgrade() {
@@ -311,6 +353,7 @@ impl Registration {
         self.dynamic
             .replace(self.configure(&self.slots.iter().collect::<Vec<_>>()).1);
         slot.notified.send_replace(true);
+        self.changed();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move { self.reconcile(i).await });
         }
@@ -329,6 +372,7 @@ impl Registration {
 
     /// Unregisters and stops following the configurators.
     pub(crate) async fn close(&self) {
+        lock(&self.on_change).take();
         self.set_online(false).await;
         for slot in &self.slots {
             let listener = lock(&slot.listener).take();
@@ -354,10 +398,8 @@ impl Registration {
     async fn reconcile(&self, i: usize) {
         let slot = &self.slots[i];
         let mut registered = slot.registered.lock().await;
-        let desired = self
-            .online
-            .load(Ordering::SeqCst)
-            .then(|| self.configured_in(slot));
+        let desired =
+            (slot.register && self.online.load(Ordering::SeqCst)).then(|| self.configured_in(slot));
         if *registered == desired {
             return;
         }
