@@ -123,6 +123,7 @@ struct Documents {
 impl Registration {
     /// `url` in `registries`, serving with `dynamic`; nothing is registered or
     /// subscribed yet.
+    #[cfg(feature = "app")]
     pub(crate) fn new(
         url: Url,
         registries: Vec<Arc<dyn Registry>>,
