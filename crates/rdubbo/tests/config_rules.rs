@@ -465,3 +465,113 @@ async fn an_instance_registered_provider_republishes_its_metadata() {
     provider_registry.destroy().await;
     consumer_registry.destroy().await;
 }
+
+/// The same through an application started from a configuration file
+/// (`[application] register_mode = "instance"`): its one instance gets a new revision
+/// when a provider-side configurator changes one of its exports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_registered_application_republishes_its_metadata() {
+    use rdubbo::app::{Application, Config, Format};
+    let zk = ZkServer::start();
+    for dir in ["/dubbo", "/dubbo/config", "/dubbo/config/dubbo"] {
+        zk.cli(&["create", dir]);
+    }
+    let text = format!(
+        r#"
+[application]
+name = "{PROVIDER_APP}"
+register_mode = "instance"
+
+[registries.zk]
+address = "{}"
+params = {{ "file.cache" = "false" }}
+
+[protocols.dubbo]
+port = 0
+
+[provider.services.ruled]
+interface = "{IFACE}"
+params = {{ warmup = "0" }}
+
+[metrics]
+enabled = false
+
+[qos]
+enabled = false
+"#,
+        zk.registry_url("session=4000&retry.period=500")
+    );
+    let config = Config::from_str(&text, Format::Toml, "shop.toml").unwrap();
+    let info = ServiceInfo {
+        interface: IFACE.to_owned(),
+        methods: vec!["sayHello".into(), "whoami".into()],
+        ..Default::default()
+    };
+    let app = Application::builder(config)
+        .service("ruled", info, Arc::new(Named("A".to_owned())))
+        .start()
+        .await
+        .unwrap();
+    let consumer_registry =
+        rdubbo::registry::connect(&zk.registry_url("session=4000&file.cache=false"))
+            .await
+            .unwrap();
+    let discovery = consumer_registry.service_discovery().unwrap();
+    let revision = || {
+        let discovery = discovery.clone();
+        async move {
+            let instances = discovery.instances(PROVIDER_APP).await.unwrap();
+            assert_eq!(instances.len(), 1, "one instance: {instances:?}");
+            instances[0].revision().unwrap().to_owned()
+        }
+    };
+    let first = revision().await;
+    let consumer = Reference::builder(IFACE)
+        .application(CONSUMER_APP)
+        .registry(consumer_registry.clone())
+        .param("migration.step", "FORCE_APPLICATION")
+        .check(false)
+        .build()
+        .await
+        .unwrap();
+    wait_for("the application's provider, by application", || {
+        consumer.directory().providers().len() == 1
+    })
+    .await;
+    let addr = consumer.directory().providers()[0].url.address();
+    let weight = || -> Option<String> {
+        let providers = consumer.directory().providers();
+        providers
+            .first()
+            .and_then(|p| p.url.param("weight").map(str::to_owned))
+    };
+    assert_eq!(weight(), None);
+
+    let writer = Writer::Zk(zk);
+    let key = format!("{PROVIDER_APP}.configurators");
+    let rule = format!(
+        "configVersion: v2.7\nscope: application\nkey: {PROVIDER_APP}\nconfigs:\n\
+         - type: general\n  side: provider\n  addresses: ['{addr}']\n  parameters: {{weight: 900}}\n"
+    );
+    writer.set(&key, &rule).await;
+    wait_for("the consumer sees weight 900", || {
+        weight().as_deref() == Some("900")
+    })
+    .await;
+    let second = revision().await;
+    assert_ne!(second, first, "a new revision, updated in place");
+    let seen = spread(&consumer, "whoami", None, 5).await;
+    assert_eq!(seen.get("A"), Some(&5));
+
+    writer.delete(&key).await;
+    wait_for(
+        "the consumer sees the provider as configured at start",
+        || weight().is_none(),
+    )
+    .await;
+    assert_eq!(revision().await, first);
+
+    consumer.close().await;
+    app.shutdown().await;
+    consumer_registry.destroy().await;
+}

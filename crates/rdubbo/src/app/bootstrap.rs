@@ -16,7 +16,8 @@ use crate::cluster::filter::{self, with_filters, Side};
 use crate::cluster::Extensions;
 use crate::consumer::Reference;
 use crate::provider::{
-    sort_params, split_by_mode, AppMetadata, InstanceRegistration, Provider, Registration,
+    follow_configured, sort_params, split_by_mode, AppMetadata, InstanceRegistration, Provider,
+    Registration,
 };
 use crate::{layered, Invoker, Registry, ServiceInfo, SetupError, Url};
 
@@ -329,10 +330,17 @@ impl Bootstrap {
                 }
                 let url = sort_params(&url);
                 let ids = s.registries.as_ref().or(cfg.provider.registries.as_ref());
-                let (registries, _) =
-                    split_by_mode(&pick_registries(&self.started.registries, ids), mode)
-                        .map_err(|e| start_err("application.register_mode", e))?;
-                let registration = Registration::new(url.clone(), registries, dynamic);
+                let picked = pick_registries(&self.started.registries, ids);
+                let (registries, _) = split_by_mode(&picked, mode)
+                    .map_err(|e| start_err("application.register_mode", e))?;
+                // Registries that take the instance only: the URL follows their config
+                // centers' configurator documents there (the metadata follows the URL).
+                let followed: Vec<Arc<dyn Registry>> = picked
+                    .into_iter()
+                    .filter(|r| !registries.iter().any(|i| Arc::ptr_eq(i, r)))
+                    .collect();
+                let registration =
+                    Registration::with_followed(url.clone(), registries, followed, dynamic);
                 // Kept before it subscribes, so that a start cancelled while it waits for
                 // the first rules unsubscribes it too.
                 self.started.exports.push(Export {
@@ -349,8 +357,17 @@ impl Bootstrap {
         if let Some(host) = instance_host {
             let urls: Vec<Url> = self.started.exports.iter().map(|e| e.url.clone()).collect();
             let timestamp = crate::registry::now_millis().to_string();
-            let instance = app_metadata.publish(&host, &endpoints, &urls, &timestamp, discoveries);
-            self.started.instance = Some(Arc::new(instance));
+            let instance =
+                Arc::new(app_metadata.publish(&host, &endpoints, &urls, &timestamp, discoveries));
+            // A configurator changing an export republishes the metadata (new revision).
+            let registrations: Vec<_> = self
+                .started
+                .exports
+                .iter()
+                .map(|e| e.registration.clone())
+                .collect();
+            follow_configured(&instance, &app_metadata, &registrations).await;
+            self.started.instance = Some(instance);
         }
         Ok(())
     }

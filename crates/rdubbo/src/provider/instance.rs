@@ -308,6 +308,51 @@ pub(crate) fn service_instance(
     instance
 }
 
+/// Makes every change of the configured URLs of `registrations` (a configurator document,
+/// an override rule) republish `metadata` and update `instance`'s revision, and applies
+/// what changed before this was set. The callbacks hold no strong reference: once the
+/// instance or a registration is dropped they do nothing.
+pub(crate) async fn follow_configured(
+    instance: &Arc<InstanceRegistration>,
+    metadata: &AppMetadata,
+    registrations: &[Arc<super::registration::Registration>],
+) {
+    let runtime = tokio::runtime::Handle::current();
+    let weak: Vec<std::sync::Weak<super::registration::Registration>> =
+        registrations.iter().map(Arc::downgrade).collect();
+    for r in registrations {
+        let (runtime, weak) = (runtime.clone(), weak.clone());
+        let (instance, metadata) = (Arc::downgrade(instance), metadata.clone());
+        r.on_change(Arc::new(move || {
+            let (weak, instance, metadata) = (weak.clone(), instance.clone(), metadata.clone());
+            runtime.spawn(async move {
+                let Some(instance) = instance.upgrade() else {
+                    return;
+                };
+                let Some(registrations) = weak
+                    .iter()
+                    .map(std::sync::Weak::upgrade)
+                    .collect::<Option<Vec<_>>>()
+                else {
+                    return;
+                };
+                instance
+                    .refresh(&metadata, || {
+                        registrations.iter().map(|r| r.configured()).collect()
+                    })
+                    .await;
+            });
+        }));
+    }
+    if !registrations.is_empty() {
+        instance
+            .refresh(metadata, || {
+                registrations.iter().map(|r| r.configured()).collect()
+            })
+            .await;
+    }
+}
+
 /// The instance of one provider in the registries that support application-level
 /// discovery, with the mapping of each of its interfaces.
 pub(crate) struct InstanceRegistration {

@@ -53,6 +53,8 @@ use crate::registry::{now_millis, sorted_params};
 mod instance;
 mod registration;
 #[cfg(feature = "app")]
+pub(crate) use instance::follow_configured;
+#[cfg(feature = "app")]
 pub(crate) use instance::split_by_mode;
 pub(crate) use instance::{AppMetadata, InstanceRegistration};
 use registration::DynamicTimeout;
@@ -529,38 +531,7 @@ impl ProviderBuilder {
             ));
             // A change of the configured URLs republishes the metadata and updates the
             // instance's revision.
-            let runtime = tokio::runtime::Handle::current();
-            let weak: Vec<std::sync::Weak<Registration>> =
-                registrations.iter().map(Arc::downgrade).collect();
-            for r in &registrations {
-                let (runtime, weak) = (runtime.clone(), weak.clone());
-                let (instance, metadata) = (Arc::downgrade(&registration), metadata.clone());
-                r.on_change(Arc::new(move || {
-                    let (weak, instance, metadata) =
-                        (weak.clone(), instance.clone(), metadata.clone());
-                    runtime.spawn(async move {
-                        let Some(instance) = instance.upgrade() else {
-                            return;
-                        };
-                        let Some(registrations) = weak
-                            .iter()
-                            .map(std::sync::Weak::upgrade)
-                            .collect::<Option<Vec<_>>>()
-                        else {
-                            return;
-                        };
-                        instance
-                            .refresh(&metadata, || {
-                                registrations.iter().map(|r| r.configured()).collect()
-                            })
-                            .await;
-                    });
-                }));
-            }
-            // What changed before the callbacks were set.
-            registration
-                .refresh(metadata, || configured(&registrations))
-                .await;
+            instance::follow_configured(&registration, metadata, &registrations).await;
             registration.set_online(true).await;
             instance = Some(registration);
         }

@@ -121,17 +121,6 @@ struct Documents {
 }
 
 impl Registration {
-    /// `url` in `registries`, serving with `dynamic`; nothing is registered or
-    /// subscribed yet.
-    #[cfg(feature = "app")]
-    pub(crate) fn new(
-        url: Url,
-        registries: Vec<Arc<dyn Registry>>,
-        dynamic: Arc<Dynamic>,
-    ) -> Arc<Registration> {
-        Registration::with_followed(url, registries, Vec::new(), dynamic)
-    }
-
     /// `url` in `registries`, also following the configurator documents of the config
     /// centers of `followed` (registries the URL is not registered in).
     pub(crate) fn with_followed(
