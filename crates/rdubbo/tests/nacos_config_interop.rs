@@ -296,29 +296,8 @@ async fn the_npm_nacos_client_and_rdubbo_share_configs_on_the_embedded_registry(
     if skip("npm nacos config interop") {
         return;
     }
-    let dir = dir();
-    let node_dir = {
-        let d = dir.clone();
-        tokio::task::spawn_blocking(move || npm_install(&d, &["nacos@2.6.3"]))
-            .await
-            .unwrap()
-    };
-    let server = NamingServer::start(NamingServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let script = node_dir.join(format!("config-{}.js", std::process::id()));
-    std::fs::write(&script, NODE_SCRIPT).unwrap();
-    let mut command = Command::new("node");
-    command
-        .arg(&script)
-        .arg(server.local_addr().to_string())
-        .current_dir(&node_dir);
-    let turn = node_turn().await;
-    let mut peer = Peer::start("node", command);
-    peer._turn = Some(turn);
+    let server = embedded().await;
+    let peer = node_peer("config", &server).await;
     exchange(peer, &server, "node", true).await;
     server.stop().await;
 }
@@ -328,31 +307,8 @@ async fn nacos_sdk_python_and_rdubbo_share_configs_on_the_embedded_registry() {
     if skip("nacos-sdk-python config interop") {
         return;
     }
-    let dir = dir();
-    let py = {
-        let d = dir.clone();
-        tokio::task::spawn_blocking(move || pip_install(&d))
-            .await
-            .unwrap()
-    };
-    let server = NamingServer::start(NamingServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let work = dir.join(format!("py-run-{}", std::process::id()));
-    std::fs::create_dir_all(&work).unwrap();
-    let script = work.join("config.py");
-    std::fs::write(&script, PYTHON_SCRIPT).unwrap();
-    let mut command = Command::new("python3");
-    command
-        .arg(&script)
-        .arg(server.local_addr().to_string())
-        .arg(work.join("snapshot"))
-        .env("PYTHONPATH", &py)
-        .current_dir(&work);
-    let peer = Peer::start("python", command);
+    let server = embedded().await;
+    let (peer, work) = python_peer("py-run", &server).await;
     exchange(peer, &server, "python", false).await;
     server.stop().await;
     let _ = std::fs::remove_dir_all(&work);
@@ -406,12 +362,7 @@ async fn the_web_console_lists_configurations_in_chromium() {
             .await
             .unwrap()
     };
-    let server = NamingServer::start(NamingServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = embedded().await;
     let registry = rdubbo::registry::connect(&server.registry_url())
         .await
         .unwrap();
@@ -718,6 +669,40 @@ async fn rules_by(mut peer: Peer, server: &NamingServer) {
     consumer_registry.destroy().await;
 }
 
+/// An embedded registry on a free loopback port.
+async fn embedded() -> NamingServer {
+    NamingServer::start(NamingServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// nacos-sdk-python against `server`, run in its own work directory `<dir_name>-<pid>`
+/// (returned, for the caller to remove).
+async fn python_peer(dir_name: &str, server: &NamingServer) -> (Peer, PathBuf) {
+    let dir = dir();
+    let py = {
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || pip_install(&d))
+            .await
+            .unwrap()
+    };
+    let work = dir.join(format!("{dir_name}-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let script = work.join("config.py");
+    std::fs::write(&script, PYTHON_SCRIPT).unwrap();
+    let mut command = Command::new("python3");
+    command
+        .arg(&script)
+        .arg(server.local_addr().to_string())
+        .arg(work.join("snapshot"))
+        .env("PYTHONPATH", &py)
+        .current_dir(&work);
+    (Peer::start("python", command), work)
+}
+
 /// The npm client on a fresh embedded registry.
 async fn node_peer(script_name: &str, server: &NamingServer) -> Peer {
     let dir = dir();
@@ -745,12 +730,7 @@ async fn rules_published_by_the_npm_nacos_client_steer_a_live_consumer() {
     if skip("npm nacos rules on a live consumer") {
         return;
     }
-    let server = NamingServer::start(NamingServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = embedded().await;
     let peer = node_peer("rules", &server).await;
     rules_by(peer, &server).await;
     server.stop().await;
@@ -761,31 +741,8 @@ async fn rules_published_by_nacos_sdk_python_steer_a_live_consumer() {
     if skip("nacos-sdk-python rules on a live consumer") {
         return;
     }
-    let dir = dir();
-    let py = {
-        let d = dir.clone();
-        tokio::task::spawn_blocking(move || pip_install(&d))
-            .await
-            .unwrap()
-    };
-    let server = NamingServer::start(NamingServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let work = dir.join(format!("py-rules-{}", std::process::id()));
-    std::fs::create_dir_all(&work).unwrap();
-    let script = work.join("config.py");
-    std::fs::write(&script, PYTHON_SCRIPT).unwrap();
-    let mut command = Command::new("python3");
-    command
-        .arg(&script)
-        .arg(server.local_addr().to_string())
-        .arg(work.join("snapshot"))
-        .env("PYTHONPATH", &py)
-        .current_dir(&work);
-    let peer = Peer::start("python", command);
+    let server = embedded().await;
+    let (peer, work) = python_peer("py-rules", &server).await;
     rules_by(peer, &server).await;
     server.stop().await;
     let _ = std::fs::remove_dir_all(&work);
