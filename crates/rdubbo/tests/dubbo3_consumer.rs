@@ -20,17 +20,16 @@ use rdubbo::provider::Provider;
 use rdubbo::{
     Invoker, RegisterMode, Registry, ServiceInfo, ServiceInstance, SetupError, Url, Value,
 };
-use rdubbo_testkit::java::{interop_sources, DubboVersion, JavaDubbo};
+use rdubbo_testkit::java::{DubboVersion, JavaDubbo};
 use rdubbo_testkit::{free_port, ZkServer};
 
-#[path = "../examples/java_interop/user_service.rs"]
-#[allow(dead_code)]
-mod user_service;
-use user_service::{RustUsers, UserServiceClient, UserServiceServer};
+mod dubbo3_common;
+use dubbo3_common::user_service::{RustUsers, UserServiceClient, UserServiceServer};
+use dubbo3_common::{
+    compile, connect, eventually, java_instance_provider, provider, versioned, APP, INTERFACE,
+};
 
-const APP: &str = "rdubbo-users";
 const CONSUMER_APP: &str = "shop-web";
-const INTERFACE: &str = "com.example.UserService";
 const MIGRATION_DIR: &str = "/dubbo/config/DUBBO_SERVICEDISCOVERY_MIGRATION";
 
 fn init_tracing() {
@@ -38,36 +37,6 @@ fn init_tracing() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-}
-
-fn versioned() -> ServiceInfo {
-    let mut info = UserServiceServer::<RustUsers>::info();
-    info.version = Some("1.0.0".into());
-    info
-}
-
-async fn connect(zk: &ZkServer) -> Arc<dyn Registry> {
-    rdubbo::registry::connect(&zk.registry_url("file.cache=false"))
-        .await
-        .unwrap()
-}
-
-async fn provider(
-    protocol: &str,
-    registry: &Arc<dyn Registry>,
-    app: &str,
-    mode: RegisterMode,
-) -> Provider {
-    Provider::builder("127.0.0.1:0".parse().unwrap())
-        .application(app)
-        .protocol(protocol)
-        .register_mode(mode)
-        .unregister_wait(Duration::ZERO)
-        .registry(registry.clone())
-        .export(versioned(), Arc::new(UserServiceServer::new(RustUsers)))
-        .start()
-        .await
-        .unwrap()
 }
 
 /// A reference to UserService 1.0.0 of consumer application `shop-web`, with the
@@ -107,15 +76,6 @@ fn called(reference: &Reference) -> Vec<String> {
         .collect()
 }
 
-/// Waits until `check` holds.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(Instant::now() < deadline, "not within 20 s: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// An rdubbo provider registered by instance only is found through the mapping, its
 /// instance and its MetadataService, over dubbo and over tri, with the default step
 /// (APPLICATION_FIRST) and with FORCE_APPLICATION.
@@ -123,7 +83,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 async fn rdubbo_provider_registered_by_instance_only_is_called_through_its_application() {
     init_tracing();
     let zk = ZkServer::start();
-    let registry = connect(&zk).await;
+    let registry = connect(&zk, "file.cache=false").await;
     for protocol in ["dubbo", "tri"] {
         let p = provider(protocol, &registry, APP, RegisterMode::Instance).await;
         for step in [None, Some("FORCE_APPLICATION")] {
@@ -159,7 +119,7 @@ async fn rdubbo_provider_registered_by_instance_only_is_called_through_its_appli
 async fn application_first_falls_back_and_force_steps_keep_to_their_side() {
     init_tracing();
     let zk = ZkServer::start();
-    let registry = connect(&zk).await;
+    let registry = connect(&zk, "file.cache=false").await;
     let by_interface = provider("dubbo", &registry, APP, RegisterMode::Interface).await;
 
     let first = reference(&registry, None, true).await.unwrap();
@@ -193,13 +153,14 @@ async fn application_first_falls_back_and_force_steps_keep_to_their_side() {
     )
     .await;
     let port = by_instance.local_addr().port();
-    eventually("APPLICATION_FIRST moves to the application level", || {
-        source(&first) == Some(AddressSource::Application)
-    })
+    eventually(
+        "APPLICATION_FIRST moves to the application level",
+        async || source(&first) == Some(AddressSource::Application),
+    )
     .await;
     assert_eq!(called(&first).len(), 1);
     assert!(called(&first)[0].contains(&format!(":{port}/")));
-    eventually("FORCE_APPLICATION finds the instance", || {
+    eventually("FORCE_APPLICATION finds the instance", async || {
         called(&forced_app).len() == 1
     })
     .await;
@@ -213,7 +174,7 @@ async fn application_first_falls_back_and_force_steps_keep_to_their_side() {
 
     // The instance goes away: APPLICATION_FIRST falls back to the interface level.
     by_instance.stop().await;
-    eventually("APPLICATION_FIRST falls back", || {
+    eventually("APPLICATION_FIRST falls back", async || {
         source(&first) == Some(AddressSource::Interface)
     })
     .await;
@@ -232,7 +193,7 @@ async fn application_first_falls_back_and_force_steps_keep_to_their_side() {
 async fn migration_rule_switches_steps_under_load_without_a_failed_call() {
     init_tracing();
     let zk = ZkServer::start();
-    let registry = connect(&zk).await;
+    let registry = connect(&zk, "file.cache=false").await;
     let p = provider("dubbo", &registry, APP, RegisterMode::All).await;
     let r = reference(&registry, Some("FORCE_INTERFACE"), true)
         .await
@@ -260,7 +221,7 @@ async fn migration_rule_switches_steps_under_load_without_a_failed_call() {
         }));
     }
     let calls_at = |ok: &AtomicU64| ok.load(Ordering::Relaxed);
-    eventually("load running", || calls_at(&ok) > 200).await;
+    eventually("load running", async || calls_at(&ok) > 200).await;
 
     let rule = format!("{MIGRATION_DIR}/{CONSUMER_APP}.migration");
     for dir in ["/dubbo", "/dubbo/config", MIGRATION_DIR] {
@@ -268,7 +229,7 @@ async fn migration_rule_switches_steps_under_load_without_a_failed_call() {
     }
     let out = zk.cli(&["create", &rule, "key: shop-web\nstep: FORCE_APPLICATION\n"]);
     assert!(out.contains("Created"), "{out}");
-    eventually("switched to the application level", || {
+    eventually("switched to the application level", async || {
         source(&r) == Some(AddressSource::Application)
     })
     .await;
@@ -280,19 +241,19 @@ async fn migration_rule_switches_steps_under_load_without_a_failed_call() {
         "the directory calls other URLs now"
     );
     let before = calls_at(&ok);
-    eventually("calls on the application level", || {
+    eventually("calls on the application level", async || {
         calls_at(&ok) > before + 200
     })
     .await;
 
     zk.cli(&["set", &rule, "key: shop-web\nstep: FORCE_INTERFACE\n"]);
-    eventually("back to the interface level", || {
+    eventually("back to the interface level", async || {
         source(&r) == Some(AddressSource::Interface)
     })
     .await;
     assert_eq!(called(&r), interface_urls);
     let before = calls_at(&ok);
-    eventually("calls on the interface level", || {
+    eventually("calls on the interface level", async || {
         calls_at(&ok) > before + 200
     })
     .await;
@@ -300,7 +261,7 @@ async fn migration_rule_switches_steps_under_load_without_a_failed_call() {
     // A malformed rule is ignored; deleting the rule restores the reference's own step.
     zk.cli(&["set", &rule, "step: [not, a, step"]);
     zk.cli(&["delete", &rule]);
-    eventually("rule gone", || {
+    eventually("rule gone", async || {
         r.migration().unwrap().step == MigrationStep::ForceInterface
     })
     .await;
@@ -329,7 +290,7 @@ async fn migration_rule_switches_steps_under_load_without_a_failed_call() {
 async fn application_first_threshold_and_per_interface_rules() {
     init_tracing();
     let zk = ZkServer::start();
-    let registry = connect(&zk).await;
+    let registry = connect(&zk, "file.cache=false").await;
     let config = registry.dynamic_configuration().unwrap();
     let both = provider("dubbo", &registry, APP, RegisterMode::All).await;
     let urls_only = provider(
@@ -353,7 +314,7 @@ async fn application_first_threshold_and_per_interface_rules() {
         .publish(&key, group, "step: APPLICATION_FIRST\nthreshold: 1.0\n")
         .await
         .unwrap();
-    eventually("1 of 2 is below the threshold", || {
+    eventually("1 of 2 is below the threshold", async || {
         source(&r) == Some(AddressSource::Interface)
     })
     .await;
@@ -362,7 +323,7 @@ async fn application_first_threshold_and_per_interface_rules() {
         .publish(&key, group, "step: APPLICATION_FIRST\nthreshold: 0.5\n")
         .await
         .unwrap();
-    eventually("1 of 2 reaches 0.5", || {
+    eventually("1 of 2 reaches 0.5", async || {
         source(&r) == Some(AddressSource::Application)
     })
     .await;
@@ -374,7 +335,7 @@ async fn application_first_threshold_and_per_interface_rules() {
         )
         .await
         .unwrap();
-    eventually("the interface's own step", || {
+    eventually("the interface's own step", async || {
         source(&r) == Some(AddressSource::Interface)
     })
     .await;
@@ -393,7 +354,7 @@ async fn application_first_threshold_and_per_interface_rules() {
 async fn metadata_is_fetched_once_per_revision() {
     init_tracing();
     let zk = ZkServer::start();
-    let registry = connect(&zk).await;
+    let registry = connect(&zk, "file.cache=false").await;
     let discovery = registry.service_discovery().unwrap();
     let app = "counted";
 
@@ -526,7 +487,7 @@ async fn metadata_is_fetched_once_per_revision() {
     infos.lock().unwrap().push(r2);
     register(rev2.clone()).await;
     for r in [&a, &b] {
-        eventually("the new revision's URLs", || {
+        eventually("the new revision's URLs", async || {
             let urls = called(r);
             urls.len() == 3 && urls.iter().all(|u| u.contains("weight=50"))
         })
@@ -551,41 +512,14 @@ async fn java_3_3_provider_registered_by_instance_is_called_with_force_applicati
         return;
     };
     init_tracing();
-    let classes = {
-        let java = java.clone();
-        tokio::task::spawn_blocking(move || java.compile(&interop_sources()))
-            .await
-            .unwrap()
-    };
+    let classes = compile(&java).await;
     for protocol in ["dubbo", "tri"] {
         // A ZooKeeper each: a killed JVM's instance lives on until its session expires.
         let zk = ZkServer::start();
         let url = zk.registry_url("");
         let port = free_port();
-        let java_provider = {
-            let (java, url, classes) = (java.clone(), url.clone(), classes.clone());
-            let protocol = protocol.to_owned();
-            tokio::task::spawn_blocking(move || {
-                java.spawn_provider(
-                    &classes,
-                    port,
-                    &[
-                        "--registry",
-                        &url,
-                        "--version",
-                        "1.0.0",
-                        "--register-mode",
-                        "instance",
-                        "--metadata-center",
-                        "--protocol",
-                        &protocol,
-                    ],
-                )
-            })
-            .await
-            .unwrap()
-        };
-        let registry = connect(&zk).await;
+        let java_provider = java_instance_provider(&java, &classes, port, &url, protocol).await;
+        let registry = connect(&zk, "file.cache=false").await;
         assert!(
             !zk.cli(&["ls", &format!("/dubbo/{INTERFACE}/providers")])
                 .contains("%3A%2F%2F"),
@@ -625,14 +559,14 @@ async fn java_3_3_provider_registered_by_instance_is_called_with_force_applicati
 async fn start_to_first_call() {
     const RUNS: usize = 30;
     let zk = ZkServer::start();
-    let provider_registry = connect(&zk).await;
+    let provider_registry = connect(&zk, "file.cache=false").await;
     let mut table = Vec::new();
     for step in ["FORCE_INTERFACE", "APPLICATION_FIRST", "FORCE_APPLICATION"] {
         let mut times = Vec::with_capacity(RUNS);
         for _ in 0..RUNS {
             let p = provider("dubbo", &provider_registry, APP, RegisterMode::All).await;
             let t0 = Instant::now();
-            let registry = connect(&zk).await;
+            let registry = connect(&zk, "file.cache=false").await;
             let r = reference(&registry, Some(step), true).await.unwrap();
             assert_eq!(users(&r).inc(1).await.unwrap(), 2);
             times.push(t0.elapsed());

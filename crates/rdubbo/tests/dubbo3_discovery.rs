@@ -10,58 +10,21 @@
 //! instead).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdubbo::dubbo::DubboClient;
 use rdubbo::generic::GenericClient;
 use rdubbo::metadata::{MetadataInfo, METADATA_SERVICE, METADATA_SERVICE_VERSION};
-use rdubbo::provider::Provider;
-use rdubbo::{RegisterMode, Registry, Url, Value};
+use rdubbo::{RegisterMode, Url, Value};
 use rdubbo_testkit::java::{interop_sources, ConsumerOutput, DubboVersion, JavaDubbo};
 use rdubbo_testkit::{free_port, ZkServer};
 
-#[path = "../examples/java_interop/user_service.rs"]
-#[allow(dead_code)]
-mod user_service;
-use user_service::{RustUsers, UserServiceServer};
+mod dubbo3_common;
+use dubbo3_common::{
+    compile, connect, eventually, java_instance_provider, provider, APP, INTERFACE,
+};
 
-const APP: &str = "rdubbo-users";
-const INTERFACE: &str = "com.example.UserService";
 const CONSUMER_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn versioned() -> rdubbo::ServiceInfo {
-    let mut info = UserServiceServer::<RustUsers>::info();
-    info.version = Some("1.0.0".into());
-    info
-}
-
-async fn provider(registry: &Arc<dyn Registry>, app: &str, mode: RegisterMode) -> Provider {
-    provider_over("dubbo", registry, app, mode).await
-}
-
-async fn provider_over(
-    protocol: &str,
-    registry: &Arc<dyn Registry>,
-    app: &str,
-    mode: RegisterMode,
-) -> Provider {
-    Provider::builder("127.0.0.1:0".parse().unwrap())
-        .application(app)
-        .protocol(protocol)
-        .register_mode(mode)
-        .unregister_wait(Duration::ZERO)
-        .registry(registry.clone())
-        .export(versioned(), Arc::new(UserServiceServer::new(RustUsers)))
-        .start()
-        .await
-        .unwrap()
-}
-
-async fn connect(zk: &ZkServer, params: &str) -> Arc<dyn Registry> {
-    rdubbo::registry::connect(&zk.registry_url(params))
-        .await
-        .unwrap()
-}
 
 /// The children `zkCli.sh ls <path>` prints (`[a, b]`).
 fn zk_ls(zk: &ZkServer, path: &str) -> Vec<String> {
@@ -97,15 +60,6 @@ fn zk_is_ephemeral(zk: &ZkServer, path: &str) -> bool {
     !stat.contains("ephemeralOwner = 0x0\n")
 }
 
-/// Waits until `check` holds (ZooKeeper is written asynchronously by retries).
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "not within 20 s: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Calls `getMetadataInfo(revision)` on the MetadataService of `app` at `addr` over dubbo,
 /// as a Java 3.3 consumer does (group = application, version 1.0.0).
 async fn fetch_metadata(addr: &str, app: &str, revision: &str) -> Value {
@@ -131,7 +85,7 @@ async fn fetch_metadata(addr: &str, app: &str, revision: &str) -> Value {
 async fn application_provider_writes_javas_layout() {
     let zk = ZkServer::start();
     let registry = connect(&zk, "file.cache=false").await;
-    let p = provider(&registry, APP, RegisterMode::All).await;
+    let p = provider("dubbo", &registry, APP, RegisterMode::All).await;
     let port = p.local_addr().port();
     let id = format!("127.0.0.1:{port}");
 
@@ -243,7 +197,7 @@ async fn register_mode_chooses_what_is_written() {
     let discovery = registry.service_discovery().unwrap();
     let providers = format!("/dubbo/{INTERFACE}/providers");
 
-    let p = provider(&registry, "by-interface", RegisterMode::Interface).await;
+    let p = provider("dubbo", &registry, "by-interface", RegisterMode::Interface).await;
     assert_eq!(zk_ls(&zk, &providers).len(), 1);
     assert!(discovery
         .instances("by-interface")
@@ -254,7 +208,7 @@ async fn register_mode_chooses_what_is_written() {
     assert!(p.instance().is_none() && p.metadata().is_none());
     p.stop().await;
 
-    let p = provider(&registry, "by-instance", RegisterMode::Instance).await;
+    let p = provider("dubbo", &registry, "by-instance", RegisterMode::Instance).await;
     assert!(zk_ls(&zk, &providers).is_empty());
     assert_eq!(discovery.instances("by-instance").await.unwrap().len(), 1);
     assert_eq!(discovery.mapping(INTERFACE).await.unwrap(), ["by-instance"]);
@@ -262,7 +216,7 @@ async fn register_mode_chooses_what_is_written() {
 
     // The registry URL's `register-mode` wins over the builder's.
     let by_url = connect(&zk, "file.cache=false&register-mode=interface").await;
-    let p = provider(&by_url, "by-url", RegisterMode::All).await;
+    let p = provider("dubbo", &by_url, "by-url", RegisterMode::All).await;
     assert_eq!(zk_ls(&zk, &providers).len(), 1);
     assert!(discovery.instances("by-url").await.unwrap().is_empty());
     p.stop().await;
@@ -282,8 +236,8 @@ async fn mapping_lists_every_application_of_an_interface() {
     let other = connect(&zk, "file.cache=false").await;
     // Two applications start at once, through two sessions: the compare-and-set keeps both.
     let (a, b) = tokio::join!(
-        provider(&registry, "app-a", RegisterMode::All),
-        provider(&other, "app-b", RegisterMode::All),
+        provider("dubbo", &registry, "app-a", RegisterMode::All),
+        provider("dubbo", &other, "app-b", RegisterMode::All),
     );
     let discovery = registry.service_discovery().unwrap();
     assert_eq!(
@@ -308,7 +262,7 @@ async fn instance_is_registered_once_zookeeper_comes_up() {
     let mut zk = ZkServer::start();
     zk.stop();
     let registry = connect(&zk, "timeout=1000&retry.period=300&file.cache=false").await;
-    let p = provider(&registry, APP, RegisterMode::All).await;
+    let p = provider("dubbo", &registry, APP, RegisterMode::All).await;
     assert!(p.instance().is_some());
     zk.restart();
     let discovery = registry.service_discovery().unwrap();
@@ -367,7 +321,7 @@ async fn an_instance_registered_again_is_updated_in_place() {
 async fn instance_and_mapping_come_back_after_a_session_loss() {
     let mut zk = ZkServer::start();
     let registry = connect(&zk, "session=2000&retry.period=300&file.cache=false").await;
-    let p = provider(&registry, APP, RegisterMode::All).await;
+    let p = provider("dubbo", &registry, APP, RegisterMode::All).await;
     let discovery = registry.service_discovery().unwrap();
     let id = p.instance().unwrap().id();
     assert_eq!(discovery.instances(APP).await.unwrap().len(), 1);
@@ -428,7 +382,7 @@ async fn java_3_3_force_application_consumer_calls_rdubbo_provider() {
     let zk = ZkServer::start();
     let url = zk.registry_url("");
     let registry = connect(&zk, "file.cache=false").await;
-    let p = provider(&registry, APP, RegisterMode::All).await;
+    let p = provider("dubbo", &registry, APP, RegisterMode::All).await;
     java_checks(
         &java,
         consumer_args(
@@ -452,7 +406,7 @@ async fn java_3_3_force_application_consumer_calls_rdubbo_tri_provider() {
     let zk = ZkServer::start();
     let url = zk.registry_url("");
     let registry = connect(&zk, "file.cache=false").await;
-    let p = provider_over("tri", &registry, APP, RegisterMode::Instance).await;
+    let p = provider("tri", &registry, APP, RegisterMode::Instance).await;
     let instance = p.instance().unwrap();
     assert_eq!(
         instance.endpoints(),
@@ -482,7 +436,7 @@ async fn java_3_3_application_first_consumer_calls_rdubbo_instance() {
     let zk = ZkServer::start();
     let url = zk.registry_url("");
     let registry = connect(&zk, "file.cache=false").await;
-    let p = provider(&registry, APP, RegisterMode::Instance).await;
+    let p = provider("dubbo", &registry, APP, RegisterMode::Instance).await;
     assert!(zk_ls(&zk, &format!("/dubbo/{INTERFACE}/providers")).is_empty());
     java_checks(
         &java,
@@ -507,7 +461,7 @@ async fn java_2_7_consumer_still_finds_the_interface_level_urls() {
     let zk = ZkServer::start();
     let url = zk.registry_url("");
     let registry = connect(&zk, "file.cache=false").await;
-    let p = provider(&registry, APP, RegisterMode::All).await;
+    let p = provider("dubbo", &registry, APP, RegisterMode::All).await;
     assert_eq!(zk_ls(&zk, "/services"), [APP]);
     java_checks(
         &java,
@@ -528,27 +482,8 @@ async fn revision_of_a_java_provider_is_recomputed_exactly() {
     };
     let zk = ZkServer::start();
     let url = zk.registry_url("");
-    let java_provider = {
-        let (java, url) = (java.clone(), url.clone());
-        tokio::task::spawn_blocking(move || {
-            let classes = java.compile(&interop_sources());
-            java.spawn_provider(
-                &classes,
-                free_port(),
-                &[
-                    "--registry",
-                    &url,
-                    "--version",
-                    "1.0.0",
-                    "--register-mode",
-                    "instance",
-                    "--metadata-center",
-                ],
-            )
-        })
-        .await
-        .unwrap()
-    };
+    let classes = compile(&java).await;
+    let java_provider = java_instance_provider(&java, &classes, free_port(), &url, "dubbo").await;
     let registry = connect(&zk, "file.cache=false").await;
     let discovery = registry.service_discovery().unwrap();
     let mut instances = Vec::new();

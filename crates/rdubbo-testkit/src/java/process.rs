@@ -148,6 +148,35 @@ impl JavaDubbo {
         }
     }
 
+    /// [`spawn_provider`](Self::spawn_provider) of a Dubbo 3 provider (application
+    /// `java-provider`) serving UserService 1.0.0 over `protocol` (`dubbo` or `tri`),
+    /// registered at `registry` (a `zookeeper://` URL) by instance only — its instance
+    /// under `/services` and the interface mapping, no `/dubbo/<interface>/providers` URLs
+    /// — with its MetadataInfo published to the metadata center.
+    pub fn spawn_instance_provider(
+        &self,
+        classes: &Path,
+        port: u16,
+        registry: &str,
+        protocol: &str,
+    ) -> JavaProcess {
+        self.spawn_provider(
+            classes,
+            port,
+            &[
+                "--registry",
+                registry,
+                "--version",
+                "1.0.0",
+                "--register-mode",
+                "instance",
+                "--metadata-center",
+                "--protocol",
+                protocol,
+            ],
+        )
+    }
+
     /// Runs `com.example.JavaConsumer <args…>` to completion, killing it (by PID) after
     /// `timeout`. Its standard output is returned and, with standard error, also written to
     /// a log file under `target/tmp/java-run/`.
