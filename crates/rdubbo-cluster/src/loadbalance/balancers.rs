@@ -1,6 +1,7 @@
 //! The built-in balancers.
 
 use super::*;
+use rdubbo_core::{Args, Value};
 
 /// Weighted random (Dubbo's default): a binary search over the running sums of the
 /// weights, kept per routed list and method (recomputed while providers warm up).
@@ -329,7 +330,7 @@ pub(crate) struct Ring {
     arguments: Vec<usize>,
 }
 
-fn hash_of(value: &impl Hash) -> u64 {
+pub(crate) fn hash_of(value: &impl Hash) -> u64 {
     let mut h = DefaultHasher::new();
     value.hash(&mut h);
     h.finish()
@@ -368,6 +369,83 @@ impl Ring {
     }
 }
 
+/// The ring position of a call: the hash of the JSON texts of its selected arguments,
+/// concatenated, as one `str` (`hash_of(&text)`): the text is streamed into the hasher
+/// instead of being built, so scalar arguments (strings, numbers, booleans, null) of a
+/// dynamic or JSON call cost no allocation. Other values are written as text first.
+pub(crate) fn arguments_hash(args: &Args, selected: &[usize]) -> u64 {
+    let mut h = DefaultHasher::new();
+    match args {
+        Args::Values(values) => {
+            for v in selected.iter().filter_map(|&i| values.get(i)) {
+                hash_value(&mut h, v);
+            }
+        }
+        Args::Json(values) => {
+            for j in selected.iter().filter_map(|&i| values.get(i)) {
+                hash_json(&mut h, j);
+            }
+        }
+        other => {
+            if let Ok(values) = other.to_values() {
+                for v in selected.iter().filter_map(|&i| values.get(i)) {
+                    hash_value(&mut h, v);
+                }
+            }
+        }
+    }
+    // What `str`'s `Hash` writes after the bytes.
+    h.write_u8(0xff);
+    h.finish()
+}
+
+/// Writes into a hasher what is written to it.
+struct HashWriter<'a>(&'a mut DefaultHasher);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Hashes the JSON text of a value (`rdubbo_core::json::from_value`).
+fn hash_value(h: &mut DefaultHasher, v: &Value) {
+    match v {
+        // Written by `Value`'s JSON form as `from_value` then `to_string` write them.
+        Value::Null
+        | Value::Bool(_)
+        | Value::Int(_)
+        | Value::Long(_)
+        | Value::Double(_)
+        | Value::Date(_)
+        | Value::String(_) => {
+            // Writing into a hasher cannot fail.
+            let _ = serde_json::to_writer(HashWriter(h), v);
+        }
+        _ => h.write(rdubbo_core::json::from_value(v).to_string().as_bytes()),
+    }
+}
+
+/// Hashes the JSON text of a JSON argument as read into a value and written back
+/// (`json::to_value` then `json::from_value`: numbers past `i64` and objects change).
+fn hash_json(h: &mut DefaultHasher, j: &serde_json::Value) {
+    use serde_json::Value as Json;
+    match j {
+        Json::Null | Json::Bool(_) | Json::String(_) => {
+            let _ = serde_json::to_writer(HashWriter(h), j);
+        }
+        Json::Number(n) if n.is_i64() => {
+            let _ = serde_json::to_writer(HashWriter(h), j);
+        }
+        _ => hash_value(h, &rdubbo_core::json::to_value(j)),
+    }
+}
+
 impl LoadBalance for ConsistentHash {
     fn select(&self, providers: &[Arc<Provider>], inv: &Invocation) -> Arc<Provider> {
         self.pick(&Candidates::new(&self.plain.routed(providers)), inv)
@@ -378,13 +456,7 @@ impl LoadBalance for ConsistentHash {
             let ring = t
                 .ring
                 .get_or_init(|| Ring::build(candidates.providers(), &inv.method));
-            let selected: String = ring
-                .arguments
-                .iter()
-                .filter_map(|&i| inv.args.value(i))
-                .map(|v| rdubbo_core::json::from_value(&v).to_string())
-                .collect();
-            let h = hash_of(&selected);
+            let h = arguments_hash(&inv.args, &ring.arguments);
             let start = ring.points.partition_point(|(point, _)| *point < h);
             let len = ring.points.len();
             (0..len)

@@ -403,3 +403,146 @@ fn warming_weights_are_recomputed_as_time_passes() {
         assert!(warm.same);
     });
 }
+
+/// Arguments of every kind, hashed with `hash.arguments=0,1` and with the default `0`.
+fn hash_cases() -> Vec<(&'static str, rdubbo_core::Args)> {
+    use rdubbo_core::Args;
+    use serde_json::json;
+    let mut map = rdubbo_core::value::Map::default();
+    map.entries.push((Value::from("b"), Value::Int(2)));
+    map.entries.push((Value::from("a"), Value::Int(1)));
+    let list = Value::list(vec![Value::Int(1), Value::from("two")]);
+    vec![
+        (
+            "str",
+            Args::Values(vec![Value::from("user-42"), Value::Int(1)]),
+        ),
+        (
+            "str2",
+            Args::Values(vec![Value::from("hello, rdubbo"), Value::from("x")]),
+        ),
+        (
+            "esc",
+            Args::Values(vec![Value::from("a\"b\\c\n\u{e9}\u{1}"), Value::Null]),
+        ),
+        (
+            "int",
+            Args::Values(vec![Value::Int(-7), Value::Long(1 << 40)]),
+        ),
+        (
+            "long",
+            Args::Values(vec![Value::Long(1 << 40), Value::Bool(true)]),
+        ),
+        (
+            "double",
+            Args::Values(vec![Value::Double(1.5), Value::Double(f64::NAN)]),
+        ),
+        (
+            "double2",
+            Args::Values(vec![Value::Double(1e21), Value::Double(3.0)]),
+        ),
+        (
+            "bool",
+            Args::Values(vec![Value::Bool(false), Value::Date(5)]),
+        ),
+        (
+            "null",
+            Args::Values(vec![Value::Null, Value::Binary(vec![1, 2, 3])]),
+        ),
+        (
+            "date",
+            Args::Values(vec![Value::Date(1_700_000_000_000), Value::Int(0)]),
+        ),
+        (
+            "binary",
+            Args::Values(vec![Value::Binary(vec![0, 255]), Value::Int(0)]),
+        ),
+        ("map", Args::Values(vec![Value::Map(map), Value::from("k")])),
+        ("list", Args::Values(vec![list, Value::Int(0)])),
+        ("none", Args::Values(vec![])),
+        ("one", Args::Values(vec![Value::from("only")])),
+        ("jstr", Args::Json(vec![json!("user-42"), json!(1)])),
+        ("jint", Args::Json(vec![json!(-7), json!(1u64 << 40)])),
+        ("jbig", Args::Json(vec![json!(u64::MAX), json!(2.5)])),
+        ("jfloat", Args::Json(vec![json!(1.0), json!(1e300)])),
+        (
+            "jobj",
+            Args::Json(vec![json!({"z": 1, "a": [true, null]}), json!("s")]),
+        ),
+        (
+            "jclass",
+            Args::Json(vec![json!({"class": "demo.User", "id": 3}), json!(null)]),
+        ),
+        ("typed", Args::typed((String::from("user-42"), 1i32))),
+        ("typed2", Args::typed((7i64, 1.5f32))),
+    ]
+}
+
+#[test]
+fn consistent_hash_maps_keys_to_the_same_providers_as_before() {
+    // Ports picked by the balancer before it streamed the arguments into the hash (it
+    // hashed their JSON texts joined into a String): among 40 providers with the default
+    // `hash.arguments` (0), and among the same 40 and one more with `hash.arguments=0,1`.
+    let before: [(&str, u16, u16); 23] = [
+        ("str", 7035, 7000),
+        ("str2", 7005, 7015),
+        ("esc", 7039, 7016),
+        ("int", 7036, 7028),
+        ("long", 7024, 7027),
+        ("double", 7024, 7012),
+        ("double2", 7019, 7030),
+        ("bool", 7018, 7012),
+        ("null", 7008, 7018),
+        ("date", 7015, 7007),
+        ("binary", 7008, 7026),
+        ("map", 7005, 7018),
+        ("list", 7028, 7013),
+        ("none", 7031, 7031),
+        ("one", 7019, 7019),
+        ("jstr", 7035, 7000),
+        ("jint", 7036, 7028),
+        ("jbig", 7002, 7012),
+        ("jfloat", 7035, 7032),
+        ("jobj", 7035, 7021),
+        ("jclass", 7003, 7010),
+        ("typed", 7035, 7000),
+        ("typed2", 7038, 7010),
+    ];
+    let mut params = vec!["hash.arguments=0,1"];
+    params.extend(std::iter::repeat_n("", 40));
+    let all = providers(&params);
+    let first_argument = all[1..].to_vec();
+    let (ch, ch_two) = (ConsistentHash::default(), ConsistentHash::default());
+    let cases = hash_cases();
+    assert_eq!(cases.len(), before.len());
+    for ((name, args), (expected, one, two)) in cases.into_iter().zip(before) {
+        assert_eq!(name, expected);
+        let call = Invocation::new("demo.Api", "echo", args);
+        let port = |p: Arc<Provider>| p.url.port().unwrap();
+        assert_eq!(port(ch.select(&first_argument, &call)), one, "{name}");
+        assert_eq!(port(ch_two.select(&all, &call)), two, "{name}, 0,1");
+    }
+}
+
+#[test]
+fn arguments_hash_is_the_hash_of_the_joined_json_texts() {
+    // What the balancer hashed before: the JSON texts of the selected arguments, as
+    // `json::from_value` writes them, joined into one String.
+    let joined = |args: &rdubbo_core::Args, selected: &[usize]| -> u64 {
+        let text: String = selected
+            .iter()
+            .filter_map(|&i| args.value(i))
+            .map(|v| rdubbo_core::json::from_value(&v).to_string())
+            .collect();
+        hash_of(&text)
+    };
+    for (name, args) in hash_cases() {
+        for selected in [&[0][..], &[1], &[0, 1], &[1, 0], &[], &[5], &[1, 1, 0]] {
+            assert_eq!(
+                arguments_hash(&args, selected),
+                joined(&args, selected),
+                "{name} {selected:?}"
+            );
+        }
+    }
+}
