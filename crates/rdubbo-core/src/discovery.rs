@@ -261,6 +261,19 @@ pub trait ServiceDiscovery: Send + Sync + 'static {
             Ok(())
         })
     }
+
+    /// Stops notifying `listener` (the same `Arc` given to
+    /// [`watch_mapping`](Self::watch_mapping)) about `interface`'s mapping; the registry
+    /// stops following the record once no listener is left. The default does nothing
+    /// (the default `watch_mapping` never calls again).
+    fn unwatch_mapping(
+        &self,
+        interface: &str,
+        listener: &Arc<dyn Fn(Vec<String>) + Send + Sync>,
+    ) -> BoxFuture<'_, RegistryResult<()>> {
+        let _ = (interface, listener);
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Receives the complete current list of an application's instances each time it may

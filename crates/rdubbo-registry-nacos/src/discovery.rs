@@ -19,7 +19,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use rdubbo_core::config_center::{ConfigChange, DynamicConfiguration};
+use rdubbo_core::config_center::{ConfigChange, ConfigListener, DynamicConfiguration};
 use rdubbo_core::discovery::{InstancesListener, ServiceDiscovery, ServiceInstance};
 use rdubbo_core::{BoxFuture, RegistryError, RegistryResult, Url};
 use tokio::sync::Notify;
@@ -50,6 +50,13 @@ impl std::fmt::Debug for NacosServiceDiscovery {
 
 type Watcher = (String, Arc<dyn InstancesListener>, JoinHandle<()>);
 
+/// A listener of a mapping (see [`ServiceDiscovery::watch_mapping`]).
+type MappingListener = Arc<dyn Fn(Vec<String>) + Send + Sync>;
+
+/// A mapping watch: the interface, the caller's listener and the config listener made
+/// for it.
+type MappingWatch = (String, MappingListener, Arc<dyn ConfigListener>);
+
 struct Inner {
     shared: Arc<Shared>,
     config: Arc<NacosConfig>,
@@ -61,6 +68,7 @@ struct Inner {
     /// Wakes the keeper: a mapping write failed.
     retry: Notify,
     watchers: Mutex<Vec<Watcher>>,
+    mapping_watchers: Mutex<Vec<MappingWatch>>,
     keeper: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -86,6 +94,7 @@ impl NacosServiceDiscovery {
             mappings: Mutex::new(BTreeSet::new()),
             retry: Notify::new(),
             watchers: Mutex::new(Vec::new()),
+            mapping_watchers: Mutex::new(Vec::new()),
             keeper: Mutex::new(None),
         });
         *lock(&inner.keeper) = Some(tokio::spawn(keep(Arc::downgrade(&inner))));
@@ -141,6 +150,7 @@ impl NacosServiceDiscovery {
         for (_, _, t) in lock(&self.inner.watchers).drain(..) {
             t.abort();
         }
+        lock(&self.inner.mapping_watchers).clear();
         lock(&self.inner.mappings).clear();
         let specs: Vec<InstanceSpec> = lock(&self.inner.instances)
             .drain()
@@ -453,13 +463,50 @@ impl ServiceDiscovery for NacosServiceDiscovery {
     ) -> BoxFuture<'_, RegistryResult<()>> {
         let interface = interface.to_owned();
         Box::pin(async move {
-            let adapter = move |change: ConfigChange| {
+            let caller = listener.clone();
+            let adapter: Arc<dyn ConfigListener> = Arc::new(move |change: ConfigChange| {
                 listener(parse_mapping(change.content.as_deref().unwrap_or("")));
-            };
-            self.inner
+            });
+            lock(&self.inner.mapping_watchers).push((interface.clone(), caller, adapter.clone()));
+            let watched = self
+                .inner
                 .config
-                .watch(&interface, MAPPING_GROUP, Arc::new(adapter))
-                .await
+                .watch(&interface, MAPPING_GROUP, adapter.clone())
+                .await;
+            if watched.is_err() {
+                lock(&self.inner.mapping_watchers).retain(|(_, _, a)| !Arc::ptr_eq(a, &adapter));
+            }
+            watched
+        })
+    }
+
+    fn unwatch_mapping(
+        &self,
+        interface: &str,
+        listener: &MappingListener,
+    ) -> BoxFuture<'_, RegistryResult<()>> {
+        let interface = interface.to_owned();
+        let listener = listener.clone();
+        Box::pin(async move {
+            let adapters: Vec<Arc<dyn ConfigListener>> = {
+                let mut watches = lock(&self.inner.mapping_watchers);
+                let mut taken = Vec::new();
+                watches.retain(|(i, l, adapter)| {
+                    let this = *i == interface && Arc::ptr_eq(l, &listener);
+                    if this {
+                        taken.push(adapter.clone());
+                    }
+                    !this
+                });
+                taken
+            };
+            for adapter in adapters {
+                self.inner
+                    .config
+                    .unwatch(&interface, MAPPING_GROUP, &adapter)
+                    .await?;
+            }
+            Ok(())
         })
     }
 }

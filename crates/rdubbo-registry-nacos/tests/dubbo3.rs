@@ -396,3 +396,52 @@ async fn the_config_client_logs_in_when_the_server_asks_for_it() {
     bad.destroy().await;
     server.stop().await;
 }
+
+/// `unwatch_mapping` takes one listener away; the mapping config leaves the long poll
+/// with the last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapping_unwatched_leaves_the_long_poll() {
+    let server = start_at(
+        "127.0.0.1:0".parse().unwrap(),
+        NamingServerConfig::default(),
+    )
+    .await;
+    let url = format!("nacos://{}", server.local_addr());
+    let provider = registry(&url).await;
+    let consumer = registry(&url).await;
+    let dp = provider.service_discovery().unwrap();
+    let dc = consumer.service_discovery().unwrap();
+    let iface = "demo.Api";
+    type Told = Arc<Mutex<Vec<Vec<String>>>>;
+    let listener = |told: &Told| -> Arc<dyn Fn(Vec<String>) + Send + Sync> {
+        let told = told.clone();
+        Arc::new(move |apps| told.lock().unwrap().push(apps))
+    };
+    let (first, second): (Told, Told) = Default::default();
+    let (l1, l2) = (listener(&first), listener(&second));
+    dc.watch_mapping(iface, l1.clone()).await.unwrap();
+    dc.watch_mapping(iface, l2.clone()).await.unwrap();
+    let mapping_watched = || {
+        consumer
+            .config()
+            .watched()
+            .contains(&("mapping".to_owned(), iface.to_owned()))
+    };
+    assert!(mapping_watched());
+
+    dc.unwatch_mapping(iface, &l1).await.unwrap();
+    assert!(mapping_watched());
+    let told = first.lock().unwrap().len();
+    dp.map(iface, "shop").await.unwrap();
+    until(Duration::from_secs(10), "second told", || {
+        second.lock().unwrap().last() == Some(&vec!["shop".to_owned()])
+    })
+    .await;
+    assert_eq!(first.lock().unwrap().len(), told, "told after unwatch");
+
+    dc.unwatch_mapping(iface, &l2).await.unwrap();
+    assert!(!mapping_watched());
+    dc.unwatch_mapping(iface, &l2).await.unwrap();
+    provider.destroy().await;
+    consumer.destroy().await;
+}

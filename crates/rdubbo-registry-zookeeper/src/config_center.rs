@@ -153,6 +153,13 @@ impl<L: ?Sized, T: Clone + PartialEq> Hub<L, T> {
         lock(&self.entries).contains_key(key)
     }
 
+    /// The keys followed now, sorted.
+    pub(crate) fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = lock(&self.entries).keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
     /// Stops every following task (the registry closes).
     pub(crate) fn close(&self) {
         for (_, entry) in lock(&self.entries).drain() {

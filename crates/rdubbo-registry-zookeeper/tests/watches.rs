@@ -395,3 +395,73 @@ async fn one_consumer_follows_1000_applications_of_10_instances() {
     }
     consumer.destroy().await;
 }
+
+/// `unwatch_mapping` takes one listener away; the mapping stops being followed (its task
+/// and ZooKeeper watch) with the last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapping_unwatched_is_no_longer_followed() {
+    init_tracing();
+    let zk = ZkServer::start();
+    let registry = registry(&zk).await;
+    let discovery = registry.service_discovery().unwrap();
+    let zk_discovery = registry.discovery().clone();
+    let listener = |seen: &Arc<Seen<Vec<String>>>| -> Arc<dyn Fn(Vec<String>) + Send + Sync> {
+        let seen = seen.clone();
+        Arc::new(move |apps| seen.push(apps))
+    };
+    let (first, second) = (Seen::new(), Seen::new());
+    let (l1, l2) = (listener(&first), listener(&second));
+    discovery
+        .watch_mapping("demo.Api", l1.clone())
+        .await
+        .unwrap();
+    discovery
+        .watch_mapping("demo.Api", l2.clone())
+        .await
+        .unwrap();
+    assert_eq!(zk_discovery.watched_mappings(), ["demo.Api"]);
+    discovery.map("demo.Api", "shop").await.unwrap();
+    first.wait("first told", |a| a == &["shop"]).await;
+    second.wait("second told", |a| a == &["shop"]).await;
+
+    // One listener gone: the other is still told, it is not.
+    discovery.unwatch_mapping("demo.Api", &l1).await.unwrap();
+    assert_eq!(zk_discovery.watched_mappings(), ["demo.Api"]);
+    let told = first.all().len();
+    discovery.map("demo.Api", "billing").await.unwrap();
+    second
+        .wait("second told after the first left", |a| {
+            a == &["billing", "shop"]
+        })
+        .await;
+    assert_eq!(
+        first.all().len(),
+        told,
+        "told after unwatch: {:?}",
+        first.all()
+    );
+
+    // The last one gone: nothing follows the mapping any more.
+    discovery.unwatch_mapping("demo.Api", &l2).await.unwrap();
+    assert!(zk_discovery.watched_mappings().is_empty());
+    // Unwatching again, or a listener never added, is harmless.
+    discovery.unwatch_mapping("demo.Api", &l2).await.unwrap();
+    discovery.unwatch_mapping("other.Api", &l1).await.unwrap();
+    // A new listener follows it again from its current value.
+    let third = Seen::new();
+    discovery
+        .watch_mapping("demo.Api", listener(&third))
+        .await
+        .unwrap();
+    assert_eq!(
+        third.all(),
+        vec![vec!["billing".to_owned(), "shop".to_owned()]]
+    );
+    let told = second.all().len();
+    discovery.map("demo.Api", "audit").await.unwrap();
+    third
+        .wait("third told", |a| a == &["audit", "billing", "shop"])
+        .await;
+    assert_eq!(second.all().len(), told);
+    registry.destroy().await;
+}

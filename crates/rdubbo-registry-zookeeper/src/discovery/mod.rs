@@ -152,6 +152,29 @@ impl ZookeeperServiceDiscovery {
         self.inner.state().instances.keys().cloned().collect()
     }
 
+    /// The interfaces whose mapping some listener follows now (see
+    /// [`ServiceDiscovery::watch_mapping`]), sorted: each has a task and a ZooKeeper watch.
+    pub fn watched_mappings(&self) -> Vec<String> {
+        let prefix = format!("{}/", self.inner.mapping_root);
+        self.inner
+            .mapping_watches
+            .keys()
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned))
+            .collect()
+    }
+
+    /// The applications whose instances some listener follows now (see
+    /// [`ServiceDiscovery::watch_instances`]), sorted.
+    pub fn watched_applications(&self) -> Vec<String> {
+        self.inner
+            .instance_watches
+            .keys()
+            .into_iter()
+            .map(|dir| dir.rsplit('/').next().unwrap_or(&dir).to_owned())
+            .collect()
+    }
+
     /// Deletes every instance registered through this client (the registry's destroy).
     pub(crate) async fn close(&self) {
         self.inner.instance_watches.close();
@@ -354,5 +377,17 @@ impl ServiceDiscovery for ZookeeperServiceDiscovery {
             first_read(&inner.shared, rx).await;
             Ok(())
         })
+    }
+
+    fn unwatch_mapping(
+        &self,
+        interface: &str,
+        listener: &Arc<dyn Fn(Vec<String>) + Send + Sync>,
+    ) -> BoxFuture<'_, RegistryResult<()>> {
+        self.inner.mapping_watches.remove(
+            &format!("{}/{interface}", self.inner.mapping_root),
+            listener,
+        );
+        Box::pin(async { Ok(()) })
     }
 }
