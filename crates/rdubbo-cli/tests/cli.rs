@@ -1,48 +1,13 @@
 //! End-to-end tests of the `rdubbo` command: they run the real binary and talk to it over
 //! loopback, as a user would.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 mod common;
 
-use common::{rdubbo, text, Running, BIN};
+use common::{rdubbo, serve_demo, stop, text, Running};
 
 /// Starts `rdubbo demo provider` on a free port and returns it with the URL it serves.
 fn start_provider() -> (Running, String) {
-    start_provider_over("jsonrpc")
-}
-
-/// Starts `rdubbo demo provider --protocol <protocol>` on a free port.
-fn start_provider_over(protocol: &str) -> (Running, String) {
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "provider",
-            "--protocol",
-            protocol,
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rdubbo demo provider");
-    let stdout = child.stdout.take().expect("stdout");
-    let running = Running(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines
-        .next()
-        .expect("provider printed nothing")
-        .expect("read provider output");
-    let url = first
-        .strip_prefix("serving ")
-        .unwrap_or_else(|| panic!("unexpected provider output {first:?}"))
-        .to_owned();
-    // Keep draining stdout so the provider never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (running, url)
+    serve_demo("jsonrpc")
 }
 
 #[test]
@@ -153,7 +118,7 @@ fn bench_reports_a_histogram_summary() {
 
 #[test]
 fn dubbo_provider_call_and_bench() {
-    let (_provider, url) = start_provider_over("dubbo");
+    let (_provider, url) = serve_demo("dubbo");
     assert!(url.starts_with("dubbo://127.0.0.1:"), "{url}");
     assert!(url.contains("version=1.0.0"), "{url}");
     let out = rdubbo(&["call", &url, "sayHello", r#"["dubbo"]"#]);
@@ -180,25 +145,10 @@ fn dubbo_provider_call_and_bench() {
 
 #[test]
 fn provider_stops_gracefully_on_sigterm_and_exits_zero() {
-    let (mut provider, url) = start_provider();
+    let (provider, url) = start_provider();
     let out = rdubbo(&["call", &url, "sayHello", r#"["x"]"#]);
     assert!(out.status.success());
-    // SAFETY: kill(2) on the PID of our own child.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::kill(provider.0.id() as i32, libc::SIGTERM) };
-    assert_eq!(rc, 0);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = provider.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "provider did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "exit status {status:?}");
+    stop(provider);
     // And it no longer answers.
     let out = rdubbo(&["call", &url, "sayHello", r#"["x"]"#]);
     assert!(!out.status.success());

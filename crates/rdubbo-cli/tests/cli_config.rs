@@ -7,29 +7,19 @@ use std::process::{Command, Stdio};
 
 mod common;
 
-use common::{http, rdubbo, start, stop, text, BIN};
+use common::{http, rdubbo, start_rdubbo_registry, stop, text, BIN};
 
 #[test]
 fn config_set_get_ls_rm_round_trip_through_rdubbo_registry() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("cli-config-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (registry, lines) = start(
-        &[
-            "registry",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.to_str().unwrap(),
-        ],
-        "data:",
-    );
-    let addr = lines[0]
-        .split("nacos://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no nacos:// address in {lines:?}"))
-        .to_owned();
+    let (registry, addr) = start_rdubbo_registry(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
     let url = format!("nacos://{addr}");
     let key = "demo-provider.configurators";
     let rule = "configVersion: v3.0\nscope: application\nkey: demo-provider\nconfigs:\n- side: provider\n  parameters:\n    weight: 200\n";

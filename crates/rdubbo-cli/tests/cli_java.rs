@@ -10,7 +10,7 @@ use rdubbo_testkit::{free_port, ZkServer};
 
 mod common;
 
-use common::{rdubbo, start, stop, text, BIN};
+use common::{rdubbo, serve_demo, start_registered_demo, stop, text, BIN};
 
 #[test]
 fn typed_calls_against_a_java_provider() {
@@ -118,24 +118,7 @@ fn typed_calls_against_a_java_provider() {
 fn bench_counts_calls_of_providers_that_left_during_the_run() {
     let zk = ZkServer::start();
     let registry = zk.registry_url("session=4000&file.cache=false");
-    let provider = |_| {
-        start(
-            &[
-                "demo",
-                "provider",
-                "--protocol",
-                "dubbo",
-                "--listen",
-                "127.0.0.1:0",
-                "--registry",
-                &registry,
-                "--unregister-wait",
-                "0.2",
-            ],
-            "registered in ",
-        )
-        .0
-    };
+    let provider = |_| start_registered_demo(&["--protocol", "dubbo"], &registry).0;
     let staying = provider(0);
     let leaving = provider(1);
     let bench = Command::new(BIN)
@@ -182,25 +165,8 @@ fn demo_provider_echoes_java_types_to_a_java_consumer() {
             continue;
         };
         let classes = java.compile(&interop_sources());
-        let (provider, lines) = start(
-            &[
-                "demo",
-                "provider",
-                "--protocol",
-                "dubbo",
-                "--listen",
-                "127.0.0.1:0",
-            ],
-            "serving ",
-        );
-        let url = lines
-            .iter()
-            .find_map(|l| l.strip_prefix("serving "))
-            .unwrap()
-            .split('?')
-            .next()
-            .unwrap()
-            .to_string();
+        let (provider, url) = serve_demo("dubbo");
+        let url = url.split('?').next().unwrap().to_string();
         assert!(url.starts_with("dubbo://127.0.0.1:"), "{url}");
         let out = java.run_consumer(
             &classes,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 mod common;
 
-use common::{http, rdubbo, start, stop, text, Running};
+use common::{http, rdubbo, start_rdubbo_registry, start_registered_demo, stop, text, Running};
 const DEMO: &str = "org.apache.dubbo.demo.DemoService";
 
 fn data_dir() -> PathBuf {
@@ -20,24 +20,10 @@ fn data_dir() -> PathBuf {
 /// prints; no port picked in advance that another process could take meanwhile) and returns
 /// it with the address it serves on.
 fn start_registry(listen: &str, dir: &std::path::Path) -> (Running, String) {
-    let (registry, lines) = start(
-        &[
-            "registry",
-            "--listen",
-            listen,
-            "--data-dir",
-            dir.to_str().unwrap(),
-        ],
-        "data:",
-    );
-    let addr = lines[0]
-        .split("nacos://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no nacos:// address in {lines:?}"))
-        .to_owned();
+    let (registry, addr) =
+        start_rdubbo_registry(&["--listen", listen, "--data-dir", dir.to_str().unwrap()]);
     if !listen.ends_with(":0") {
-        assert_eq!(addr, listen, "{lines:?}");
+        assert_eq!(addr, listen, "the address it serves on");
     }
     (registry, addr)
 }
@@ -48,19 +34,7 @@ fn demo_provider_is_found_through_rdubbo_registry_and_leaves_it_on_sigterm() {
     let (registry, addr) = start_registry("127.0.0.1:0", &dir);
     let url = format!("nacos://{addr}");
 
-    let (provider, lines) = start(
-        &[
-            "demo",
-            "provider",
-            "--listen",
-            "127.0.0.1:0",
-            "--registry",
-            &url,
-            "--unregister-wait",
-            "0.2",
-        ],
-        "registered in ",
-    );
+    let (provider, lines) = start_registered_demo(&[], &url);
     let serving: Vec<&String> = lines.iter().filter(|l| l.starts_with("serving ")).collect();
     assert_eq!(serving.len(), 2, "{lines:?}");
 

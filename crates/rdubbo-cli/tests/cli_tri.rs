@@ -1,46 +1,15 @@
 //! `rdubbo demo provider --protocol tri`, `rdubbo call tri://…` and `rdubbo bench tri://…`
 //! with the real binary over loopback; curl's HTTP/1 JSON call to the same provider.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 mod common;
 
-use common::{rdubbo, text, Running, BIN};
-
-/// Starts `rdubbo demo provider --protocol tri` on a free port; the versioned URL.
-fn start_tri_provider() -> (Running, String) {
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "provider",
-            "--protocol",
-            "tri",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rdubbo demo provider");
-    let stdout = child.stdout.take().expect("stdout");
-    let running = Running(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines
-        .next()
-        .expect("provider printed nothing")
-        .expect("read provider output");
-    let url = first
-        .strip_prefix("serving ")
-        .unwrap_or_else(|| panic!("unexpected provider output {first:?}"))
-        .to_owned();
-    std::thread::spawn(move || for _ in lines {});
-    (running, url)
-}
+use common::{rdubbo, serve_demo, text};
 
 #[test]
 fn tri_provider_call_bench_and_curl() {
-    let (_provider, url) = start_tri_provider();
+    let (_provider, url) = serve_demo("tri");
     assert!(url.starts_with("tri://127.0.0.1:"), "{url}");
     assert!(url.contains("version=1.0.0"), "{url}");
     let out = rdubbo(&["call", &url, "sayHello", r#"["tri"]"#]);

@@ -5,28 +5,13 @@ use rdubbo_testkit::ZkServer;
 
 mod common;
 
-use common::{rdubbo, start, stop, text, Running};
+use common::{port_of, rdubbo, serving, start_registered_demo, stop, text, Running};
 const DEMO: &str = "org.apache.dubbo.demo.DemoService";
 
 /// Starts `rdubbo demo provider --registry …` and returns it with the URLs it registered.
 fn start_provider(registry: &str) -> (Running, Vec<String>) {
-    let (running, lines) = start(
-        &[
-            "demo",
-            "provider",
-            "--listen",
-            "127.0.0.1:0",
-            "--registry",
-            registry,
-            "--unregister-wait",
-            "0.2",
-        ],
-        "registered in ",
-    );
-    let urls: Vec<String> = lines
-        .iter()
-        .filter_map(|l| l.strip_prefix("serving ").map(str::to_owned))
-        .collect();
+    let (running, lines) = start_registered_demo(&[], registry);
+    let urls = serving(&lines);
     assert_eq!(urls.len(), 2, "{urls:?}");
     (running, urls)
 }
@@ -54,12 +39,7 @@ fn provider_registers_and_is_listed_called_and_benched_through_zookeeper() {
     assert!(table.starts_with("SERVICE"), "{table}");
     assert!(table.contains(DEMO), "{table}");
     assert!(table.contains("rdubbo-demo-provider"), "{table}");
-    let port = urls[0]
-        .trim_start_matches("jsonrpc://127.0.0.1:")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let port = port_of(&urls[0]);
     assert!(
         table.contains(&format!(
             "provider  jsonrpc://127.0.0.1:{port}  version=1.0.0"

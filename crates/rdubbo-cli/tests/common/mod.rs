@@ -58,6 +58,61 @@ pub fn start(args: &[&str], until: &str) -> (Running, Vec<String>) {
     (running, seen)
 }
 
+/// Starts `rdubbo demo provider --listen 127.0.0.1:0 <args…>` (a port it binds itself) and
+/// reads its output up to a line starting with `until`, as [`start`].
+pub fn start_demo_provider(args: &[&str], until: &str) -> (Running, Vec<String>) {
+    let mut all = vec!["demo", "provider", "--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    start(&all, until)
+}
+
+/// Starts `rdubbo demo provider --protocol <protocol>` on a port of its own and returns it
+/// with the URL of its first line, `serving <url>`.
+pub fn serve_demo(protocol: &str) -> (Running, String) {
+    let (running, lines) = start_demo_provider(&["--protocol", protocol], "serving ");
+    assert_eq!(lines.len(), 1, "unexpected provider output {lines:?}");
+    (running, serving(&lines).remove(0))
+}
+
+/// Starts `rdubbo demo provider <args…>` registered at `registry` (it unregisters 0.2 s
+/// before it stops) and waits until it says it has registered.
+pub fn start_registered_demo(args: &[&str], registry: &str) -> (Running, Vec<String>) {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--registry", registry, "--unregister-wait", "0.2"]);
+    start_demo_provider(&all, "registered in ")
+}
+
+/// The URLs of the `serving <url>` lines a provider printed.
+pub fn serving(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("serving ").map(str::to_owned))
+        .collect()
+}
+
+/// The port of a `<scheme>://127.0.0.1:<port>/…` URL.
+pub fn port_of(url: &str) -> String {
+    url.split_once("://127.0.0.1:")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap_or_else(|| panic!("not a 127.0.0.1 URL: {url}"))
+        .to_owned()
+}
+
+/// Starts `rdubbo registry <args…>` and returns it with the address it serves on (from
+/// its first line, `… nacos://<addr> …`), once it has printed its `data:` line.
+pub fn start_rdubbo_registry(args: &[&str]) -> (Running, String) {
+    let mut all = vec!["registry"];
+    all.extend_from_slice(args);
+    let (registry, lines) = start(&all, "data:");
+    let addr = lines[0]
+        .split("nacos://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no nacos:// address in {lines:?}"))
+        .to_owned();
+    (registry, addr)
+}
+
 /// Sends SIGTERM and waits (up to 15 s) for a successful exit.
 pub fn stop(mut p: Running) {
     // SAFETY: kill(2) on the PID of a child we started and have not reaped.
