@@ -333,6 +333,7 @@ impl AppState {
                 instance.set_online(online).await;
             }
         }
+        self.sync_health();
         n
     }
 

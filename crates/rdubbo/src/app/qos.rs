@@ -6,6 +6,9 @@
 //! Over HTTP the command is the path and its argument the (URL-encoded) query:
 //! `GET /ls`, `POST /offline?org.example.Greeter`,
 //! `POST /invoke?org.example.Greeter.sayHello(%22x%22)`.
+//! Over `tri`, `offline` and `online` also set the gRPC health (`grpc.health.v1.Health`)
+//! of the matching services, and of the server as a whole (`""`: `NOT_SERVING` once none
+//! of its services is online), so health probes and `Watch` streams follow them.
 //! `ready` and `live` answer 200 or 503; an unknown command or a bad argument answers 400
 //! (telnet: a line starting with `ERROR:`), and the connection and the application go on.
 //!
@@ -406,6 +409,7 @@ ps                                     listening servers and their connections
 invoke <interface>.<method>(<args>)    call a provided service here; args as JSON values
 online [pattern]                       register provided services (all, or matching pattern)
 offline [pattern]                      unregister provided services, keep serving
+                                       (tri: their gRPC health turns NOT_SERVING)
 ready                                  true when the application serves traffic
 live                                   true while the process runs
 quit                                   close this session (telnet)";
@@ -559,6 +563,54 @@ fn ps(state: &AppState) -> String {
         })
         .collect();
     table("Servers:", &["Protocol", "Address", "Connections"], &rows)
+}
+
+impl AppState {
+    /// Makes the gRPC health of each `tri` server follow what is online (QoS `online` /
+    /// `offline`, [`Application::online`](super::Application::online) / `offline`, the
+    /// shutdown): a service is `SERVING` while one of its exports on that server is
+    /// registered, `NOT_SERVING` once all are offline; the server as a whole (`""`) is
+    /// `SERVING` while at least one of its services is, `NOT_SERVING` once none is (a
+    /// probe then takes the whole port out, as the registries do with the application
+    /// instance). `Watch` streams see each change.
+    #[cfg(feature = "triple")]
+    pub(crate) fn sync_health(&self) {
+        use crate::grpc::ServingStatus;
+        let status = |on: bool| {
+            if on {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            }
+        };
+        for (_, provider, addr) in lock(&self.providers).iter() {
+            let Some(health) = provider.as_ref().and_then(|p| p.health()) else {
+                continue;
+            };
+            let mut services: std::collections::BTreeMap<&str, bool> = Default::default();
+            for e in &self.exports {
+                if e.url.port() == Some(addr.port()) && e.protocol == "tri" {
+                    *services.entry(e.url.path()).or_default() |= e.online.load(Ordering::SeqCst);
+                }
+            }
+            // Health before the server: a probe never sees `""` serving with none of its
+            // services serving.
+            let any = services.values().any(|on| *on);
+            if !any {
+                health.set("", ServingStatus::NotServing);
+            }
+            for (service, on) in &services {
+                health.set(service, status(*on));
+            }
+            if any {
+                health.set("", ServingStatus::Serving);
+            }
+        }
+    }
+
+    /// Without Triple there is no gRPC health to follow.
+    #[cfg(not(feature = "triple"))]
+    pub(crate) fn sync_health(&self) {}
 }
 
 /// `invoke org.example.Greeter.sayHello("world", 3)`.

@@ -1,8 +1,13 @@
 //! `grpc.reflection.v1.ServerReflection` (and `v1alpha`, the same messages): the
 //! services a server exports and the protobuf files that define them, from the
 //! descriptor sets registered with [`crate::idl::register_file_descriptor_set`].
+//!
+//! As grpc-go does, a reflection stream remembers the files it has sent: an answer
+//! carries the file asked for (always, first: clients read it there) and only those of its
+//! dependencies, direct or not, that this stream has not sent yet. A client describing
+//! many symbols on one stream thus receives each shared import (`google/protobuf/…`) once.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use prost::Message;
@@ -33,8 +38,19 @@ impl ReflectionService {
         }
     }
 
-    /// The answer to one question.
+    /// The answer to one question, on its own (a file comes with all its dependencies).
     pub fn answer(&self, request: ServerReflectionRequest) -> ServerReflectionResponse {
+        self.answer_on_stream(request, &mut HashSet::new())
+    }
+
+    /// The answer to one question of a stream that has already sent the files in `sent`
+    /// (which it adds to): a file asked for is always in the answer, its dependencies only
+    /// when not sent yet.
+    fn answer_on_stream(
+        &self,
+        request: ServerReflectionRequest,
+        sent: &mut HashSet<String>,
+    ) -> ServerReflectionResponse {
         let pool = Pool::current();
         let response = match &request.message_request {
             None => error(grpc::INVALID_ARGUMENT, "empty request"),
@@ -48,12 +64,12 @@ impl ReflectionService {
                 })
             }
             Some(MessageRequest::FileByFilename(name)) => match pool.files.get(name.as_str()) {
-                Some(_) => pool.with_dependencies(name),
+                Some(_) => pool.with_dependencies(name, sent),
                 None => error(grpc::NOT_FOUND, &format!("file not found: {name}")),
             },
             Some(MessageRequest::FileContainingSymbol(symbol)) => {
                 match pool.symbols.get(symbol.trim_start_matches('.')) {
-                    Some(file) => pool.with_dependencies(file),
+                    Some(file) => pool.with_dependencies(file, sent),
                     None => error(grpc::NOT_FOUND, &format!("symbol not found: {symbol}")),
                 }
             }
@@ -63,7 +79,7 @@ impl ReflectionService {
                     ext.extension_number,
                 );
                 match pool.extensions.get(&key) {
-                    Some(file) => pool.with_dependencies(file),
+                    Some(file) => pool.with_dependencies(file, sent),
                     None => error(
                         grpc::NOT_FOUND,
                         &format!(
@@ -116,6 +132,8 @@ impl ServerReflection for ReflectionService {
         let (tx, out) = Streaming::channel(4);
         tokio::spawn(async move {
             let mut requests = requests;
+            // The files this stream has sent: not sent again as dependencies.
+            let mut sent = HashSet::new();
             loop {
                 tokio::select! {
                     next = requests.next() => match next {
@@ -128,7 +146,8 @@ impl ServerReflection for ReflectionService {
                             return;
                         }
                         Some(Ok(request)) => {
-                            if tx.send(&this.answer(request)).await.is_err() {
+                            let answer = this.answer_on_stream(request, &mut sent);
+                            if tx.send(&answer).await.is_err() {
                                 return;
                             }
                         }
@@ -239,13 +258,15 @@ impl Pool {
             .insert((extendee, x.number()), file.to_owned());
     }
 
-    /// `name` and every file it imports, directly or not (each once, `name` first).
-    fn with_dependencies(&self, name: &str) -> MessageResponse {
-        let mut seen = BTreeSet::new();
+    /// `name` (always, first) and every file it imports, directly or not, that is not in
+    /// `sent` (each once); adds what it answers to `sent`.
+    fn with_dependencies(&self, name: &str, sent: &mut HashSet<String>) -> MessageResponse {
         let mut order = Vec::new();
         let mut todo = vec![name.to_owned()];
         while let Some(n) = todo.pop() {
-            if !seen.insert(n.clone()) {
+            // The first one is the file asked for.
+            let asked = order.is_empty();
+            if !sent.insert(n.clone()) && !asked {
                 continue;
             }
             if let Some((file, encoded)) = self.files.get(&n) {
