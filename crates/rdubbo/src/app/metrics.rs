@@ -6,6 +6,7 @@
 //! | `rdubbo_errors_total` | counter | `side`, `service`, `method`, `kind` |
 //! | `rdubbo_request_duration_seconds` | histogram | `side`, `service`, `method` |
 //! | `rdubbo_in_flight_requests` | gauge | `side`, `service`, `method` |
+//! | `rdubbo_stream_messages_total` | counter | `side`, `service`, `method` |
 //! | `rdubbo_server_connections` | gauge | `protocol`, `address` |
 //! | `rdubbo_registry_up` | gauge | `registry`, `address` |
 //! | `rdubbo_registry_notifications_total` | counter | `service` |
@@ -14,11 +15,23 @@
 //!
 //! `side` is `consumer` or `provider`; `kind` is one of `timeout`, `no_provider`, `connect`,
 //! `transport`, `busy`, `shutting_down`, `not_found`, `service`, `remote`, `codec`, `limit`,
-//! `invalid`.
+//! `invalid`, `cancelled`.
+//!
+//! A call whose answer is a stream (server-streaming, bidirectional) is recorded until
+//! that stream ends, not when it is handed over: it stays in flight meanwhile, its
+//! duration runs to the end of the stream, each message of it counts in
+//! `rdubbo_stream_messages_total`, and an error that ends it, or its reader dropping it
+//! before the end (`cancelled`: the peer reset it, the caller went away), counts as the
+//! call's error. Unary calls pay nothing for this.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Instant;
+
+use bytes::Bytes;
+use futures_core::Stream;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -30,7 +43,7 @@ use prometheus_client::registry::Registry;
 use super::slots::{Slots, Stage};
 use crate::cluster::filter::{Filter, Side};
 use crate::error::codes;
-use crate::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult};
+use crate::{BoxFuture, Invocation, Invoker, MessageStream, Messages, Reply, RpcError, RpcResult};
 
 /// Labels of one method on one side.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -99,6 +112,7 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     latency: LatencyFamily,
     in_flight: Family<CallLabels, Gauge>,
+    stream_messages: Family<CallLabels, Counter>,
     /// Open connections per server (set at each scrape).
     pub(crate) connections: Family<ServerLabels, Gauge>,
     /// 1 when the registry is connected (set at each scrape).
@@ -132,6 +146,7 @@ impl Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         let latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
         let in_flight = Family::<CallLabels, Gauge>::default();
+        let stream_messages = Family::<CallLabels, Counter>::default();
         let connections = Family::<ServerLabels, Gauge>::default();
         let registry_up = Family::<RegistryLabels, Gauge>::default();
         let notifications = Family::<ServiceLabels, Counter>::default();
@@ -141,6 +156,11 @@ impl Metrics {
         registry.register("errors", "Calls that failed, by kind", errors.clone());
         registry.register("request_duration_seconds", "Call latency", latency.clone());
         registry.register("in_flight_requests", "Calls in flight", in_flight.clone());
+        registry.register(
+            "stream_messages",
+            "Messages of streamed answers",
+            stream_messages.clone(),
+        );
         registry.register(
             "server_connections",
             "Open connections of each server",
@@ -172,6 +192,7 @@ impl Metrics {
             errors,
             latency,
             in_flight,
+            stream_messages,
             connections,
             registry_up,
             notifications,
@@ -202,6 +223,9 @@ impl Metrics {
 
 /// The `kind` label of an error.
 pub fn error_kind(e: &RpcError) -> &'static str {
+    if crate::stream::is_cancelled(e) {
+        return "cancelled";
+    }
     match e {
         RpcError::Timeout(_) => "timeout",
         RpcError::NoProvider(_) => "no_provider",
@@ -254,22 +278,124 @@ impl Filter for MetricsFilter {
         let call = next.invoke(invocation);
         Box::pin(async move {
             let result = call.await;
-            drop(guard);
-            m.latency
-                .get_or_create(&labels)
-                .observe(started.elapsed().as_secs_f64());
-            if let Err(e) = &result {
-                m.errors
-                    .get_or_create(&ErrorLabels {
-                        side: labels.side,
-                        service: labels.service,
-                        method: labels.method,
-                        kind: error_kind(e).to_owned(),
-                    })
-                    .inc();
+            if let Ok(Reply::Stream(stream)) = &result {
+                // Recorded when the stream ends: the guard and the labels go with it.
+                let counter = m.stream_messages.get_or_create_owned(&labels);
+                let observed = on_stream_end(
+                    stream,
+                    move || {
+                        counter.inc();
+                    },
+                    move |end, _| {
+                        drop(guard);
+                        let error = match end {
+                            StreamEnd::Finished => None,
+                            StreamEnd::Failed(e) => Some(error_kind(e)),
+                            StreamEnd::Dropped => Some("cancelled"),
+                        };
+                        m.record(labels, started, error);
+                    },
+                );
+                // `None` only for a stream already taken, which nobody could read here.
+                return Ok(observed.map_or_else(|| Reply::Stream(stream.clone()), Reply::Stream));
             }
+            drop(guard);
+            m.record(labels, started, result.as_ref().err().map(error_kind));
             result
         })
+    }
+}
+
+impl Metrics {
+    /// The end of a call: its duration, and its error's kind.
+    fn record(&self, labels: CallLabels, started: Instant, error: Option<&'static str>) {
+        self.latency
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(kind) = error {
+            self.errors
+                .get_or_create(&ErrorLabels {
+                    side: labels.side,
+                    service: labels.service,
+                    method: labels.method,
+                    kind: kind.to_owned(),
+                })
+                .inc();
+        }
+    }
+}
+
+/// How a streamed answer ended (see [`on_stream_end`]).
+pub(crate) enum StreamEnd<'a> {
+    /// Read to its end.
+    Finished,
+    /// Ended with this error.
+    Failed(&'a RpcError),
+    /// Dropped by its reader before the end (the peer reset it, the caller went away).
+    Dropped,
+}
+
+type OnMessage = Box<dyn FnMut() + Send>;
+type OnEnd = Box<dyn FnOnce(StreamEnd<'_>, u64) + Send>;
+
+/// A handle to what `stream` yields, calling `on_message` for each message and `on_end`
+/// once, when it ends (with how and the number of messages); `None` when `stream` was
+/// already taken. The caller hands on the new handle in place of `stream`.
+pub(crate) fn on_stream_end(
+    stream: &MessageStream,
+    on_message: impl FnMut() + Send + 'static,
+    on_end: impl FnOnce(StreamEnd<'_>, u64) + Send + 'static,
+) -> Option<MessageStream> {
+    let inner = stream.take().ok()?;
+    Some(MessageStream::new(Observed {
+        inner,
+        messages: 0,
+        on_message: Box::new(on_message),
+        on_end: Some(Box::new(on_end)),
+    }))
+}
+
+struct Observed {
+    inner: Messages,
+    messages: u64,
+    on_message: OnMessage,
+    on_end: Option<OnEnd>,
+}
+
+impl Observed {
+    fn end(&mut self, end: StreamEnd<'_>) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end(end, self.messages);
+        }
+    }
+}
+
+impl Stream for Observed {
+    type Item = RpcResult<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.on_end.is_none() {
+            // Over (after an error nothing more is read).
+            return Poll::Ready(None);
+        }
+        let next = Pin::new(&mut this.inner).poll_next(cx);
+        match &next {
+            Poll::Ready(Some(Ok(_))) => {
+                this.messages += 1;
+                (this.on_message)();
+            }
+            Poll::Ready(Some(Err(e))) => this.end(StreamEnd::Failed(e)),
+            Poll::Ready(None) => this.end(StreamEnd::Finished),
+            Poll::Pending => {}
+        }
+        next
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        self.end(StreamEnd::Dropped);
     }
 }
 

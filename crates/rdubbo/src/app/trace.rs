@@ -9,11 +9,18 @@
 //! - Provider side (span `rpc.server`, same fields): the incoming `traceparent` names the
 //!   parent; the call proceeds with the server span's own id, so calls it makes are its
 //!   children.
+//!
+//! A call whose answer is a stream keeps its span open until the stream ends (a
+//! subscriber sees the span's duration run to the end of the stream) and records on it
+//! `stream` (`finished`, `failed` or `cancelled`: dropped by its reader before the end),
+//! `messages` (how many went through) and, for `failed`, `error`. Unary calls pay nothing
+//! for this.
 
 use std::sync::Arc;
 
 use tracing::Instrument;
 
+use super::metrics::{on_stream_end, StreamEnd};
 use crate::cluster::filter::{Filter, Side};
 use crate::{BoxFuture, Invocation, Invoker, Reply, RpcResult};
 
@@ -128,6 +135,9 @@ impl Filter for TraceFilter {
                 trace_id = %format_args!("{:032x}", own.trace_id),
                 span_id = %format_args!("{:016x}", own.span_id),
                 parent_id = parent_id.as_deref().unwrap_or(""),
+                stream = tracing::field::Empty,
+                messages = tracing::field::Empty,
+                error = tracing::field::Empty,
             ),
             Side::Provider => tracing::info_span!(
                 "rpc.server",
@@ -136,9 +146,37 @@ impl Filter for TraceFilter {
                 trace_id = %format_args!("{:032x}", own.trace_id),
                 span_id = %format_args!("{:016x}", own.span_id),
                 parent_id = parent_id.as_deref().unwrap_or(""),
+                stream = tracing::field::Empty,
+                messages = tracing::field::Empty,
+                error = tracing::field::Empty,
             ),
         };
         let call = next.invoke(invocation);
+        let call = async move {
+            let result = call.await;
+            let Ok(Reply::Stream(stream)) = &result else {
+                return result;
+            };
+            // The span lives on with the stream, and learns how it ended.
+            let span = tracing::Span::current();
+            let observed = on_stream_end(
+                stream,
+                || {},
+                move |end, messages| {
+                    let outcome = match end {
+                        StreamEnd::Finished => "finished",
+                        StreamEnd::Failed(_) => "failed",
+                        StreamEnd::Dropped => "cancelled",
+                    };
+                    span.record("stream", outcome);
+                    span.record("messages", messages);
+                    if let StreamEnd::Failed(e) = end {
+                        span.record("error", tracing::field::display(e));
+                    }
+                },
+            );
+            Ok(observed.map_or_else(|| Reply::Stream(stream.clone()), Reply::Stream))
+        };
         Box::pin(call.instrument(span))
     }
 }
