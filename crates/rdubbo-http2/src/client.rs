@@ -136,7 +136,11 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut reader: Reader
         return;
     }
     let mut opened = Vec::new();
+    let mut timers = conn::Timers::new(&shared.config);
     loop {
+        if shared.state().error.is_some() {
+            return;
+        }
         if shared.closing.load(Ordering::SeqCst) && shared.state().active == 0 {
             shared.go_away(crate::frame::Reason::NO_ERROR, "");
             shared.close_write().await;
@@ -148,9 +152,22 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut reader: Reader
                 r = reader.fill(shared.config.max_frame_size) => r,
                 () = shared.wake_reader.notified() => continue,
                 () = shared.all_closed(), if shared.closing.load(Ordering::SeqCst) => continue,
+                () = timers.due() => {
+                    match timers.fire(&shared) {
+                        conn::Tick::Nothing => {}
+                        conn::Tick::Idle => {
+                            shared.closing.store(true, Ordering::SeqCst);
+                        }
+                        conn::Tick::Dead => {
+                            conn::lost(&shared, "keepalive PING unanswered".into());
+                            return;
+                        }
+                    }
+                    continue;
+                }
             };
             match read {
-                Ok(true) => {}
+                Ok(true) => timers.read = true,
                 Ok(false) => {
                     conn::lost(&shared, "closed by the server".into());
                     return;

@@ -157,6 +157,8 @@ pub(crate) struct State {
     /// Tasks waiting for a stream slot, for room in `wbuf`, or for the end of all streams.
     pub waiters: Vec<Waker>,
     budget: Budget,
+    /// Since when no stream is open (the idle timeout counts from it).
+    pub idle_since: tokio::time::Instant,
 }
 
 impl State {
@@ -240,6 +242,9 @@ impl State {
         if s.active && s.closed() {
             s.active = false;
             self.active -= 1;
+            if self.active == 0 {
+                self.idle_since = tokio::time::Instant::now();
+            }
             wakers.append(&mut self.waiters);
         }
         if s.refs == 0 && !s.active {
@@ -404,6 +409,7 @@ impl Shared {
                     control: 0,
                     resets: 0,
                 },
+                idle_since: tokio::time::Instant::now(),
             }),
             socket: tokio::sync::Mutex::new(write),
             flush_soon: Notify::new(),
@@ -453,7 +459,8 @@ impl Shared {
     pub(crate) async fn close_write(&self) {
         let mut socket = self.socket.lock().await;
         let _ = self.write_queue(&mut socket).await;
-        let _ = socket.shutdown().await;
+        let bound = self.config.write_timeout.unwrap_or(Duration::from_secs(30));
+        let _ = tokio::time::timeout(bound, socket.shutdown()).await;
     }
 
     /// Flushes now if this stream is alone, else leaves it to the flusher task (which lets
@@ -482,11 +489,7 @@ impl Shared {
                 std::mem::swap(&mut batch, &mut st.wbuf);
                 batch
             };
-            let result = socket.write_all(&batch).await;
-            let result = match result {
-                Ok(()) => socket.flush().await,
-                Err(e) => Err(e),
-            };
+            let result = write_bounded(socket, &batch, self.config.write_timeout).await;
             batch.clear();
             let mut wakers = Vec::new();
             {
@@ -552,6 +555,37 @@ impl Shared {
         let last = st.last_peer_id;
         frame::put_goaway(&mut st.wbuf, last, reason, message.as_bytes());
     }
+}
+
+/// Writes `batch` whole and flushes; fails when the peer takes no byte for `timeout`.
+async fn write_bounded(
+    socket: &mut WriteHalf,
+    batch: &[u8],
+    timeout: Option<Duration>,
+) -> std::io::Result<()> {
+    let Some(timeout) = timeout else {
+        socket.write_all(batch).await?;
+        return socket.flush().await;
+    };
+    let stalled = || {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("the peer took nothing written for {timeout:?}"),
+        )
+    };
+    let mut off = 0;
+    while off < batch.len() {
+        let n = tokio::time::timeout(timeout, socket.write(&batch[off..]))
+            .await
+            .map_err(|_| stalled())??;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        off += n;
+    }
+    tokio::time::timeout(timeout, socket.flush())
+        .await
+        .map_err(|_| stalled())?
 }
 
 /// Writes what the flusher is told to, after letting every ready task queue its frames;
@@ -1227,6 +1261,111 @@ pub(crate) async fn fail_connection(shared: &Shared, e: ConnError) {
 pub(crate) fn lost(shared: &Shared, message: String) {
     shared.with(|st, wakers| st.fail(Error::Io(message), wakers));
     shared.flush_soon.notify_one();
+}
+
+/// What a connection's timers decided.
+pub(crate) enum Tick {
+    /// Nothing to do (a PING may have been queued).
+    Nothing,
+    /// No stream open for the idle timeout: close gracefully.
+    Idle,
+    /// Nothing read for two keepalive periods, a PING unanswered: the peer is gone.
+    Dead,
+}
+
+/// The idle timeout and the keepalive PING of a connection: one timer, re-armed lazily
+/// (nothing is done per frame but noting that something was read).
+pub(crate) struct Timers {
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    idle_at: Option<tokio::time::Instant>,
+    ping_at: Option<tokio::time::Instant>,
+    /// Something was read since the last keepalive tick.
+    pub read: bool,
+    ping_out: bool,
+}
+
+impl Timers {
+    pub(crate) fn new(config: &Config) -> Timers {
+        let now = tokio::time::Instant::now();
+        let idle_at = config.idle_timeout.map(|d| now + d);
+        let ping_at = config.keepalive.map(|d| now + d);
+        let first = match (idle_at, ping_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Timers {
+            sleep: first.map(|at| Box::pin(tokio::time::sleep_until(at))),
+            idle_at,
+            ping_at,
+            read: false,
+            ping_out: false,
+        }
+    }
+
+    /// Resolves when a timer is due (never when none is set).
+    pub(crate) async fn due(&mut self) {
+        match self.sleep.as_mut() {
+            Some(s) => s.as_mut().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Runs the timers that are due and re-arms.
+    pub(crate) fn fire(&mut self, shared: &Shared) -> Tick {
+        let now = tokio::time::Instant::now();
+        let config = &shared.config;
+        if let (Some(at), Some(period)) = (self.ping_at, config.keepalive) {
+            if now >= at {
+                if self.read {
+                    self.read = false;
+                    self.ping_out = false;
+                } else if self.ping_out {
+                    return Tick::Dead;
+                } else {
+                    self.ping_out = true;
+                    frame::put_ping(&mut shared.state().wbuf, false, *b"rdubbo\0\0");
+                    shared.flush_soon.notify_one();
+                }
+                self.ping_at = Some(now + period);
+            }
+        }
+        if let (Some(at), Some(idle)) = (self.idle_at, config.idle_timeout) {
+            if now >= at {
+                let st = shared.state();
+                let next = if st.active > 0 {
+                    now + idle
+                } else {
+                    let since = st.idle_since;
+                    if since + idle <= now {
+                        return Tick::Idle;
+                    }
+                    since + idle
+                };
+                self.idle_at = Some(next);
+            }
+        }
+        let next = match (self.idle_at, self.ping_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let (Some(s), Some(at)) = (self.sleep.as_mut(), next) {
+            s.as_mut().reset(at);
+        }
+        Tick::Nothing
+    }
+}
+
+/// Fails the connection when the future serving it is dropped (a server that stops
+/// waiting for it), so that its tasks end and the socket closes.
+pub(crate) struct CloseOnDrop(pub std::sync::Arc<Shared>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if self.0.state().error.is_none() {
+            lost(&self.0, "the connection was dropped".into());
+        }
+        self.0.wake_reader.notify_one();
+    }
 }
 
 /// A boxed future of a server handler.

@@ -78,6 +78,17 @@ pub struct Config {
     pub max_resets_per_sec: u32,
     /// CONTINUATION frames accepted in one header block.
     pub max_continuation_frames: u32,
+    /// A write the peer takes no byte of for this long fails the connection (a peer that
+    /// never reads is not held forever); `None`: no bound.
+    pub write_timeout: Option<std::time::Duration>,
+    /// Server: time the client gets to send its connection preface; `None`: no bound.
+    pub handshake_timeout: Option<std::time::Duration>,
+    /// A connection with no stream open for this long is closed (GOAWAY NO_ERROR, then
+    /// the close); `None`: never.
+    pub idle_timeout: Option<std::time::Duration>,
+    /// Sends a PING when nothing was read for this long, and closes the connection when
+    /// nothing is read for as long again (a peer gone silently); `None`: no PING.
+    pub keepalive: Option<std::time::Duration>,
 }
 
 impl Default for Config {
@@ -93,6 +104,10 @@ impl Default for Config {
             max_control_frames_per_sec: 2000,
             max_resets_per_sec: 1000,
             max_continuation_frames: 32,
+            write_timeout: Some(std::time::Duration::from_secs(30)),
+            handshake_timeout: Some(std::time::Duration::from_secs(10)),
+            idle_timeout: None,
+            keepalive: None,
         }
     }
 }

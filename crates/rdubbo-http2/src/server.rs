@@ -107,7 +107,19 @@ where
     H: Fn(Request) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
-    if let Err(e) = reader.preface().await {
+    let _close = conn::CloseOnDrop(shared.clone());
+    let preface = match shared.config.handshake_timeout {
+        Some(t) => tokio::time::timeout(t, reader.preface())
+            .await
+            .unwrap_or_else(|_| {
+                Err(conn::ConnError {
+                    reason: Reason::PROTOCOL_ERROR,
+                    message: format!("no connection preface within {t:?}"),
+                })
+            }),
+        None => reader.preface().await,
+    };
+    if let Err(e) = preface {
         conn::fail_connection(&shared, e).await;
         return Err(shared
             .state()
@@ -118,7 +130,11 @@ where
     tokio::spawn(conn::flusher(shared.clone()));
     shared.flush().await?;
     let mut opened = Vec::new();
+    let mut timers = conn::Timers::new(&shared.config);
     loop {
+        if let Some(e) = shared.state().error.clone() {
+            return Err(e);
+        }
         if shared.closing.load(Ordering::SeqCst) && shared.state().active == 0 {
             shared.close_write().await;
             conn::lost(&shared, "the server closed the connection".into());
@@ -129,9 +145,24 @@ where
                 r = reader.fill(shared.config.max_frame_size) => r,
                 () = shared.wake_reader.notified() => continue,
                 () = shared.all_closed(), if shared.closing.load(Ordering::SeqCst) => continue,
+                () = timers.due() => {
+                    match timers.fire(&shared) {
+                        conn::Tick::Nothing => {}
+                        conn::Tick::Idle => {
+                            tracing::debug!("idle connection closed");
+                            shared.go_away(Reason::NO_ERROR, "idle");
+                            shared.closing.store(true, Ordering::SeqCst);
+                        }
+                        conn::Tick::Dead => {
+                            conn::lost(&shared, "keepalive PING unanswered".into());
+                            return Err(Error::Io("keepalive PING unanswered".into()));
+                        }
+                    }
+                    continue;
+                }
             };
             match read {
-                Ok(true) => {}
+                Ok(true) => timers.read = true,
                 Ok(false) => {
                     let partial = reader.has_partial();
                     conn::lost(&shared, "closed by the client".into());

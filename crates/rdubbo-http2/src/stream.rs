@@ -191,6 +191,30 @@ impl SendStream {
         self.shared.flush_soon.notify_one();
     }
 
+    /// Resolves with the error once the stream is reset (by either side) or its
+    /// connection fails; stays pending while the stream may still be sent on. Watches
+    /// for a peer's cancellation while nothing is being sent.
+    pub fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<Error> {
+        let mut st = self.shared.state();
+        if let Some(e) = &st.error {
+            return Poll::Ready(e.clone());
+        }
+        let Some(s) = st.streams.get_mut(&self.id) else {
+            return Poll::Ready(Error::User("stream closed".into()));
+        };
+        if let Some(e) = &s.error {
+            return Poll::Ready(e.clone());
+        }
+        if !s
+            .send_waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            s.send_waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
     /// The send window currently available (stream and connection), in bytes.
     pub fn capacity(&self) -> usize {
         let st = self.shared.state();
@@ -278,7 +302,13 @@ impl RecvStream {
     /// Waits for the end of the stream (skipping data not read) and returns the trailers,
     /// if the peer sent some.
     pub async fn trailers(&mut self) -> Result<Option<Headers>, Error> {
-        std::future::poll_fn(|cx| {
+        std::future::poll_fn(|cx| self.poll_trailers(cx)).await
+    }
+
+    /// The trailers, once the stream ended (data not read is skipped); see
+    /// [`RecvStream::trailers`].
+    pub fn poll_trailers(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Headers>, Error>> {
+        {
             let mut st = self.shared.state();
             let Some(s) = st.streams.get_mut(&self.id) else {
                 return Poll::Ready(Ok(None));
@@ -299,8 +329,7 @@ impl RecvStream {
                 self.shared.flush_soon.notify_one();
             }
             Poll::Pending
-        })
-        .await
+        }
     }
 
     /// Reads the whole body (at most `limit` bytes) and the trailers: the shape of a unary

@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use h2::client::SendRequest;
-use http::{HeaderMap, HeaderValue, Request, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use prost::Message;
 use rdubbo_core::{
     error::codes, Args, BoxFuture, Invocation, Invoker, MessageStream, Reply, RpcError, RpcResult,
     Url,
 };
+use rdubbo_http2::{Client, Headers, ResponseFuture, SendStream};
 
 use crate::codec::{self, grpc, Encoding, TripleResponseWrapper};
 use crate::headers;
@@ -85,25 +85,22 @@ impl ClientConfig {
 struct Inner {
     url: Url,
     addr: String,
+    /// `:authority` of the requests.
+    authority: Bytes,
     config: ClientConfig,
     slots: Vec<Slot>,
     next: AtomicUsize,
-    application: Option<HeaderValue>,
+    application: Option<Bytes>,
     /// The TLS the provider is called with (its URL says `ssl-enabled=true`).
     tls: Option<crate::ClientTls>,
-    /// `http` or `https`, as the request URIs say.
+    /// `http` or `https`, as the requests say.
     scheme: &'static str,
 }
 
-/// A live connection: its sender, and whether its driver task has ended.
-#[derive(Clone)]
-struct Up {
-    sender: SendRequest<Bytes>,
-    closed: Arc<std::sync::atomic::AtomicBool>,
-}
-
+/// One connection to the provider (rdubbo-http2), made when first needed and again after
+/// it closed.
 struct Slot {
-    up: Mutex<Option<Up>>,
+    up: Mutex<Option<Client>>,
     connecting: tokio::sync::Mutex<()>,
 }
 
@@ -145,7 +142,8 @@ impl TripleClient {
         let application = config
             .application
             .as_deref()
-            .and_then(|a| HeaderValue::from_str(a).ok());
+            .filter(|a| HeaderValue::from_str(a).is_ok())
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()));
         let tls = if rdubbo_tls::is_enabled(url.param(crate::SSL_ENABLED)) {
             let tls = config.tls.clone().ok_or_else(|| {
                 RpcError::Invalid(format!(
@@ -167,6 +165,7 @@ impl TripleClient {
         Ok(TripleClient {
             inner: Arc::new(Inner {
                 url: url.clone(),
+                authority: Bytes::from(addr.clone()),
                 addr,
                 config,
                 slots,
@@ -206,30 +205,38 @@ impl Inner {
         }
     }
 
-    /// A ready sender on one of the connections, connecting when needed.
-    /// A sender ready for a new stream. A connection the provider closed (idle time,
-    /// GOAWAY) is replaced once: the request was not sent, so that is always safe.
-    async fn ready_sender(&self) -> RpcResult<SendRequest<Bytes>> {
+    /// Opens a stream on one of the connections, connecting when needed. A connection
+    /// the provider closed (idle time, GOAWAY) is replaced once: the request was not
+    /// sent, so that is always safe.
+    async fn open(
+        &self,
+        head: &Headers,
+        end_stream: bool,
+    ) -> RpcResult<(ResponseFuture, SendStream)> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let sender = self.sender(i).await?;
-        match sender.ready().await {
+        let client = self.client(i).await?;
+        match client.send_request(head, end_stream).await {
             Ok(s) => Ok(s),
+            Err(rdubbo_http2::Error::User(m)) => Err(self.transport_error(m)),
             Err(_) => {
                 *self.slots[i].up.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                let sender = self.sender(i).await?;
-                sender.ready().await.map_err(|e| self.connect_error(e))
+                let client = self.client(i).await?;
+                client
+                    .send_request(head, end_stream)
+                    .await
+                    .map_err(|e| self.connect_error(e))
             }
         }
     }
 
-    async fn sender(&self, i: usize) -> RpcResult<SendRequest<Bytes>> {
+    async fn client(&self, i: usize) -> RpcResult<Client> {
         let slot = &self.slots[i];
-        if let Some(s) = self.live(slot) {
-            return Ok(s);
+        if let Some(c) = self.live(slot) {
+            return Ok(c);
         }
         let _one = slot.connecting.lock().await;
-        if let Some(s) = self.live(slot) {
-            return Ok(s);
+        if let Some(c) = self.live(slot) {
+            return Ok(c);
         }
         let stream = tokio::time::timeout(
             self.config.connect_timeout,
@@ -243,10 +250,14 @@ impl Inner {
             ))
         })?
         .map_err(|e| self.connect_error(e))?;
-        let _ = stream.set_nodelay(true);
-        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let sender = match &self.tls {
-            None => self.handshake(stream, closed.clone()).await?,
+        let config = rdubbo_http2::Config {
+            initial_stream_window: 1 << 20,
+            connection_window: 16 << 20,
+            max_write_buffer: 1 << 20,
+            ..rdubbo_http2::Config::default()
+        };
+        let client = match &self.tls {
+            None => Client::new(stream, config),
             Some(tls) => {
                 let session = tls
                     .connect(self.url.host(), stream)
@@ -257,49 +268,18 @@ impl Inner {
                         "the provider did not agree to HTTP/2 (ALPN h2) in the TLS handshake",
                     ));
                 }
-                self.handshake(session, closed.clone()).await?
+                let (read, write) = tokio::io::split(session);
+                Client::with_io(read, write, config)
             }
         };
-        *slot.up.lock().unwrap_or_else(|p| p.into_inner()) = Some(Up {
-            sender: sender.clone(),
-            closed,
-        });
-        Ok(sender)
+        *slot.up.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.clone());
+        Ok(client)
     }
 
-    /// The HTTP/2 handshake on a connected stream; its driver task marks `closed` when the
-    /// connection ends.
-    async fn handshake<S>(
-        &self,
-        stream: S,
-        closed: Arc<std::sync::atomic::AtomicBool>,
-    ) -> RpcResult<SendRequest<Bytes>>
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        // h2 directly (not hyper's client): a call sends its request from its own task,
-        // with no dispatch channel and task in between.
-        let (sender, conn) = h2::client::Builder::new()
-            .initial_window_size(1 << 20)
-            .initial_connection_window_size(16 << 20)
-            .max_send_buffer_size(1 << 20)
-            .handshake::<_, Bytes>(stream)
-            .await
-            .map_err(|e| self.connect_error(e))?;
-        let addr = self.addr.clone();
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%addr, error = %e, "triple connection ended");
-            }
-            closed.store(true, Ordering::SeqCst);
-        });
-        Ok(sender)
-    }
-
-    fn live(&self, slot: &Slot) -> Option<SendRequest<Bytes>> {
+    fn live(&self, slot: &Slot) -> Option<Client> {
         let mut up = slot.up.lock().unwrap_or_else(|p| p.into_inner());
         match &*up {
-            Some(u) if !u.closed.load(Ordering::SeqCst) => Some(u.sender.clone()),
+            Some(c) if !c.is_closed() => Some(c.clone()),
             Some(_) => {
                 *up = None;
                 None
@@ -319,62 +299,76 @@ impl Inner {
         }
     }
 
-    fn request(&self, inv: &Invocation, timeout: Duration) -> RpcResult<(Request<()>, Bytes)> {
-        let message = match &inv.args {
-            Args::Message(m) => m.to_vec(),
-            args => codec::encode_args(args, &inv.parameter_types)
-                .map_err(RpcError::Codec)?
-                .encode_to_vec(),
+    fn request(&self, inv: &Invocation, timeout: Duration) -> RpcResult<(Headers, Bytes)> {
+        let frame = match &inv.args {
+            Args::Message(m) => {
+                self.check_size(m.len())?;
+                codec::encode_message(m, self.encoding())
+            }
+            args => {
+                let message = codec::encode_args(args, &inv.parameter_types)
+                    .map_err(RpcError::Codec)?
+                    .encode_to_vec();
+                self.check_size(message.len())?;
+                codec::encode_message(&message, self.encoding())
+            }
         };
-        if message.len() > self.config.max_message_size {
+        Ok((self.head(inv, timeout), frame))
+    }
+
+    fn check_size(&self, len: usize) -> RpcResult<()> {
+        if len > self.config.max_message_size {
             return Err(RpcError::Limit(format!(
-                "request of {} bytes is over the limit of {} bytes",
-                message.len(),
+                "request of {len} bytes is over the limit of {} bytes",
                 self.config.max_message_size
             )));
         }
-        let frame = codec::encode_message(&message, self.encoding());
-        Ok((self.head(inv, timeout)?, frame))
+        Ok(())
     }
 
     /// The request head of a call (path, content type, deadline, identity, attachments).
-    fn head(&self, inv: &Invocation, timeout: Duration) -> RpcResult<Request<()>> {
-        let uri = format!(
-            "{}://{}/{}/{}",
-            self.scheme, self.addr, inv.interface, inv.method
+    fn head(&self, inv: &Invocation, timeout: Duration) -> Headers {
+        let mut h = Headers::with_capacity(12);
+        h.push_static(":method", "POST");
+        h.push_static(":scheme", self.scheme);
+        h.push(
+            Bytes::from_static(b":path"),
+            Bytes::from(format!("/{}/{}", inv.interface, inv.method)),
         );
-        let mut req = Request::post(uri)
-            .body(())
-            .map_err(|e| RpcError::Invalid(format!("bad request for {}: {e}", inv.interface)))?;
-        let h = req.headers_mut();
-        h.insert(
-            "content-type",
-            HeaderValue::from_static("application/grpc+proto"),
+        h.push(Bytes::from_static(b":authority"), self.authority.clone());
+        h.push_static("content-type", "application/grpc+proto");
+        h.push_static("te", "trailers");
+        h.push(
+            Bytes::from_static(headers::GRPC_TIMEOUT.as_bytes()),
+            Bytes::from(codec::format_timeout(timeout)),
         );
-        h.insert("te", HeaderValue::from_static("trailers"));
-        if let Ok(v) = HeaderValue::from_str(&codec::format_timeout(timeout)) {
-            h.insert(headers::GRPC_TIMEOUT, v);
-        }
         for (name, value) in [
             (headers::SERVICE_VERSION, inv.version.as_deref()),
             (headers::SERVICE_GROUP, inv.group.as_deref()),
         ] {
-            if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
-                h.insert(name, v);
+            if let Some(v) = value.filter(|v| HeaderValue::from_str(v).is_ok()) {
+                h.push(
+                    Bytes::from_static(name.as_bytes()),
+                    Bytes::copy_from_slice(v.as_bytes()),
+                );
             }
         }
         if let Some(app) = &self.application {
-            h.insert(headers::CONSUMER_APPNAME, app.clone());
+            h.push(
+                Bytes::from_static(headers::CONSUMER_APPNAME.as_bytes()),
+                app.clone(),
+            );
         }
-        h.insert(
-            headers::GRPC_ACCEPT_ENCODING,
-            HeaderValue::from_static("gzip"),
-        );
+        h.push_static(headers::GRPC_ACCEPT_ENCODING, "gzip");
         if self.config.gzip {
-            h.insert(headers::GRPC_ENCODING, HeaderValue::from_static("gzip"));
+            h.push_static(headers::GRPC_ENCODING, "gzip");
         }
-        headers::put_attachments(h, inv.attachments.iter());
-        Ok(req)
+        if !inv.attachments.is_empty() {
+            let mut map = HeaderMap::new();
+            headers::put_attachments(&mut map, inv.attachments.iter());
+            headers::append_fields(&mut h, &map);
+        }
+        h
     }
 
     fn encoding(&self) -> Encoding {
@@ -395,12 +389,19 @@ impl Inner {
         timeout: Duration,
     ) -> RpcResult<Reply> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let req = self.head(inv, timeout)?;
-        let mut sender = tokio::time::timeout_at(deadline, self.ready_sender())
-            .await
-            .map_err(|_| RpcError::Timeout(timeout))??;
+        let head = self.head(inv, timeout);
+        let Ok(opened) = tokio::time::timeout_at(deadline, self.open(&head, false)).await else {
+            // Still waiting for a free stream slot at the deadline: as a stream that was
+            // opened, the answer is a stream whose one item is the timeout.
+            return Ok(Reply::Stream(MessageStream::failed(RpcError::Timeout(
+                timeout,
+            ))));
+        };
+        let (response, mut send) = opened?;
         // Taken only now: a call that could not reach the provider may go elsewhere.
         let mut input = input.take()?;
+        // The request headers go at once (a peer may answer before any request message).
+        send.flush().await.map_err(|e| self.transport_error(e))?;
         // An interface service's stream (Java's `StreamObserver`): the call names the
         // element type; each message is one Hessian2 value, wrapped as Java wraps it.
         let class = inv
@@ -411,20 +412,17 @@ impl Inner {
             let wrapped = stream::Map::new(input, move |v| Ok(stream::wrap_request(v, &class)));
             input = MessageStream::new(wrapped).take()?;
         }
-        let (response, mut send) = sender
-            .send_request(req, false)
-            .map_err(|e| self.transport_error(e))?;
         let encoding = self.encoding();
         let max = self.config.max_message_size;
         let pump = tokio::spawn(async move {
             let mut sleep = Box::pin(tokio::time::sleep_until(deadline));
             match stream::pump(&mut input, &mut send, &mut sleep, encoding, max, usize::MAX).await {
                 stream::Pumped::Done => {
-                    let _ = send.send_data(Bytes::new(), true);
+                    let _ = send.send_data(&[], true).await;
                 }
                 // An input the caller failed (or one over the limit): the call is cancelled.
                 stream::Pumped::Failed(_) | stream::Pumped::TooLarge => {
-                    send.send_reset(h2::Reason::CANCEL);
+                    send.reset(rdubbo_http2::Reason::CANCEL);
                 }
                 stream::Pumped::Reset | stream::Pumped::Deadline => {}
             }
@@ -449,25 +447,27 @@ impl Inner {
     }
 
     async fn exchange(&self, inv: &Invocation, timeout: Duration) -> RpcResult<Reply> {
-        let (req, frame) = self.request(inv, timeout)?;
-        let mut sender = self.ready_sender().await?;
-        let (response, mut send) = sender
-            .send_request(req, false)
+        let (head, frame) = self.request(inv, timeout)?;
+        let (response, mut send) = self.open(&head, false).await?;
+        send.send_data(&frame, true)
+            .await
             .map_err(|e| self.transport_error(e))?;
-        send.send_data(frame, true)
-            .map_err(|e| self.transport_error(e))?;
-        let resp = response.await.map_err(|e| self.transport_error(e))?;
-        let (parts, mut body) = resp.into_parts();
-        let h = &parts.headers;
+        drop(send);
+        let mut resp = response.await.map_err(|e| self.transport_error(e))?;
+        let h = &resp.headers;
         // Trailers-only: the status is in the headers.
-        if let Some(status) = headers::text(h, headers::GRPC_STATUS) {
+        if let Some(status) = h.get_str(headers::GRPC_STATUS) {
             let status = status.trim().parse::<u32>().unwrap_or(grpc::UNKNOWN);
             if status != grpc::OK {
-                return Err(status_error(status, h));
+                return Err(status_error(status, &headers::to_map(h)));
             }
         }
-        if parts.status != StatusCode::OK {
-            let code = match parts.status {
+        let http_status = h
+            .get_str(":status")
+            .and_then(|s| StatusCode::from_bytes(s.as_bytes()).ok())
+            .unwrap_or(StatusCode::BAD_GATEWAY);
+        if http_status != StatusCode::OK {
+            let code = match http_status {
                 StatusCode::NOT_FOUND | StatusCode::NOT_IMPLEMENTED => codes::METHOD_NOT_FOUND,
                 StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
                     codes::SERVER_BUSY
@@ -476,32 +476,37 @@ impl Inner {
             };
             return Err(RpcError::Remote {
                 code,
-                message: format!("HTTP status {} from {}", parts.status, self.addr),
-                data: Some(serde_json::json!({ "http-status": parts.status.as_u16() })),
+                message: format!("HTTP status {} from {}", http_status, self.addr),
+                data: Some(serde_json::json!({ "http-status": http_status.as_u16() })),
             });
         }
-        let encoding =
-            Encoding::parse(headers::text(h, headers::GRPC_ENCODING)).ok_or_else(|| {
-                RpcError::Codec(format!(
-                    "provider {} answered with an unsupported grpc-encoding",
-                    self.addr
-                ))
-            })?;
+        let encoding = Encoding::parse(h.get_str(headers::GRPC_ENCODING)).ok_or_else(|| {
+            RpcError::Codec(format!(
+                "provider {} answered with an unsupported grpc-encoding",
+                self.addr
+            ))
+        })?;
         let max = self.config.max_message_size;
+        let body = &mut resp.body;
         let mut data = BytesMut::new();
+        let mut first: Option<Bytes> = None;
         while let Some(chunk) = body.data().await {
             let chunk = chunk.map_err(|e| self.transport_error(e))?;
-            let _ = body.flow_control().release_capacity(chunk.len());
-            if data.len() + chunk.len() > max + codec::PREFIX_LEN {
+            let have = first.as_ref().map_or(0, Bytes::len) + data.len();
+            if have + chunk.len() > max + codec::PREFIX_LEN {
                 return Err(RpcError::Limit(format!(
                     "response from {} larger than {max} bytes",
                     self.addr
                 )));
             }
-            if data.is_empty() {
-                data = BytesMut::from(chunk);
-            } else {
-                data.extend_from_slice(&chunk);
+            match first.take() {
+                None if data.is_empty() => first = Some(chunk),
+                None => data.extend_from_slice(&chunk),
+                Some(f) => {
+                    data.reserve(f.len() + chunk.len());
+                    data.extend_from_slice(&f);
+                    data.extend_from_slice(&chunk);
+                }
             }
         }
         let trailers = body
@@ -509,20 +514,22 @@ impl Inner {
             .await
             .map_err(|e| self.transport_error(e))?
             .unwrap_or_default();
-        let data = data.freeze();
-        let status = headers::text(&trailers, headers::GRPC_STATUS)
+        let data = first.unwrap_or_else(|| data.freeze());
+        let status = trailers
+            .get_str(headers::GRPC_STATUS)
             .map(|s| s.trim().parse::<u32>().unwrap_or(grpc::UNKNOWN));
         match status {
             Some(grpc::OK) => {}
-            Some(s) => return Err(status_error(s, &trailers)),
+            Some(s) => return Err(status_error(s, &headers::to_map(&trailers))),
             None => {
                 return Err(self.transport_error("the response ended without grpc-status"));
             }
         }
+        let h = &resp.headers;
         if inv.reply_attachments.is_set() {
             let mut a = rdubbo_core::Attachments::new();
-            headers::read_attachments(h, &mut a);
-            headers::read_attachments(&trailers, &mut a);
+            headers::read_attachments(&headers::to_map(h), &mut a);
+            headers::read_attachments(&headers::to_map(&trailers), &mut a);
             for (k, v) in a.iter() {
                 inv.reply_attachments.insert(k, v);
             }
@@ -539,7 +546,9 @@ impl Inner {
         let wrapper = TripleResponseWrapper::decode(message).map_err(|e| {
             RpcError::Codec(format!("bad TripleResponseWrapper from {}: {e}", self.addr))
         })?;
-        let exception = headers::text(h, headers::EXCEPTION_CODE).is_some_and(|c| c.trim() != "0");
+        let exception = h
+            .get_str(headers::EXCEPTION_CODE)
+            .is_some_and(|c| c.trim() != "0");
         if exception {
             let value = rdubbo_hessian::decode_value(&wrapper.data)
                 .map_err(|e| RpcError::Codec(format!("bad exception from {}: {e}", self.addr)))?;
@@ -555,7 +564,7 @@ impl Inner {
 /// The answer of a streaming call: waiting for the provider's headers, then its messages.
 enum Answer {
     Waiting {
-        response: h2::client::ResponseFuture,
+        response: ResponseFuture,
         guard: stream::AbortOnDrop,
         sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
         timeout: Duration,
@@ -571,7 +580,7 @@ impl Answer {
     /// The messages that follow `resp`'s headers, or the error they stand for.
     #[allow(clippy::too_many_arguments)]
     fn start(
-        resp: http::Response<h2::RecvStream>,
+        resp: rdubbo_http2::Response,
         guard: stream::AbortOnDrop,
         deadline: tokio::time::Instant,
         timeout: Duration,
@@ -579,19 +588,26 @@ impl Answer {
         addr: String,
         reply_attachments: &rdubbo_core::ReplySink,
     ) -> RpcResult<stream::Incoming> {
-        let (parts, body) = resp.into_parts();
-        let h = &parts.headers;
+        let rdubbo_http2::Response {
+            headers: fields,
+            body,
+        } = resp;
+        let http_status = fields
+            .get_str(":status")
+            .and_then(|s| StatusCode::from_bytes(s.as_bytes()).ok())
+            .unwrap_or(StatusCode::BAD_GATEWAY);
+        let h = &headers::to_map(&fields);
         if let Some(status) = headers::text(h, headers::GRPC_STATUS) {
             let status = status.trim().parse::<u32>().unwrap_or(grpc::UNKNOWN);
             if status != grpc::OK {
                 return Err(stream::status_error(status, h));
             }
         }
-        if parts.status != StatusCode::OK {
+        if http_status != StatusCode::OK {
             return Err(RpcError::Remote {
                 code: codes::INTERNAL_ERROR,
-                message: format!("HTTP status {} from {addr}", parts.status),
-                data: Some(serde_json::json!({ "http-status": parts.status.as_u16() })),
+                message: format!("HTTP status {http_status} from {addr}"),
+                data: Some(serde_json::json!({ "http-status": http_status.as_u16() })),
             });
         }
         let encoding =

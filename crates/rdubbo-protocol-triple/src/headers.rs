@@ -159,6 +159,34 @@ pub fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The regular fields of an HTTP/2 header list as a `HeaderMap` (pseudo-headers and
+/// fields that are not valid HTTP left out).
+pub(crate) fn to_map(fields: &rdubbo_http2::Headers) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(fields.len());
+    for (name, value) in fields.iter() {
+        if name.first() == Some(&b':') {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name),
+            HeaderValue::from_maybe_shared(value.clone()),
+        ) {
+            map.append(n, v);
+        }
+    }
+    map
+}
+
+/// Appends every field of `map` to an HTTP/2 header list.
+pub(crate) fn append_fields(dst: &mut rdubbo_http2::Headers, map: &HeaderMap) {
+    for (name, value) in map {
+        dst.push(
+            Bytes::copy_from_slice(name.as_str().as_bytes()),
+            Bytes::copy_from_slice(value.as_bytes()),
+        );
+    }
+}
+
 /// A body of at most one chunk, then optional trailers: every message either side sends.
 #[derive(Debug, Default)]
 pub struct OneBody {

@@ -1,6 +1,6 @@
 //! The provider side: one port speaking HTTP/2 cleartext (prior knowledge) and HTTP/1.1,
-//! told apart by the connection's first bytes (HTTP/2 over h2, HTTP/1.1 over hyper), or
-//! by ALPN over TLS; gRPC calls with Java's Hessian2 wrapper, and the HTTP/1 (or HTTP/2)
+//! told apart by the connection's first bytes (HTTP/2 over rdubbo-http2, HTTP/1.1 over
+//! hyper), or by ALPN over TLS; gRPC calls with Java's Hessian2 wrapper, and the HTTP/1 (or HTTP/2)
 //! JSON mode.
 
 use std::collections::HashMap;
@@ -367,7 +367,10 @@ async fn serve_connection(
         return;
     }
     match detect_h2(&stream, shared.config.header_read_timeout).await {
-        Some(true) => serve_h2(stream, &shared, &state, &mut stop).await,
+        Some(true) => {
+            let (read, write) = stream.into_split();
+            serve_h2(read, write, &shared, &state, &mut stop).await
+        }
         Some(false) => serve_http1(stream, &shared, &state, &mut stop).await,
         None => {}
     }

@@ -1,4 +1,4 @@
-//! Streams of gRPC messages over an h2 stream, both ways, with flow control tied to
+//! Streams of gRPC messages over an HTTP/2 stream (rdubbo-http2), both ways, with flow control tied to
 //! consumption: a received message's bytes are handed back to the peer (HTTP/2 window)
 //! only when the reader asks for more than it has, and a message is sent only when the
 //! peer's window has room for it.
@@ -115,11 +115,12 @@ pub(crate) enum End {
     Trailers,
 }
 
-/// Received messages of one h2 stream.
+/// Received messages of one HTTP/2 stream.
 pub(crate) struct Incoming {
-    body: h2::RecvStream,
+    body: rdubbo_http2::RecvStream,
     decoder: FrameDecoder,
-    /// Received bytes not yet handed back to the peer's window.
+    /// Bytes of the message being received taken off the stream (their window goes back
+    /// to the peer as they are taken, past half of the stream's window).
     unreleased: usize,
     encoding: Encoding,
     max: usize,
@@ -153,7 +154,7 @@ impl Drop for AbortOnDrop {
 
 impl Incoming {
     pub(crate) fn new(
-        body: h2::RecvStream,
+        body: rdubbo_http2::RecvStream,
         encoding: Encoding,
         max: usize,
         end: End,
@@ -211,8 +212,8 @@ impl Incoming {
         }
     }
 
-    fn broken(&self, e: &h2::Error) -> RpcError {
-        if e.is_reset() {
+    fn broken(&self, e: &rdubbo_http2::Error) -> RpcError {
+        if matches!(e, rdubbo_http2::Error::Reset { .. }) {
             cancelled(format!("the stream was reset by {}: {e}", self.peer))
         } else {
             RpcError::Transport {
@@ -272,11 +273,9 @@ impl futures_core::Stream for Incoming {
                     }
                 }
             }
-            // The reader wants more than is buffered: give the peer room for it.
-            if this.unreleased > 0 {
-                let _ = this.body.flow_control().release_capacity(this.unreleased);
-                this.unreleased = 0;
-            }
+            // The reader wants more than is buffered: what is taken next gives the peer
+            // room for more.
+            this.unreleased = 0;
             // (Not skipped when the stream looks ended: a reset ends it too, and only
             // `poll_data` tells the two apart.)
             match this.body.poll_data(cx) {
@@ -309,7 +308,7 @@ impl futures_core::Stream for Incoming {
                         this.fail(e)
                     }
                     Poll::Ready(Ok(trailers)) => {
-                        let trailers = trailers.unwrap_or_default();
+                        let trailers = trailers.map(|t| headers::to_map(&t)).unwrap_or_default();
                         match headers::text(&trailers, headers::GRPC_STATUS)
                             .map(|s| s.trim().parse::<u32>().unwrap_or(grpc::UNKNOWN))
                         {
@@ -352,45 +351,24 @@ pub(crate) enum Stop {
     Deadline,
 }
 
-/// Sends one framed message as the peer's window allows, watching for a reset and the
-/// deadline.
+/// Sends one framed message as the peer's window allows, watching for the deadline (a
+/// reset fails the send).
 pub(crate) async fn send_frame(
-    send: &mut h2::SendStream<Bytes>,
-    mut frame: Bytes,
+    send: &mut rdubbo_http2::SendStream,
+    frame: Bytes,
     deadline: &mut Pin<Box<tokio::time::Sleep>>,
 ) -> Result<(), Stop> {
-    while !frame.is_empty() {
-        send.reserve_capacity(frame.len());
-        let cap = std::future::poll_fn(|cx| {
-            if send.poll_reset(cx).is_ready() {
-                return Poll::Ready(Err(Stop::Reset));
-            }
-            if deadline.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(Stop::Deadline));
-            }
-            if send.capacity() > 0 {
-                return Poll::Ready(Ok(send.capacity()));
-            }
-            match send.poll_capacity(cx) {
-                Poll::Ready(Some(Ok(n))) => Poll::Ready(Ok(n)),
-                Poll::Ready(Some(Err(_)) | None) => Poll::Ready(Err(Stop::Reset)),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await?;
-        if cap == 0 {
-            continue;
-        }
-        let chunk = frame.split_to(cap.min(frame.len()));
-        send.send_data(chunk, false).map_err(|_| Stop::Reset)?;
+    tokio::select! {
+        biased;
+        r = send.send_data(&frame, false) => r.map_err(|_| Stop::Reset),
+        () = deadline.as_mut() => Err(Stop::Deadline),
     }
-    Ok(())
 }
 
 /// The next message of `messages`, watching for a reset of `send` and the deadline.
 pub(crate) async fn next_message(
     messages: &mut Messages,
-    send: &mut h2::SendStream<Bytes>,
+    send: &mut rdubbo_http2::SendStream,
     deadline: &mut Pin<Box<tokio::time::Sleep>>,
 ) -> Result<Option<RpcResult<Bytes>>, Stop> {
     std::future::poll_fn(|cx| {
@@ -525,7 +503,7 @@ const BATCH: usize = 32 * 1024;
 /// the gathered bytes go as soon as the producer has nothing more ready.
 pub(crate) async fn pump(
     messages: &mut Messages,
-    send: &mut h2::SendStream<Bytes>,
+    send: &mut rdubbo_http2::SendStream,
     deadline: &mut Pin<Box<tokio::time::Sleep>>,
     encoding: Encoding,
     max: usize,

@@ -21,10 +21,10 @@ use crate::headers::{self, OneBody};
 
 use super::*;
 
-/// A request's body, from hyper (HTTP/1.1) or h2.
+/// A request's body, from hyper (HTTP/1.1) or rdubbo-http2.
 pub(super) enum ReqBody {
     Http1(Incoming),
-    H2(h2::RecvStream),
+    H2(rdubbo_http2::RecvStream),
 }
 
 /// What a request is: gRPC or the JSON mode.
@@ -192,11 +192,7 @@ pub(super) async fn next_chunk(body: &mut ReqBody) -> Result<Option<Bytes>, Body
             Ok(None)
         }
         ReqBody::H2(b) => match b.data().await {
-            Some(chunk) => {
-                let chunk = chunk.map_err(|_| BodyError::Broken)?;
-                let _ = b.flow_control().release_capacity(chunk.len());
-                Ok(Some(chunk))
-            }
+            Some(chunk) => Ok(Some(chunk.map_err(|_| BodyError::Broken)?)),
             None => Ok(None),
         },
     }

@@ -1,7 +1,6 @@
 //! One connection: HTTP/2 or HTTP/1.1 told apart by the first bytes (or by ALPN over TLS),
 //! idle checks.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
@@ -64,110 +63,127 @@ pub(super) fn idle_check(shared: &Shared, state: &ConnState) -> Result<(), Durat
     }
 }
 
-/// HTTP/2 over h2 directly: a call whose answer is ready on its first poll (the body
+/// HTTP/2 over rdubbo-http2: a call whose answer is ready on its first poll (the body
 /// arrived with the headers, the service answered at once) is answered from the
-/// connection's task, with no task of its own; the others get one.
-pub(super) async fn serve_h2<S>(
-    stream: S,
+/// connection's task, with no task of its own and its frames written with the others of
+/// the batch; the others get a task. The engine closes an idle connection (GOAWAY) and
+/// one whose peer stops reading (write deadline).
+pub(super) async fn serve_h2<R, W>(
+    read: R,
+    write: W,
     shared: &Arc<Shared>,
     state: &Arc<ConnState>,
     stop: &mut watch::Receiver<Option<Duration>>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
 {
     let config = &shared.config;
-    let handshake = h2::server::Builder::new()
-        .max_concurrent_streams(config.max_concurrent_streams)
-        .max_header_list_size(config.max_header_list_size)
+    let engine = rdubbo_http2::Config {
+        max_concurrent_streams: config.max_concurrent_streams,
+        max_header_list_size: config.max_header_list_size,
         // What a peer may send unread: 1 MiB per stream, 4 MiB per connection.
-        .initial_window_size(1 << 20)
-        .initial_connection_window_size(4 << 20)
-        .max_send_buffer_size(1 << 20)
-        .max_pending_accept_reset_streams(64)
-        .handshake::<_, Bytes>(stream);
-    let peer = state.peer;
-    let mut conn = match tokio::time::timeout(config.header_read_timeout, handshake).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "HTTP/2 handshake failed");
-            return;
-        }
-        Err(_) => return,
+        initial_stream_window: 1 << 20,
+        connection_window: 4 << 20,
+        max_write_buffer: 1 << 20,
+        handshake_timeout: Some(config.header_read_timeout),
+        idle_timeout: Some(config.idle_timeout),
+        ..rdubbo_http2::Config::default()
     };
-    let idle_timer = tokio::time::sleep(config.idle_timeout);
-    tokio::pin!(idle_timer);
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            accepted = conn.accept() => match accepted {
-                Some(Ok((req, respond))) => {
-                    let mut call = Box::pin(respond_h2(shared.clone(), state.clone(), req, respond));
-                    if call
-                        .as_mut()
-                        .poll(&mut Context::from_waker(std::task::Waker::noop()))
-                        .is_pending()
-                    {
-                        tokio::spawn(call);
-                    }
-                }
-                Some(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");
-                    break;
-                }
-                None => break,
-            },
-            () = &mut idle_timer => {
-                if closing {
-                    break;
-                }
-                match idle_check(shared, state) {
-                    Ok(()) => {
-                        tracing::debug!(%peer, "idle connection closed");
-                        closing = true;
-                        conn.graceful_shutdown();
-                        // A peer that does not close goes anyway.
-                        idle_timer.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(1));
-                    }
-                    Err(left) => idle_timer.as_mut().reset(tokio::time::Instant::now() + left),
-                }
+    let handler = {
+        let shared = shared.clone();
+        let state = state.clone();
+        move |req: rdubbo_http2::Request| respond_h2(shared.clone(), state.clone(), req)
+    };
+    let (handle, conn) = rdubbo_http2::serve_io(read, write, engine, handler);
+    tokio::pin!(conn);
+    let peer = state.peer;
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");
             }
-            changed = stop.changed(), if !closing => {
-                let drain = match changed { Ok(()) => (*stop.borrow()).unwrap_or_default(), Err(_) => Duration::ZERO };
-                closing = true;
-                conn.graceful_shutdown();
-                idle_timer.as_mut().reset(tokio::time::Instant::now() + drain);
-            }
+        }
+        changed = stop.changed() => {
+            let drain = match changed { Ok(()) => (*stop.borrow()).unwrap_or_default(), Err(_) => Duration::ZERO };
+            handle.graceful_shutdown();
+            // Dropped (closed) when the drain time is over.
+            let _ = tokio::time::timeout(drain, conn).await;
         }
     }
+}
+
+/// A status line value without allocating for the usual ones.
+fn status_value(status: http::StatusCode) -> Bytes {
+    match status.as_u16() {
+        200 => Bytes::from_static(b"200"),
+        _ => Bytes::copy_from_slice(status.as_str().as_bytes()),
+    }
+}
+
+/// Sends an answer (headers, message, trailers) on `send`.
+pub(super) async fn send_response(send: &mut rdubbo_http2::SendStream, resp: HttpResponse) {
+    let (parts, body) = resp.into_parts();
+    let (data, trailers) = body.into_parts();
+    let mut h = rdubbo_http2::Headers::with_capacity(parts.headers.len() + 1);
+    h.push(Bytes::from_static(b":status"), status_value(parts.status));
+    crate::headers::append_fields(&mut h, &parts.headers);
+    let end = data.is_none() && trailers.is_none();
+    if send.send_headers(&h, end).await.is_err() || end {
+        return;
+    }
+    let trailers = trailers.map(|t| {
+        let mut l = rdubbo_http2::Headers::with_capacity(t.len());
+        crate::headers::append_fields(&mut l, &t);
+        l
+    });
+    let _ = match (data, trailers) {
+        (Some(d), Some(t)) => send.send_data_and_trailers(&d, &t).await,
+        (Some(d), None) => send.send_data(&d, true).await,
+        (None, Some(t)) => send.send_trailers(&t).await,
+        (None, None) => Ok(()),
+    };
 }
 
 /// Serves one HTTP/2 request and sends its answer (headers, message, trailers).
 pub(super) async fn respond_h2(
     shared: Arc<Shared>,
     state: Arc<ConnState>,
-    req: Request<h2::RecvStream>,
-    mut respond: h2::server::SendResponse<Bytes>,
+    req: rdubbo_http2::Request,
 ) {
+    let rdubbo_http2::Request {
+        headers: fields,
+        body,
+        mut send,
+    } = req;
+    let (mut method, mut path) = (None, None);
+    for (name, value) in fields.iter() {
+        match name.as_ref() {
+            b":method" => method = Some(value),
+            b":path" => path = Some(value),
+            n if n.first() != Some(&b':') => break,
+            _ => {}
+        }
+    }
+    let method = method.and_then(|m| http::Method::from_bytes(m).ok());
+    let uri = path.and_then(|p| http::Uri::from_maybe_shared(p.clone()).ok());
+    let (Some(method), Some(uri)) = (method, uri) else {
+        send.reset(rdubbo_http2::Reason::PROTOCOL_ERROR);
+        return;
+    };
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = http::Version::HTTP_2;
+    *req.headers_mut() = crate::headers::to_map(&fields);
+    drop(fields);
     if shared.streams {
         if let Some((export, kind)) = super::stream::streaming_route(&shared, &req) {
-            return super::stream::serve_stream(shared, state, export, kind, req, respond).await;
+            return super::stream::serve_stream(shared, state, export, kind, req, send).await;
         }
     }
     let Ok(resp) = handle(shared, state, req.map(ReqBody::H2)).await;
-    let (parts, body) = resp.into_parts();
-    let (data, trailers) = body.into_parts();
-    let end = data.is_none() && trailers.is_none();
-    let Ok(mut send) = respond.send_response(Response::from_parts(parts, ()), end) else {
-        return;
-    };
-    if let Some(d) = data {
-        if send.send_data(d, trailers.is_none()).is_err() {
-            return;
-        }
-    }
-    if let Some(t) = trailers {
-        let _ = send.send_trailers(t);
-    }
+    send_response(&mut send, resp).await;
 }
 
 /// HTTP/1.1 (the JSON mode, curl) through hyper.
@@ -264,7 +280,8 @@ pub(super) async fn serve_tls(
         },
     };
     if h2 {
-        serve_h2(stream, shared, state, stop).await
+        let (read, write) = tokio::io::split(stream);
+        serve_h2(read, write, shared, state, stop).await
     } else {
         serve_http1(stream, shared, state, stop).await
     }

@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use rdubbo_core::{
     Args, Attachments, Invocation, MessageStream, MethodKind, Reply, ReplySink, RpcError,
 };
+use rdubbo_http2::{RecvStream, SendStream};
 
 use crate::codec::{self, grpc, Encoding};
 use crate::headers;
@@ -22,9 +23,9 @@ use crate::stream::{pump, unwrap_request, wrap_response, End, Incoming, Map, Pum
 use super::*;
 
 /// The export and kind of a streaming method a request names, if it names one.
-pub(super) fn streaming_route(
+pub(super) fn streaming_route<B>(
     shared: &Shared,
-    req: &Request<h2::RecvStream>,
+    req: &Request<B>,
 ) -> Option<(Arc<Export>, MethodKind)> {
     let (interface, method) = split_path(req.uri().path())?;
     let h = req.headers();
@@ -46,14 +47,8 @@ pub(super) fn group_of(h: &HeaderMap) -> Option<&str> {
 }
 
 /// Answers with a gRPC status only (no message).
-fn refuse(
-    respond: &mut h2::server::SendResponse<Bytes>,
-    status: u32,
-    message: &str,
-    extra: Option<HeaderMap>,
-) {
-    let (parts, _) = trailers_only(status, message, extra).into_parts();
-    let _ = respond.send_response(Response::from_parts(parts, ()), true);
+async fn refuse(respond: &mut SendStream, status: u32, message: &str, extra: Option<HeaderMap>) {
+    super::conn::send_response(respond, trailers_only(status, message, extra)).await;
 }
 
 fn status_trailers(status: u32, message: &str) -> HeaderMap {
@@ -73,8 +68,8 @@ pub(super) async fn serve_stream(
     conn: Arc<ConnState>,
     export: Arc<Export>,
     kind: MethodKind,
-    req: Request<h2::RecvStream>,
-    mut respond: h2::server::SendResponse<Bytes>,
+    req: Request<RecvStream>,
+    mut respond: SendStream,
 ) {
     let _busy = Busy::new(&shared, &conn);
     let (parts, body) = req.into_parts();
@@ -85,7 +80,8 @@ pub(super) async fn serve_stream(
             grpc::UNIMPLEMENTED,
             "streaming methods are served over gRPC only",
             None,
-        );
+        )
+        .await;
     }
     if shared.draining.load(Ordering::SeqCst) {
         return refuse(
@@ -93,7 +89,8 @@ pub(super) async fn serve_stream(
             grpc::UNAVAILABLE,
             "provider is shutting down; retry on another provider",
             None,
-        );
+        )
+        .await;
     }
     let Some(encoding) = Encoding::parse(headers::text(h, headers::GRPC_ENCODING)) else {
         let mut extra = HeaderMap::new();
@@ -106,7 +103,8 @@ pub(super) async fn serve_stream(
             grpc::UNIMPLEMENTED,
             "unsupported grpc-encoding",
             Some(extra),
-        );
+        )
+        .await;
     };
     let timeout = request_timeout(h).map_or(shared.config.default_timeout, |t| {
         t.min(shared.config.default_timeout)
@@ -155,12 +153,12 @@ pub(super) async fn serve_stream(
                     Ok(a) => inv.args = a,
                     Err(e) => {
                         let msg = format!("bad TripleRequestWrapper: {e}");
-                        return refuse(&mut respond, grpc::INTERNAL, &msg, None);
+                        return refuse(&mut respond, grpc::INTERNAL, &msg, None).await;
                     }
                 }
             }
             Some(Err(e)) => {
-                return refuse(&mut respond, codec::status_of(&e), &e.message(), None);
+                return refuse(&mut respond, codec::status_of(&e), &e.message(), None).await;
             }
             None => {
                 return refuse(
@@ -169,6 +167,7 @@ pub(super) async fn serve_stream(
                     "the request ended without a message",
                     None,
                 )
+                .await
             }
         }
     }
@@ -193,9 +192,9 @@ pub(super) async fn serve_stream(
             let msg = format!(
                 "Server side timeout: the call of {method_name} took longer than {timeout:?}"
             );
-            return refuse(&mut respond, grpc::DEADLINE_EXCEEDED, &msg, None);
+            return refuse(&mut respond, grpc::DEADLINE_EXCEEDED, &msg, None).await;
         }
-        Ok(Err(e)) => return refuse(&mut respond, codec::status_of(&e), &e.message(), None),
+        Ok(Err(e)) => return refuse(&mut respond, codec::status_of(&e), &e.message(), None).await,
         Ok(Ok(reply)) => reply,
     };
     let messages = match reply {
@@ -205,25 +204,25 @@ pub(super) async fn serve_stream(
             let mut e = rdubbo_hessian::Encoder::new();
             match other.write_hessian(&mut e) {
                 Ok(()) => MessageStream::once(Bytes::from(e.into_bytes())),
-                Err(msg) => return refuse(&mut respond, grpc::INTERNAL, &msg, None),
+                Err(msg) => return refuse(&mut respond, grpc::INTERNAL, &msg, None).await,
             }
         }
         other => {
             let msg = format!(
                 "{method_name} is a streaming method of an IDL service; it answered {other:?}, not messages"
             );
-            return refuse(&mut respond, grpc::INTERNAL, &msg, None);
+            return refuse(&mut respond, grpc::INTERNAL, &msg, None).await;
         }
     };
     let messages = match messages.take() {
         Ok(m) if idl => m.into_inner(),
         Ok(m) => Box::pin(Map::new(m, |v| Ok(wrap_response(v)))),
-        Err(e) => return refuse(&mut respond, grpc::INTERNAL, &e.message(), None),
+        Err(e) => return refuse(&mut respond, grpc::INTERNAL, &e.message(), None).await,
     };
     let Ok(mut messages) = MessageStream::boxed(messages).take() else {
         return;
     };
-    let mut resp = Response::new(());
+    let mut resp = Response::new(crate::headers::OneBody::empty());
     let rh = resp.headers_mut();
     rh.insert("content-type", HeaderValue::from_static("application/grpc"));
     if encoding == Encoding::Gzip {
@@ -234,9 +233,15 @@ pub(super) async fn serve_stream(
         HeaderValue::from_static("gzip"),
     );
     headers::put_attachments(rh, sink.get().iter());
-    let Ok(mut send) = respond.send_response(resp, false) else {
+    let (parts, _) = resp.into_parts();
+    let mut head = rdubbo_http2::Headers::with_capacity(parts.headers.len() + 1);
+    head.push_static(":status", "200");
+    crate::headers::append_fields(&mut head, &parts.headers);
+    let mut send = respond;
+    // The headers go at once: a peer may wait for them before it sends more.
+    if send.send_headers(&head, false).await.is_err() || send.flush().await.is_err() {
         return;
-    };
+    }
     let limit = if kind.server_streams() { usize::MAX } else { 1 };
     let late = || {
         let msg = format!(
@@ -258,7 +263,9 @@ pub(super) async fn serve_stream(
     drop(messages);
     let mut trailers = trailers;
     headers::put_attachments(&mut trailers, sink.get().iter());
-    let _ = send.send_trailers(trailers);
+    let mut t = rdubbo_http2::Headers::with_capacity(trailers.len());
+    crate::headers::append_fields(&mut t, &trailers);
+    let _ = send.send_trailers(&t).await;
 }
 
 /// Whether any export has streaming methods (only then are requests looked at before
