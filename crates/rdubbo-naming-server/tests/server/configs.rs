@@ -64,44 +64,102 @@ fn probe(entries: &[(&str, &str, Option<&str>, &str)]) -> String {
     format!("Listening-Configs={}", enc(&listening_configs(&entries)))
 }
 
+const CS: &str = "/nacos/v1/cs/configs";
+const LISTENER: &str = "/nacos/v1/cs/configs/listener";
+
+/// `GET /nacos/v1/cs/configs?<query>`.
+fn get(addr: SocketAddr, query: &str) -> (u16, String, String) {
+    call(addr, "GET", &format!("{CS}?{query}"), &[], "")
+}
+
+/// `POST /nacos/v1/cs/configs` of `content` as `data_id` in `group`.
+fn publish(addr: SocketAddr, data_id: &str, group: &str, content: &str) -> (u16, String, String) {
+    call(
+        addr,
+        "POST",
+        CS,
+        &[],
+        &publish_body(data_id, group, content),
+    )
+}
+
+/// `DELETE /nacos/v1/cs/configs` of `data_id` in `group`.
+fn delete(addr: SocketAddr, data_id: &str, group: &str) -> (u16, String, String) {
+    call(
+        addr,
+        "DELETE",
+        &format!("{CS}?dataId={data_id}&group={group}"),
+        &[],
+        "",
+    )
+}
+
+/// A listener's long poll for `entries` with `Long-Pulling-Timeout: <timeout_ms>`.
+fn long_poll(
+    addr: SocketAddr,
+    timeout_ms: &str,
+    entries: &[(&str, &str, Option<&str>, &str)],
+) -> (u16, String, String) {
+    call(
+        addr,
+        "POST",
+        LISTENER,
+        &[("Long-Pulling-Timeout", timeout_ms)],
+        &probe(entries),
+    )
+}
+
+/// Waits until the console counts one parked long poll.
+fn wait_until_parked(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, console) = http(addr, "GET", "/rdubbo/console/api", "");
+        let console: Value = serde_json::from_str(&console).unwrap();
+        if console["configs"]["listeners"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the poll was never parked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[tokio::test]
 async fn publish_get_delete_and_compare_and_set_answer_as_nacos() {
     let server = start(NamingServerConfig::default()).await;
     let addr = server.local_addr();
     blocking(move || {
-        let cs = "/nacos/v1/cs/configs";
         let rule = "configVersion: v3.0\nscope: application\nkey: demo\nconfigs:\n- side: provider\n  parameters: {weight: 200}\n";
         // Nothing yet: 404 with Nacos' text.
-        let (s, _, b) = call(addr, "GET", &format!("{cs}?dataId=demo.configurators&group=dubbo"), &[], "");
+        let (s, _, b) = get(addr, "dataId=demo.configurators&group=dubbo");
         assert_eq!((s, b.trim()), (404, "config data not exist"));
-        let (s, _, b) = call(addr, "POST", cs, &[], &(publish_body("demo.configurators", "dubbo", rule) + "&type=yaml"));
+        let (s, _, b) = call(addr, "POST", CS, &[], &(publish_body("demo.configurators", "dubbo", rule) + "&type=yaml"));
         assert_eq!((s, b.as_str()), (200, "true"));
-        let (s, head, b) = call(addr, "GET", &format!("{cs}?dataId=demo.configurators&group=dubbo"), &[], "");
+        let (s, head, b) = get(addr, "dataId=demo.configurators&group=dubbo");
         assert_eq!((s, b.as_str()), (200, rule));
         assert!(head.contains(&format!("content-md5: {}", content_md5(Some(rule)))), "{head}");
         assert!(head.to_ascii_lowercase().contains("config-type: yaml"), "{head}");
         // Another tenant does not see it; the public namespace by name does.
-        let (s, _, _) = call(addr, "GET", &format!("{cs}?dataId=demo.configurators&group=dubbo&tenant=dev"), &[], "");
+        let (s, _, _) = get(addr, "dataId=demo.configurators&group=dubbo&tenant=dev");
         assert_eq!(s, 404);
-        let (s, _, _) = call(addr, "GET", &format!("{cs}?dataId=demo.configurators&group=dubbo&tenant=public"), &[], "");
+        let (s, _, _) = get(addr, "dataId=demo.configurators&group=dubbo&tenant=public");
         assert_eq!(s, 200);
 
         // Compare-and-set as Dubbo's mapping does it: "0" creates, the old MD5 replaces,
         // a stale MD5 is refused and changes nothing.
         let m = "com.foo.Bar";
-        let (s, _, b) = call(addr, "POST", cs, &[("casMd5", "0")], &publish_body(m, "mapping", "app1"));
+        let (s, _, b) = call(addr, "POST", CS, &[("casMd5", "0")], &publish_body(m, "mapping", "app1"));
         assert_eq!((s, b.as_str()), (200, "true"));
         let md5 = content_md5(Some("app1"));
-        let (s, _, _) = call(addr, "POST", cs, &[("casMd5", &md5)], &publish_body(m, "mapping", "app1,app2"));
+        let (s, _, _) = call(addr, "POST", CS, &[("casMd5", &md5)], &publish_body(m, "mapping", "app1,app2"));
         assert_eq!(s, 200);
-        let (s, _, b) = call(addr, "POST", cs, &[("casMd5", &md5)], &publish_body(m, "mapping", "app1,app3"));
+        let (s, _, b) = call(addr, "POST", CS, &[("casMd5", &md5)], &publish_body(m, "mapping", "app1,app3"));
         assert_eq!(s, 409, "{b}");
         assert!(b.contains("Cas publish fail"), "{b}");
-        let (_, _, b) = call(addr, "GET", &format!("{cs}?dataId={m}&group=mapping"), &[], "");
+        let (_, _, b) = get(addr, &format!("dataId={m}&group=mapping"));
         assert_eq!(b, "app1,app2");
 
         // Search: the keys of a group, as Java's NacosDynamicConfiguration lists them.
-        let (s, _, b) = call(addr, "GET", &format!("{cs}?search=accurate&dataId=&group=mapping&pageNo=1&pageSize=10"), &[], "");
+        let (s, _, b) = get(addr, "search=accurate&dataId=&group=mapping&pageNo=1&pageSize=10");
         assert_eq!(s, 200, "{b}");
         let page: Value = serde_json::from_str(&b).unwrap();
         assert_eq!(page["totalCount"], 1);
@@ -109,19 +167,19 @@ async fn publish_get_delete_and_compare_and_set_answer_as_nacos() {
         assert_eq!(page["pageItems"][0]["content"], "app1,app2");
 
         // Bad requests.
-        let (s, _, b) = call(addr, "POST", cs, &[], &publish_body("x", "dubbo", "  "));
+        let (s, _, b) = publish(addr, "x", "dubbo", "  ");
         assert_eq!(s, 400, "{b}");
-        let (s, _, _) = call(addr, "POST", cs, &[], &publish_body("bad id", "dubbo", "c"));
+        let (s, _, _) = publish(addr, "bad id", "dubbo", "c");
         assert_eq!(s, 400);
-        let (s, _, _) = call(addr, "GET", &format!("{cs}?group=dubbo"), &[], "");
+        let (s, _, _) = get(addr, "group=dubbo");
         assert_eq!(s, 400);
 
         // Delete: `true`, also for what is not there.
         for _ in 0..2 {
-            let (s, _, b) = call(addr, "DELETE", &format!("{cs}?dataId=demo.configurators&group=dubbo"), &[], "");
+            let (s, _, b) = delete(addr, "demo.configurators", "dubbo");
             assert_eq!((s, b.as_str()), (200, "true"));
         }
-        let (s, _, _) = call(addr, "GET", &format!("{cs}?dataId=demo.configurators&group=dubbo"), &[], "");
+        let (s, _, _) = get(addr, "dataId=demo.configurators&group=dubbo");
         assert_eq!(s, 404);
         assert_eq!(http(addr, "GET", "/rdubbo/console/api", "").0, 200);
         let (_, console) = http(addr, "GET", "/rdubbo/console/api", "");
@@ -139,48 +197,33 @@ async fn a_long_poll_answers_changed_keys_at_once_or_when_they_change() {
     let server = start(NamingServerConfig::default()).await;
     let addr = server.local_addr();
     blocking(move || {
-        let cs = "/nacos/v1/cs/configs";
-        let listener = "/nacos/v1/cs/configs/listener";
-        call(addr, "POST", cs, &[], &publish_body("a", "dubbo", "one"));
+        publish(addr, "a", "dubbo", "one");
         // The client has an old MD5 of `a`: answered at once, URL-encoded as Nacos does.
-        let (s, head, b) = call(
+        let (s, head, b) = long_poll(
             addr,
-            "POST",
-            listener,
-            &[("Long-Pulling-Timeout", "30000")],
-            &probe(&[("a", "dubbo", Some("old"), ""), ("b", "dubbo", None, "")]),
+            "30000",
+            &[("a", "dubbo", Some("old"), ""), ("b", "dubbo", None, "")],
         );
         assert_eq!((s, b.as_str()), (200, "a%02dubbo%01"), "{head}");
         // Up to date: parked until `b` is published (by another connection), then `b`.
         let t = Instant::now();
         let waiter = std::thread::spawn(move || {
-            call(
+            long_poll(
                 addr,
-                "POST",
-                listener,
-                &[("Long-Pulling-Timeout", "30000")],
-                &probe(&[
+                "30000",
+                &[
                     ("a", "dubbo", Some("one"), ""),
                     ("b", "dubbo", None, ""),
                     ("c", "dubbo", None, "dev"),
-                ]),
+                ],
             )
         });
         // Wait until it is parked (the server counts it), then publish.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let (_, console) = http(addr, "GET", "/rdubbo/console/api", "");
-            let console: Value = serde_json::from_str(&console).unwrap();
-            if console["configs"]["listeners"] == 1 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the poll was never parked");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_parked(addr);
         call(
             addr,
             "POST",
-            cs,
+            CS,
             &[],
             &(publish_body("c", "dubbo", "x") + "&tenant=dev"),
         );
@@ -189,42 +232,15 @@ async fn a_long_poll_answers_changed_keys_at_once_or_when_they_change() {
         assert!(t.elapsed() < Duration::from_secs(10));
         // A deletion is a change too.
         let waiter = std::thread::spawn(move || {
-            call(
-                addr,
-                "POST",
-                listener,
-                &[("Long-Pulling-Timeout", "30000")],
-                &probe(&[("a", "dubbo", Some("one"), "")]),
-            )
+            long_poll(addr, "30000", &[("a", "dubbo", Some("one"), "")])
         });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let (_, console) = http(addr, "GET", "/rdubbo/console/api", "");
-            let console: Value = serde_json::from_str(&console).unwrap();
-            if console["configs"]["listeners"] == 1 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the poll was never parked");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        call(
-            addr,
-            "DELETE",
-            &format!("{cs}?dataId=a&group=dubbo"),
-            &[],
-            "",
-        );
+        wait_until_parked(addr);
+        delete(addr, "a", "dubbo");
         let (s, _, b) = waiter.join().unwrap();
         assert_eq!((s, b.as_str()), (200, "a%02dubbo%01"));
         // Nothing changes: an empty answer after the timeout less 500 ms.
         let t = Instant::now();
-        let (s, _, b) = call(
-            addr,
-            "POST",
-            listener,
-            &[("Long-Pulling-Timeout", "1500")],
-            &probe(&[("a", "dubbo", None, "")]),
-        );
+        let (s, _, b) = long_poll(addr, "1500", &[("a", "dubbo", None, "")]);
         assert_eq!((s, b.as_str()), (200, ""));
         let took = t.elapsed();
         assert!(
@@ -235,7 +251,7 @@ async fn a_long_poll_answers_changed_keys_at_once_or_when_they_change() {
         let (s, _, b) = call(
             addr,
             "POST",
-            listener,
+            LISTENER,
             &[
                 ("Long-Pulling-Timeout", "30000"),
                 ("Long-Pulling-Timeout-No-Hangup", "true"),
@@ -243,7 +259,7 @@ async fn a_long_poll_answers_changed_keys_at_once_or_when_they_change() {
             &probe(&[("a", "dubbo", None, "")]),
         );
         assert_eq!((s, b.as_str()), (200, ""));
-        let (s, _, _) = call(addr, "POST", listener, &[], "Listening-Configs=");
+        let (s, _, _) = call(addr, "POST", LISTENER, &[], "Listening-Configs=");
         assert_eq!(s, 400);
     })
     .await;
@@ -264,78 +280,28 @@ async fn configs_survive_a_restart_and_limits_hold() {
     let server = start(config.clone()).await;
     let addr = server.local_addr();
     blocking(move || {
-        let cs = "/nacos/v1/cs/configs";
         for k in ["k1", "k2"] {
-            let (s, _, _) = call(
-                addr,
-                "POST",
-                cs,
-                &[],
-                &publish_body(k, "dubbo", &format!("content of {k}")),
-            );
+            let (s, _, _) = publish(addr, k, "dubbo", &format!("content of {k}"));
             assert_eq!(s, 200);
         }
-        call(
-            addr,
-            "DELETE",
-            &format!("{cs}?dataId=k2&group=dubbo"),
-            &[],
-            "",
-        );
-        let (s, _, b) = call(
-            addr,
-            "POST",
-            cs,
-            &[],
-            &publish_body("big", "dubbo", &"x".repeat(1001)),
-        );
+        delete(addr, "k2", "dubbo");
+        let (s, _, b) = publish(addr, "big", "dubbo", &"x".repeat(1001));
         assert_eq!(s, 400, "{b}");
         assert!(b.contains("too long"), "{b}");
         for k in ["k3", "k4"] {
-            assert_eq!(
-                call(addr, "POST", cs, &[], &publish_body(k, "dubbo", "v")).0,
-                200
-            );
+            assert_eq!(publish(addr, k, "dubbo", "v").0, 200);
         }
-        let (s, _, b) = call(addr, "POST", cs, &[], &publish_body("k5", "dubbo", "v"));
+        let (s, _, b) = publish(addr, "k5", "dubbo", "v");
         assert_eq!(s, 400, "{b}");
         // One parked poll at most: a second waiting one is refused, one that need not wait
         // is answered.
-        let listener = "/nacos/v1/cs/configs/listener";
         let first = std::thread::spawn(move || {
-            call(
-                addr,
-                "POST",
-                listener,
-                &[("Long-Pulling-Timeout", "3000")],
-                &probe(&[("k1", "dubbo", Some("content of k1"), "")]),
-            )
+            long_poll(addr, "3000", &[("k1", "dubbo", Some("content of k1"), "")])
         });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let (_, console) = http(addr, "GET", "/rdubbo/console/api", "");
-            let console: Value = serde_json::from_str(&console).unwrap();
-            if console["configs"]["listeners"] == 1 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the poll was never parked");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let (s, _, _) = call(
-            addr,
-            "POST",
-            listener,
-            &[("Long-Pulling-Timeout", "3000")],
-            &probe(&[("k1", "dubbo", Some("content of k1"), "")]),
-        );
+        wait_until_parked(addr);
+        let (s, _, _) = long_poll(addr, "3000", &[("k1", "dubbo", Some("content of k1"), "")]);
         assert_eq!(s, 503);
-        let (s, _, b) = call(
-            addr,
-            "POST",
-            listener,
-            &[("Long-Pulling-Timeout", "3000")],
-            &probe(&[("k1", "dubbo", None, "")]),
-        );
+        let (s, _, b) = long_poll(addr, "3000", &[("k1", "dubbo", None, "")]);
         assert_eq!((s, b.as_str()), (200, "k1%02dubbo%01"));
         assert_eq!(first.join().unwrap().0, 200);
     })
@@ -346,21 +312,9 @@ async fn configs_survive_a_restart_and_limits_hold() {
     let server = start(config).await;
     let addr = server.local_addr();
     blocking(move || {
-        let (s, _, b) = call(
-            addr,
-            "GET",
-            "/nacos/v1/cs/configs?dataId=k1&group=dubbo",
-            &[],
-            "",
-        );
+        let (s, _, b) = get(addr, "dataId=k1&group=dubbo");
         assert_eq!((s, b.as_str()), (200, "content of k1"));
-        let (s, _, _) = call(
-            addr,
-            "GET",
-            "/nacos/v1/cs/configs?dataId=k2&group=dubbo",
-            &[],
-            "",
-        );
+        let (s, _, _) = get(addr, "dataId=k2&group=dubbo");
         assert_eq!(s, 404);
     })
     .await;
@@ -378,8 +332,7 @@ async fn the_config_api_needs_a_login_when_the_naming_api_does() {
     .await;
     let addr = server.local_addr();
     blocking(move || {
-        let cs = "/nacos/v1/cs/configs";
-        let (s, _, _) = call(addr, "POST", cs, &[], &publish_body("a", "dubbo", "x"));
+        let (s, _, _) = publish(addr, "a", "dubbo", "x");
         assert_eq!(s, 403);
         let (s, _, b) = call(
             addr,
@@ -396,18 +349,12 @@ async fn the_config_api_needs_a_login_when_the_naming_api_does() {
         let (s, _, _) = call(
             addr,
             "POST",
-            cs,
+            CS,
             &[],
             &(publish_body("a", "dubbo", "x") + "&accessToken=" + &token),
         );
         assert_eq!(s, 200);
-        let (s, _, b) = call(
-            addr,
-            "GET",
-            &format!("{cs}?dataId=a&group=dubbo&accessToken={token}"),
-            &[],
-            "",
-        );
+        let (s, _, b) = get(addr, &format!("dataId=a&group=dubbo&accessToken={token}"));
         assert_eq!((s, b.as_str()), (200, "x"));
     })
     .await;
@@ -426,27 +373,13 @@ async fn parked_long_polls_make_room_at_the_connection_limit() {
         // Three polls take every slot and wait for a change that does not come.
         let pollers: Vec<_> = (0..3)
             .map(|_| {
-                std::thread::spawn(move || {
-                    call(
-                        addr,
-                        "POST",
-                        "/nacos/v1/cs/configs/listener",
-                        &[("Long-Pulling-Timeout", "20000")],
-                        &probe(&[("a", "dubbo", None, "")]),
-                    )
-                })
+                std::thread::spawn(move || long_poll(addr, "20000", &[("a", "dubbo", None, "")]))
             })
             .collect();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             // Each look takes a slot too: it may itself evict a poll once all three wait.
-            let (s, _, b) = call(
-                addr,
-                "GET",
-                "/nacos/v1/cs/configs?dataId=a&group=dubbo",
-                &[],
-                "",
-            );
+            let (s, _, b) = get(addr, "dataId=a&group=dubbo");
             assert_eq!(s, 404, "{b}");
             let stats_polls = http(addr, "GET", "/rdubbo/console/api", "").1;
             let v: Value = serde_json::from_str(&stats_polls).unwrap_or(Value::Null);
@@ -460,26 +393,14 @@ async fn parked_long_polls_make_room_at_the_connection_limit() {
         // a moment it gives way (its client sees the connection close).
         let deadline = Instant::now() + Duration::from_secs(10);
         while !pollers.iter().any(|p| p.is_finished()) {
-            let (s, _, _) = call(
-                addr,
-                "GET",
-                "/nacos/v1/cs/configs?dataId=a&group=dubbo",
-                &[],
-                "",
-            );
+            let (s, _, _) = get(addr, "dataId=a&group=dubbo");
             assert_eq!(s, 404);
             assert!(Instant::now() < deadline, "no parked poll gave way");
             std::thread::sleep(Duration::from_millis(20));
         }
         // The evicted polls end without an answer (their clients poll again); a change
         // answers the ones still parked.
-        call(
-            addr,
-            "POST",
-            "/nacos/v1/cs/configs",
-            &[],
-            &publish_body("a", "dubbo", "x"),
-        );
+        publish(addr, "a", "dubbo", "x");
         for p in pollers {
             let (s, _, b) = p.join().unwrap();
             assert!(s == 0 || (s == 200 && b == "a%02dubbo%01"), "{s} {b}");
