@@ -388,6 +388,7 @@ impl ReferenceBuilder {
                         configured,
                         provided_by,
                         grace: self.wait / 2,
+                        attempt_layers: self.attempt_layers.clone(),
                     })
                     .await,
                 )
@@ -397,6 +398,11 @@ impl ReferenceBuilder {
         let listener = match &migration {
             Some(m) => m.interface_listener(),
             None => listener,
+        };
+        // A migration rule's `proportion` may send a share of the calls elsewhere.
+        let invoker = match &migration {
+            Some(m) => layered(m.calls(Arc::new(cluster.clone())), &layers),
+            None => invoker,
         };
         if let Err(e) = registry.register(&consumer).await {
             tracing::warn!(error = %e, "consumer registration failed; retrying in the background");

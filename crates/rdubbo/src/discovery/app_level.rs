@@ -28,7 +28,11 @@ enum Event {
     Stop,
 }
 
-/// Follows the application-level addresses of one reference until stopped (or dropped).
+/// A listener of an interface's mapping.
+type MappingListener = Arc<dyn Fn(Vec<String>) + Send + Sync>;
+
+/// Follows the application-level addresses of one reference until stopped (or dropped):
+/// then the mapping and instance watches it set are taken away.
 pub(crate) struct AppLevel {
     events: mpsc::UnboundedSender<Event>,
 }
@@ -106,24 +110,24 @@ impl Follower {
                 }
             })
         };
+        let interface = self.consumer.interface().to_owned();
+        let mut mapping_listener: Option<MappingListener> = None;
         match provided_by {
             Some(apps) => {
                 let _ = events.send(Event::Apps(apps));
             }
             None => {
                 let weak = self.events.clone();
-                let interface = self.consumer.interface().to_owned();
+                let on_mapping: MappingListener = Arc::new(move |apps| {
+                    if let Some(events) = weak.upgrade() {
+                        let _ = events.send(Event::Apps(apps));
+                    }
+                });
                 let mapped = self
                     .discovery
-                    .watch_mapping(
-                        &interface,
-                        Arc::new(move |apps| {
-                            if let Some(events) = weak.upgrade() {
-                                let _ = events.send(Event::Apps(apps));
-                            }
-                        }),
-                    )
+                    .watch_mapping(&interface, on_mapping.clone())
                     .await;
+                mapping_listener = Some(on_mapping);
                 if let Err(e) = mapped {
                     tracing::warn!(interface = %interface, error = %e, "cannot read the interface-application mapping");
                     let _ = events.send(Event::Apps(Vec::new()));
@@ -131,6 +135,23 @@ impl Follower {
             }
         }
         drop(events);
+        self.follow(&mut rx, &listener).await;
+        // Stopped (the reference closed, or it follows the interface level only now):
+        // nothing of this reference stays watched.
+        if let Some(on_mapping) = &mapping_listener {
+            let _ = self.discovery.unwatch_mapping(&interface, on_mapping).await;
+        }
+        for app in self.instances.keys() {
+            let _ = self.discovery.unwatch_instances(app, &listener).await;
+        }
+    }
+
+    /// Handles events until [`Event::Stop`] (or every sender is gone).
+    async fn follow(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Event>,
+        listener: &Arc<dyn InstancesListener>,
+    ) {
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
             while let Ok(more) = rx.try_recv() {
@@ -138,19 +159,14 @@ impl Follower {
             }
             for event in batch {
                 match event {
-                    Event::Apps(apps) => self.set_apps(apps, &listener).await,
+                    Event::Apps(apps) => self.set_apps(apps, listener).await,
                     Event::Instances(app, list) => {
                         if let Some(slot) = self.instances.get_mut(&app) {
                             *slot = Some(list);
                         }
                     }
                     Event::Retry => self.retry_pending = false,
-                    Event::Stop => {
-                        for app in self.instances.keys() {
-                            let _ = self.discovery.unwatch_instances(app, &listener).await;
-                        }
-                        return;
-                    }
+                    Event::Stop => return,
                 }
             }
             self.refresh().await;

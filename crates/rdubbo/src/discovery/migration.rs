@@ -15,18 +15,36 @@
 //! first, and the directory takes its list only once it has providers (unless the rule
 //! says `force: true`); the list is replaced atomically, invokers of providers that stay
 //! are kept, and calls in flight on the previous ones finish on them.
+//!
+//! Two more settings of Java's rule (or the reference's `migration.promotion` and
+//! `migration.delay` parameters) apply as Java 3.3's `MigrationInvoker` applies them:
+//! - `proportion` (APPLICATION_FIRST): the percentage of calls that go to the side
+//!   chosen; while the application level is chosen, the other calls go to the
+//!   interface-level providers (a second cluster over them, with the same governance
+//!   rules). Java draws each call at random; here the calls are spread evenly, so that
+//!   any run of calls divides in the proportion asked.
+//! - `delay` (seconds): when the step of a running reference changes to FORCE_INTERFACE
+//!   or FORCE_APPLICATION, the reference follows the new side at once but keeps calling
+//!   the current one for that long before it compares and switches (Java waits as long
+//!   before its threshold check and destroys the old invoker after it).
 
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
-use rdubbo_cluster::Directory;
+use rdubbo_cluster::{ClusterInvoker, Directory};
+use tokio::time::Instant;
 
 use super::app_level::{AppAddresses, AppLevel};
-use super::rule::{Decision, MigrationRule, MigrationStep};
+use super::rule::{Decision, MigrationRule, MigrationStep, StepSettings};
 use crate::config_center::{ConfigChange, ConfigListener, MIGRATION_GROUP, MIGRATION_SUFFIX};
 use crate::extension::Extensions;
 use crate::registry::is_empty_url;
-use crate::{DynamicConfiguration, NotifyListener, ServiceDiscovery, Url};
+use crate::{
+    BoxFuture, DynamicConfiguration, Invocation, Invoker, Layer, NotifyListener, Reply, RpcResult,
+    ServiceDiscovery, Url,
+};
 
 /// Where a reference's providers come from now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,6 +82,9 @@ pub(crate) struct MigrationConfig {
     /// How long APPLICATION_FIRST waits for the application level before deciding
     /// with the interface level alone.
     pub(crate) grace: Duration,
+    /// The layers around each provider's invoker (for the interface-level cluster of a
+    /// `proportion` below 100).
+    pub(crate) attempt_layers: Vec<Arc<dyn Layer>>,
 }
 
 /// The migration controller of one reference.
@@ -75,6 +96,46 @@ pub(crate) struct Migration {
 struct Inner {
     config: MigrationConfig,
     state: Mutex<State>,
+    split: Arc<Split>,
+}
+
+/// How a reference's calls divide while a `proportion` below 100 applies.
+#[derive(Default)]
+struct Split {
+    /// The percentage of calls for the reference's directory; 100: all of them.
+    share: AtomicU32,
+    /// Calls counted while dividing.
+    calls: AtomicU64,
+    /// The cluster over the interface-level providers, made when first needed.
+    secondary: OnceLock<ClusterInvoker>,
+}
+
+/// The reference's calls: to its cluster, or a share of them to the interface level.
+struct SplitInvoker {
+    primary: Arc<dyn Invoker>,
+    split: Arc<Split>,
+}
+
+impl Invoker for SplitInvoker {
+    fn invoke(&self, invocation: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
+        let share = self.split.share.load(Ordering::Relaxed);
+        if share < 100 {
+            if let Some(secondary) = self.split.secondary.get() {
+                let n = self.split.calls.fetch_add(1, Ordering::Relaxed);
+                if spread(n) >= share {
+                    return secondary.invoke(invocation);
+                }
+            }
+        }
+        self.primary.invoke(invocation)
+    }
+}
+
+/// Call `n`'s place in `0..100`, spread evenly (a Weyl sequence on the golden ratio: the
+/// places of any run of calls are close to uniform, and interleaved).
+fn spread(n: u64) -> u32 {
+    let x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    u32::try_from((x * 100) >> 32).unwrap_or(0)
 }
 
 #[derive(Default)]
@@ -88,6 +149,13 @@ struct State {
     grace_over: bool,
     stopped: bool,
     step: Option<MigrationStep>,
+    /// After a change to a FORCE step with a `delay`: the current source stays until then.
+    hold_until: Option<Instant>,
+    /// The interface-level list the secondary cluster has (while a proportion applies).
+    secondary_fed: Option<Vec<Url>>,
+    /// The last configurators and routers of the interface-level subscription, by
+    /// category (for the secondary cluster).
+    others: BTreeMap<String, Vec<Url>>,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -104,6 +172,10 @@ impl Migration {
             inner: Arc::new(Inner {
                 config,
                 state: Mutex::new(State::default()),
+                split: Arc::new(Split {
+                    share: AtomicU32::new(100),
+                    ..Split::default()
+                }),
             }),
             rule_listener: Mutex::new(None),
         });
@@ -154,6 +226,15 @@ impl Migration {
         })
     }
 
+    /// The reference's calls over `primary` (its cluster): a share of them goes to the
+    /// interface level while a `proportion` below 100 applies.
+    pub(crate) fn calls(&self, primary: Arc<dyn Invoker>) -> Arc<dyn Invoker> {
+        Arc::new(SplitInvoker {
+            primary,
+            split: self.inner.split.clone(),
+        })
+    }
+
     /// The state now.
     pub(crate) fn status(&self) -> MigrationStatus {
         let st = lock(&self.inner.state);
@@ -180,6 +261,10 @@ impl Migration {
             st.app_level.take()
         };
         drop(app_level);
+        self.inner.split.share.store(100, Ordering::Relaxed);
+        if let Some(secondary) = self.inner.split.secondary.get() {
+            secondary.directory().unwatch_rules().await;
+        }
         let listener = self
             .rule_listener
             .lock()
@@ -213,6 +298,14 @@ impl NotifyListener for InterfaceSide {
             .first()
             .is_some_and(|u| u.category() == crate::url::keys::PROVIDERS);
         if !providers {
+            if let Some(inner) = self.inner.upgrade() {
+                if let Some(category) = urls.first().map(|u| u.category().to_owned()) {
+                    lock(&inner.state).others.insert(category, urls.clone());
+                }
+                if let Some(secondary) = inner.split.secondary.get() {
+                    secondary.directory().notify(urls.clone());
+                }
+            }
             self.directory.notify(urls);
             return;
         }
@@ -224,6 +317,103 @@ impl NotifyListener for InterfaceSide {
 }
 
 impl Inner {
+    /// The rule's settings for this reference (all `None` without a rule).
+    fn settings(&self, st: &State) -> StepSettings {
+        let consumer = &self.config.consumer;
+        match &st.rule {
+            Some(rule) => rule.settings(
+                consumer.interface(),
+                consumer.version(),
+                consumer.group(),
+                st.app
+                    .as_ref()
+                    .map(|a| a.apps.as_slice())
+                    .unwrap_or_default(),
+            ),
+            None => StepSettings::default(),
+        }
+    }
+
+    /// A whole-number parameter of the reference.
+    fn param(&self, key: &str) -> Option<u32> {
+        let value = self.config.consumer.param_non_empty(key)?;
+        match value.trim().parse() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                tracing::warn!(key, value, "ignoring a parameter that is no whole number");
+                None
+            }
+        }
+    }
+
+    /// The cluster over the interface-level providers, made on first use.
+    fn secondary(self: &Arc<Self>, st: &State) -> Option<&ClusterInvoker> {
+        if let Some(secondary) = self.split.secondary.get() {
+            return Some(secondary);
+        }
+        let directory = Directory::with_extensions(
+            self.config.directory.consumer().clone(),
+            self.config.extensions.clone(),
+            self.config.attempt_layers.clone(),
+        );
+        for urls in st.others.values() {
+            directory.notify(urls.clone());
+        }
+        let cluster =
+            match ClusterInvoker::with_extensions(directory.clone(), &self.config.extensions) {
+                Ok(cluster) => cluster,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot divide calls by proportion");
+                    return None;
+                }
+            };
+        if let (Some(cc), Ok(runtime)) = (
+            self.config.config_center.clone(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            runtime.spawn(async move { directory.watch_rules(Some(cc)).await });
+        }
+        Some(self.split.secondary.get_or_init(|| cluster))
+    }
+
+    /// Feeds the secondary cluster and sets the share of calls: a proportion applies
+    /// while APPLICATION_FIRST calls the application level and interface-level
+    /// providers exist.
+    fn divide(self: &Arc<Self>, st: &mut State, proportion: Option<u32>) {
+        let Some(proportion) = proportion else {
+            self.split.share.store(100, Ordering::Relaxed);
+            if st.secondary_fed.take().is_some_and(|l| !l.is_empty()) {
+                if let Some(secondary) = self.split.secondary.get() {
+                    secondary.directory().update(&[]);
+                }
+            }
+            return;
+        };
+        let Some(secondary) = self.secondary(st) else {
+            return;
+        };
+        if st.secondary_fed != st.interface {
+            secondary
+                .directory()
+                .update(st.interface.as_deref().unwrap_or_default());
+            st.secondary_fed = st.interface.clone();
+        }
+        if self.split.share.swap(proportion, Ordering::Relaxed) != proportion {
+            tracing::info!(service = %self.config.consumer.service_key(), proportion, "calls divided: this percentage to the application level, the rest to the interface level");
+        }
+    }
+
+    /// Re-evaluates at `when` (the end of a delay).
+    fn evaluate_at(self: &Arc<Self>, when: Instant) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(when).await;
+            if let Some(inner) = weak.upgrade() {
+                inner.evaluate();
+            }
+        });
+    }
+
     /// The step, threshold and force flag now.
     fn decision(&self, st: &State) -> Decision {
         let consumer = &self.config.consumer;
@@ -277,11 +467,36 @@ impl Inner {
             return;
         }
         let decision = self.decision(&st);
+        let settings = self.settings(&st);
+        let proportion = settings
+            .proportion
+            .or_else(|| self.param("migration.promotion"))
+            .unwrap_or(100)
+            .min(100);
+        let delay = settings
+            .delay
+            .or_else(|| self.param("migration.delay"))
+            .unwrap_or(0);
         if st.step != Some(decision.step) {
-            if st.step.is_some() {
+            let previous = st.step.replace(decision.step);
+            st.hold_until = None;
+            if previous.is_some() {
                 tracing::info!(service = %self.config.consumer.service_key(), step = %decision.step, "migration step changed");
+                // Java waits `delay` before it compares the sides of a FORCE step.
+                if decision.step != MigrationStep::ApplicationFirst
+                    && delay > 0
+                    && st.source.is_some()
+                {
+                    let until = Instant::now() + Duration::from_secs(u64::from(delay));
+                    st.hold_until = Some(until);
+                    self.evaluate_at(until);
+                    tracing::info!(service = %self.config.consumer.service_key(), delay, "keeping the current providers for the rule's delay (seconds)");
+                }
             }
-            st.step = Some(decision.step);
+        }
+        let held = st.hold_until.is_some_and(|t| Instant::now() < t);
+        if !held {
+            st.hold_until = None;
         }
         // The application level runs while the step uses it or the directory still
         // calls its providers.
@@ -334,8 +549,11 @@ impl Inner {
         };
         let source = match st.source {
             Some(current) if current != target => {
-                // Switch only to a source that has providers (or when forced).
-                if available.unwrap_or(0) > 0 || decision.force {
+                // Switch only to a source that has providers (or when forced), and not
+                // before a delay is over.
+                if held {
+                    current
+                } else if available.unwrap_or(0) > 0 || decision.force {
                     tracing::info!(service = %self.config.consumer.service_key(), from = ?current, to = ?target, providers = available.unwrap_or(0), "switching address source");
                     target
                 } else {
@@ -361,6 +579,11 @@ impl Inner {
             st.forwarded = Some(list.clone());
             self.config.directory.update(&list);
         }
+        let divided = decision.step == MigrationStep::ApplicationFirst
+            && source == AddressSource::Application
+            && proportion < 100
+            && interface.unwrap_or(0) > 0;
+        self.divide(&mut st, divided.then_some(proportion));
         // Interface-level only from now on: stop following the application level.
         if source == AddressSource::Interface && !decision.step.uses_application() {
             st.app_level = None;

@@ -80,10 +80,15 @@ pub struct StepSettings {
     /// Switch even when the target has no provider (Java's `force`).
     #[serde(default)]
     pub force: Option<bool>,
-    /// Percentage of consumers that switch (parsed, not applied: every consumer does).
+    /// APPLICATION_FIRST: the percentage of calls that go to the side chosen (the
+    /// application level when it wins); the others go to interface-level providers
+    /// (Java's `proportion`, the reference's `migration.promotion`; default 100: every
+    /// call).
     #[serde(default)]
     pub proportion: Option<u32>,
-    /// Seconds to wait before switching (parsed, not applied).
+    /// Seconds a running reference keeps calling its current side after its step changes
+    /// to FORCE_INTERFACE or FORCE_APPLICATION, while it follows the new side, before it
+    /// switches (Java's `delay`, the reference's `migration.delay`; default 0).
     #[serde(default)]
     pub delay: Option<u32>,
 }
@@ -170,6 +175,24 @@ impl MigrationRule {
         apps: &[String],
         default: Decision,
     ) -> Decision {
+        let settings = self.settings(interface, version, group, apps);
+        Decision {
+            step: settings.step.unwrap_or(default.step),
+            threshold: settings.threshold.unwrap_or(default.threshold),
+            force: settings.force.unwrap_or(default.force),
+        }
+    }
+
+    /// The settings for one reference (`interface`, `version`, `group`) whose providers
+    /// come from `apps`: each one from an `interfaces` entry first, then an
+    /// `applications` entry, then the rule's own (`None` where none sets it).
+    pub fn settings(
+        &self,
+        interface: &str,
+        version: Option<&str>,
+        group: Option<&str>,
+        apps: &[String],
+    ) -> StepSettings {
         let display = match version {
             Some(v) => format!("{interface}:{v}"),
             None => interface.to_owned(),
@@ -195,13 +218,12 @@ impl MigrationRule {
             layers.push(&s.settings);
         }
         layers.push(&self.settings);
-        Decision {
-            step: layers.iter().find_map(|s| s.step).unwrap_or(default.step),
-            threshold: layers
-                .iter()
-                .find_map(|s| s.threshold)
-                .unwrap_or(default.threshold),
-            force: layers.iter().find_map(|s| s.force).unwrap_or(default.force),
+        StepSettings {
+            step: layers.iter().find_map(|s| s.step),
+            threshold: layers.iter().find_map(|s| s.threshold),
+            force: layers.iter().find_map(|s| s.force),
+            proportion: layers.iter().find_map(|s| s.proportion),
+            delay: layers.iter().find_map(|s| s.delay),
         }
     }
 }
@@ -245,6 +267,8 @@ mod tests {
         assert_eq!(d.step, MigrationStep::ForceInterface);
         let d = rule.decide("Other", None, None, &[], default);
         assert_eq!(d.step, MigrationStep::ApplicationFirst);
+        let s = rule.settings("Other", None, None, &[]);
+        assert_eq!((s.proportion, s.delay), (Some(60), Some(60)));
         // An empty rule keeps the configured step.
         let empty = MigrationRule::parse("key: x\n").unwrap();
         assert_eq!(empty.decide("a", None, None, &[], default), default);
