@@ -505,6 +505,7 @@ impl Shared {
             wakers.into_iter().for_each(Waker::wake);
             if result.is_err() {
                 self.wake_reader.notify_one();
+                self.flush_soon.notify_one();
                 return self.state().check();
             }
         }
@@ -1364,6 +1365,8 @@ impl Drop for CloseOnDrop {
         if self.0.state().error.is_none() {
             lost(&self.0, "the connection was dropped".into());
         }
+        // The flusher ends on the error, letting the write half go.
+        self.0.flush_soon.notify_one();
         self.0.wake_reader.notify_one();
     }
 }
