@@ -9,7 +9,7 @@ use std::time::Duration;
 use rdubbo::consumer::Reference;
 use rdubbo::context;
 use rdubbo::extension::{self, Extensions};
-use rdubbo::provider::Provider;
+use rdubbo::provider::{Provider, ProviderBuilder};
 use rdubbo::{
     BoxFuture, Invocation, Invoker, Layer, Protocol, Reply, RpcError, RpcResult, SetupError, Url,
 };
@@ -59,17 +59,23 @@ impl Probe for Prober {
     }
 }
 
+/// A provider of [`Prober`] on a port of its own, as `configure` sets it up.
+async fn start_provider_with(
+    configure: impl FnOnce(ProviderBuilder) -> ProviderBuilder,
+) -> Provider {
+    let builder = Provider::builder("127.0.0.1:0".parse().unwrap()).export(
+        ProbeServer::<Prober>::info(),
+        Arc::new(ProbeServer::new(Prober)),
+    );
+    configure(builder).start().await.unwrap()
+}
+
 async fn start_provider() -> Provider {
-    Provider::builder("127.0.0.1:0".parse().unwrap())
-        .export(
-            ProbeServer::<Prober>::info(),
-            Arc::new(ProbeServer::new(Prober)),
-        )
-        .unregister_wait(Duration::ZERO)
-        .drain(Duration::from_secs(1))
-        .start()
-        .await
-        .unwrap()
+    start_provider_with(|b| {
+        b.unregister_wait(Duration::ZERO)
+            .drain(Duration::from_secs(1))
+    })
+    .await
 }
 
 fn url_of(provider: &Provider) -> Url {
@@ -113,52 +119,60 @@ impl Invoker for CountingInvoker {
     }
 }
 
-#[tokio::test]
-async fn an_outer_layer_sees_a_call_once_an_attempt_layer_sees_each_attempt() {
-    let provider = start_provider().await;
-    let outer = Arc::new(AtomicUsize::new(0));
-    let inner = Arc::new(AtomicUsize::new(0));
+/// A client of `provider` with `retries`, an outer layer counting into `outer` and an
+/// attempt layer counting into `attempts` that fails the first `fail` attempts.
+async fn counted_client(
+    provider: &Provider,
+    retries: usize,
+    outer: &Arc<AtomicUsize>,
+    attempts: &Arc<AtomicUsize>,
+    fail: usize,
+) -> ProbeClient {
     let reference = Reference::builder("org.example.Probe")
         .version("1.0.0")
-        .url(url_of(&provider))
-        .retries(2)
+        .url(url_of(provider))
+        .retries(retries)
         .layer(Arc::new(Counting {
             seen: outer.clone(),
             fail: 0,
         }))
         .attempt_layer(Arc::new(Counting {
-            seen: inner.clone(),
-            fail: 2,
+            seen: attempts.clone(),
+            fail,
         }))
         .build()
         .await
         .unwrap();
-    let client = ProbeClient::new(Arc::new(reference));
+    ProbeClient::new(Arc::new(reference))
+}
+
+/// What `trace()` answers when called from a task started with `context::spawn` and from
+/// one started with a plain `tokio::spawn`, both started where this future is polled.
+async fn traces_of_spawned_tasks(client: Arc<ProbeClient>) -> (String, String) {
+    let c = client.clone();
+    let carried = context::spawn(async move { c.trace().await });
+    let plain = tokio::spawn(async move { client.trace().await });
+    (
+        carried.await.unwrap().unwrap(),
+        plain.await.unwrap().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn an_outer_layer_sees_a_call_once_an_attempt_layer_sees_each_attempt() {
+    let provider = start_provider().await;
+    let outer = Arc::new(AtomicUsize::new(0));
+    let inner = Arc::new(AtomicUsize::new(0));
+    let client = counted_client(&provider, 2, &outer, &inner, 2).await;
     // Two attempts fail in the attempt layer; failover makes a third, which reaches the
     // provider.
     assert!(client.trace().await.unwrap().starts_with("trace=-"));
     assert_eq!(outer.load(Ordering::SeqCst), 1);
     assert_eq!(inner.load(Ordering::SeqCst), 3);
     // Without retries the call fails after one attempt, seen once by each layer.
-    let reference = Reference::builder("org.example.Probe")
-        .version("1.0.0")
-        .url(url_of(&provider))
-        .retries(0)
-        .layer(Arc::new(Counting {
-            seen: outer.clone(),
-            fail: 0,
-        }))
-        .attempt_layer(Arc::new(Counting {
-            seen: Arc::new(AtomicUsize::new(0)),
-            fail: 1,
-        }))
-        .build()
-        .await
-        .unwrap();
-    let e = ProbeClient::new(Arc::new(reference))
-        .trace()
-        .await
-        .unwrap_err();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let client = counted_client(&provider, 0, &outer, &attempts, 1).await;
+    let e = client.trace().await.unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert_eq!(outer.load(Ordering::SeqCst), 2);
     provider.stop().await;
@@ -187,19 +201,7 @@ async fn a_spawned_task_keeps_the_call_context_only_through_context_spawn() {
     let client = Arc::new(ProbeClient::new(dispatcher));
     let mut extra = rdubbo::Attachments::new();
     extra.insert("trace", "t-1");
-    let (carried, plain) = context::with_attachments(extra, {
-        let client = client.clone();
-        async move {
-            let c = client.clone();
-            let carried = context::spawn(async move { c.trace().await });
-            let plain = tokio::spawn(async move { client.trace().await });
-            (
-                carried.await.unwrap().unwrap(),
-                plain.await.unwrap().unwrap(),
-            )
-        }
-    })
-    .await;
+    let (carried, plain) = context::with_attachments(extra, traces_of_spawned_tasks(client)).await;
     assert_eq!(carried, "trace=t-1 deadline=false");
     assert_eq!(plain, "trace=- deadline=false");
 }
@@ -213,20 +215,7 @@ async fn calls_made_in_a_spawned_task_inherit_the_served_calls_deadline() {
     call.attachments.insert("tenant", "acme");
     let served = context::CallContext::from_invocation(&call);
     let client = Arc::new(ProbeClient::new(Arc::new(ProbeServer::new(Prober))));
-    let (carried, plain) = served
-        .scope({
-            let client = client.clone();
-            async move {
-                let c = client.clone();
-                let carried = context::spawn(async move { c.trace().await });
-                let plain = tokio::spawn(async move { client.trace().await });
-                (
-                    carried.await.unwrap().unwrap(),
-                    plain.await.unwrap().unwrap(),
-                )
-            }
-        })
-        .await;
+    let (carried, plain) = served.scope(traces_of_spawned_tasks(client)).await;
     assert_eq!(carried, "trace=- deadline=true");
     assert_eq!(plain, "trace=- deadline=false");
 }
@@ -370,17 +359,12 @@ async fn a_protocol_of_ones_own_serves_and_is_called_like_a_builtin() {
     let mut table = extension::builtin();
     table.add_protocol(Arc::new(MyRpc(Default::default())));
     let table = Arc::new(table);
-    let provider = Provider::builder("127.0.0.1:0".parse().unwrap())
-        .protocol("myrpc")
-        .extensions(table.clone())
-        .export(
-            ProbeServer::<Prober>::info(),
-            Arc::new(ProbeServer::new(Prober)),
-        )
-        .unregister_wait(Duration::ZERO)
-        .start()
-        .await
-        .unwrap();
+    let provider = start_provider_with(|b| {
+        b.protocol("myrpc")
+            .extensions(table.clone())
+            .unregister_wait(Duration::ZERO)
+    })
+    .await;
     let url = url_of(&provider);
     assert_eq!(url.protocol(), "myrpc");
     let reference = Reference::builder("org.example.Probe")
@@ -411,17 +395,12 @@ async fn memory_registry_by_url() {
     let registry = rdubbo::registry::connect("memory://ext-points")
         .await
         .unwrap();
-    let provider = Provider::builder("127.0.0.1:0".parse().unwrap())
-        .protocol("dubbo")
-        .unregister_wait(Duration::from_millis(10))
-        .registry(registry.clone())
-        .export(
-            ProbeServer::<Prober>::info(),
-            Arc::new(ProbeServer::new(Prober)),
-        )
-        .start()
-        .await
-        .unwrap();
+    let provider = start_provider_with(|b| {
+        b.protocol("dubbo")
+            .unregister_wait(Duration::from_millis(10))
+            .registry(registry.clone())
+    })
+    .await;
     let consumer_side = rdubbo::registry::connect("memory://ext-points")
         .await
         .unwrap();

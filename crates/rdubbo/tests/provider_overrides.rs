@@ -69,6 +69,31 @@ async fn wait_node(observer: &Arc<dyn Registry>, what: &str, ok: impl Fn(&Url) -
     }
 }
 
+/// Waits until no provider node is left.
+async fn wait_no_node(observer: &Arc<dyn Registry>, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !nodes(observer).await.is_empty() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A provider of [`Slow`] over dubbo registered at `registry`, in application `app` when
+/// given.
+async fn start_provider(registry: &Arc<dyn Registry>, app: Option<&str>) -> Provider {
+    let mut builder = Provider::builder("127.0.0.1:0".parse().unwrap()).protocol("dubbo");
+    if let Some(app) = app {
+        builder = builder.application(app);
+    }
+    builder
+        .registry(registry.clone())
+        .export(info(), Arc::new(Slow))
+        .unregister_wait(Duration::ZERO)
+        .start()
+        .await
+        .unwrap()
+}
+
 fn write_rule(zk: &ZkServer, rule: &str) -> String {
     let path = format!("/dubbo/{IFACE}/configurators/{}", rdubbo::url::encode(rule));
     let out = zk.cli(&["create", &path]);
@@ -81,21 +106,19 @@ fn slow(ms: u64) -> Invocation {
         .with_timeout(Some(Duration::from_secs(5)))
 }
 
+/// `slow(ms)` through `client` answers `ms`.
+async fn assert_answers(client: &DubboClient, ms: u64) {
+    let answer = client.invoke(slow(ms)).await.unwrap();
+    assert_eq!(answer.decode::<u64>().unwrap(), ms);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn override_rules_reconfigure_the_registered_provider_and_go_away() {
     let zk = ZkServer::start();
     let registry_url = zk.registry_url("file.cache=false");
     let registry = rdubbo::registry::connect(&registry_url).await.unwrap();
     let observer = rdubbo::registry::connect(&registry_url).await.unwrap();
-    let provider = Provider::builder("127.0.0.1:0".parse().unwrap())
-        .protocol("dubbo")
-        .application("slow-app")
-        .registry(registry.clone())
-        .export(info(), Arc::new(Slow))
-        .unregister_wait(Duration::ZERO)
-        .start()
-        .await
-        .unwrap();
+    let provider = start_provider(&registry, Some("slow-app")).await;
     let port = provider.local_addr().port();
     let original = provider.urls()[0].clone();
     assert_eq!(wait_node(&observer, "registered", |_| true).await, original);
@@ -106,15 +129,7 @@ async fn override_rules_reconfigure_the_registered_provider_and_go_away() {
         "{ls}"
     );
     let client = DubboClient::new(&original).unwrap();
-    assert_eq!(
-        client
-            .invoke(slow(300))
-            .await
-            .unwrap()
-            .decode::<u64>()
-            .unwrap(),
-        300
-    );
+    assert_answers(&client, 300).await;
 
     let base = "category=configurators&dynamic=false";
     let rules = [
@@ -167,15 +182,7 @@ async fn override_rules_reconfigure_the_registered_provider_and_go_away() {
 
     // Disabled in the registry, the provider still serves direct calls (as Java does); the
     // rule's timeout bounds them now.
-    assert_eq!(
-        client
-            .invoke(slow(10))
-            .await
-            .unwrap()
-            .decode::<u64>()
-            .unwrap(),
-        10
-    );
+    assert_answers(&client, 10).await;
     let started = Instant::now();
     let e = client.invoke(slow(2000)).await.unwrap_err();
     assert_eq!(e.code(), codes::SERVER_TIMEOUT, "{e}");
@@ -194,15 +201,7 @@ async fn override_rules_reconfigure_the_registered_provider_and_go_away() {
         u.param("slow.timeout") == Some("3000")
     })
     .await;
-    assert_eq!(
-        client
-            .invoke(slow(400))
-            .await
-            .unwrap()
-            .decode::<u64>()
-            .unwrap(),
-        400
-    );
+    assert_answers(&client, 400).await;
 
     // The rules go away: the original URL is registered again, calls are not bounded.
     for path in paths.iter().chain([&method_rule]) {
@@ -212,24 +211,12 @@ async fn override_rules_reconfigure_the_registered_provider_and_go_away() {
     let back = wait_node(&observer, "restored", |u| u.param("timeout").is_none()).await;
     assert_eq!(back, original);
     assert_eq!(provider.registered_urls(), vec![original.clone()]);
-    assert_eq!(
-        client
-            .invoke(slow(300))
-            .await
-            .unwrap()
-            .decode::<u64>()
-            .unwrap(),
-        300
-    );
+    assert_answers(&client, 300).await;
 
     // Stopping unregisters the URL as registered, and stops following the rules: a rule
     // written afterwards registers nothing.
     provider.stop().await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !nodes(&observer).await.is_empty() {
-        assert!(Instant::now() < deadline, "the node stays after stop");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_no_node(&observer, "the node stays after stop").await;
     write_rule(&zk, &format!("override://0.0.0.0/{IFACE}?{base}&weight=1"));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(nodes(&observer).await.is_empty());
@@ -252,14 +239,7 @@ async fn a_standing_rule_is_applied_at_the_first_registration() {
             .unwrap();
     admin.register(&rule).await.unwrap();
     let registry = rdubbo::registry::connect(&registry_url).await.unwrap();
-    let provider = Provider::builder("127.0.0.1:0".parse().unwrap())
-        .protocol("dubbo")
-        .registry(registry.clone())
-        .export(info(), Arc::new(Slow))
-        .unregister_wait(Duration::ZERO)
-        .start()
-        .await
-        .unwrap();
+    let provider = start_provider(&registry, None).await;
     assert_eq!(provider.registered_urls()[0].param("weight"), Some("7"));
     let ls = zk.cli(&["ls", &format!("/dubbo/{IFACE}/providers")]);
     assert_eq!(ls.matches("dubbo%3A%2F%2F").count(), 1, "{ls}");
@@ -322,11 +302,7 @@ enabled = false
     );
     wait_node(&observer, "configured", |u| u.param("weight") == Some("42")).await;
     assert_eq!(app.offline("").await, 1);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !nodes(&observer).await.is_empty() {
-        assert!(Instant::now() < deadline, "offline left the node");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_no_node(&observer, "offline left the node").await;
     assert_eq!(app.online("").await, 1);
     wait_node(&observer, "online, configured", |u| {
         u.param("weight") == Some("42")
