@@ -316,3 +316,59 @@ async fn the_mapping_is_unwatched_when_the_application_level_is_left() {
     p.stop().await;
     registry.destroy().await;
 }
+
+/// A consumer starting while ZooKeeper is down: the application level cannot be read, so
+/// APPLICATION_FIRST decides at once with the interface level of the cache file, and
+/// `build()` returns with those providers (it waits for the decision, not for the
+/// application level's grace). Once ZooKeeper is back, the application level is followed
+/// and chosen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_while_zookeeper_is_down_decides_with_the_cache_file_before_build_returns() {
+    init_tracing();
+    let mut zk = ZkServer::start();
+    let dir = std::env::temp_dir().join(format!("rdubbo-migration-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let params = format!(
+        "session=2000&retry.period=500&file={}",
+        dir.join("down.cache").display()
+    );
+    let registry = connect(&zk, "session=2000&retry.period=500&file.cache=false").await;
+    let (p, _) = counted_provider(&registry, APP, RegisterMode::All).await;
+    {
+        // A first run of the consumer leaves its cache file.
+        let consumer_registry = connect(&zk, &params).await;
+        let r = reference(&consumer_registry, &[]).await;
+        assert_eq!(source(&r), Some(AddressSource::Application));
+        r.close().await;
+        consumer_registry.destroy().await;
+    }
+    zk.stop();
+    let consumer_registry = connect(&zk, &params).await;
+    assert!(!consumer_registry.is_available());
+    let started = Instant::now();
+    // Wait 10 s: the application level's grace would be 5 s.
+    let r = reference(&consumer_registry, &[]).await;
+    let took = started.elapsed();
+    assert_eq!(
+        r.directory().providers().len(),
+        1,
+        "cached providers after build"
+    );
+    assert!(took < Duration::from_secs(4), "build took {took:?}");
+    let status = r.migration().unwrap();
+    assert_eq!(status.source, Some(AddressSource::Interface), "{status:?}");
+    assert_eq!(status.application_providers, Some(0), "{status:?}");
+    let client = UserServiceClient::new(r.clone() as Arc<dyn Invoker>);
+    assert_eq!(client.inc(1).await.unwrap(), 2);
+
+    zk.restart();
+    eventually("the application level once ZooKeeper is back", async || {
+        source(&r) == Some(AddressSource::Application)
+    })
+    .await;
+    assert_eq!(client.inc(2).await.unwrap(), 3);
+    r.close().await;
+    consumer_registry.destroy().await;
+    p.stop().await;
+    registry.destroy().await;
+}

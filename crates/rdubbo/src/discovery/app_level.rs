@@ -4,6 +4,7 @@
 //! provider URLs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,8 @@ enum Event {
     Apps(Vec<String>),
     Instances(String, Vec<ServiceInstance>),
     Retry,
+    /// The registry cannot be reached: what it has not told yet counts as nothing.
+    Unreachable,
     Stop,
 }
 
@@ -69,6 +72,8 @@ impl AppLevel {
             retry: Duration::from_millis(500),
             not_before: HashMap::new(),
             retry_pending: false,
+            unreachable: false,
+            told_instances: Arc::default(),
         };
         tokio::spawn(follower.run(provided_by, rx));
         AppLevel { events }
@@ -91,6 +96,12 @@ struct Follower {
     not_before: HashMap<(String, String), Instant>,
     /// A [`Event::Retry`] is on its way.
     retry_pending: bool,
+    /// The registry could not be reached when it was asked last: applications and
+    /// instances not told yet count as none (APPLICATION_FIRST then decides with the
+    /// interface level, e.g. a cache file's list, instead of waiting).
+    unreachable: bool,
+    /// How many instance lists the watches told so far.
+    told_instances: Arc<AtomicU64>,
 }
 
 impl Follower {
@@ -104,7 +115,9 @@ impl Follower {
         };
         let listener: Arc<dyn InstancesListener> = {
             let events = self.events.clone();
+            let told = self.told_instances.clone();
             Arc::new(move |app: &str, list: Vec<ServiceInstance>| {
+                told.fetch_add(1, Ordering::Relaxed);
                 if let Some(events) = events.upgrade() {
                     let _ = events.send(Event::Instances(app.to_owned(), list));
                 }
@@ -118,11 +131,16 @@ impl Follower {
             }
             None => {
                 let weak = self.events.clone();
-                let on_mapping: MappingListener = Arc::new(move |apps| {
-                    if let Some(events) = weak.upgrade() {
-                        let _ = events.send(Event::Apps(apps));
-                    }
-                });
+                let told = Arc::new(AtomicBool::new(false));
+                let on_mapping: MappingListener = {
+                    let told = told.clone();
+                    Arc::new(move |apps| {
+                        told.store(true, Ordering::Relaxed);
+                        if let Some(events) = weak.upgrade() {
+                            let _ = events.send(Event::Apps(apps));
+                        }
+                    })
+                };
                 let mapped = self
                     .discovery
                     .watch_mapping(&interface, on_mapping.clone())
@@ -131,6 +149,12 @@ impl Follower {
                 if let Err(e) = mapped {
                     tracing::warn!(interface = %interface, error = %e, "cannot read the interface-application mapping");
                     let _ = events.send(Event::Apps(Vec::new()));
+                } else if !told.load(Ordering::Relaxed)
+                    && self.discovery.mapping(&interface).await.is_err()
+                {
+                    // Watched, but not told: the registry is down (a registry answers
+                    // the first value before the watch returns when it can).
+                    let _ = events.send(Event::Unreachable);
                 }
             }
         }
@@ -166,6 +190,13 @@ impl Follower {
                         }
                     }
                     Event::Retry => self.retry_pending = false,
+                    Event::Unreachable => {
+                        tracing::info!(interface = %self.consumer.interface(), "registry unreachable: no application-level provider known for now");
+                        self.unreachable = true;
+                        if self.apps.is_none() {
+                            self.apps = Some(BTreeSet::new());
+                        }
+                    }
                     Event::Stop => return,
                 }
             }
@@ -185,6 +216,7 @@ impl Follower {
             self.instances.remove(&app);
             let _ = self.discovery.unwatch_instances(&app, listener).await;
         }
+        let (mut watched, told_before) = (0, self.told_instances.load(Ordering::Relaxed));
         for app in &apps {
             if self.instances.contains_key(app) {
                 continue;
@@ -193,17 +225,29 @@ impl Follower {
             if let Err(e) = self.discovery.watch_instances(app, listener.clone()).await {
                 tracing::warn!(app = %app, error = %e, "cannot watch the instances of the application");
                 self.instances.insert(app.clone(), Some(Vec::new()));
+            } else {
+                watched += 1;
             }
         }
+        let told = self.told_instances.load(Ordering::Relaxed) - told_before;
         if self.apps.as_ref() != Some(&apps) {
             tracing::info!(interface = %self.consumer.interface(), apps = ?apps, "applications providing the interface");
         }
         self.apps = Some(apps);
+        // Instances not told while watched: either on their way, or the registry is down.
+        self.unreachable = told < watched
+            && self
+                .discovery
+                .mapping(self.consumer.interface())
+                .await
+                .is_err();
     }
 
     /// Builds the addresses from what is known and tells them when they changed.
     async fn refresh(&mut self) {
-        if self.apps.is_none() || self.instances.values().any(Option::is_none) {
+        if self.apps.is_none()
+            || (!self.unreachable && self.instances.values().any(Option::is_none))
+        {
             return;
         }
         // Instances by (application, revision).

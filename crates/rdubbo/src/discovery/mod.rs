@@ -17,7 +17,18 @@
 //! (the application's), else `APPLICATION_FIRST`; and above them all the rule
 //! `<application>.migration` (group `DUBBO_SERVICEDISCOVERY_MIGRATION`) of the config
 //! center ([`MigrationRule`], Java's YAML), followed live. A switch happens once the new
-//! source has providers, without a failed call.
+//! source has providers, without a failed call. The rule's `proportion` and `delay` apply
+//! as in Java 3.3 (see [`StepSettings`]).
+//!
+//! [`build`](crate::consumer::ReferenceBuilder::build) returns once the step has chosen
+//! its first list (or after the reference's `wait`): FORCE_INTERFACE with the
+//! interface-level list, FORCE_APPLICATION with the application level's, and
+//! APPLICATION_FIRST once both levels have answered — or at once with the interface level
+//! (a cache file's list, say) when the registry cannot be reached to read the
+//! application level, or after half of `wait` when the application level is slow to
+//! answer. So a consumer starting while its registry is down calls the providers of its
+//! cache file as soon as `build()` returns, and moves to the application level once the
+//! registry is back (if that level wins then).
 //!
 //! ```yaml
 //! # zkCli.sh create /dubbo/config/DUBBO_SERVICEDISCOVERY_MIGRATION/shop-web.migration "…"
