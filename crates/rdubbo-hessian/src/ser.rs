@@ -83,9 +83,63 @@ pub fn to_encoder<T: Serialize + ?Sized>(e: &mut Encoder, value: &T) -> Result<(
     Ok(())
 }
 
-/// Writes a struct variant as `{variant: {field: value …}}`.
+/// Writes a struct variant as `{variant: {field: value …}}`, a tuple variant as
+/// `{variant: [value …]}`.
 pub struct VariantSerializer<'a> {
     enc: &'a mut Encoder,
+}
+
+impl VariantSerializer<'_> {
+    /// Ends the inner list or map, then the outer map.
+    #[inline]
+    fn close(self) {
+        self.enc.write_end();
+        self.enc.write_end();
+    }
+}
+
+/// Writes a sequence, tuple or map.
+pub struct Compound<'a> {
+    enc: &'a mut Encoder,
+    /// Whether an end marker `Z` closes it.
+    ended: bool,
+}
+
+impl Compound<'_> {
+    /// Writes the end marker when the compound has one.
+    #[inline]
+    fn close(self) {
+        if self.ended {
+            self.enc.write_end();
+        }
+    }
+}
+
+/// serde's compound traits whose elements are written one after the other, and closed by
+/// the serializer's `close`.
+macro_rules! elements_in_turn {
+    ($($ty:ident: $trait:ident::$method:ident;)*) => {$(
+        impl ser::$trait for $ty<'_> {
+            type Ok = ();
+            type Error = Error;
+            #[inline]
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+                value.serialize(&mut *self.enc)
+            }
+            #[inline]
+            fn end(self) -> Result<()> {
+                self.close();
+                Ok(())
+            }
+        }
+    )*};
+}
+
+elements_in_turn! {
+    Compound: SerializeSeq::serialize_element;
+    Compound: SerializeTuple::serialize_element;
+    Compound: SerializeTupleStruct::serialize_field;
+    VariantSerializer: SerializeTupleVariant::serialize_field;
 }
 
 impl ser::SerializeStructVariant for VariantSerializer<'_> {
@@ -102,73 +156,8 @@ impl ser::SerializeStructVariant for VariantSerializer<'_> {
     }
     #[inline]
     fn end(self) -> Result<()> {
-        self.enc.write_end();
-        self.enc.write_end();
+        self.close();
         Ok(())
-    }
-}
-
-impl ser::SerializeTupleVariant for VariantSerializer<'_> {
-    type Ok = ();
-    type Error = Error;
-    #[inline]
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        value.serialize(&mut *self.enc)
-    }
-    #[inline]
-    fn end(self) -> Result<()> {
-        self.enc.write_end();
-        self.enc.write_end();
-        Ok(())
-    }
-}
-
-/// Writes a sequence, tuple or map.
-pub struct Compound<'a> {
-    enc: &'a mut Encoder,
-    /// Whether an end marker `Z` closes it.
-    ended: bool,
-}
-
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    #[inline]
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        value.serialize(&mut *self.enc)
-    }
-    #[inline]
-    fn end(self) -> Result<()> {
-        if self.ended {
-            self.enc.write_end();
-        }
-        Ok(())
-    }
-}
-
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    #[inline]
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        value.serialize(&mut *self.enc)
-    }
-    #[inline]
-    fn end(self) -> Result<()> {
-        ser::SerializeSeq::end(self)
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    #[inline]
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        value.serialize(&mut *self.enc)
-    }
-    #[inline]
-    fn end(self) -> Result<()> {
-        ser::SerializeSeq::end(self)
     }
 }
 
@@ -185,9 +174,18 @@ impl ser::SerializeMap for Compound<'_> {
     }
     #[inline]
     fn end(self) -> Result<()> {
-        self.enc.write_end();
+        self.close();
         Ok(())
     }
+}
+
+/// `v` as a Hessian long (64 bits, signed), or the error naming it.
+#[inline]
+fn long<T: TryInto<i64> + ToString + Copy>(v: T) -> Result<i64> {
+    v.try_into().map_err(|_| Error::OutOfRange {
+        value: v.to_string(),
+        target: "a Hessian long",
+    })
 }
 
 impl<'a> ser::Serializer for &'a mut Encoder {
@@ -232,11 +230,7 @@ impl<'a> ser::Serializer for &'a mut Encoder {
     }
     #[inline]
     fn serialize_i128(self, v: i128) -> Result<()> {
-        let v = i64::try_from(v).map_err(|_| Error::OutOfRange {
-            value: v.to_string(),
-            target: "a Hessian long",
-        })?;
-        self.serialize_i64(v)
+        self.serialize_i64(long(v)?)
     }
     #[inline]
     fn serialize_u8(self, v: u8) -> Result<()> {
@@ -258,19 +252,11 @@ impl<'a> ser::Serializer for &'a mut Encoder {
     }
     #[inline]
     fn serialize_u64(self, v: u64) -> Result<()> {
-        let v = i64::try_from(v).map_err(|_| Error::OutOfRange {
-            value: v.to_string(),
-            target: "a Hessian long",
-        })?;
-        self.serialize_i64(v)
+        self.serialize_i64(long(v)?)
     }
     #[inline]
     fn serialize_u128(self, v: u128) -> Result<()> {
-        let v = i64::try_from(v).map_err(|_| Error::OutOfRange {
-            value: v.to_string(),
-            target: "a Hessian long",
-        })?;
-        self.serialize_i64(v)
+        self.serialize_i64(long(v)?)
     }
     #[inline]
     fn serialize_f32(self, v: f32) -> Result<()> {

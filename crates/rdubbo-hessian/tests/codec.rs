@@ -490,3 +490,93 @@ proptest! {
         }
     }
 }
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+enum Shape {
+    Pair(i32, i32),
+    Named { a: i32, b: String },
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Point(i32, i32);
+
+/// Tuples, tuple structs, sequences, maps and non-unit enum variants as the Encoder's own
+/// primitives write them; integers beyond a long are refused by name.
+#[test]
+fn compound_values_are_written_with_the_encoders_primitives() {
+    let seq = enc(|e| {
+        e.write_list_begin(2, None);
+        e.write_int(1);
+        e.write_int(2);
+    });
+    assert_eq!(to_bytes(&(1, 2)).unwrap(), seq);
+    assert_eq!(to_bytes(&Point(1, 2)).unwrap(), seq);
+    assert_eq!(to_bytes(&vec![1, 2]).unwrap(), seq);
+    assert_eq!(from_slice::<Point>(&seq).unwrap(), Point(1, 2));
+
+    let map: BTreeMap<&str, i32> = [("k", 1)].into_iter().collect();
+    assert_eq!(
+        to_bytes(&map).unwrap(),
+        enc(|e| {
+            e.write_map_begin(None);
+            e.write_str("k");
+            e.write_int(1);
+            e.write_end();
+        })
+    );
+
+    let pair = Shape::Pair(1, 2);
+    let bytes = to_bytes(&pair).unwrap();
+    assert_eq!(
+        bytes,
+        enc(|e| {
+            e.write_map_begin(None);
+            e.write_str("Pair");
+            e.write_list_begin_variable(None);
+            e.write_int(1);
+            e.write_int(2);
+            e.write_end();
+            e.write_end();
+        })
+    );
+    assert_eq!(from_slice::<Shape>(&bytes).unwrap(), pair);
+    let named = Shape::Named {
+        a: 1,
+        b: "x".into(),
+    };
+    let bytes = to_bytes(&named).unwrap();
+    assert_eq!(
+        bytes,
+        enc(|e| {
+            e.write_map_begin(None);
+            e.write_str("Named");
+            e.write_map_begin(None);
+            e.write_str("a");
+            e.write_int(1);
+            e.write_str("b");
+            e.write_str("x");
+            e.write_end();
+            e.write_end();
+        })
+    );
+    assert_eq!(from_slice::<Shape>(&bytes).unwrap(), named);
+
+    assert_eq!(
+        to_bytes(&i128::from(i64::MIN)).unwrap(),
+        enc(|e| e.write_long(i64::MIN))
+    );
+    assert_eq!(
+        to_bytes(&(i64::MAX as u64)).unwrap(),
+        enc(|e| e.write_long(i64::MAX))
+    );
+    for too_big in [
+        to_bytes(&(u64::MAX)),
+        to_bytes(&u128::MAX),
+        to_bytes(&i128::MIN),
+    ] {
+        match too_big {
+            Err(Error::OutOfRange { target, .. }) => assert_eq!(target, "a Hessian long"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
