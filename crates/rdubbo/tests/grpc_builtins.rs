@@ -2,7 +2,8 @@
 //! - an application's QoS `offline` / `online` (telnet and HTTP) turn the health of the
 //!   matching services (and of the server, `""`, once none is left) to `NOT_SERVING` and
 //!   back; Python `grpcio-health-checking` Watch streams see each change, `grpcurl`
-//!   Checks answer it;
+//!   Checks answer it; the shutdown ends the watches (`UNAVAILABLE`, after
+//!   `NOT_SERVING`) instead of waiting the drain out for them;
 //! - a reflection stream does not send again a file it has sent (the file asked for
 //!   comes always; its imports only once per stream), read by `grpcio-reflection`.
 //!
@@ -176,7 +177,7 @@ interface = "{ALPHA}"
 interface = "{BETA}"
 
 [shutdown]
-drain = "300ms"
+drain = "30s"
 
 [metrics]
 enabled = false
@@ -250,14 +251,24 @@ port = 0
     for service in ["", ALPHA, BETA] {
         assert_eq!(grpcurl_check(addr, service).await, "SERVING", "{service:?}");
     }
-    // The shutdown takes everything out before the server closes.
+    // The shutdown takes everything out, then ends the watches, which therefore do not
+    // hold the drain (30 s) up.
     drop(telnet);
+    let stopping = std::time::Instant::now();
     app.shutdown().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "the shutdown waited {:?} for the watches",
+        stopping.elapsed()
+    );
     watch
         .expect(&[
             "WATCH - NOT_SERVING",
             "WATCH org.example.Alpha NOT_SERVING",
             "WATCH org.example.Beta NOT_SERVING",
+            "END - UNAVAILABLE",
+            "END org.example.Alpha UNAVAILABLE",
+            "END org.example.Beta UNAVAILABLE",
         ])
         .await;
 }

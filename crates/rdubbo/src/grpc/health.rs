@@ -1,7 +1,14 @@
 //! `grpc.health.v1.Health`: the status of the server and of each service, asked once
 //! (`Check`, `List`) or followed (`Watch`).
+//!
+//! When the server stops, [`HealthReporter::shutdown`] (called by
+//! [`Provider::stop`](crate::provider::Provider::stop) before the drain) turns every status
+//! to `NOT_SERVING` for good, as grpc-java's `enterTerminalState`, and ends each `Watch`
+//! with `UNAVAILABLE` once it has sent that: watches, which never end on their own, do not
+//! hold the drain of in-flight calls up.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rdubbo_protocol_triple::codec::{grpc, grpc_error};
@@ -27,6 +34,8 @@ pub struct HealthReporter {
 struct State {
     statuses: Mutex<BTreeMap<String, ServingStatus>>,
     changed: watch::Sender<u64>,
+    /// Set by `shutdown`: statuses no longer change, watches end.
+    terminal: AtomicBool,
 }
 
 impl Default for HealthReporter {
@@ -48,6 +57,7 @@ impl HealthReporter {
             state: Arc::new(State {
                 statuses: Mutex::new(BTreeMap::new()),
                 changed: watch::channel(0).0,
+                terminal: AtomicBool::new(false),
             }),
         }
     }
@@ -59,16 +69,28 @@ impl HealthReporter {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sets the status of `service` (`""`: the server as a whole).
+    /// Sets the status of `service` (`""`: the server as a whole); ignored after
+    /// [`shutdown`](Self::shutdown).
     pub fn set(&self, service: &str, status: ServingStatus) {
+        if self.is_terminal() {
+            return;
+        }
         let changed = self.lock().insert(service.to_owned(), status) != Some(status);
         if changed {
             self.state.changed.send_modify(|n| *n += 1);
         }
     }
 
-    /// Sets the status of every known service and of the server.
+    /// Sets the status of every known service and of the server; ignored after
+    /// [`shutdown`](Self::shutdown).
     pub fn set_all(&self, status: ServingStatus) {
+        if self.is_terminal() {
+            return;
+        }
+        self.set_all_now(status);
+    }
+
+    fn set_all_now(&self, status: ServingStatus) {
         let mut changed = false;
         {
             let mut statuses = self.lock();
@@ -83,8 +105,25 @@ impl HealthReporter {
         }
     }
 
-    /// Forgets `service` (a check answers NOT_FOUND, a watch SERVICE_UNKNOWN).
+    /// The server stops: every status turns `NOT_SERVING` and stays so (later changes
+    /// are ignored), and each `Watch` ends with `UNAVAILABLE` after sending it.
+    pub fn shutdown(&self) {
+        self.set_all_now(ServingStatus::NotServing);
+        self.state.terminal.store(true, Ordering::SeqCst);
+        self.state.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_terminal(&self) -> bool {
+        self.state.terminal.load(Ordering::SeqCst)
+    }
+
+    /// Forgets `service` (a check answers NOT_FOUND, a watch SERVICE_UNKNOWN); ignored
+    /// after [`shutdown`](Self::shutdown).
     pub fn remove(&self, service: &str) {
+        if self.is_terminal() {
+            return;
+        }
         if self.lock().remove(service).is_some() {
             self.state.changed.send_modify(|n| *n += 1);
         }
@@ -163,6 +202,11 @@ impl Health for HealthService {
                     }
                     last = Some(now);
                 }
+                if reporter.is_terminal() {
+                    let stopping = grpc_error(grpc::UNAVAILABLE, "the server is shutting down");
+                    tx.fail(stopping).await;
+                    return;
+                }
                 tokio::select! {
                     r = changes.changed() => if r.is_err() {
                         tx.finish();
@@ -220,5 +264,21 @@ mod tests {
         reporter.set("later.Svc", ServingStatus::Serving);
         let next = unknown.message().await.unwrap().unwrap();
         assert_eq!(next.status, ServingStatus::Serving as i32);
+
+        // The server stops: NOT_SERVING for good, then the watch ends.
+        reporter.shutdown();
+        let last = unknown.message().await.unwrap().unwrap();
+        assert_eq!(last.status, ServingStatus::NotServing as i32);
+        let end = unknown.message().await.unwrap_err();
+        assert_eq!(
+            rdubbo_protocol_triple::codec::status_of(&end),
+            grpc::UNAVAILABLE
+        );
+        reporter.set("a.B", ServingStatus::Serving);
+        assert_eq!(reporter.status("a.B"), Some(ServingStatus::NotServing));
+        let mut late = service.watch(ask("a.B")).await.unwrap();
+        let only = late.message().await.unwrap().unwrap();
+        assert_eq!(only.status, ServingStatus::NotServing as i32);
+        assert!(late.message().await.is_err());
     }
 }

@@ -201,7 +201,8 @@ impl Provider {
     }
 
     /// Stops in order: unregister, stop following dynamic configuration, wait for
-    /// consumers to drop this provider, refuse new calls, drain in-flight calls, close.
+    /// consumers to drop this provider, end gRPC health watches (over `tri`), refuse new
+    /// calls, drain in-flight calls, close.
     pub async fn stop(self) {
         self.unregister().await;
         for registration in &self.registrations {
@@ -209,6 +210,11 @@ impl Provider {
         }
         if !self.registries.is_empty() {
             tokio::time::sleep(self.unregister_wait).await;
+        }
+        // Health watches end (after NOT_SERVING): they would hold the drain up.
+        #[cfg(feature = "triple")]
+        if let Some(health) = &self.health {
+            health.shutdown();
         }
         self.server.shutdown(self.drain).await;
     }
