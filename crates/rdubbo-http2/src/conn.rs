@@ -55,6 +55,61 @@ impl Drop for Dispatching {
     }
 }
 
+/// Hashes stream identifiers for the stream table: one multiplication with a key drawn
+/// per connection (SipHash costs more than the rest of a lookup; the key keeps a peer from
+/// choosing identifiers that collide, and the table holds at most a few thousand streams).
+#[derive(Clone, Copy)]
+pub(crate) struct StreamIds {
+    key: u64,
+}
+
+impl StreamIds {
+    fn new() -> StreamIds {
+        use std::hash::BuildHasher;
+        StreamIds {
+            key: std::collections::hash_map::RandomState::new().hash_one(0u64) | 1,
+        }
+    }
+}
+
+impl std::hash::BuildHasher for StreamIds {
+    type Hasher = StreamIdHasher;
+
+    fn build_hasher(&self) -> StreamIdHasher {
+        StreamIdHasher {
+            key: self.key,
+            hash: 0,
+        }
+    }
+}
+
+/// The hasher of [`StreamIds`].
+pub(crate) struct StreamIdHasher {
+    key: u64,
+    hash: u64,
+}
+
+impl std::hash::Hasher for StreamIdHasher {
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        self.write_u64(u64::from(id));
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        let x = (self.hash ^ v ^ self.key).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.hash = x ^ (x >> 29);
+    }
+}
+
 /// The peer's settings.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PeerSettings {
@@ -134,7 +189,7 @@ pub(crate) struct State {
     /// Scratch for header blocks.
     hbuf: Vec<u8>,
     encoder: Encoder,
-    pub streams: HashMap<u32, Stream>,
+    pub streams: HashMap<u32, Stream, StreamIds>,
     /// Client: the next stream id to open.
     next_id: u32,
     /// Server: the highest stream id the peer opened.
@@ -391,7 +446,7 @@ impl Shared {
                 spare: Vec::with_capacity(16 * 1024),
                 hbuf: Vec::with_capacity(512),
                 encoder: Encoder::new(),
-                streams: HashMap::new(),
+                streams: HashMap::with_hasher(StreamIds::new()),
                 next_id: 1,
                 last_peer_id: 0,
                 active: 0,

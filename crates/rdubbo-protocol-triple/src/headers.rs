@@ -119,9 +119,65 @@ pub fn put_attachments<'a>(
 /// Reads the attachments among headers: every header not reserved, `*-bin` ones
 /// base64-decoded (padding optional) under the name without `-bin` when they are UTF-8.
 pub fn read_attachments(headers: &HeaderMap, into: &mut Attachments) {
-    let converts: Option<serde_json::Map<String, serde_json::Value>> =
-        text(headers, HEADER_CONVERT)
-            .and_then(|c| serde_json::from_str(&crate::codec::decode_grpc_message(c)).ok());
+    read_fields(headers, into)
+}
+
+/// A header list read by name: an `http::HeaderMap` (HTTP/1.1) or an HTTP/2 header list
+/// as received (no map built for it).
+pub(crate) trait Fields {
+    /// The text of the first field named `name` (visible ASCII only, as
+    /// `HeaderValue::to_str`).
+    fn text(&self, name: &str) -> Option<&str>;
+    /// Calls `f` on every regular field (pseudo-headers left out), in order.
+    fn each(&self, f: &mut dyn FnMut(&str, &[u8]));
+}
+
+impl Fields for HeaderMap {
+    fn text(&self, name: &str) -> Option<&str> {
+        text(self, name)
+    }
+
+    fn each(&self, f: &mut dyn FnMut(&str, &[u8])) {
+        for (name, value) in self {
+            f(name.as_str(), value.as_bytes());
+        }
+    }
+}
+
+impl Fields for rdubbo_http2::Headers {
+    fn text(&self, name: &str) -> Option<&str> {
+        visible(self.get(name)?)
+    }
+
+    fn each(&self, f: &mut dyn FnMut(&str, &[u8])) {
+        for (name, value) in self.iter() {
+            if name.first() == Some(&b':') {
+                continue;
+            }
+            if let Ok(name) = std::str::from_utf8(name) {
+                f(name, value);
+            }
+        }
+    }
+}
+
+/// `value` as text if it is visible ASCII (or tabs), as `HeaderValue::to_str` accepts.
+fn visible(value: &[u8]) -> Option<&str> {
+    if value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
+    }
+}
+
+/// [`read_attachments`] over any header list.
+pub(crate) fn read_fields(headers: &dyn Fields, into: &mut Attachments) {
+    let converts: Option<serde_json::Map<String, serde_json::Value>> = headers
+        .text(HEADER_CONVERT)
+        .and_then(|c| serde_json::from_str(&crate::codec::decode_grpc_message(c)).ok());
     let original = |key: &'_ str| -> String {
         converts
             .as_ref()
@@ -131,13 +187,12 @@ pub fn read_attachments(headers: &HeaderMap, into: &mut Attachments) {
             .unwrap_or(key)
             .to_string()
     };
-    for (name, value) in headers {
-        let key = name.as_str();
+    headers.each(&mut |key, value| {
         if reserved(key) {
-            continue;
+            return;
         }
         if let Some(base) = key.strip_suffix("-bin") {
-            let text = value.to_str().unwrap_or_default().trim_end_matches('=');
+            let text = visible(value).unwrap_or_default().trim_end_matches('=');
             let decoded = base64::engine::general_purpose::STANDARD_NO_PAD
                 .decode(text)
                 .ok()
@@ -146,12 +201,12 @@ pub fn read_attachments(headers: &HeaderMap, into: &mut Attachments) {
                 Some(s) => into.insert(original(base), s),
                 None => into.insert(key, text),
             }
-            continue;
+            return;
         }
-        if let Ok(v) = value.to_str() {
+        if let Some(v) = visible(value) {
             into.insert(original(key), v);
         }
-    }
+    });
 }
 
 /// The text of a header.
@@ -177,12 +232,36 @@ pub(crate) fn to_map(fields: &rdubbo_http2::Headers) -> HeaderMap {
     map
 }
 
+/// Names and values every answer carries, shared rather than copied.
+const COMMON: &[&str] = &[
+    "content-type",
+    "application/grpc",
+    "application/json",
+    GRPC_STATUS,
+    GRPC_MESSAGE,
+    GRPC_ENCODING,
+    GRPC_ACCEPT_ENCODING,
+    EXCEPTION_CODE,
+    "gzip",
+    "gzip,identity",
+    "identity",
+    "0",
+    "3",
+];
+
+fn shared_bytes(b: &[u8]) -> Bytes {
+    match COMMON.iter().find(|c| c.as_bytes() == b) {
+        Some(c) => Bytes::from_static(c.as_bytes()),
+        None => Bytes::copy_from_slice(b),
+    }
+}
+
 /// Appends every field of `map` to an HTTP/2 header list.
 pub(crate) fn append_fields(dst: &mut rdubbo_http2::Headers, map: &HeaderMap) {
     for (name, value) in map {
         dst.push(
-            Bytes::copy_from_slice(name.as_str().as_bytes()),
-            Bytes::copy_from_slice(value.as_bytes()),
+            shared_bytes(name.as_str().as_bytes()),
+            shared_bytes(value.as_bytes()),
         );
     }
 }

@@ -115,8 +115,15 @@ impl Shared {
         group: Option<&str>,
         version: Option<&str>,
     ) -> Option<&Arc<Export>> {
-        let key = rdubbo_core::url::service_key(group, interface, version);
-        if let Some(e) = self.exports.get(&key) {
+        let plain = group.is_none_or(str::is_empty) && version.is_none_or(str::is_empty);
+        // (Without group and version the key is the interface: no key to build.)
+        let exact = if plain {
+            self.exports.get(interface)
+        } else {
+            self.exports
+                .get(&rdubbo_core::url::service_key(group, interface, version))
+        };
+        if let Some(e) = exact {
             return Some(e);
         }
         let mut same = self.exports.values().filter(|e| &*e.interface == interface);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use bytes::BytesMut;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use prost::Message;
@@ -17,7 +17,7 @@ use rdubbo_core::{Args, Attachments, Invocation, Invoker, Reply, ReplySink};
 use rdubbo_hessian::Encoder;
 
 use crate::codec::{self, grpc, Encoding, TripleResponseWrapper};
-use crate::headers::{self, OneBody};
+use crate::headers::{self, Fields, OneBody};
 
 use super::*;
 
@@ -36,24 +36,36 @@ pub(super) enum Mode {
 
 pub(super) type HttpResponse = Response<OneBody>;
 
+/// What a request's head says, whichever HTTP carried it.
+pub(super) struct Head<'a> {
+    /// `POST`, `GET`…
+    pub(super) method: &'a str,
+    /// The path (query left out).
+    pub(super) path: &'a str,
+    /// Whether HTTP/1.x carried it.
+    pub(super) http1: bool,
+    /// The header fields.
+    pub(super) fields: &'a (dyn Fields + Sync),
+}
+
 pub(super) async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnState>,
-    req: Request<ReqBody>,
+    head: Head<'_>,
+    body: ReqBody,
 ) -> Result<HttpResponse, Infallible> {
     let _busy = Busy::new(&shared, &conn);
-    let (parts, body) = req.into_parts();
-    let content_type = headers::text(&parts.headers, "content-type").unwrap_or("");
+    let content_type = head.fields.text("content-type").unwrap_or("");
     let mode = if content_type.starts_with("application/grpc") {
         Mode::Grpc
     } else {
         Mode::Json
     };
-    let http1 = parts.version < http::Version::HTTP_2;
-    let Some((interface, method)) = split_path(parts.uri.path()) else {
+    let http1 = head.http1;
+    let Some((interface, method)) = split_path(head.path) else {
         return Ok(not_found(mode, &shared, http1, "Invoker not found"));
     };
-    if parts.method != Method::POST && !(mode == Mode::Json && parts.method == Method::GET) {
+    if head.method != "POST" && !(mode == Mode::Json && head.method == "GET") {
         return Ok(match mode {
             Mode::Grpc => trailers_only(grpc::UNIMPLEMENTED, "only POST is served", None),
             Mode::Json => json_error(
@@ -64,7 +76,7 @@ pub(super) async fn handle(
             ),
         });
     }
-    let timeout = request_timeout(&parts.headers).map_or(shared.config.default_timeout, |t| {
+    let timeout = request_timeout(head.fields).map_or(shared.config.default_timeout, |t| {
         t.min(shared.config.default_timeout)
     });
     let mut call = std::pin::pin!(serve_call(
@@ -74,7 +86,7 @@ pub(super) async fn handle(
         http1,
         interface,
         method,
-        &parts.headers,
+        head.fields,
         body,
         timeout,
     ));
@@ -107,13 +119,13 @@ pub(super) fn split_path(path: &str) -> Option<(&str, &str)> {
     (!interface.is_empty() && !method.is_empty()).then_some((interface, method))
 }
 
-pub(super) fn request_timeout(h: &HeaderMap) -> Option<Duration> {
-    if let Some(t) = headers::text(h, headers::GRPC_TIMEOUT).and_then(codec::parse_timeout) {
+pub(super) fn request_timeout(h: &dyn Fields) -> Option<Duration> {
+    if let Some(t) = h.text(headers::GRPC_TIMEOUT).and_then(codec::parse_timeout) {
         return Some(t);
     }
     [headers::SERVICE_TIMEOUT, "triple-timeout-ms", "timeout"]
         .iter()
-        .find_map(|n| headers::text(h, n)?.trim().parse::<u64>().ok())
+        .find_map(|n| h.text(n)?.trim().parse::<u64>().ok())
         .filter(|ms| *ms > 0)
         .map(Duration::from_millis)
 }
@@ -219,15 +231,17 @@ pub(super) async fn serve_call(
     http1: bool,
     interface: &str,
     method: &str,
-    h: &HeaderMap,
+    h: &(dyn Fields + Sync),
     body: ReqBody,
     timeout: Duration,
 ) -> HttpResponse {
-    let version = headers::text(h, headers::SERVICE_VERSION)
-        .or_else(|| headers::text(h, "rest-service-version"))
+    let version = h
+        .text(headers::SERVICE_VERSION)
+        .or_else(|| h.text("rest-service-version"))
         .filter(|v| !v.is_empty());
-    let group = headers::text(h, headers::SERVICE_GROUP)
-        .or_else(|| headers::text(h, "rest-service-group"))
+    let group = h
+        .text(headers::SERVICE_GROUP)
+        .or_else(|| h.text("rest-service-group"))
         .filter(|g| !g.is_empty());
     if shared.draining.load(Ordering::SeqCst) {
         let msg = "provider is shutting down; retry on another provider";
@@ -240,7 +254,7 @@ pub(super) async fn serve_call(
     // answering before the client has sent it makes some clients (curl) see a reset
     // stream instead of the answer.
     let max = shared.config.max_message_size;
-    let content_length = headers::text(h, "content-length").and_then(|l| l.trim().parse().ok());
+    let content_length = h.text("content-length").and_then(|l| l.trim().parse().ok());
     let (raw, _budget) = match read_body(
         shared,
         body,
@@ -279,7 +293,7 @@ pub(super) async fn serve_call(
         let msg = format!("Method {method} not found in {}", export.interface);
         return not_found(mode, shared, http1, &msg);
     }
-    let encoding = match Encoding::parse(headers::text(h, headers::GRPC_ENCODING)) {
+    let encoding = match Encoding::parse(h.text(headers::GRPC_ENCODING)) {
         Some(e) => e,
         None if mode == Mode::Grpc => {
             let mut extra = HeaderMap::new();
@@ -296,8 +310,8 @@ pub(super) async fn serve_call(
         None => Encoding::Identity,
     };
     let mut attachments = Attachments::new();
-    headers::read_attachments(h, &mut attachments);
-    if let Some(app) = headers::text(h, headers::CONSUMER_APPNAME) {
+    headers::read_fields(h, &mut attachments);
+    if let Some(app) = h.text(headers::CONSUMER_APPNAME) {
         attachments.insert("remote.application", app);
     }
     let mut inv = Invocation {

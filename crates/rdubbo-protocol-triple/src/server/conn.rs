@@ -159,30 +159,38 @@ pub(super) async fn respond_h2(
     let (mut method, mut path) = (None, None);
     for (name, value) in fields.iter() {
         match name.as_ref() {
-            b":method" => method = Some(value),
-            b":path" => path = Some(value),
+            b":method" => method = std::str::from_utf8(value).ok(),
+            b":path" => path = std::str::from_utf8(value).ok(),
             n if n.first() != Some(&b':') => break,
             _ => {}
         }
     }
-    let method = method.and_then(|m| http::Method::from_bytes(m).ok());
-    let uri = path.and_then(|p| http::Uri::from_maybe_shared(p.clone()).ok());
-    let (Some(method), Some(uri)) = (method, uri) else {
+    let (Some(method), Some(path)) = (method, path) else {
         send.reset(rdubbo_http2::Reason::PROTOCOL_ERROR);
         return;
     };
-    let mut req = Request::new(body);
-    *req.method_mut() = method;
-    *req.uri_mut() = uri;
-    *req.version_mut() = http::Version::HTTP_2;
-    *req.headers_mut() = crate::headers::to_map(&fields);
-    drop(fields);
+    // The path without its query.
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
     if shared.streams {
-        if let Some((export, kind)) = super::stream::streaming_route(&shared, &req) {
+        if let Some((export, kind)) = super::stream::streaming_route(&shared, path, &fields) {
+            let Ok(uri) = http::Uri::try_from(path) else {
+                send.reset(rdubbo_http2::Reason::PROTOCOL_ERROR);
+                return;
+            };
+            let mut req = Request::new(body);
+            *req.uri_mut() = uri;
+            *req.version_mut() = http::Version::HTTP_2;
+            *req.headers_mut() = crate::headers::to_map(&fields);
             return super::stream::serve_stream(shared, state, export, kind, req, send).await;
         }
     }
-    let Ok(resp) = handle(shared, state, req.map(ReqBody::H2)).await;
+    let head = Head {
+        method,
+        path,
+        http1: false,
+        fields: &fields,
+    };
+    let Ok(resp) = handle(shared, state, head, ReqBody::H2(body)).await;
     send_response(&mut send, resp).await;
 }
 
@@ -199,11 +207,18 @@ pub(super) async fn serve_http1<S>(
     let svc_shared = shared.clone();
     let svc_state = state.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        handle(
-            svc_shared.clone(),
-            svc_state.clone(),
-            req.map(ReqBody::Http1),
-        )
+        let shared = svc_shared.clone();
+        let state = svc_state.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let head = Head {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                http1: parts.version < http::Version::HTTP_2,
+                fields: &parts.headers,
+            };
+            handle(shared, state, head, ReqBody::Http1(body)).await
+        }
     });
     let conn = shared.http1.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);

@@ -17,32 +17,32 @@ use rdubbo_core::{
 use rdubbo_http2::{RecvStream, SendStream};
 
 use crate::codec::{self, grpc, Encoding};
-use crate::headers;
+use crate::headers::{self, Fields};
 use crate::stream::{pump, unwrap_request, wrap_response, End, Incoming, Map, Pumped, Stop};
 
 use super::*;
 
 /// The export and kind of a streaming method a request names, if it names one.
-pub(super) fn streaming_route<B>(
+pub(super) fn streaming_route(
     shared: &Shared,
-    req: &Request<B>,
+    path: &str,
+    h: &dyn Fields,
 ) -> Option<(Arc<Export>, MethodKind)> {
-    let (interface, method) = split_path(req.uri().path())?;
-    let h = req.headers();
+    let (interface, method) = split_path(path)?;
     let export = shared.find(interface, group_of(h), version_of(h))?;
     let kind = export.info.method_kind(method);
     (kind != MethodKind::Unary).then(|| (export.clone(), kind))
 }
 
-pub(super) fn version_of(h: &HeaderMap) -> Option<&str> {
-    headers::text(h, headers::SERVICE_VERSION)
-        .or_else(|| headers::text(h, "rest-service-version"))
+pub(super) fn version_of(h: &dyn Fields) -> Option<&str> {
+    h.text(headers::SERVICE_VERSION)
+        .or_else(|| h.text("rest-service-version"))
         .filter(|v| !v.is_empty())
 }
 
-pub(super) fn group_of(h: &HeaderMap) -> Option<&str> {
-    headers::text(h, headers::SERVICE_GROUP)
-        .or_else(|| headers::text(h, "rest-service-group"))
+pub(super) fn group_of(h: &dyn Fields) -> Option<&str> {
+    h.text(headers::SERVICE_GROUP)
+        .or_else(|| h.text("rest-service-group"))
         .filter(|g| !g.is_empty())
 }
 
