@@ -1,26 +1,12 @@
 //! Trace context across a call chain of three applications, and the spans of each hop.
 //! (Its own test binary: it installs a tracing subscriber for the test's thread.)
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use rdubbo::app::{Application, Config, Format};
 
 mod app_common;
 use app_common::*;
-
-/// Collects what the fmt layer writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn trace_id(tp: &str) -> &str {
     tp.split('-').nth(1).unwrap_or("")
@@ -28,15 +14,7 @@ fn trace_id(tp: &str) -> &str {
 
 #[tokio::test(flavor = "current_thread")]
 async fn trace_context_follows_a_call_chain_and_spans_name_each_hop() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let _guard = tracing_subscriber::fmt()
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .with_env_filter("info")
-        .finish();
-    let _guard = tracing::subscriber::set_default(_guard);
+    let (captured, _guard) = Captured::install();
 
     let server = registry().await;
     let reg = server.registry_url();
@@ -113,7 +91,7 @@ enabled = false
     assert_eq!(trace_id(&seen[0]), trace_id(&seen[1]));
     assert_ne!(trace_id(&seen[0]), "4bf92f3577b34da6a3ce929d0e0e4736");
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     for needle in [
         "rpc.client{service=org.example.Relay method=chain trace_id=4bf92f3577b34da6a3ce929d0e0e4736",
         "rpc.server{service=org.example.Relay method=chain trace_id=4bf92f3577b34da6a3ce929d0e0e4736",

