@@ -334,19 +334,25 @@ fn apply_into(provider: &Url, mut ordered: Vec<&Url>, set: &mut Vec<(String, Str
 }
 
 /// `methods.<m>.<key>`, `<m>.<key>`, then `<key>` in a list of set parameters.
+/// The last one set wins. No key is built: this runs on every call.
 pub fn lookup<'a>(set: &'a [(String, String)], method: &str, key: &str) -> Option<&'a str> {
-    let v3 = format!("methods.{method}.{key}");
-    let v2 = format!("{method}.{key}");
-    for k in [v3.as_str(), v2.as_str(), key] {
-        if let Some((_, v)) = set
-            .iter()
+    let of_method = |name: &str| {
+        name.strip_prefix(method)
+            .and_then(|r| r.strip_prefix('.'))
+            .is_some_and(|r| r == key)
+    };
+    // 0: `methods.<m>.<key>`, 1: `<m>.<key>`, 2: `<key>`.
+    let form = |name: &str, form: usize| match form {
+        0 => name.strip_prefix("methods.").is_some_and(of_method),
+        1 => of_method(name),
+        _ => name == key,
+    };
+    (0..3).find_map(|f| {
+        set.iter()
             .rev()
-            .find(|(name, v)| name == k && !v.is_empty())
-        {
-            return Some(v.as_str());
-        }
-    }
-    None
+            .find(|(name, v)| form(name, f) && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    })
 }
 
 #[cfg(test)]
@@ -461,5 +467,32 @@ mod tests {
         let (same, set) = configure(&p, &[], None);
         assert_eq!(same, p);
         assert!(set.is_empty());
+    }
+
+    #[test]
+    fn lookup_prefers_methods_then_method_then_plain_keys() {
+        let set = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let all = set(&[
+            ("methods.echo.timeout", "3"),
+            ("echo.timeout", "2"),
+            ("timeout", "1"),
+            ("methods.echoes.timeout", "9"),
+            ("echo.timeouts", "8"),
+        ]);
+        assert_eq!(lookup(&all, "echo", "timeout"), Some("3"));
+        assert_eq!(lookup(&all, "echoes", "timeout"), Some("9"));
+        assert_eq!(lookup(&all, "ech", "timeout"), Some("1"));
+        assert_eq!(lookup(&all, "other", "retries"), None);
+        let empty_first = set(&[("methods.echo.timeout", ""), ("echo.timeout", "2")]);
+        assert_eq!(lookup(&empty_first, "echo", "timeout"), Some("2"));
+        // The last one set wins.
+        let twice = set(&[("timeout", "1"), ("timeout", "4")]);
+        assert_eq!(lookup(&twice, "echo", "timeout"), Some("4"));
+        assert_eq!(lookup(&[], "echo", "timeout"), None);
     }
 }
