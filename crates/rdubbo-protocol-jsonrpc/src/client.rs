@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, HOST};
-use http::{Request, StatusCode, Uri};
+use http::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, HOST};
+use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use rdubbo_core::error::codes;
 use rdubbo_core::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult, Url};
@@ -57,6 +57,9 @@ struct Inner {
     addr: String,
     url: Url,
     config: ClientConfig,
+    /// Methods with a timeout of their own in the URL (`methods.<m>.timeout`,
+    /// `<m>.timeout`), read once: the URL is not searched per call.
+    method_timeouts: Vec<(String, Duration)>,
     next_id: AtomicU32,
 }
 
@@ -104,6 +107,22 @@ impl JsonRpcClient {
         } else {
             None
         };
+        let default_ms = config.timeout.as_millis() as u64;
+        let mut method_timeouts: Vec<(String, Duration)> = Vec::new();
+        for (key, _) in url.params() {
+            let Some(method) = key.strip_suffix(".timeout") else {
+                continue;
+            };
+            for method in [Some(method), method.strip_prefix("methods.")]
+                .into_iter()
+                .flatten()
+            {
+                if !method.is_empty() && !method_timeouts.iter().any(|(m, _)| m == method) {
+                    let ms = url.method_param_or(method, "timeout", default_ms);
+                    method_timeouts.push((method.to_owned(), Duration::from_millis(ms)));
+                }
+            }
+        }
         let pool = Pool::new(
             url.host(),
             port,
@@ -120,6 +139,7 @@ impl JsonRpcClient {
                 addr,
                 url: url.clone(),
                 config,
+                method_timeouts,
                 next_id: AtomicU32::new(0),
             }),
         })
@@ -139,26 +159,32 @@ impl Invoker for JsonRpcClient {
 }
 
 impl Inner {
+    /// The call's own timeout, else the URL's for its method (as
+    /// `url.method_param_or(method, "timeout", …)` reads it), else the client's.
     fn timeout_for(&self, inv: &Invocation) -> Duration {
         inv.timeout.unwrap_or_else(|| {
-            let default = self.config.timeout.as_millis() as u64;
-            Duration::from_millis(self.url.method_param_or(&inv.method, "timeout", default))
+            self.method_timeouts
+                .iter()
+                .find(|(m, _)| **m == *inv.method)
+                .map_or(self.config.timeout, |(_, t)| *t)
         })
     }
 
     async fn call(&self, inv: Invocation) -> RpcResult<Reply> {
         let timeout = self.timeout_for(&inv);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) & 0x7FFF_FFFF;
-        let mut body = Vec::with_capacity(64);
+        let mut body = Vec::with_capacity(128);
         codec::encode_request_args(&mut body, &inv.method, &inv.args, id).map_err(|e| {
             RpcError::Codec(format!(
                 "cannot encode the arguments of {}: {e}",
                 inv.method
             ))
         })?;
-        let mut req = Request::post(self.uri.clone())
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| RpcError::Invalid(e.to_string()))?;
+        let mut req = Request::new(Full::new(Bytes::from(body)));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = self.uri.clone();
+        // Sized once for what follows: the map does not grow while it is filled.
+        *req.headers_mut() = HeaderMap::with_capacity(9 + inv.attachments.len());
         let h = req.headers_mut();
         h.insert(HOST, self.host_header.clone());
         h.insert(CONTENT_TYPE, APPLICATION_JSON.clone());
@@ -277,5 +303,32 @@ fn status_error(status: StatusCode, addr: &str) -> RpcError {
             addr: addr.to_owned(),
             reason: format!("HTTP {status}"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_timeouts_are_read_as_the_url_gives_them() {
+        let url: Url = "jsonrpc://127.0.0.1:1/demo.Api?timeout=300&methods.slow.timeout=5000\
+                        &fast.timeout=50&methods.fast.timeout=70&odd.timeout=x&methods.blank.timeout="
+            .parse()
+            .unwrap();
+        let client = JsonRpcClient::new(&url).unwrap();
+        for method in ["slow", "fast", "odd", "blank", "echo", "methods", ""] {
+            let inv = Invocation::new("demo.Api", method, Vec::new());
+            let expected = Duration::from_millis(url.method_param_or(method, "timeout", 300u64));
+            assert_eq!(client.inner.timeout_for(&inv), expected, "{method}");
+        }
+        let inv = Invocation::new("demo.Api", "fast", Vec::new());
+        assert_eq!(client.inner.timeout_for(&inv), Duration::from_millis(70));
+        let mut own = inv.clone();
+        own.timeout = Some(Duration::from_millis(9));
+        assert_eq!(client.inner.timeout_for(&own), Duration::from_millis(9));
+        let plain: Url = "jsonrpc://127.0.0.1:1/demo.Api".parse().unwrap();
+        let client = JsonRpcClient::new(&plain).unwrap();
+        assert_eq!(client.inner.timeout_for(&inv), Duration::from_secs(1));
     }
 }
