@@ -2,11 +2,16 @@
 //!
 //! - `run`: consumer CPU per call through a ZooKeeper registry (Debian package
 //!   `zookeeper`, started on a loopback port of its own) with 10 and 1,000 registered
-//!   JSON-RPC providers. Every provider URL has an address of its own (`127.0.x.y`, one
-//!   port): one echo server, in a child process, listens on all of them, so the consumer
-//!   keeps one connection pool per provider as it would with real ones. Calls are kept in
-//!   flight for a fixed time per round, after a warm-up that reaches every provider;
-//!   consumer CPU (this process: user + system) per call is the median over the rounds.
+//!   providers (`--protocol jsonrpc`, the default: pooled HTTP/1.1 connections, one per
+//!   call in flight; or `dubbo`: one multiplexed connection per provider). Every provider
+//!   URL has an address of its own (`127.0.x.y`, one port): one echo server, in a child
+//!   process, listens on all of them, so the consumer keeps connections per provider as it
+//!   would with real ones. Calls are kept in flight for a fixed time per round, after a
+//!   warm-up that reaches every provider; consumer CPU (this process: user + system) per
+//!   call is the median over the rounds. Each round is measured twice, alternately: through
+//!   the reference (cluster layer included), and straight on the same providers' protocol
+//!   invokers picked at random (`transport only`: the same connections, no cluster code);
+//!   the difference is what the cluster layer costs per call.
 //! - `memory`: resident memory of a directory per provider (protocol invokers that hold
 //!   nothing), with routes and balancer tables made.
 //!
@@ -56,6 +61,9 @@ enum Cmd {
         /// Load balancer of the reference.
         #[arg(long, default_value = "random")]
         loadbalance: String,
+        /// Protocol of the providers: `jsonrpc` or `dubbo`.
+        #[arg(long, default_value = "jsonrpc")]
+        protocol: String,
         /// Also measure each size above this with a condition rule (in the registry's
         /// `routers`) that keeps this many providers: the cost of the providers a call
         /// does not go to. 0: no such rows.
@@ -72,6 +80,9 @@ enum Cmd {
         /// Interfaces to export, comma-separated.
         #[arg(long, value_delimiter = ',')]
         interfaces: Vec<String>,
+        /// `jsonrpc` or `dubbo`.
+        #[arg(long, default_value = "jsonrpc")]
+        protocol: String,
     },
 }
 
@@ -81,7 +92,10 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     match cli.cmd {
-        Cmd::Server { interfaces } => rt.block_on(serve(interfaces)),
+        Cmd::Server {
+            interfaces,
+            protocol,
+        } => rt.block_on(serve(interfaces, &protocol)),
         Cmd::Memory { providers } => memory(providers),
         Cmd::Run {
             providers,
@@ -89,8 +103,12 @@ fn main() -> Result<()> {
             seconds,
             rounds,
             loadbalance,
+            protocol,
             route_to,
         } => {
+            if !["jsonrpc", "dubbo"].contains(&protocol.as_str()) {
+                bail!("--protocol: jsonrpc or dubbo, not {protocol}");
+            }
             if concurrency == 0 || rounds == 0 || !seconds.is_finite() || seconds <= 0.0 {
                 bail!("--concurrency, --rounds and --seconds must be positive");
             }
@@ -102,6 +120,7 @@ fn main() -> Result<()> {
                 Duration::from_secs_f64(seconds),
                 rounds,
                 &loadbalance,
+                &protocol,
                 route_to,
             ));
             drop(zk);
@@ -130,22 +149,46 @@ impl Invoker for Echo {
     }
 }
 
-async fn serve(interfaces: Vec<String>) -> Result<()> {
-    let mut builder = rdubbo::jsonrpc::JsonRpcServer::builder();
-    for name in interfaces {
-        let info = ServiceInfo {
-            interface: name.clone(),
-            version: None,
-            group: None,
-            methods: vec!["echo".into()],
-            ..Default::default()
-        };
-        builder = builder.export(&name, info, Arc::new(Echo));
-    }
+async fn serve(interfaces: Vec<String>, protocol: &str) -> Result<()> {
+    let exports = interfaces
+        .into_iter()
+        .map(|name| rdubbo::Export {
+            info: ServiceInfo {
+                interface: name,
+                version: None,
+                group: None,
+                methods: vec!["echo".into()],
+                ..Default::default()
+            },
+            invoker: Arc::new(Echo),
+        })
+        .collect();
+    // The server stands for one provider per address, each with a connection limit of its
+    // own: all of them together must not make the one process evict connections (JSON-RPC's
+    // default limit, 1,024, is about the connections 1,000 providers get from one consumer).
+    let max_connections = 1_000_000;
+    let protocol: Box<dyn rdubbo::Protocol> = match protocol {
+        "dubbo" => Box::new(rdubbo::dubbo::DubboProtocol::default().with_server_config(
+            rdubbo::dubbo::ServerConfig {
+                max_connections,
+                ..Default::default()
+            },
+        )),
+        _ => Box::new(
+            rdubbo::jsonrpc::JsonRpcProtocol::default().with_server_config(
+                rdubbo::jsonrpc::ServerConfig {
+                    max_connections,
+                    ..Default::default()
+                },
+            ),
+        ),
+    };
     // Every 127.0.0.0/8 address reaches a listener on 0.0.0.0.
-    let server = builder.bind("0.0.0.0:0".parse()?).await?;
+    let server = protocol.serve("0.0.0.0:0".parse()?, exports).await?;
     println!("LISTENING {}", server.local_addr());
+    // Served until the process is killed.
     std::future::pending::<()>().await;
+    drop(server);
     Ok(())
 }
 
@@ -156,9 +199,10 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    async fn spawn(interfaces: &[String]) -> Result<ServerProcess> {
+    async fn spawn(interfaces: &[String], protocol: &str) -> Result<ServerProcess> {
         let mut child = tokio::process::Command::new(std::env::current_exe()?)
-            .args(["server", "--interfaces", &interfaces.join(",")])
+            .args(["server", "--protocol", protocol])
+            .args(["--interfaces", &interfaces.join(",")])
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()?;
@@ -191,9 +235,15 @@ fn host(i: usize) -> String {
 }
 
 /// Provider `i` of `iface`, as a Dubbo provider registers itself (an hour ago: warmed up).
-fn provider_url(iface: &str, i: usize, port: u16, registered_ms: u64) -> Result<Url> {
+fn provider_url(
+    protocol: &str,
+    iface: &str,
+    i: usize,
+    port: u16,
+    registered_ms: u64,
+) -> Result<Url> {
     Ok(format!(
-        "jsonrpc://{}:{port}/{iface}?anyhost=true&application=bench-provider\
+        "{protocol}://{}:{port}/{iface}?anyhost=true&application=bench-provider\
          &deprecated=false&dubbo=2.0.2&dynamic=true&generic=false&interface={iface}\
          &methods=echo&pid=1&release=3.2.0&service-name-mapping=true&side=provider\
          &timestamp={registered_ms}",
@@ -206,6 +256,51 @@ struct Figures {
     calls_per_s: f64,
     consumer_cpu_us: f64,
     server_cpu_us: f64,
+    /// Consumer CPU per call on the same invokers without the cluster layer.
+    direct_cpu_us: f64,
+}
+
+/// The protocol invokers of the providers a call may go to, one picked at random per
+/// call (uniformly, as `random` does with equal weights): the transport without the
+/// cluster layer.
+struct Direct {
+    invokers: Vec<Arc<dyn Invoker>>,
+    seed: AtomicU64,
+}
+
+impl Invoker for Direct {
+    fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
+        // splitmix64 over a shared counter: cheap and uniform enough to spread the calls.
+        let mut z = self
+            .seed
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let i = (z % self.invokers.len() as u64) as usize;
+        self.invokers[i].invoke(inv)
+    }
+}
+
+/// Consumer CPU µs, server CPU µs and calls per second of one measured round.
+async fn round(
+    invoker: &Arc<dyn Invoker>,
+    iface: &str,
+    concurrency: usize,
+    seconds: Duration,
+    server: &ServerProcess,
+) -> Result<(f64, f64, f64)> {
+    let (cpu0, server0, t0) = (cpu_ms(), server.cpu_seconds(), Instant::now());
+    let calls = load(invoker, iface, concurrency, seconds, u64::MAX).await?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = (cpu_ms() - cpu0) * 1e3;
+    let server_cpu = (server.cpu_seconds() - server0) * 1e6;
+    Ok((
+        cpu / calls as f64,
+        server_cpu / calls as f64,
+        calls as f64 / elapsed,
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -216,6 +311,7 @@ async fn run(
     seconds: Duration,
     rounds: usize,
     loadbalance: &str,
+    protocol: &str,
     route_to: usize,
 ) -> Result<()> {
     let mut cases: Vec<(usize, Option<usize>)> = sizes.iter().map(|n| (*n, None)).collect();
@@ -228,7 +324,7 @@ async fn run(
         );
     }
     let interfaces: Vec<String> = cases.iter().map(|(n, k)| interface(*n, *k)).collect();
-    let server = ServerProcess::spawn(&interfaces).await?;
+    let server = ServerProcess::spawn(&interfaces, protocol).await?;
     let registry = rdubbo::registry::connect(&format!("zookeeper://{zk}")).await?;
     let hour_ago = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64 - 3_600_000;
     let mut rows = Vec::new();
@@ -236,7 +332,7 @@ async fn run(
         let iface = interface(n, route);
         for i in 0..n {
             registry
-                .register(&provider_url(&iface, i, server.port, hour_ago)?)
+                .register(&provider_url(protocol, &iface, i, server.port, hour_ago)?)
                 .await?;
         }
         if let Some(k) = route {
@@ -287,17 +383,27 @@ async fn run(
         if failing > 0 {
             eprintln!("{iface}: {failing} providers with failures on record after the warm-up");
         }
+        let direct: Arc<dyn Invoker> = Arc::new(Direct {
+            invokers: reference
+                .directory()
+                .list(&probe)
+                .iter()
+                .map(|p| p.invoker.clone())
+                .collect(),
+            seed: AtomicU64::new(0),
+        });
+        eprintln!("{iface}: warmed up, measuring");
         let mut samples = Vec::new();
         for _ in 0..rounds {
-            let (cpu0, server0, t0) = (cpu_ms(), server.cpu_seconds(), Instant::now());
-            let calls = load(&invoker, &iface, concurrency, seconds, u64::MAX).await?;
-            let elapsed = t0.elapsed().as_secs_f64();
-            let cpu = (cpu_ms() - cpu0) * 1e3;
-            let server_cpu = (server.cpu_seconds() - server0) * 1e6;
+            let (consumer_cpu_us, server_cpu_us, calls_per_s) =
+                round(&invoker, &iface, concurrency, seconds, &server).await?;
+            let (direct_cpu_us, _, _) =
+                round(&direct, &iface, concurrency, seconds, &server).await?;
             samples.push(Figures {
-                calls_per_s: calls as f64 / elapsed,
-                consumer_cpu_us: cpu / calls as f64,
-                server_cpu_us: server_cpu / calls as f64,
+                calls_per_s,
+                consumer_cpu_us,
+                server_cpu_us,
+                direct_cpu_us,
             });
         }
         let median = |f: fn(&Figures) -> f64| {
@@ -307,7 +413,7 @@ async fn run(
         };
         // Unsubscribe: the registry lets go of the directory and its connections.
         reference.close().await;
-        drop((invoker, reference));
+        drop((invoker, direct, reference));
         let label = match route {
             None => n.to_string(),
             Some(k) => format!("{n}, rule keeps {k}"),
@@ -317,21 +423,30 @@ async fn run(
             median(|f| f.calls_per_s),
             median(|f| f.consumer_cpu_us),
             median(|f| f.server_cpu_us),
+            median(|f| f.direct_cpu_us),
+            median(|f| f.consumer_cpu_us - f.direct_cpu_us),
             rss_kib(),
         ));
     }
     println!(
-        "JSON-RPC echo through ZooKeeper, loadbalance={loadbalance}, {concurrency} calls in flight, \
+        "{protocol} echo through ZooKeeper, loadbalance={loadbalance}, {concurrency} calls in flight, \
          {rounds} × {:.1} s per row (medians)\n",
         seconds.as_secs_f64()
     );
-    println!("| providers | calls/s | consumer CPU µs/call | vs first | server CPU µs/call | consumer RSS MiB |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| providers | calls/s | consumer CPU µs/call | vs first | server CPU µs/call \
+         | transport only: consumer CPU µs/call | vs first | cluster's share µs/call \
+         | consumer RSS MiB |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let base = rows.first().map(|r| r.2).unwrap_or(1.0);
-    for (label, rate, cpu, server_cpu, rss) in &rows {
+    let direct_base = rows.first().map(|r| r.4).unwrap_or(1.0);
+    for (label, rate, cpu, server_cpu, direct, share, rss) in &rows {
         println!(
-            "| {label} | {rate:.0} | {cpu:.1} | {:.2}× | {server_cpu:.1} | {:.1} |",
+            "| {label} | {rate:.0} | {cpu:.1} | {:.2}× | {server_cpu:.1} | {direct:.1} | {:.2}× \
+             | {share:.1} | {:.1} |",
             cpu / base,
+            direct / direct_base,
             rss / 1024.0
         );
     }
@@ -386,7 +501,7 @@ impl rdubbo::Protocol for Nothing {
 fn memory(n: usize) -> Result<()> {
     let iface = interface(n, None);
     let urls: Vec<Url> = (0..n)
-        .map(|i| provider_url(&iface, i, 20880, 1))
+        .map(|i| provider_url("jsonrpc", &iface, i, 20880, 1))
         .collect::<Result<_>>()?;
     let consumer: Url =
         format!("consumer://127.0.0.1/{iface}?interface={iface}&application=bench").parse()?;
