@@ -127,6 +127,192 @@ impl MessageStream {
             .unwrap_or_else(|p| p.into_inner())
             .is_none()
     }
+
+    /// A handle to the same messages that calls `f` once, when the stream ends: read to
+    /// its end, ended by an error, or dropped by its reader before the end (see
+    /// [`StreamEnd`]). Middleware uses it to see a streamed answer to its end (a log line,
+    /// a duration, a concurrency slot held until then) and hands on the new handle in place
+    /// of this one, which is taken.
+    ///
+    /// A stream already taken cannot be followed: then `f` is called at once with
+    /// [`StreamEnd::Failed`] (the error of [`MessageStream::take`]) and this handle is
+    /// returned as it is.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use rdubbo_core::stream::StreamEnd;
+    /// use rdubbo_core::MessageStream;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let stream = MessageStream::iter([Bytes::from_static(b"a"), Bytes::from_static(b"b")])
+    ///     .on_end(move |end| tx.send(end).unwrap());
+    /// let mut messages = stream.take().unwrap();
+    /// while let Some(m) = messages.next().await {
+    ///     m.unwrap();
+    /// }
+    /// assert_eq!(rx.try_recv().unwrap(), StreamEnd::Finished { messages: 2 });
+    /// # }
+    /// ```
+    pub fn on_end(self, f: impl FnOnce(StreamEnd) + Send + 'static) -> MessageStream {
+        self.observe(|_| {}, f)
+    }
+
+    /// As [`MessageStream::on_end`], also calling `on_message` with each message as it is
+    /// read (a live count, a size).
+    pub fn observe(
+        self,
+        on_message: impl FnMut(&Bytes) + Send + 'static,
+        on_end: impl FnOnce(StreamEnd) + Send + 'static,
+    ) -> MessageStream {
+        match self.take() {
+            Ok(inner) => MessageStream::new(Observed {
+                inner,
+                messages: 0,
+                on_message,
+                on_end: Some(on_end),
+            }),
+            Err(error) => {
+                on_end(StreamEnd::Failed { error, messages: 0 });
+                self
+            }
+        }
+    }
+}
+
+/// How a stream ended, as told by [`MessageStream::on_end`]; each case says how many
+/// messages were read before.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEnd {
+    /// Read to its end.
+    Finished {
+        /// Messages read.
+        messages: u64,
+    },
+    /// Ended with `error`, the last item read. A stream the peer cancelled ends so too,
+    /// with an error for which [`is_cancelled`] holds.
+    Failed {
+        /// The error that ended it.
+        error: RpcError,
+        /// Messages read before it.
+        messages: u64,
+    },
+    /// Dropped by its reader before its end (the caller went away, the peer reset the
+    /// call and the server stopped reading).
+    Cancelled {
+        /// Messages read before.
+        messages: u64,
+    },
+}
+
+impl StreamEnd {
+    /// Messages read before the end.
+    pub fn messages(&self) -> u64 {
+        match self {
+            StreamEnd::Finished { messages }
+            | StreamEnd::Failed { messages, .. }
+            | StreamEnd::Cancelled { messages } => *messages,
+        }
+    }
+
+    /// The error that ended it, for [`StreamEnd::Failed`].
+    pub fn error(&self) -> Option<&RpcError> {
+        match self {
+            StreamEnd::Failed { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// `finished`, `failed` or `cancelled` (for logs and span fields).
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            StreamEnd::Finished { .. } => "finished",
+            StreamEnd::Failed { .. } => "failed",
+            StreamEnd::Cancelled { .. } => "cancelled",
+        }
+    }
+}
+
+/// The stream of [`MessageStream::observe`].
+struct Observed<M, E>
+where
+    M: FnMut(&Bytes),
+    E: FnOnce(StreamEnd),
+{
+    inner: Messages,
+    messages: u64,
+    on_message: M,
+    /// `None` once ended.
+    on_end: Option<E>,
+}
+
+// Never pinned structurally: the fields are only reached through `&mut`.
+impl<M, E> Unpin for Observed<M, E>
+where
+    M: FnMut(&Bytes),
+    E: FnOnce(StreamEnd),
+{
+}
+
+impl<M, E> Observed<M, E>
+where
+    M: FnMut(&Bytes),
+    E: FnOnce(StreamEnd),
+{
+    fn end(&mut self, end: impl FnOnce(u64) -> StreamEnd) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end(end(self.messages));
+        }
+    }
+}
+
+impl<M, E> Stream for Observed<M, E>
+where
+    M: FnMut(&Bytes),
+    E: FnOnce(StreamEnd),
+{
+    type Item = RpcResult<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.on_end.is_none() {
+            // Over (after an error nothing more is read).
+            return Poll::Ready(None);
+        }
+        let next = Pin::new(&mut this.inner).poll_next(cx);
+        match &next {
+            Poll::Ready(Some(Ok(m))) => {
+                this.messages += 1;
+                (this.on_message)(m);
+            }
+            Poll::Ready(Some(Err(e))) => this.end(|messages| StreamEnd::Failed {
+                error: e.clone(),
+                messages,
+            }),
+            Poll::Ready(None) => this.end(|messages| StreamEnd::Finished { messages }),
+            Poll::Pending => {}
+        }
+        next
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.on_end.is_none() {
+            (0, Some(0))
+        } else {
+            self.inner.size_hint()
+        }
+    }
+}
+
+impl<M, E> Drop for Observed<M, E>
+where
+    M: FnMut(&Bytes),
+    E: FnOnce(StreamEnd),
+{
+    fn drop(&mut self) {
+        self.end(|messages| StreamEnd::Cancelled { messages });
+    }
 }
 
 /// A taken message stream: read it with [`Messages::next`] or as a [`Stream`].
@@ -342,6 +528,93 @@ mod tests {
         );
         task.await.unwrap();
         assert!(m.next().await.is_none());
+    }
+
+    /// `observe` on `stream`: the messages seen one by one, and the end once it comes.
+    fn observed(stream: MessageStream) -> (MessageStream, Arc<Mutex<(u64, Vec<StreamEnd>)>>) {
+        let seen = Arc::new(Mutex::new((0, Vec::new())));
+        let (a, b) = (seen.clone(), seen.clone());
+        let stream = stream.observe(
+            move |_| a.lock().unwrap().0 += 1,
+            move |end| b.lock().unwrap().1.push(end),
+        );
+        (stream, seen)
+    }
+
+    #[tokio::test]
+    async fn on_end_tells_each_way_a_stream_ends_once() {
+        let two = || MessageStream::iter(vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+
+        // Read to its end; polling past the end tells nothing more.
+        let (s, seen) = observed(two());
+        let mut m = s.take().unwrap();
+        assert!(m.next().await.unwrap().is_ok());
+        assert_eq!(seen.lock().unwrap().0, 1, "counted as read");
+        assert!(seen.lock().unwrap().1.is_empty(), "not over yet");
+        assert!(m.next().await.unwrap().is_ok());
+        assert!(m.next().await.is_none());
+        assert!(m.next().await.is_none());
+        drop(m);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            (2, vec![StreamEnd::Finished { messages: 2 }])
+        );
+
+        // Ended by an error: nothing is read after it.
+        let (sink, s) = MessageStream::channel(1);
+        let (s, seen) = observed(s);
+        let producer = tokio::spawn(async move {
+            sink.send(Bytes::from_static(b"x")).await.unwrap();
+            sink.fail(RpcError::service("boom")).await;
+        });
+        let mut m = s.take().unwrap();
+        assert!(m.next().await.unwrap().is_ok());
+        assert!(m.next().await.unwrap().is_err());
+        assert!(m.next().await.is_none());
+        producer.await.unwrap();
+        let end = seen.lock().unwrap().1.clone();
+        assert_eq!(
+            end,
+            vec![StreamEnd::Failed {
+                error: RpcError::service("boom"),
+                messages: 1
+            }]
+        );
+        assert_eq!(end[0].outcome(), "failed");
+        assert_eq!(end[0].error(), Some(&RpcError::service("boom")));
+
+        // Dropped by its reader before the end, read or not: cancelled, and the producer
+        // sees the reader go.
+        let (s, seen) = observed(two());
+        let mut m = s.take().unwrap();
+        m.next().await.unwrap().unwrap();
+        drop(m);
+        assert_eq!(
+            seen.lock().unwrap().1,
+            [StreamEnd::Cancelled { messages: 1 }]
+        );
+        let (sink, s) = MessageStream::channel(1);
+        let (s, seen) = observed(s);
+        drop(s);
+        sink.closed().await;
+        let end = seen.lock().unwrap().1.clone();
+        assert_eq!(end, [StreamEnd::Cancelled { messages: 0 }]);
+        assert_eq!((end[0].outcome(), end[0].messages()), ("cancelled", 0));
+    }
+
+    #[tokio::test]
+    async fn on_end_of_a_taken_stream_tells_at_once() {
+        let s = MessageStream::once(Bytes::from_static(b"a"));
+        let _reader = s.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let same = s.clone().on_end(move |end| tx.send(end).unwrap());
+        assert!(same.is_taken());
+        match rx.try_recv().unwrap() {
+            StreamEnd::Failed { error, messages: 0 } => {
+                assert!(matches!(error, RpcError::Invalid(_)), "{error}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test(start_paused = true)]
