@@ -530,8 +530,11 @@ mod tests {
         assert!(m.next().await.is_none());
     }
 
+    /// Messages seen one by one, and the ends told.
+    type Seen = Arc<Mutex<(u64, Vec<StreamEnd>)>>;
+
     /// `observe` on `stream`: the messages seen one by one, and the end once it comes.
-    fn observed(stream: MessageStream) -> (MessageStream, Arc<Mutex<(u64, Vec<StreamEnd>)>>) {
+    fn observed(stream: MessageStream) -> (MessageStream, Seen) {
         let seen = Arc::new(Mutex::new((0, Vec::new())));
         let (a, b) = (seen.clone(), seen.clone());
         let stream = stream.observe(
