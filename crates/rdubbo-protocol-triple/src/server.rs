@@ -70,13 +70,38 @@ impl Default for ServerConfig {
     }
 }
 
+/// FNV-1a for the export and method tables: they are fixed when the server starts, so a
+/// request's path cannot make their lookups slow, and SipHash's cost is not paid per call.
+#[derive(Default, Clone, Copy)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FixedKeys = std::hash::BuildHasherDefault<Fnv>;
+
 struct Export {
     info: ServiceInfo,
     invoker: Arc<dyn Invoker>,
     interface: Arc<str>,
     group: Option<Arc<str>>,
     version: Option<Arc<str>>,
-    methods: std::collections::HashSet<Arc<str>>,
+    methods: std::collections::HashSet<Arc<str>, FixedKeys>,
 }
 
 impl Export {
@@ -86,7 +111,7 @@ impl Export {
 }
 
 struct Shared {
-    exports: HashMap<String, Arc<Export>>,
+    exports: HashMap<String, Arc<Export>, FixedKeys>,
     config: ServerConfig,
     local_addr: SocketAddr,
     alt_svc: HeaderValue,

@@ -202,10 +202,35 @@ fn not_indexed(name: &[u8], value: &[u8]) -> bool {
     value.len() > 512 || matches!(name, b"grpc-timeout" | b"content-length")
 }
 
-fn static_index() -> &'static HashMap<&'static [u8], (usize, usize)> {
-    static MAP: OnceLock<HashMap<&'static [u8], (usize, usize)>> = OnceLock::new();
+/// FNV-1a: the static table's index is fixed (a lookup cannot be made slow by the
+/// names looked up), so SipHash's protection is not needed and its cost is not paid.
+#[derive(Default, Clone, Copy)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type StaticIndex = HashMap<&'static [u8], (usize, usize), std::hash::BuildHasherDefault<Fnv>>;
+
+fn static_index() -> &'static StaticIndex {
+    static MAP: OnceLock<StaticIndex> = OnceLock::new();
     MAP.get_or_init(|| {
-        let mut m: HashMap<&'static [u8], (usize, usize)> = HashMap::new();
+        let mut m = StaticIndex::default();
         for (i, (n, _)) in STATIC.iter().enumerate() {
             m.entry(n.as_bytes())
                 .and_modify(|e| e.1 = i + 1)
