@@ -25,13 +25,8 @@
 //! call's error. Unary calls pay nothing for this.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Instant;
-
-use bytes::Bytes;
-use futures_core::Stream;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -43,7 +38,8 @@ use prometheus_client::registry::Registry;
 use super::slots::{Slots, Stage};
 use crate::cluster::filter::{Filter, Side};
 use crate::error::codes;
-use crate::{BoxFuture, Invocation, Invoker, MessageStream, Messages, Reply, RpcError, RpcResult};
+use crate::stream::StreamEnd;
+use crate::{BoxFuture, Invocation, Invoker, Reply, RpcError, RpcResult};
 
 /// Labels of one method on one side.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -277,31 +273,32 @@ impl Filter for MetricsFilter {
         let started = Instant::now();
         let call = next.invoke(invocation);
         Box::pin(async move {
-            let result = call.await;
-            if let Ok(Reply::Stream(stream)) = &result {
-                // Recorded when the stream ends: the guard and the labels go with it.
-                let counter = m.stream_messages.get_or_create_owned(&labels);
-                let observed = on_stream_end(
-                    stream,
-                    move || {
-                        counter.inc();
-                    },
-                    move |end, _| {
-                        drop(guard);
-                        let error = match end {
-                            StreamEnd::Finished => None,
-                            StreamEnd::Failed(e) => Some(error_kind(e)),
-                            StreamEnd::Dropped => Some("cancelled"),
-                        };
-                        m.record(labels, started, error);
-                    },
-                );
-                // `None` only for a stream already taken, which nobody could read here.
-                return Ok(observed.map_or_else(|| Reply::Stream(stream.clone()), Reply::Stream));
+            match call.await {
+                Ok(Reply::Stream(stream)) => {
+                    // Recorded when the stream ends: the guard and the labels go with it.
+                    let counter = m.stream_messages.get_or_create_owned(&labels);
+                    let observed = stream.observe(
+                        move |_| {
+                            counter.inc();
+                        },
+                        move |end| {
+                            drop(guard);
+                            let error = match &end {
+                                StreamEnd::Finished { .. } => None,
+                                StreamEnd::Failed { error, .. } => Some(error_kind(error)),
+                                StreamEnd::Cancelled { .. } => Some("cancelled"),
+                            };
+                            m.record(labels, started, error);
+                        },
+                    );
+                    Ok(Reply::Stream(observed))
+                }
+                result => {
+                    drop(guard);
+                    m.record(labels, started, result.as_ref().err().map(error_kind));
+                    result
+                }
             }
-            drop(guard);
-            m.record(labels, started, result.as_ref().err().map(error_kind));
-            result
         })
     }
 }
@@ -322,80 +319,6 @@ impl Metrics {
                 })
                 .inc();
         }
-    }
-}
-
-/// How a streamed answer ended (see [`on_stream_end`]).
-pub(crate) enum StreamEnd<'a> {
-    /// Read to its end.
-    Finished,
-    /// Ended with this error.
-    Failed(&'a RpcError),
-    /// Dropped by its reader before the end (the peer reset it, the caller went away).
-    Dropped,
-}
-
-type OnMessage = Box<dyn FnMut() + Send>;
-type OnEnd = Box<dyn FnOnce(StreamEnd<'_>, u64) + Send>;
-
-/// A handle to what `stream` yields, calling `on_message` for each message and `on_end`
-/// once, when it ends (with how and the number of messages); `None` when `stream` was
-/// already taken. The caller hands on the new handle in place of `stream`.
-pub(crate) fn on_stream_end(
-    stream: &MessageStream,
-    on_message: impl FnMut() + Send + 'static,
-    on_end: impl FnOnce(StreamEnd<'_>, u64) + Send + 'static,
-) -> Option<MessageStream> {
-    let inner = stream.take().ok()?;
-    Some(MessageStream::new(Observed {
-        inner,
-        messages: 0,
-        on_message: Box::new(on_message),
-        on_end: Some(Box::new(on_end)),
-    }))
-}
-
-struct Observed {
-    inner: Messages,
-    messages: u64,
-    on_message: OnMessage,
-    on_end: Option<OnEnd>,
-}
-
-impl Observed {
-    fn end(&mut self, end: StreamEnd<'_>) {
-        if let Some(on_end) = self.on_end.take() {
-            on_end(end, self.messages);
-        }
-    }
-}
-
-impl Stream for Observed {
-    type Item = RpcResult<Bytes>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        if this.on_end.is_none() {
-            // Over (after an error nothing more is read).
-            return Poll::Ready(None);
-        }
-        let next = Pin::new(&mut this.inner).poll_next(cx);
-        match &next {
-            Poll::Ready(Some(Ok(_))) => {
-                this.messages += 1;
-                (this.on_message)();
-            }
-            Poll::Ready(Some(Err(e))) => this.end(StreamEnd::Failed(e)),
-            Poll::Ready(None) => this.end(StreamEnd::Finished),
-            Poll::Pending => {}
-        }
-        next
-    }
-}
-
-impl Drop for Observed {
-    fn drop(&mut self) {
-        self.end(StreamEnd::Dropped);
     }
 }
 

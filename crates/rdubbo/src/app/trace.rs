@@ -20,7 +20,6 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use super::metrics::{on_stream_end, StreamEnd};
 use crate::cluster::filter::{Filter, Side};
 use crate::{BoxFuture, Invocation, Invoker, Reply, RpcResult};
 
@@ -154,28 +153,18 @@ impl Filter for TraceFilter {
         let call = next.invoke(invocation);
         let call = async move {
             let result = call.await;
-            let Ok(Reply::Stream(stream)) = &result else {
+            let Ok(Reply::Stream(stream)) = result else {
                 return result;
             };
             // The span lives on with the stream, and learns how it ended.
             let span = tracing::Span::current();
-            let observed = on_stream_end(
-                stream,
-                || {},
-                move |end, messages| {
-                    let outcome = match end {
-                        StreamEnd::Finished => "finished",
-                        StreamEnd::Failed(_) => "failed",
-                        StreamEnd::Dropped => "cancelled",
-                    };
-                    span.record("stream", outcome);
-                    span.record("messages", messages);
-                    if let StreamEnd::Failed(e) = end {
-                        span.record("error", tracing::field::display(e));
-                    }
-                },
-            );
-            Ok(observed.map_or_else(|| Reply::Stream(stream.clone()), Reply::Stream))
+            Ok(Reply::Stream(stream.on_end(move |end| {
+                span.record("stream", end.outcome());
+                span.record("messages", end.messages());
+                if let Some(e) = end.error() {
+                    span.record("error", tracing::field::display(e));
+                }
+            })))
         };
         Box::pin(call.instrument(span))
     }
