@@ -24,6 +24,13 @@
 //! count per wrapped invoker: each invoker a limit layer makes has its own slots and
 //! budget.
 //!
+//! A call whose answer is a stream ([`Reply::Stream`]: server-streaming, bidirectional)
+//! lasts until that stream ends, not until it is handed over: [`AccessLog`] writes its
+//! line then (how it ended, how many messages, the time to the end), and
+//! [`ConcurrencyLimit`] holds its slot until then, also when the reader drops the stream
+//! early. [`MessageStream::on_end`](rdubbo_core::MessageStream::on_end) does the same
+//! for a layer of your own.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use rdubbo_cluster::filter::{self, Filter, Side};
@@ -51,6 +58,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdubbo_core::error::codes;
+use rdubbo_core::stream::StreamEnd;
 use rdubbo_core::{BoxFuture, Invocation, Invoker, Layer, Reply, RpcError, RpcResult, Url};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -182,7 +190,11 @@ fn busy(message: String) -> RpcError {
     RpcError::remote(codes::SERVER_BUSY, message)
 }
 
-/// Logs every call: service, method, outcome and time taken.
+/// Logs every call: service, method, outcome and time taken (`elapsed_us`), one event
+/// per call at its end, target `rdubbo::access`, message `ok` or `error` (with `code` and
+/// `error`). A call answered by a stream is logged when the stream ends, with `stream`
+/// (`finished`, `failed` or `cancelled`: dropped by its reader before the end; message
+/// `cancelled`) and `messages` (how many were read).
 #[derive(Debug, Clone, Copy)]
 pub struct AccessLog {
     side: Side,
@@ -217,23 +229,55 @@ impl Invoker for AccessLogged {
         let started = Instant::now();
         let call = self.inner.invoke(inv);
         Box::pin(async move {
-            let result = call.await;
-            let elapsed_us = started.elapsed().as_micros() as u64;
-            match &result {
-                Ok(_) => {
-                    tracing::info!(target: "rdubbo::access", ?side, %service, %method, elapsed_us, "ok")
-                }
-                Err(e) => {
-                    tracing::info!(target: "rdubbo::access", ?side, %service, %method, elapsed_us, code = e.code(), error = %e, "error")
+            match call.await {
+                // A streamed answer is logged when it ends, with how it ended.
+                Ok(Reply::Stream(stream)) => Ok(Reply::Stream(stream.on_end(move |end| {
+                    let elapsed_us = started.elapsed().as_micros() as u64;
+                    let messages = end.messages();
+                    let outcome = end.outcome();
+                    match end {
+                        StreamEnd::Finished { .. } => {
+                            tracing::info!(target: "rdubbo::access", ?side, %service, %method, elapsed_us, stream = outcome, messages, "ok")
+                        }
+                        StreamEnd::Failed { error, .. } => {
+                            tracing::info!(target: "rdubbo::access", ?side, %service, %method, elapsed_us, stream = outcome, messages, code = error.code(), error = %error, "error")
+                        }
+                        StreamEnd::Cancelled { .. } => {
+                            tracing::info!(target: "rdubbo::access", ?side, %service, %method, elapsed_us, stream = outcome, messages, "cancelled")
+                        }
+                    }
+                }))),
+                result => {
+                    let elapsed_us = started.elapsed().as_micros() as u64;
+                    match &result {
+                        Ok(_) => {
+                            tracing::info!(target: "rdubbo::access", ?side, %service, %method, elapsed_us, "ok")
+                        }
+                        Err(e) => {
+                            tracing::info!(target: "rdubbo::access", ?side, %service, %method, elapsed_us, code = e.code(), error = %e, "error")
+                        }
+                    }
+                    result
                 }
             }
-            result
         })
     }
 }
 
+/// Keeps `guard` (a concurrency slot) until the call is over: at once for an answer
+/// that is not a stream, when the stream ends for one that is (read to its end, failed,
+/// or dropped by its reader).
+fn hold_until_end<G: Send + 'static>(result: RpcResult<Reply>, guard: G) -> RpcResult<Reply> {
+    match result {
+        Ok(Reply::Stream(stream)) => Ok(Reply::Stream(stream.on_end(move |_| drop(guard)))),
+        other => other,
+    }
+}
+
 /// Calls in flight per method, limited by `executes` (provider: refuse) or `actives`
-/// (consumer: wait for a slot until the call's deadline).
+/// (consumer: wait for a slot until the call's deadline). A call answered by a stream
+/// holds its slot until the stream ends (read to its end, failed, or dropped by its
+/// reader).
 #[derive(Debug, Clone)]
 pub struct ConcurrencyLimit {
     url: Url,
@@ -310,11 +354,7 @@ impl Invoker for Limited {
                 return Box::pin(async move { Err(busy(message)) });
             };
             let call = self.inner.invoke(inv);
-            return Box::pin(async move {
-                let result = call.await;
-                drop(permit);
-                result
-            });
+            return Box::pin(async move { hold_until_end(call.await, permit) });
         }
         let inner = self.inner.clone();
         Box::pin(async move {
@@ -323,9 +363,7 @@ impl Invoker for Limited {
                 Ok(Ok(p)) => p,
                 _ => return Err(RpcError::Timeout(deadline)),
             };
-            let result = inner.invoke(inv).await;
-            drop(permit);
-            result
+            hold_until_end(inner.invoke(inv).await, permit)
         })
     }
 }
@@ -590,6 +628,82 @@ mod tests {
         let b = layered(Arc::new(Sleepy), &layers);
         let results = futures_join(vec![a.invoke(call(10)), b.invoke(call(10))]).await;
         assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    }
+
+    /// Answers each call with a stream whose producer it hands to the test.
+    struct Streamer(tokio::sync::mpsc::UnboundedSender<rdubbo_core::MessageSink>);
+    impl Invoker for Streamer {
+        fn invoke(&self, _: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
+            let (sink, stream) = rdubbo_core::MessageStream::channel(1);
+            let _ = self.0.send(sink);
+            Box::pin(async move { Ok(Reply::Stream(stream)) })
+        }
+    }
+
+    fn streamer(
+        params: &str,
+        side: Side,
+    ) -> (
+        Arc<dyn Invoker>,
+        tokio::sync::mpsc::UnboundedReceiver<rdubbo_core::MessageSink>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let url = url(&format!("tri://h:1/demo.Api?{params}"));
+        (layered(Arc::new(Streamer(tx)), &from_url(&url, side)), rx)
+    }
+
+    async fn stream_of(chain: &Arc<dyn Invoker>) -> RpcResult<rdubbo_core::Messages> {
+        chain.invoke(call(0)).await?.into_stream()?.take()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn executes_counts_a_streamed_answer_until_it_ends() {
+        let (chain, mut sinks) = streamer("executes=1", Side::Provider);
+        let mut first = stream_of(&chain).await.unwrap();
+        let sink = sinks.recv().await.unwrap();
+        let busy = stream_of(&chain).await.unwrap_err();
+        assert_eq!(busy.code(), codes::SERVER_BUSY, "{busy}");
+        sink.send(Default::default()).await.unwrap(); // an empty message
+        assert!(first.next().await.unwrap().is_ok());
+        assert!(
+            stream_of(&chain).await.is_err(),
+            "still open after a message"
+        );
+        sink.finish();
+        assert!(first.next().await.is_none());
+        // Ended: the slot is back; a stream its reader drops gives it back too.
+        let second = stream_of(&chain).await.unwrap();
+        assert!(stream_of(&chain).await.is_err());
+        drop(second);
+        let third = chain.invoke(call(0)).await.unwrap();
+        assert!(stream_of(&chain).await.is_err());
+        drop(third); // an answer never read
+        stream_of(&chain).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn actives_waits_for_a_streamed_answer_to_end() {
+        let (chain, mut sinks) = streamer("actives=1", Side::Consumer);
+        let mut first = stream_of(&chain).await.unwrap();
+        let sink = sinks.recv().await.unwrap();
+        let short = Invocation::new("demo.Api", "slow", vec![])
+            .with_timeout(Some(Duration::from_millis(100)));
+        assert!(matches!(
+            chain.invoke(short).await,
+            Err(RpcError::Timeout(_))
+        ));
+        let waiting = tokio::spawn({
+            let chain = chain.clone();
+            async move { stream_of(&chain).await.map(drop) }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !waiting.is_finished(),
+            "waits while the first stream is open"
+        );
+        sink.fail(RpcError::service("boom")).await;
+        assert!(first.next().await.unwrap().is_err());
+        waiting.await.unwrap().unwrap();
     }
 
     async fn futures_join(
