@@ -1,4 +1,5 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Per-provider call statistics used by the load balancers and shown by `rdubbo bench`.
@@ -28,6 +29,14 @@ impl CallStats {
             stats: self,
             done: false,
         }
+    }
+
+    /// One more call in flight until the guard drops, with no outcome of its own: a call
+    /// answered by a stream stays active while the stream is read, after its
+    /// [`ActiveCall`] recorded the outcome at the hand-over.
+    pub(crate) fn hold_active(self: &Arc<Self>) -> ActiveHold {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        ActiveHold(self.clone())
     }
 
     /// Calls in flight.
@@ -78,5 +87,15 @@ impl Drop for ActiveCall<'_> {
         if !self.done {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// See [`CallStats::hold_active`].
+#[derive(Debug)]
+pub(crate) struct ActiveHold(Arc<CallStats>);
+
+impl Drop for ActiveHold {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
     }
 }

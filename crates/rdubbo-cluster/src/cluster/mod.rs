@@ -369,6 +369,15 @@ impl Cluster {
             attempt,
         );
         let result = provider.invoker.invoke(invocation).instrument(span).await;
+        // A streamed answer keeps the call active (least-active balancing) until the
+        // stream ends; its latency and outcome are those of the hand-over.
+        let result = match result {
+            Ok(Reply::Stream(stream)) => {
+                let hold = provider.stats.hold_active();
+                Ok(Reply::Stream(stream.on_end(move |_| drop(hold))))
+            }
+            other => other,
+        };
         call.finish(started.elapsed(), result.is_ok());
         match &result {
             Ok(_) => provider.health.success(),
