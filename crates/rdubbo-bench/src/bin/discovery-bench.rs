@@ -16,7 +16,8 @@
 //! waits until every directory holds 9.
 //!
 //! Measured in the consumer process only: wall time, CPU (user + system) and resident
-//! memory; the child's and ZooKeeper's costs are not counted.
+//! memory, and the CPU it spends in 10 s while nothing changes; the child's and
+//! ZooKeeper's costs are not counted.
 //!
 //! `cargo run --release -p rdubbo-bench --bin discovery-bench -- run`
 
@@ -310,6 +311,10 @@ async fn run(url: &str, apps: usize, instances: usize, timeout: Duration) -> Res
         }
     }
     let fetches = rdubbo::discovery::metadata_fetches();
+    // Nothing changes for a while: what the consumer spends idle.
+    let (cpu_idle, t_idle) = (cpu_ms(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let idle_ms_per_s = (cpu_ms() - cpu_idle) / t_idle.elapsed().as_secs_f64();
 
     let cpu1 = cpu_ms();
     let t1 = Instant::now();
@@ -346,6 +351,7 @@ async fn run(url: &str, apps: usize, instances: usize, timeout: Duration) -> Res
         (written_at - t1).as_secs_f64(),
         after_last.as_secs_f64() * 1000.0
     );
+    println!("consumer CPU while nothing changes (10 s): {idle_ms_per_s:.2} ms/s");
     println!("| phase | wall s | consumer CPU s | consumer RSS MiB |\n|---|---:|---:|---:|");
     for p in &phases {
         println!(
