@@ -1,8 +1,8 @@
 //! serde structs: the schema (field names and class definition) learnt once per struct
 //! type and cached per thread, and the serializer writing a struct's fields against it.
 
-use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
 use serde::ser::{self, Serialize};
@@ -25,64 +25,130 @@ pub(super) struct Schema {
 static SCHEMAS: RwLock<BTreeMap<(&'static str, usize), &'static Schema>> =
     RwLock::new(BTreeMap::new());
 
-/// Slots of a thread's schema cache.
+/// Slots of a thread's schema cache (a power of two).
 const CACHE_SLOTS: usize = 64;
 
-/// A schema found for (address of the serde name, its length, field count).
-#[derive(Clone, Copy)]
-struct Cached {
+/// How many slots from its home slot a schema may land in; past them it goes to the
+/// thread's overflow map. Nothing is ever evicted, so two names that hash alike share the
+/// table instead of pushing each other out.
+const PROBES: usize = 8;
+
+/// What a cached schema is found by: the address and length of the serde name (the
+/// literal a serde impl hands over each time; the same text at another address is another
+/// key of the same schema) and the field count.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
     name: usize,
     name_len: usize,
     len: usize,
+}
+
+impl Key {
+    #[inline]
+    fn of(name: &'static str, len: usize) -> Key {
+        Key {
+            name: name.as_ptr() as usize,
+            name_len: name.len(),
+            len,
+        }
+    }
+
+    /// The slot the key is looked for first: the bits of the address and the field count,
+    /// mixed by a multiplication (Fibonacci hashing), so that neighbouring literals spread.
+    #[inline]
+    fn home(self) -> usize {
+        let mixed = (self.name as u64 ^ (self.len as u64).rotate_left(29))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (mixed >> (64 - CACHE_SLOTS.trailing_zeros())) as usize
+    }
+}
+
+/// A schema found for a [`Key`].
+#[derive(Clone, Copy)]
+struct Cached {
+    key: Key,
     schema: &'static Schema,
 }
 
 thread_local! {
-    /// This thread's view of [`SCHEMAS`]: a direct-mapped cache keyed by the address of the
-    /// serde name (no lock, no hashing of the text; a miss reads [`SCHEMAS`]).
+    /// This thread's view of [`SCHEMAS`]: an open-addressed table by [`Key`] (no lock, no
+    /// hashing of the text; a key not in it reads [`OVERFLOW`], then [`SCHEMAS`]).
     static SCHEMA_CACHE: [Cell<Option<Cached>>; CACHE_SLOTS] =
         const { [const { Cell::new(None) }; CACHE_SLOTS] };
+    /// The schemas of this thread that found no free slot within [`PROBES`] of their home.
+    static OVERFLOW: RefCell<HashMap<Key, &'static Schema>> = RefCell::new(HashMap::new());
 }
 
-#[inline]
-fn cache_slot(name: &'static str, len: usize) -> usize {
-    let a = name.as_ptr() as usize;
-    ((a >> 3) ^ (a >> 10) ^ len.wrapping_mul(7)) % CACHE_SLOTS
+/// Where a key stands in this thread's table.
+enum Slot {
+    Found(&'static Schema),
+    /// Not in the table; this slot, the first free one of its probe, would take it.
+    Free(usize),
+    /// Not within [`PROBES`] slots of its home: in [`OVERFLOW`], if anywhere on this thread.
+    Full,
+}
+
+fn probe(key: Key) -> Slot {
+    let home = key.home();
+    SCHEMA_CACHE.with(|c| {
+        for i in 0..PROBES {
+            let slot = (home + i) % CACHE_SLOTS;
+            match c[slot].get() {
+                Some(hit) if hit.key == key => return Slot::Found(hit.schema),
+                Some(_) => {}
+                // Slots are only ever filled: the key is in none past a free one.
+                None => return Slot::Free(slot),
+            }
+        }
+        Slot::Full
+    })
 }
 
 /// The schema of the serde struct `name` with `len` fields, if one was learnt.
 #[inline]
 fn schema(name: &'static str, len: usize) -> Option<&'static Schema> {
-    let slot = cache_slot(name, len);
-    let hit = SCHEMA_CACHE
-        .with(|c| c[slot].get())
-        .filter(|c| c.name == name.as_ptr() as usize && c.name_len == name.len() && c.len == len);
-    match hit {
-        Some(c) => Some(c.schema),
-        None => shared_schema(name, len),
+    let key = Key::of(name, len);
+    // Most keys sit in their home slot: one look, as a direct-mapped table.
+    match SCHEMA_CACHE.with(|c| c[key.home()].get()) {
+        Some(hit) if hit.key == key => Some(hit.schema),
+        _ => schema_elsewhere(name, len, key),
     }
 }
 
-fn shared_schema(name: &'static str, len: usize) -> Option<&'static Schema> {
+/// [`schema`] past the home slot: the other slots of the probe, the overflow, the shared
+/// map.
+#[cold]
+#[inline(never)]
+fn schema_elsewhere(name: &'static str, len: usize, key: Key) -> Option<&'static Schema> {
+    match probe(key) {
+        Slot::Found(schema) => Some(schema),
+        Slot::Free(_) => shared_schema(name, len, key),
+        Slot::Full => OVERFLOW
+            .with(|o| o.borrow().get(&key).copied())
+            .or_else(|| shared_schema(name, len, key)),
+    }
+}
+
+fn shared_schema(name: &'static str, len: usize, key: Key) -> Option<&'static Schema> {
+    #[cfg(test)]
+    tests::SHARED_READS.with(|n| n.set(n.get() + 1));
     let found = SCHEMAS
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .get(&(name, len))
         .copied()?;
-    remember(name, len, found);
+    remember(key, found);
     Some(found)
 }
 
-fn remember(name: &'static str, len: usize, schema: &'static Schema) {
-    let slot = cache_slot(name, len);
-    SCHEMA_CACHE.with(|c| {
-        c[slot].set(Some(Cached {
-            name: name.as_ptr() as usize,
-            name_len: name.len(),
-            len,
-            schema,
-        }))
-    });
+fn remember(key: Key, schema: &'static Schema) {
+    match probe(key) {
+        Slot::Found(_) => {}
+        Slot::Free(slot) => SCHEMA_CACHE.with(|c| c[slot].set(Some(Cached { key, schema }))),
+        Slot::Full => OVERFLOW.with(|o| {
+            o.borrow_mut().insert(key, schema);
+        }),
+    }
 }
 
 /// Records the fields of the serde struct `name` with `len` fields.
@@ -97,7 +163,7 @@ fn learn(name: &'static str, len: usize, fields: Vec<&'static str>) -> &'static 
         }))
     });
     drop(all);
-    remember(name, len, schema);
+    remember(Key::of(name, len), schema);
     schema
 }
 
@@ -240,5 +306,66 @@ impl ser::SerializeStruct for StructSerializer<'_> {
     #[inline]
     fn end(self) -> Result<()> {
         self.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use serde::Serialize;
+
+    thread_local! {
+        /// How often this thread read the shared map.
+        pub(super) static SHARED_READS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    macro_rules! structs {
+        ($($name:ident)*) => {
+            $(
+                #[derive(Serialize)]
+                struct $name {
+                    id: i32,
+                }
+            )*
+            /// Each struct encoded once, as a stream of its own.
+            fn encode_all() {
+                $(
+                    crate::to_bytes(&$name { id: 1 }).unwrap();
+                )*
+            }
+        };
+    }
+
+    structs! {
+        S00 S01 S02 S03 S04 S05 S06 S07 S08 S09 S10 S11 S12 S13 S14 S15 S16 S17 S18 S19
+        S20 S21 S22 S23 S24 S25 S26 S27 S28 S29 S30 S31 S32 S33 S34 S35 S36 S37 S38 S39
+        S40 S41 S42 S43 S44 S45 S46 S47 S48 S49 S50 S51 S52 S53 S54 S55 S56 S57 S58 S59
+        S60 S61 S62 S63 S64 S65 S66 S67 S68 S69 S70 S71 S72 S73 S74 S75 S76 S77 S78 S79
+        S80 S81 S82 S83 S84 S85 S86 S87 S88 S89 S90 S91 S92 S93 S94 S95 S96 S97 S98 S99
+    }
+
+    /// However their names are laid out, and more structs than the table has slots: once a
+    /// thread has met them, their schemas are its own, none read from the shared map again.
+    #[test]
+    fn a_thread_keeps_every_schema_it_met() {
+        std::thread::spawn(|| {
+            encode_all();
+            let after_first = SHARED_READS.with(Cell::get);
+            for _ in 0..3 {
+                encode_all();
+            }
+            assert_eq!(SHARED_READS.with(Cell::get), after_first);
+        })
+        .join()
+        .unwrap();
+        // A thread that meets them later reads each schema from the shared map once.
+        std::thread::spawn(|| {
+            encode_all();
+            encode_all();
+            assert_eq!(SHARED_READS.with(Cell::get), 100);
+        })
+        .join()
+        .unwrap();
     }
 }
