@@ -271,14 +271,56 @@ pub(crate) fn append_fields(dst: &mut rdubbo_http2::Headers, map: &HeaderMap) {
 pub struct OneBody {
     data: Option<Bytes>,
     trailers: Option<HeaderMap>,
+    /// A gRPC answer whose usual headers are described, not yet built.
+    grpc_ok: Option<GrpcOk>,
+}
+
+/// The usual headers of a gRPC answer of one message.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GrpcOk {
+    /// `grpc-encoding: gzip`.
+    pub gzip: bool,
+    /// `tri-exception-code: 3`.
+    pub exception: bool,
 }
 
 impl OneBody {
+    /// A gRPC answer of one message, its headers described: `extra` holds the trailers
+    /// after `grpc-status: 0`.
+    pub(crate) fn grpc_ok(
+        data: Bytes,
+        gzip: bool,
+        exception: bool,
+        extra: Option<HeaderMap>,
+    ) -> OneBody {
+        OneBody {
+            data: (!data.is_empty()).then_some(data),
+            trailers: extra,
+            grpc_ok: Some(GrpcOk { gzip, exception }),
+        }
+    }
+
+    /// The described headers of a gRPC answer, taken.
+    pub(crate) fn take_grpc_ok(&mut self) -> Option<GrpcOk> {
+        self.grpc_ok.take()
+    }
+
+    /// The trailers, taken.
+    pub(crate) fn take_trailers(&mut self) -> Option<HeaderMap> {
+        self.trailers.take()
+    }
+
+    /// Sets the trailers.
+    pub(crate) fn set_trailers(&mut self, trailers: HeaderMap) {
+        self.trailers = Some(trailers);
+    }
+
     /// A body of `data`, then `trailers`.
     pub fn new(data: Bytes, trailers: Option<HeaderMap>) -> OneBody {
         OneBody {
             data: (!data.is_empty()).then_some(data),
             trailers,
+            grpc_ok: None,
         }
     }
 

@@ -432,9 +432,6 @@ pub(super) async fn grpc_call(
     let method = inv.method.clone();
     let sink = inv.reply_attachments.clone();
     let result = export.invoker.invoke(inv).await;
-    let mut trailers = HeaderMap::new();
-    trailers.insert(headers::GRPC_STATUS, HeaderValue::from_static("0"));
-    headers::put_attachments(&mut trailers, sink.get().iter());
     let (data, r#type, exception) = match result {
         Ok(reply) => {
             let mut e = Encoder::new();
@@ -470,19 +467,60 @@ pub(super) async fn grpc_call(
         return trailers_only(grpc::RESOURCE_EXHAUSTED, &msg, None);
     }
     let frame = codec::encode_message(&out, encoding);
-    let mut resp = Response::new(OneBody::new(frame, Some(trailers)));
+    grpc_answer(frame, encoding, exception, &sink)
+}
+
+/// A gRPC answer of one message: `content-type`, `grpc-encoding`, `grpc-accept-encoding`
+/// (and `tri-exception-code: 3` for an exception), then trailers `grpc-status: 0` and the
+/// reply attachments. The headers are left described ([`OneBody::grpc_ok`]): HTTP/2
+/// writes them straight into its header list, HTTP/1 makes them `http` headers
+/// ([`http_headers`]).
+fn grpc_answer(
+    frame: Bytes,
+    encoding: Encoding,
+    exception: bool,
+    sink: &ReplySink,
+) -> HttpResponse {
+    let attachments = sink.get();
+    let extra = (attachments.iter().next().is_some()).then(|| {
+        let mut t = HeaderMap::new();
+        headers::put_attachments(&mut t, attachments.iter());
+        t
+    });
+    Response::new(OneBody::grpc_ok(
+        frame,
+        encoding == Encoding::Gzip,
+        exception,
+        extra,
+    ))
+}
+
+/// Makes the headers a gRPC answer left described ([`grpc_answer`]) `http` headers and
+/// trailers (HTTP/1.1, through hyper).
+pub(super) fn http_headers(mut resp: HttpResponse) -> HttpResponse {
+    let Some(ok) = resp.body_mut().take_grpc_ok() else {
+        return resp;
+    };
     let h = resp.headers_mut();
     h.insert("content-type", HeaderValue::from_static("application/grpc"));
-    if encoding == Encoding::Gzip {
+    if ok.gzip {
         h.insert(headers::GRPC_ENCODING, HeaderValue::from_static("gzip"));
     }
     h.insert(
         headers::GRPC_ACCEPT_ENCODING,
         HeaderValue::from_static("gzip"),
     );
-    if exception {
+    if ok.exception {
         h.insert(headers::EXCEPTION_CODE, HeaderValue::from_static("3"));
     }
+    let mut trailers = HeaderMap::new();
+    trailers.insert(headers::GRPC_STATUS, HeaderValue::from_static("0"));
+    if let Some(extra) = resp.body_mut().take_trailers() {
+        for (name, value) in &extra {
+            trailers.append(name, value.clone());
+        }
+    }
+    resp.body_mut().set_trailers(trailers);
     resp
 }
 
@@ -512,21 +550,8 @@ async fn message_call(
         let msg = format!("response of {method} larger than {max} bytes");
         return trailers_only(grpc::RESOURCE_EXHAUSTED, &msg, None);
     }
-    let mut trailers = HeaderMap::new();
-    trailers.insert(headers::GRPC_STATUS, HeaderValue::from_static("0"));
-    headers::put_attachments(&mut trailers, sink.get().iter());
     let frame = codec::encode_message(&out, encoding);
-    let mut resp = Response::new(OneBody::new(frame, Some(trailers)));
-    let h = resp.headers_mut();
-    h.insert("content-type", HeaderValue::from_static("application/grpc"));
-    if encoding == Encoding::Gzip {
-        h.insert(headers::GRPC_ENCODING, HeaderValue::from_static("gzip"));
-    }
-    h.insert(
-        headers::GRPC_ACCEPT_ENCODING,
-        HeaderValue::from_static("gzip"),
-    );
-    resp
+    grpc_answer(frame, encoding, false, &sink)
 }
 
 pub(super) async fn json_call(

@@ -123,11 +123,41 @@ fn status_value(status: http::StatusCode) -> Bytes {
 
 /// Sends an answer (headers, message, trailers) on `send`.
 pub(super) async fn send_response(send: &mut rdubbo_http2::SendStream, resp: HttpResponse) {
-    let (parts, body) = resp.into_parts();
+    let (parts, mut body) = resp.into_parts();
+    let grpc_ok = body.take_grpc_ok();
     let (data, trailers) = body.into_parts();
-    let mut h = rdubbo_http2::Headers::with_capacity(parts.headers.len() + 1);
+    let mut h = rdubbo_http2::Headers::with_capacity(parts.headers.len() + 5);
     h.push(Bytes::from_static(b":status"), status_value(parts.status));
     crate::headers::append_fields(&mut h, &parts.headers);
+    if let Some(ok) = grpc_ok {
+        // A gRPC answer of one message: its usual fields, no `http` map built.
+        h.push_static("content-type", "application/grpc");
+        if ok.gzip {
+            h.push_static(crate::headers::GRPC_ENCODING, "gzip");
+        }
+        h.push_static(crate::headers::GRPC_ACCEPT_ENCODING, "gzip");
+        if ok.exception {
+            h.push_static(crate::headers::EXCEPTION_CODE, "3");
+        }
+        let mut t = rdubbo_http2::Headers::with_capacity(1);
+        t.push_static(crate::headers::GRPC_STATUS, "0");
+        if let Some(extra) = &trailers {
+            crate::headers::append_fields(&mut t, extra);
+        }
+        let _ = match data {
+            Some(d) => {
+                if send.send_headers(&h, false).await.is_err() {
+                    return;
+                }
+                send.send_data_and_trailers(&d, &t).await
+            }
+            None => {
+                h.push_static(crate::headers::GRPC_STATUS, "0");
+                send.send_headers(&h, true).await
+            }
+        };
+        return;
+    }
     let end = data.is_none() && trailers.is_none();
     if send.send_headers(&h, end).await.is_err() || end {
         return;
@@ -217,7 +247,9 @@ pub(super) async fn serve_http1<S>(
                 http1: parts.version < http::Version::HTTP_2,
                 fields: &parts.headers,
             };
-            handle(shared, state, head, ReqBody::Http1(body)).await
+            handle(shared, state, head, ReqBody::Http1(body))
+                .await
+                .map(http_headers)
         }
     });
     let conn = shared.http1.serve_connection(TokioIo::new(stream), service);
