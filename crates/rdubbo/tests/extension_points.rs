@@ -220,6 +220,14 @@ async fn calls_made_in_a_spawned_task_inherit_the_served_calls_deadline() {
     assert_eq!(plain, "trace=- deadline=false");
 }
 
+/// Asserts that `e` says no extension of `kind` is named `name`.
+fn assert_unknown(e: &SetupError, kind: &str, name: &str) {
+    assert!(
+        matches!(e, SetupError::Unknown { kind: k, name: n, .. } if *k == kind && n == name),
+        "{e}"
+    );
+}
+
 #[tokio::test]
 async fn a_provider_serves_the_protocol_of_its_table() {
     // A table without the protocol asked for: the start names what it knows.
@@ -230,10 +238,7 @@ async fn a_provider_serves_the_protocol_of_its_table() {
         .await
         .err()
         .unwrap();
-    assert!(
-        matches!(&e, SetupError::Unknown { kind: "protocol", name, .. } if name == "jsonrpc"),
-        "{e}"
-    );
+    assert_unknown(&e, "protocol", "jsonrpc");
 
     /// A consumer-only protocol.
     struct ReferOnly;
@@ -279,10 +284,7 @@ async fn a_reference_checks_its_strategy_and_balancer_in_its_table() {
         .await
         .err()
         .unwrap();
-    assert!(
-        matches!(&e, SetupError::Unknown { kind: "loadbalance", name, .. } if name == "nope"),
-        "{e}"
-    );
+    assert_unknown(&e, "loadbalance", "nope");
     // A direct URL of a protocol the table lacks.
     let e = Reference::builder("org.example.Probe")
         .url(url_of(&provider))
@@ -291,10 +293,7 @@ async fn a_reference_checks_its_strategy_and_balancer_in_its_table() {
         .await
         .err()
         .unwrap();
-    assert!(
-        matches!(&e, SetupError::Unknown { kind: "protocol", name, .. } if name == "jsonrpc"),
-        "{e}"
-    );
+    assert_unknown(&e, "protocol", "jsonrpc");
     provider.stop().await;
 }
 

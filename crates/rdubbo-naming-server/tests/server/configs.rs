@@ -1,17 +1,17 @@
 //! The config API v1 as Nacos clients use it: publish, get, delete, compare-and-set,
 //! search, listener long polling, persistence, limits and auth.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rdubbo_naming_server::NamingServerConfig;
 use rdubbo_registry_nacos::config_wire::{content_md5, listening_configs, ListenEntry};
 use serde_json::Value;
 
-use super::{blocking, enc, http, start};
+use super::{blocking, enc, exchange, http, start};
 
-/// One exchange with extra headers; returns (status, headers, body).
+/// One exchange with extra headers (long polls wait up to 30 s); returns (status, headers,
+/// body).
 fn call(
     addr: SocketAddr,
     method: &str,
@@ -19,27 +19,7 @@ fn call(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let extra: String = headers
-        .iter()
-        .map(|(k, v)| format!("{k}: {v}\r\n"))
-        .collect();
-    let req = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (status, head.to_owned(), body.to_owned())
+    exchange(addr, method, target, headers, body, Duration::from_secs(60))
 }
 
 fn publish_body(data_id: &str, group: &str, content: &str) -> String {

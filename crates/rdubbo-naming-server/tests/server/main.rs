@@ -21,10 +21,28 @@ use serde_json::Value;
 
 /// One HTTP/1.1 exchange; returns (status, body).
 fn http(addr: SocketAddr, method: &str, target: &str, body: &str) -> (u16, String) {
+    let (status, _, body) = exchange(addr, method, target, &[], body, Duration::from_secs(10));
+    (status, body)
+}
+
+/// One HTTP/1.1 exchange with extra headers, waiting at most `wait` for the answer;
+/// returns (status, head, body).
+fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    wait: Duration,
+) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(wait)).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let req = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).unwrap();
@@ -36,11 +54,8 @@ fn http(addr: SocketAddr, method: &str, target: &str, body: &str) -> (u16, Strin
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, head.to_owned(), body.to_owned())
 }
 
 /// A keep-alive HTTP/1.1 connection: many exchanges on one socket.
