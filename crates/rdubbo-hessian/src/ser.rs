@@ -188,6 +188,28 @@ fn long<T: TryInto<i64> + ToString + Copy>(v: T) -> Result<i64> {
     })
 }
 
+/// Serializer methods of integers that always fit a Hessian int.
+macro_rules! small_ints {
+    ($($method:ident($ty:ty);)*) => {$(
+        #[inline]
+        fn $method(self, v: $ty) -> Result<()> {
+            self.write_int(v.into());
+            Ok(())
+        }
+    )*};
+}
+
+/// Serializer methods of integers written as a Hessian long when they fit one, refused
+/// (`Error::OutOfRange`) when not.
+macro_rules! wide_ints {
+    ($($method:ident($ty:ty);)*) => {$(
+        #[inline]
+        fn $method(self, v: $ty) -> Result<()> {
+            self.serialize_i64(long(v)?)
+        }
+    )*};
+}
+
 impl<'a> ser::Serializer for &'a mut Encoder {
     type Ok = ();
     type Error = Error;
@@ -204,15 +226,16 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         self.write_bool(v);
         Ok(())
     }
-    #[inline]
-    fn serialize_i8(self, v: i8) -> Result<()> {
-        self.write_int(v.into());
-        Ok(())
+    small_ints! {
+        serialize_i8(i8);
+        serialize_i16(i16);
+        serialize_u8(u8);
+        serialize_u16(u16);
     }
-    #[inline]
-    fn serialize_i16(self, v: i16) -> Result<()> {
-        self.write_int(v.into());
-        Ok(())
+    wide_ints! {
+        serialize_i128(i128);
+        serialize_u64(u64);
+        serialize_u128(u128);
     }
     #[inline]
     fn serialize_i32(self, v: i32) -> Result<()> {
@@ -229,34 +252,12 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         Ok(())
     }
     #[inline]
-    fn serialize_i128(self, v: i128) -> Result<()> {
-        self.serialize_i64(long(v)?)
-    }
-    #[inline]
-    fn serialize_u8(self, v: u8) -> Result<()> {
-        self.write_int(v.into());
-        Ok(())
-    }
-    #[inline]
-    fn serialize_u16(self, v: u16) -> Result<()> {
-        self.write_int(v.into());
-        Ok(())
-    }
-    #[inline]
     fn serialize_u32(self, v: u32) -> Result<()> {
         match i32::try_from(v) {
             Ok(i) => self.write_int(i),
             Err(_) => self.write_long(v.into()),
         }
         Ok(())
-    }
-    #[inline]
-    fn serialize_u64(self, v: u64) -> Result<()> {
-        self.serialize_i64(long(v)?)
-    }
-    #[inline]
-    fn serialize_u128(self, v: u128) -> Result<()> {
-        self.serialize_i64(long(v)?)
     }
     #[inline]
     fn serialize_f32(self, v: f32) -> Result<()> {

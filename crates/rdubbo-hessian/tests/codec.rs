@@ -500,8 +500,9 @@ enum Shape {
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct Point(i32, i32);
 
-/// Tuples, tuple structs, sequences, maps and non-unit enum variants as the Encoder's own
-/// primitives write them; integers beyond a long are refused by name.
+/// Tuples, tuple structs, sequences, maps, non-unit enum variants and integers of every
+/// width as the Encoder's own primitives write them; integers beyond a long are refused by
+/// name.
 #[test]
 fn compound_values_are_written_with_the_encoders_primitives() {
     let seq = enc(|e| {
@@ -561,6 +562,10 @@ fn compound_values_are_written_with_the_encoders_primitives() {
     );
     assert_eq!(from_slice::<Shape>(&bytes).unwrap(), named);
 
+    assert_eq!(to_bytes(&-3i8).unwrap(), enc(|e| e.write_int(-3)));
+    assert_eq!(to_bytes(&-300i16).unwrap(), enc(|e| e.write_int(-300)));
+    assert_eq!(to_bytes(&200u8).unwrap(), enc(|e| e.write_int(200)));
+    assert_eq!(to_bytes(&60_000u16).unwrap(), enc(|e| e.write_int(60_000)));
     assert_eq!(
         to_bytes(&i128::from(i64::MIN)).unwrap(),
         enc(|e| e.write_long(i64::MIN))
