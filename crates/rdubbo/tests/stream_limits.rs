@@ -161,11 +161,8 @@ fn access_lines(captured: &Captured, side: &str) -> Vec<String> {
     captured
         .text()
         .lines()
-        .filter(|l| {
-            l.contains("rdubbo::access") && l.contains(&format!("side={side}")) && {
-                l.contains("method=Tick")
-            }
-        })
+        .filter(|l| l.contains("rdubbo::access") && l.contains(&format!("side={side}")))
+        .filter(|l| l.contains("method=Tick"))
         .map(str::to_owned)
         .collect()
 }
