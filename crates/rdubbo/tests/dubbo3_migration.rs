@@ -209,7 +209,7 @@ async fn delay_keeps_the_current_side_before_a_forced_switch() {
     let published = Instant::now();
     publish(
         &config,
-        "key: shop-web\nstep: FORCE_APPLICATION\ndelay: 2\n",
+        "key: shop-web\nstep: FORCE_APPLICATION\ndelay: 3\n",
     )
     .await;
     eventually("the application level followed", async || {
@@ -218,7 +218,7 @@ async fn delay_keeps_the_current_side_before_a_forced_switch() {
     .await;
     let followed = published.elapsed();
     assert!(
-        followed < Duration::from_millis(1500),
+        followed < Duration::from_millis(2500),
         "the application level took {followed:?}: too slow to show the delay"
     );
     // Still on the interface level, as the delay says.
@@ -230,11 +230,11 @@ async fn delay_keeps_the_current_side_before_a_forced_switch() {
     .await;
     let switched = published.elapsed();
     assert!(
-        switched >= Duration::from_secs(2),
+        switched >= Duration::from_secs(3),
         "switched after {switched:?}"
     );
     assert!(
-        switched < Duration::from_secs(6),
+        switched < Duration::from_secs(8),
         "switched after {switched:?}"
     );
     assert_eq!(calls(&r, 20, &a_calls, &b_calls).await, (0, 20));
@@ -346,7 +346,7 @@ async fn starting_while_zookeeper_is_down_decides_with_the_cache_file_before_bui
     let consumer_registry = connect(&zk, &params).await;
     assert!(!consumer_registry.is_available());
     let started = Instant::now();
-    // Wait 10 s: the application level's grace would be 5 s.
+    // The reference waits 10 s: the application level's grace would be 5 s.
     let r = reference(&consumer_registry, &[]).await;
     let took = started.elapsed();
     assert_eq!(
@@ -354,7 +354,7 @@ async fn starting_while_zookeeper_is_down_decides_with_the_cache_file_before_bui
         1,
         "cached providers after build"
     );
-    assert!(took < Duration::from_secs(4), "build took {took:?}");
+    assert!(took < Duration::from_millis(4500), "build took {took:?}");
     let status = r.migration().unwrap();
     assert_eq!(status.source, Some(AddressSource::Interface), "{status:?}");
     assert_eq!(status.application_providers, Some(0), "{status:?}");
