@@ -8,7 +8,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -282,6 +281,9 @@ impl PlainLists {
 
 mod balancers;
 pub use balancers::*;
+mod consistent_hash;
+pub use consistent_hash::ConsistentHash;
+pub(crate) use consistent_hash::Ring;
 
 #[cfg(test)]
 mod tests;

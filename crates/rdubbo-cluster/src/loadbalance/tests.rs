@@ -478,71 +478,131 @@ fn hash_cases() -> Vec<(&'static str, rdubbo_core::Args)> {
     ]
 }
 
+/// Java's key text (`toKey` with `hash.arguments=0,1`) of each case of [`hash_cases`].
+const JAVA_KEYS: [(&str, &str); 23] = [
+    ("str", "user-421"),
+    ("str2", "hello, rdubbox"),
+    ("esc", "a\"b\\c\n\u{e9}\u{1}null"),
+    ("int", "-71099511627776"),
+    ("long", "1099511627776true"),
+    ("double", "1.5NaN"),
+    ("double2", "1.0E213.0"),
+    ("bool", "falseThu Jan 01 00:00:00 UTC 1970"),
+    ("null", "null[1, 2, 3]"),
+    ("date", "Tue Nov 14 22:13:20 UTC 20230"),
+    ("binary", "[0, -1]0"),
+    ("map", "{b=2, a=1}k"),
+    ("list", "[1, two]0"),
+    ("none", ""),
+    ("one", "only"),
+    ("jstr", "user-421"),
+    ("jint", "-71099511627776"),
+    ("jbig", "-12.5"),
+    ("jfloat", "1.01.0E300"),
+    ("jobj", "{z=1, a=[true, null]}s"),
+    ("jclass", "User(id=3)null"),
+    ("typed", "user-421"),
+    ("typed2", "71.5"),
+];
+
 #[test]
-fn consistent_hash_maps_keys_to_the_same_providers_as_before() {
-    // Ports picked by the balancer before it streamed the arguments into the hash (it
-    // hashed their JSON texts joined into a String): among 40 providers with the default
-    // `hash.arguments` (0), and among the same 40 and one more with `hash.arguments=0,1`.
-    let before: [(&str, u16, u16); 23] = [
-        ("str", 7035, 7000),
-        ("str2", 7005, 7015),
-        ("esc", 7039, 7016),
-        ("int", 7036, 7028),
-        ("long", 7024, 7027),
-        ("double", 7024, 7012),
-        ("double2", 7019, 7030),
-        ("bool", 7018, 7012),
-        ("null", 7008, 7018),
-        ("date", 7015, 7007),
-        ("binary", 7008, 7026),
-        ("map", 7005, 7018),
-        ("list", 7028, 7013),
-        ("none", 7031, 7031),
-        ("one", 7019, 7019),
-        ("jstr", 7035, 7000),
-        ("jint", 7036, 7028),
-        ("jbig", 7002, 7012),
-        ("jfloat", 7035, 7032),
-        ("jobj", 7035, 7021),
-        ("jclass", 7003, 7010),
-        ("typed", 7035, 7000),
-        ("typed2", 7038, 7010),
-    ];
-    let mut params = vec!["hash.arguments=0,1"];
-    params.extend(std::iter::repeat_n("", 40));
-    let all = providers(&params);
-    let first_argument = all[1..].to_vec();
-    let (ch, ch_two) = (ConsistentHash::default(), ConsistentHash::default());
+fn consistent_hash_keys_are_the_java_to_string_texts_of_the_arguments() {
+    use super::consistent_hash::key_text;
     let cases = hash_cases();
-    assert_eq!(cases.len(), before.len());
-    for ((name, args), (expected, one, two)) in cases.into_iter().zip(before) {
+    assert_eq!(cases.len(), JAVA_KEYS.len());
+    for ((name, args), (expected, text)) in cases.into_iter().zip(JAVA_KEYS) {
         assert_eq!(name, expected);
-        let call = Invocation::new("demo.Api", "echo", args);
-        let port = |p: Arc<Provider>| p.url.port().unwrap();
-        assert_eq!(port(ch.select(&first_argument, &call)), one, "{name}");
-        assert_eq!(port(ch_two.select(&all, &call)), two, "{name}, 0,1");
+        assert_eq!(key_text(&args, &[0, 1]), text, "{name}");
+        // Indices past the last argument are skipped; the same one may come twice.
+        let first: String = text
+            .chars()
+            .take(key_text(&args, &[0]).chars().count())
+            .collect();
+        assert_eq!(key_text(&args, &[0, 7]), first, "{name}");
+        assert_eq!(
+            key_text(&args, &[0, 0]),
+            format!("{first}{first}"),
+            "{name}"
+        );
     }
 }
 
 #[test]
-fn arguments_hash_is_the_hash_of_the_joined_json_texts() {
-    // What the balancer hashed before: the JSON texts of the selected arguments, as
-    // `json::from_value` writes them, joined into one String.
-    let joined = |args: &rdubbo_core::Args, selected: &[usize]| -> u64 {
-        let text: String = selected
-            .iter()
-            .filter_map(|&i| args.value(i))
-            .map(|v| rdubbo_core::json::from_value(&v).to_string())
-            .collect();
-        hash_of(&text)
-    };
+fn consistent_hash_key_position_is_the_md5_of_the_key_text() {
+    use super::consistent_hash::{key_position, key_text};
+    use md5::{Digest, Md5};
     for (name, args) in hash_cases() {
         for selected in [&[0][..], &[1], &[0, 1], &[1, 0], &[], &[5], &[1, 1, 0]] {
+            let d = Md5::digest(key_text(&args, selected).as_bytes());
             assert_eq!(
-                arguments_hash(&args, selected),
-                joined(&args, selected),
+                key_position(&args, selected),
+                u32::from_le_bytes([d[0], d[1], d[2], d[3]]),
                 "{name} {selected:?}"
             );
         }
     }
+    // md5("") = d41d8cd98f00b204e9800998ecf8427e: its first four bytes, little-endian.
+    assert_eq!(
+        key_position(&rdubbo_core::Args::Values(vec![]), &[0]),
+        0xd98c_1dd4
+    );
+}
+
+#[test]
+fn doubles_are_written_as_java_double_to_string() {
+    let java = |x: f64| {
+        let mut s = String::new();
+        super::consistent_hash::write_java_double(&mut s, x).unwrap();
+        s
+    };
+    for (x, text) in [
+        (1.0, "1.0"),
+        (-1.5, "-1.5"),
+        (0.0, "0.0"),
+        (-0.0, "-0.0"),
+        (0.1, "0.1"),
+        (100.0, "100.0"),
+        (1234567.0, "1234567.0"),
+        (9999999.999999998, "9999999.999999998"),
+        (1e7, "1.0E7"),
+        (12345678.9, "1.23456789E7"),
+        (0.001, "0.001"),
+        (0.0001, "1.0E-4"),
+        (-1.5e-7, "-1.5E-7"),
+        (123456.789, "123456.789"),
+        (1.0 / 3.0, "0.3333333333333333"),
+        (100.0 / 3.0, "33.333333333333336"),
+        (1e21, "1.0E21"),
+        (1e23, "1.0E23"),
+        (1e300, "1.0E300"),
+        (f64::MAX, "1.7976931348623157E308"),
+        (f64::MIN_POSITIVE, "2.2250738585072014E-308"),
+        // Java takes the closest of one or two digits: Rust's shortest is `5e-324`.
+        (f64::from_bits(1), "4.9E-324"),
+        // Closer than `1.0E-323` (which Java 17 and older write).
+        (f64::from_bits(2), "9.9E-324"),
+        // Ties: the even digit (Rust's shortest rounds up: `...183E14`).
+        (
+            f64::from_bits(0x4302_f930_37cc_5af2),
+            "6.675668838347182E14",
+        ),
+        (f64::INFINITY, "Infinity"),
+        (f64::NEG_INFINITY, "-Infinity"),
+        (f64::NAN, "NaN"),
+    ] {
+        assert_eq!(java(x), text, "{x:e}");
+    }
+}
+
+#[test]
+fn dates_are_written_as_java_date_to_string_in_utc() {
+    let java = |ms: i64| {
+        let mut s = String::new();
+        super::consistent_hash::write_java_date(&mut s, ms).unwrap();
+        s
+    };
+    assert_eq!(java(0), "Thu Jan 01 00:00:00 UTC 1970");
+    assert_eq!(java(-1), "Wed Dec 31 23:59:59 UTC 1969");
+    assert_eq!(java(951_782_400_000), "Tue Feb 29 00:00:00 UTC 2000");
+    assert_eq!(java(4_102_444_799_999), "Thu Dec 31 23:59:59 UTC 2099");
 }
