@@ -591,3 +591,26 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn calls_divide_in_the_proportion_asked_over_any_run() {
+        for start in [0u64, 1, 977, 1 << 20, u64::MAX - 5_000] {
+            for share in [0u32, 1, 30, 50, 99, 100] {
+                let secondary = (0..1000u64)
+                    .map(|i| spread(start.wrapping_add(i)))
+                    .filter(|&place| place >= share)
+                    .count() as i64;
+                let expected = i64::from(100 - share) * 10;
+                assert!(
+                    (secondary - expected).abs() <= 5,
+                    "start {start}, share {share}: {secondary} of 1000 to the other side"
+                );
+            }
+        }
+        assert!((0..100_000u64).all(|n| spread(n) < 100));
+    }
+}
