@@ -1,6 +1,7 @@
 //! Load balancers, chosen per service and per method with Dubbo's `loadbalance` parameter:
 //! `random` (weighted, the default), `roundrobin` (smooth weighted), `leastactive`,
-//! `shortestresponse`, `consistenthash` and `p2c` (power of two choices).
+//! `shortestresponse`, `consistenthash` (Java Dubbo's ring and keys: the same picks as a Java
+//! consumer, see [`ConsistentHash`]) and `p2c` (power of two choices).
 //!
 //! Weights come from the provider URL's `weight` (method-level `methods.<m>.weight` first,
 //! default 100) and warm up linearly from the provider's `timestamp` over `warmup` ms
