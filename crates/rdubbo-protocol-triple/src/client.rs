@@ -95,6 +95,32 @@ struct Inner {
     tls: Option<crate::ClientTls>,
     /// `http` or `https`, as the requests say.
     scheme: &'static str,
+    /// Request heads already built, without attachments: one per (service, method,
+    /// deadline) called, up to [`MAX_HEADS`], reused rather than built per call.
+    heads: Mutex<Vec<CachedHead>>,
+}
+
+/// How many request heads a client keeps built (past it, further heads are built per call).
+const MAX_HEADS: usize = 64;
+
+/// A request head without its attachments, and what it was built for.
+struct CachedHead {
+    interface: Arc<str>,
+    method: Arc<str>,
+    version: Option<Arc<str>>,
+    group: Option<Arc<str>>,
+    timeout: Duration,
+    fields: Headers,
+}
+
+impl CachedHead {
+    fn is_for(&self, inv: &Invocation, timeout: Duration) -> bool {
+        self.timeout == timeout
+            && self.method == inv.method
+            && self.interface == inv.interface
+            && self.version == inv.version
+            && self.group == inv.group
+    }
 }
 
 /// One connection to the provider (rdubbo-http2), made when first needed and again after
@@ -173,6 +199,7 @@ impl TripleClient {
                 application,
                 scheme: if tls.is_some() { "https" } else { "http" },
                 tls,
+                heads: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -306,11 +333,10 @@ impl Inner {
                 codec::encode_message(m, self.encoding())
             }
             args => {
-                let message = codec::encode_args(args, &inv.parameter_types)
-                    .map_err(RpcError::Codec)?
-                    .encode_to_vec();
-                self.check_size(message.len())?;
-                codec::encode_message(&message, self.encoding())
+                let message =
+                    codec::encode_args(args, &inv.parameter_types).map_err(RpcError::Codec)?;
+                self.check_size(message.encoded_len())?;
+                codec::encode_framed(&message, self.encoding())
             }
         };
         Ok((self.head(inv, timeout), frame))
@@ -326,8 +352,40 @@ impl Inner {
         Ok(())
     }
 
-    /// The request head of a call (path, content type, deadline, identity, attachments).
+    /// The request head of a call (path, content type, deadline, identity, attachments):
+    /// the part without attachments built once per (service, method, deadline).
     fn head(&self, inv: &Invocation, timeout: Duration) -> Headers {
+        let mut h = self.cached_head(inv, timeout);
+        if !inv.attachments.is_empty() {
+            let mut map = HeaderMap::new();
+            headers::put_attachments(&mut map, inv.attachments.iter());
+            headers::append_fields(&mut h, &map);
+        }
+        h
+    }
+
+    /// The head of a call without its attachments, from the cache when it was built before.
+    fn cached_head(&self, inv: &Invocation, timeout: Duration) -> Headers {
+        let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = heads.iter().find(|c| c.is_for(inv, timeout)) {
+            return c.fields.clone();
+        }
+        let h = self.build_head(inv, timeout);
+        if heads.len() < MAX_HEADS {
+            heads.push(CachedHead {
+                interface: inv.interface.clone(),
+                method: inv.method.clone(),
+                version: inv.version.clone(),
+                group: inv.group.clone(),
+                timeout,
+                fields: h.clone(),
+            });
+        }
+        h
+    }
+
+    /// Builds the head of a call without its attachments.
+    fn build_head(&self, inv: &Invocation, timeout: Duration) -> Headers {
         let mut h = Headers::with_capacity(12);
         h.push_static(":method", "POST");
         h.push_static(":scheme", self.scheme);
@@ -362,11 +420,6 @@ impl Inner {
         h.push_static(headers::GRPC_ACCEPT_ENCODING, "gzip");
         if self.config.gzip {
             h.push_static(headers::GRPC_ENCODING, "gzip");
-        }
-        if !inv.attachments.is_empty() {
-            let mut map = HeaderMap::new();
-            headers::put_attachments(&mut map, inv.attachments.iter());
-            headers::append_fields(&mut h, &map);
         }
         h
     }

@@ -148,6 +148,23 @@ pub fn encode_message(message: &[u8], encoding: Encoding) -> Bytes {
     }
 }
 
+/// Frames a protobuf message as [`encode_message`] does, encoding it straight after its
+/// prefix (one buffer, no copy) when it is not compressed.
+pub fn encode_framed(message: &impl prost::Message, encoding: Encoding) -> Bytes {
+    match encoding {
+        Encoding::Identity => {
+            let len = message.encoded_len();
+            let mut out = Vec::with_capacity(PREFIX_LEN + len);
+            out.push(0);
+            out.extend_from_slice(&(len as u32).to_be_bytes());
+            // A Vec grows as needed: encoding into it cannot fail.
+            let _ = message.encode(&mut out);
+            Bytes::from(out)
+        }
+        Encoding::Gzip => encode_message(&message.encode_to_vec(), encoding),
+    }
+}
+
 /// Appends one framed message to `out` (see [`encode_message`]).
 pub fn put_message(out: &mut BytesMut, message: &[u8], encoding: Encoding) {
     match encoding {

@@ -151,22 +151,31 @@ pub(super) async fn read_body<'s>(
     grpc_mode: bool,
     content_length: Option<usize>,
 ) -> Result<(Bytes, tokio::sync::SemaphorePermit<'s>), BodyError> {
-    let mut out = BytesMut::new();
+    // The usual body is one chunk: kept as it came (a slice of the connection's read
+    // buffer), copied into `more` only when a second chunk follows.
+    let mut first: Option<Bytes> = None;
+    let mut more = BytesMut::new();
     let mut held: Option<tokio::sync::SemaphorePermit<'s>> = None;
     let mut expected = max;
     loop {
         let Some(chunk) = next_chunk(&mut body).await? else {
             break;
         };
-        if out.len() + chunk.len() > expected {
+        let have = first.as_ref().map_or(0, Bytes::len) + more.len();
+        if have + chunk.len() > expected {
             return Err(BodyError::TooLarge);
         }
-        if out.is_empty() {
-            out = BytesMut::from(chunk);
-        } else {
-            out.extend_from_slice(&chunk);
+        match first.take() {
+            None if more.is_empty() => first = Some(chunk),
+            None => more.extend_from_slice(&chunk),
+            Some(f) => {
+                more.reserve(f.len() + chunk.len());
+                more.extend_from_slice(&f);
+                more.extend_from_slice(&chunk);
+            }
         }
         if held.is_none() {
+            let out: &[u8] = first.as_deref().unwrap_or(&more);
             let declared = if grpc_mode {
                 if out.len() < codec::PREFIX_LEN {
                     continue;
@@ -183,11 +192,12 @@ pub(super) async fn read_body<'s>(
             held = Some(budget(shared, expected).await?);
         }
     }
+    let out = first.unwrap_or_else(|| more.freeze());
     let held = match held {
         Some(h) => h,
         None => budget(shared, out.len()).await?,
     };
-    Ok((out.freeze(), held))
+    Ok((out, held))
 }
 
 /// The next chunk of data of a body (trailers and other frames skipped); capacity is
@@ -459,14 +469,13 @@ pub(super) async fn grpc_call(
         serialize_type,
         data: Bytes::from(data),
         r#type,
-    }
-    .encode_to_vec();
-    if out.len() > max {
+    };
+    if out.encoded_len() > max {
         let msg = format!("response of {method} larger than {max} bytes");
         tracing::warn!(%msg, "response over the message limit");
         return trailers_only(grpc::RESOURCE_EXHAUSTED, &msg, None);
     }
-    let frame = codec::encode_message(&out, encoding);
+    let frame = codec::encode_framed(&out, encoding);
     grpc_answer(frame, encoding, exception, &sink)
 }
 
