@@ -495,20 +495,36 @@ pub fn encode_args(
         Args::Typed(_) | Args::Hessian(_) => {
             let mut e = Encoder::new();
             args.write_hessian(&mut e)?;
-            let stream = Bytes::from(e.into_bytes());
-            let mut d = Decoder::new(&stream);
+            let raw = e.into_bytes();
+            let mut d = Decoder::new(&raw);
+            let mut ends = Vec::new();
             let mut start = 0;
             let mut split = true;
             for i in 0..args.len() {
-                if i > 0 && stream.get(start).is_some_and(|t| !self_contained(*t)) {
+                if i > 0 && raw.get(start).is_some_and(|t| !self_contained(*t)) {
                     split = false;
                     break;
                 }
                 d.skip_value().map_err(|e| format!("argument {i}: {e}"))?;
-                parts.push(stream.slice(start..d.position()));
                 start = d.position();
+                if args.len() > 1 {
+                    ends.push(start);
+                }
             }
-            if !split {
+            if split && args.len() == 1 {
+                // The usual one argument: the stream is its part as it is (no copy, and
+                // no shared handle allocated to slice it).
+                let mut raw = raw;
+                raw.truncate(start);
+                parts.push(Bytes::from(raw));
+            } else if split {
+                let stream = Bytes::from(raw);
+                let mut from = 0;
+                for end in ends {
+                    parts.push(stream.slice(from..end));
+                    from = end;
+                }
+            } else {
                 parts.clear();
                 let v = args.to_values()?;
                 for x in &v {

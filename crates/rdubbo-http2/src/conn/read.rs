@@ -500,7 +500,9 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         opened: &mut Vec<Opened>,
     ) -> Result<(), ConnError> {
         let config = &shared.config;
-        let mut headers = Headers::new();
+        // Room for the usual lists at once (a field takes at least one byte of the block):
+        // no regrowth while decoding.
+        let mut headers = Headers::with_capacity(block.len().clamp(1, 16));
         let fits = self
             .decoder
             .decode(&block, config.max_header_list_size as usize, &mut headers)
