@@ -130,6 +130,8 @@ where
     tokio::spawn(conn::flusher(shared.clone()));
     shared.flush().await?;
     let mut opened = Vec::new();
+    // The box of the last handler that finished on its first poll, kept for the next.
+    let mut spare: Option<std::pin::Pin<Box<F>>> = None;
     let mut timers = conn::Timers::new(&shared.config);
     loop {
         if let Some(e) = shared.state().error.clone() {
@@ -185,7 +187,17 @@ where
                 body: RecvStream::new(shared.clone(), o.id),
                 send: SendStream::new(shared.clone(), o.id),
             };
-            if let Some(fut) = conn::poll_inline(&shared, Box::pin(handler(req))) {
+            // The box of a handler that finished inline is used again for the next one.
+            let mut fut = match spare.take() {
+                Some(mut done) => {
+                    done.as_mut().set(handler(req));
+                    done
+                }
+                None => Box::pin(handler(req)),
+            };
+            if conn::poll_inline(&shared, fut.as_mut()) {
+                spare = Some(fut);
+            } else {
                 tokio::spawn(fut);
             }
         }

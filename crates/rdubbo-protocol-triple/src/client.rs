@@ -241,19 +241,29 @@ impl Inner {
         end_stream: bool,
     ) -> RpcResult<(ResponseFuture, SendStream)> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let client = self.client(i).await?;
+        let client = self.client_now(i).await?;
         match client.send_request(head, end_stream).await {
             Ok(s) => Ok(s),
             Err(rdubbo_http2::Error::User(m)) => Err(self.transport_error(m)),
             Err(_) => {
                 *self.slots[i].up.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                let client = self.client(i).await?;
+                let client = self.client_now(i).await?;
                 client
                     .send_request(head, end_stream)
                     .await
                     .map_err(|e| self.connect_error(e))
             }
         }
+    }
+
+    /// The connection of slot `i`: the live one at once, else a new one from a boxed
+    /// future (connecting and the TLS handshake are rare: the future of every call stays
+    /// small without them).
+    async fn client_now(&self, i: usize) -> RpcResult<Client> {
+        if let Some(c) = self.live(&self.slots[i]) {
+            return Ok(c);
+        }
+        Box::pin(self.client(i)).await
     }
 
     async fn client(&self, i: usize) -> RpcResult<Client> {

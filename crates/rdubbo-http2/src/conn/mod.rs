@@ -190,14 +190,8 @@ impl Drop for CloseOnDrop {
     }
 }
 
-/// A boxed future of a server handler.
-pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
-
-/// Polls `fut` once inline with writes deferred to the caller; `Some` if it is not done.
-pub(crate) fn poll_inline(shared: &Shared, mut fut: BoxFuture) -> Option<BoxFuture> {
+/// Polls `fut` once inline with writes deferred to the caller; whether it is done.
+pub(crate) fn poll_inline(shared: &Shared, fut: Pin<&mut dyn Future<Output = ()>>) -> bool {
     let _guard = Dispatching::enter(shared);
-    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(()) => None,
-        Poll::Pending => Some(fut),
-    }
+    fut.poll(&mut Context::from_waker(Waker::noop())).is_ready()
 }

@@ -408,7 +408,7 @@ pub(super) async fn grpc_call(
         inv.args = Args::Message(message);
         return message_call(export, inv, encoding, max).await;
     }
-    let wrapper = match codec::decode_request(message) {
+    let mut wrapper = match codec::decode_request(message) {
         Ok(w) => w,
         Err(e) => {
             return trailers_only(
@@ -420,7 +420,8 @@ pub(super) async fn grpc_call(
             )
         }
     };
-    let serialize_type = wrapper.serialize_type.clone();
+    // Taken (the arguments are read without it), not copied.
+    let serialize_type = std::mem::take(&mut wrapper.serialize_type);
     if serialize_type != codec::HESSIAN4 && serialize_type != codec::HESSIAN2 {
         return trailers_only(
             grpc::UNIMPLEMENTED,

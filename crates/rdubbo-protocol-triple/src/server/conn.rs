@@ -121,11 +121,50 @@ fn status_value(status: http::StatusCode) -> Bytes {
     }
 }
 
+/// The header and trailer lists of the usual gRPC answer of one message (status 200, not
+/// compressed, no exception, no extra fields), built once: the same fields as
+/// [`send_response`] builds for any other.
+fn usual_grpc_ok() -> &'static (rdubbo_http2::Headers, rdubbo_http2::Headers) {
+    static LISTS: std::sync::OnceLock<(rdubbo_http2::Headers, rdubbo_http2::Headers)> =
+        std::sync::OnceLock::new();
+    LISTS.get_or_init(|| {
+        let mut h = rdubbo_http2::Headers::with_capacity(3);
+        h.push_static(":status", "200");
+        h.push_static("content-type", "application/grpc");
+        h.push_static(crate::headers::GRPC_ACCEPT_ENCODING, "gzip");
+        let mut t = rdubbo_http2::Headers::with_capacity(1);
+        t.push_static(crate::headers::GRPC_STATUS, "0");
+        (h, t)
+    })
+}
+
 /// Sends an answer (headers, message, trailers) on `send`.
 pub(super) async fn send_response(send: &mut rdubbo_http2::SendStream, resp: HttpResponse) {
     let (parts, mut body) = resp.into_parts();
     let grpc_ok = body.take_grpc_ok();
     let (data, trailers) = body.into_parts();
+    if let (Some(ok), Some(d)) = (grpc_ok, &data) {
+        if !ok.gzip
+            && !ok.exception
+            && parts.status == http::StatusCode::OK
+            && parts.headers.is_empty()
+        {
+            // The usual answer: its header and trailer lists are built once.
+            let (h, t) = usual_grpc_ok();
+            if send.send_headers(h, false).await.is_err() {
+                return;
+            }
+            let _ = match &trailers {
+                None => send.send_data_and_trailers(d, t).await,
+                Some(extra) => {
+                    let mut t = t.clone();
+                    crate::headers::append_fields(&mut t, extra);
+                    send.send_data_and_trailers(d, &t).await
+                }
+            };
+            return;
+        }
+    }
     let mut h = rdubbo_http2::Headers::with_capacity(parts.headers.len() + 5);
     h.push(Bytes::from_static(b":status"), status_value(parts.status));
     crate::headers::append_fields(&mut h, &parts.headers);
