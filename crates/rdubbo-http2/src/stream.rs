@@ -315,7 +315,7 @@ impl RecvStream {
             };
             if s.recv_end {
                 let t = s.trailers.take();
-                let unread: usize = s.recv.drain(..).map(|b| b.len()).sum();
+                let unread = s.recv.clear();
                 st.release(self.id, unread as u32, &self.shared.config);
                 return Poll::Ready(Ok(t));
             }
@@ -323,7 +323,7 @@ impl RecvStream {
                 return Poll::Ready(Err(e.clone()));
             }
             // Data not read is dropped: it gives its window back.
-            let unread: usize = s.recv.drain(..).map(|b| b.len()).sum();
+            let unread = s.recv.clear();
             s.recv_waker = Some(cx.waker().clone());
             if unread > 0 && st.release(self.id, unread as u32, &self.shared.config) {
                 self.shared.flush_soon.notify_one();

@@ -78,11 +78,51 @@ impl Default for PeerSettings {
     }
 }
 
+/// Received data chunks in order: the first held inline, so the usual stream of one chunk
+/// (a unary request or answer) allocates no queue.
+#[derive(Debug, Default)]
+pub(crate) struct Chunks {
+    first: Option<Bytes>,
+    rest: VecDeque<Bytes>,
+}
+
+impl Chunks {
+    /// Appends a chunk.
+    pub fn push_back(&mut self, chunk: Bytes) {
+        if self.is_empty() {
+            self.first = Some(chunk);
+        } else {
+            self.rest.push_back(chunk);
+        }
+    }
+
+    /// Takes the oldest chunk.
+    pub fn pop_front(&mut self) -> Option<Bytes> {
+        self.first.take().or_else(|| self.rest.pop_front())
+    }
+
+    /// Drops every chunk; their total length.
+    pub fn clear(&mut self) -> usize {
+        let first = self.first.take().map_or(0, |b| b.len());
+        first + self.rest.drain(..).map(|b| b.len()).sum::<usize>()
+    }
+
+    /// Whether no chunk is held.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none() && self.rest.is_empty()
+    }
+
+    /// The total length of the chunks.
+    pub fn len_bytes(&self) -> usize {
+        self.first.as_ref().map_or(0, Bytes::len) + self.rest.iter().map(Bytes::len).sum::<usize>()
+    }
+}
+
 /// One stream's state.
 #[derive(Debug, Default)]
 pub(crate) struct Stream {
     /// Received data not yet taken by the receive handle.
-    pub recv: VecDeque<Bytes>,
+    pub recv: Chunks,
     /// Received response headers not yet taken (client side).
     pub headers: Option<Headers>,
     /// Received trailers not yet taken.
@@ -253,7 +293,7 @@ impl State {
         if s.refs == 0 && !s.active {
             if let Some(s) = self.streams.remove(&id) {
                 // Data never read still gives its room back to the connection.
-                let unread: usize = s.recv.iter().map(|b| b.len()).sum();
+                let unread = s.recv.len_bytes();
                 self.release_conn(unread as u32);
                 self.conn_update();
             }
