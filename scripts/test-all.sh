@@ -26,6 +26,8 @@ command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
 [ -f /usr/share/java/zookeeper.jar ] && [ -x /usr/share/zookeeper/bin/zkCli.sh ] || need+=(zookeeper)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler) # rdubbo-build (IDL tests' build.rs)
+# protoc's well-known types (google/protobuf/empty.proto …), which the IDL tests import.
+[ -f /usr/include/google/protobuf/empty.proto ] || need+=(libprotobuf-dev)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 # The classpath of the real Java Dubbo 2.7.23 and 3.3.1 peers (../shared/java-dubbo*/README.md).
