@@ -4,6 +4,8 @@
 //!   back; Python `grpcio-health-checking` Watch streams see each change, `grpcurl`
 //!   Checks answer it; the shutdown ends the watches (`UNAVAILABLE`, after
 //!   `NOT_SERVING`) instead of waiting the drain out for them;
+//! - an application's health says `NOT_SERVING` while its server listens but its
+//!   services are not yet registered, `SERVING` once they are;
 //! - a reflection stream does not send again a file it has sent (the file asked for
 //!   comes always; its imports only once per stream), read by `grpcio-reflection`.
 //!
@@ -237,6 +239,135 @@ port = 0
             "END org.example.Beta UNAVAILABLE",
         ])
         .await;
+}
+
+/// A registry whose `register` waits until the test opens its gate; everything else is a
+/// `memory://` registry's.
+struct GatedRegistry {
+    inner: Arc<dyn rdubbo::Registry>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl rdubbo::Registry for GatedRegistry {
+    fn url(&self) -> &rdubbo::Url {
+        self.inner.url()
+    }
+    fn is_available(&self) -> bool {
+        self.inner.is_available()
+    }
+    fn register(&self, url: &rdubbo::Url) -> BoxFuture<'_, rdubbo::RegistryResult<()>> {
+        let url = url.clone();
+        Box::pin(async move {
+            let _open = self.gate.acquire().await;
+            self.inner.register(&url).await
+        })
+    }
+    fn unregister(&self, url: &rdubbo::Url) -> BoxFuture<'_, rdubbo::RegistryResult<()>> {
+        self.inner.unregister(url)
+    }
+    fn subscribe(
+        &self,
+        url: &rdubbo::Url,
+        listener: Arc<dyn rdubbo::NotifyListener>,
+    ) -> BoxFuture<'_, rdubbo::RegistryResult<()>> {
+        self.inner.subscribe(url, listener)
+    }
+    fn unsubscribe(
+        &self,
+        url: &rdubbo::Url,
+        listener: &Arc<dyn rdubbo::NotifyListener>,
+    ) -> BoxFuture<'_, rdubbo::RegistryResult<()>> {
+        self.inner.unsubscribe(url, listener)
+    }
+    fn lookup(&self, url: &rdubbo::Url) -> BoxFuture<'_, rdubbo::RegistryResult<Vec<rdubbo::Url>>> {
+        self.inner.lookup(url)
+    }
+    fn destroy(&self) -> BoxFuture<'_, ()> {
+        self.inner.destroy()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_says_not_serving_until_the_services_are_registered() {
+    if !has_grpcurl() {
+        return;
+    }
+    // A fixed free port: the server listens before `start` returns its address.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut table = rdubbo::extension::builtin();
+    let opened = gate.clone();
+    table.add_registry("gated", move |_url: rdubbo::Url| {
+        let gate = opened.clone();
+        async move {
+            let inner = rdubbo::registry::connect("memory://health-gate").await?;
+            Ok::<Arc<dyn rdubbo::Registry>, rdubbo::RegistryError>(Arc::new(GatedRegistry {
+                inner,
+                gate,
+            }))
+        }
+    });
+    let config = format!(
+        r#"
+[application]
+name = "health-gate"
+
+[registries.main]
+address = "gated://127.0.0.1:1"
+
+[protocols.tri]
+port = {port}
+
+[provider.services.alpha]
+interface = "{ALPHA}"
+
+[metrics]
+enabled = false
+"#
+    );
+    let starting = tokio::spawn(
+        Application::builder(Config::from_str(&config, Format::Toml, "gate.toml").unwrap())
+            .extensions(Arc::new(table))
+            .service(
+                "alpha",
+                AlphaServer::<Impl>::info(),
+                Arc::new(AlphaServer::new(Impl)),
+            )
+            .start(),
+    );
+    // Listening, not yet registered: a probe must not send traffic yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{addr} never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for service in ["", ALPHA] {
+        assert_eq!(
+            grpcurl_check(addr, service).await,
+            "NOT_SERVING",
+            "{service:?}"
+        );
+    }
+    assert!(!starting.is_finished(), "start returned before registering");
+    // Registered: serving.
+    gate.add_permits(1_000);
+    let app = tokio::time::timeout(Duration::from_secs(20), starting)
+        .await
+        .expect("start ends once registered")
+        .unwrap()
+        .unwrap();
+    for service in ["", ALPHA] {
+        assert_eq!(grpcurl_check(addr, service).await, "SERVING", "{service:?}");
+    }
+    app.shutdown().await;
 }
 
 /// `obs/common.proto` and `obs/api.proto` (which imports it), as `protoc` would describe

@@ -297,7 +297,9 @@ impl Bootstrap {
                 builder = builder.export(wiring::service_info(s, code_info), wrapped);
                 templates.push((id.clone(), params));
             }
-            let provider = builder.start().await.map_err(|e| {
+            // Its gRPC health (tri) says NOT_SERVING until the services are registered
+            // (step 7; `ready` sets it from what is online).
+            let provider = builder.not_serving_at_start().start().await.map_err(|e| {
                 let why = match e {
                     SetupError::Io { source, .. } => source.to_string(),
                     other => other.to_string(),
@@ -464,6 +466,7 @@ impl Bootstrap {
             instance: started.instance,
         });
         self.state.set(&state);
+        state.sync_health();
         let metrics_addr = started.metrics_listener.as_ref().map(|l| l.addr);
         let qos_addr = started.qos_listener.as_ref().map(|l| l.addr);
         let listeners = started

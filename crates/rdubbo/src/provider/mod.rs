@@ -96,6 +96,10 @@ pub struct ProviderBuilder {
     /// Over tri: also serve gRPC health and server reflection.
     #[cfg_attr(not(feature = "triple"), allow(dead_code))]
     grpc_builtins: bool,
+    /// Over tri: health turns `SERVING` once `start` has registered the services (an
+    /// application that registers them itself later says when instead).
+    #[cfg_attr(not(feature = "triple"), allow(dead_code))]
+    serving_at_start: bool,
 }
 
 /// Running services, registered in their registries.
@@ -135,6 +139,7 @@ impl Provider {
             register_mode: RegisterMode::default(),
             app_metadata: None,
             grpc_builtins: true,
+            serving_at_start: true,
         }
     }
 
@@ -180,7 +185,8 @@ impl Provider {
     }
 
     /// The statuses its gRPC health service answers with (served with reflection when
-    /// the protocol is `tri`; `NOT_SERVING` once unregistered).
+    /// the protocol is `tri`; `SERVING` once [`start`](ProviderBuilder::start) registered
+    /// the services, not before; `NOT_SERVING` once unregistered).
     #[cfg(feature = "triple")]
     pub fn health(&self) -> Option<&crate::grpc::HealthReporter> {
         self.health.as_ref()
@@ -247,6 +253,14 @@ impl ProviderBuilder {
 
     /// Serves `metadata`'s MetadataService too, for a caller (the application) that
     /// publishes it and registers the instance itself.
+    /// Leaves the gRPC health `NOT_SERVING` after `start`: the caller registers the
+    /// services itself and sets the health when it did.
+    #[cfg_attr(not(feature = "app"), allow(dead_code))]
+    pub(crate) fn not_serving_at_start(mut self) -> Self {
+        self.serving_at_start = false;
+        self
+    }
+
     #[cfg_attr(not(feature = "app"), allow(dead_code))]
     pub(crate) fn metadata_service(mut self, metadata: AppMetadata) -> Self {
         self.app_metadata = Some(metadata);
@@ -464,6 +478,9 @@ impl ProviderBuilder {
             let health = crate::grpc::HealthReporter::new();
             let infos: Vec<ServiceInfo> = self.services.iter().map(|(i, _)| i.clone()).collect();
             exports.extend(crate::grpc::builtin_exports(&infos, &health));
+            // Not serving until registered: a probe that sees the port must not send
+            // traffic before consumers could find it.
+            health.set_all(crate::grpc::ServingStatus::NotServing);
             health
         });
         let server = protocol.serve(self.listen, exports).await?;
@@ -540,6 +557,10 @@ impl ProviderBuilder {
             instance::follow_configured(&registration, metadata, &registrations).await;
             registration.set_online(true).await;
             instance = Some(registration);
+        }
+        #[cfg(feature = "triple")]
+        if let (Some(health), true) = (&health, self.serving_at_start) {
+            health.set_all(crate::grpc::ServingStatus::Serving);
         }
         Ok(Provider {
             server,
