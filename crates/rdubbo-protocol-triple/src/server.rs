@@ -72,28 +72,7 @@ impl Default for ServerConfig {
 
 /// FNV-1a for the export and method tables: they are fixed when the server starts, so a
 /// request's path cannot make their lookups slow, and SipHash's cost is not paid per call.
-#[derive(Default, Clone, Copy)]
-struct Fnv(u64);
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-type FixedKeys = std::hash::BuildHasherDefault<Fnv>;
+type FixedKeys = fnv::FnvBuildHasher;
 
 struct Export {
     info: ServiceInfo,

@@ -204,28 +204,7 @@ fn not_indexed(name: &[u8], value: &[u8]) -> bool {
 
 /// FNV-1a: the static table's index is fixed (a lookup cannot be made slow by the
 /// names looked up), so SipHash's protection is not needed and its cost is not paid.
-#[derive(Default, Clone, Copy)]
-struct Fnv(u64);
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-type StaticIndex = HashMap<&'static [u8], (usize, usize), std::hash::BuildHasherDefault<Fnv>>;
+type StaticIndex = HashMap<&'static [u8], (usize, usize), fnv::FnvBuildHasher>;
 
 fn static_index() -> &'static StaticIndex {
     static MAP: OnceLock<StaticIndex> = OnceLock::new();
