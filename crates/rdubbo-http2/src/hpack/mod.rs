@@ -198,8 +198,13 @@ fn never_index(name: &[u8]) -> bool {
     )
 }
 
-fn not_indexed(name: &[u8], value: &[u8]) -> bool {
-    value.len() > 512 || matches!(name, b"grpc-timeout" | b"content-length")
+/// Fields sent without adding them to the dynamic table: large values, and values that
+/// change from request to request once their name can be referred to (`name_indexed`:
+/// in the static table, or put in the dynamic one by its first use — so a `grpc-timeout`
+/// costs one byte when it repeats and its name's index plus the value when it changes,
+/// instead of the name spelled out every time).
+fn not_indexed(name: &[u8], value: &[u8], name_indexed: bool) -> bool {
+    value.len() > 512 || (name_indexed && matches!(name, b"grpc-timeout" | b"content-length"))
 }
 
 /// FNV-1a: the static table's index is fixed (a lookup cannot be made slow by the
@@ -301,7 +306,7 @@ impl Encoder {
         }
         let (flags, prefix) = if never_index(name) {
             (0x10, 4)
-        } else if not_indexed(name, value) {
+        } else if not_indexed(name, value, name_index != 0) {
             (0x00, 4)
         } else {
             (0x40, 6)

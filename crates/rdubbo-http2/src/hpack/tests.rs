@@ -244,6 +244,28 @@ fn header_list_limit_keeps_the_table_in_step() {
 }
 
 #[test]
+fn a_grpc_timeout_is_spelled_out_once_then_referred_to() {
+    let mut e = Encoder::new();
+    let mut d = Decoder::new(4096);
+    let mut sizes = Vec::new();
+    for timeout in ["1000m", "1000m", "250m", "1000m"] {
+        let headers = list(&[(":path", "/a.B/c"), ("grpc-timeout", timeout)]);
+        let mut block = Vec::new();
+        e.encode(&headers, &mut block);
+        sizes.push(block.len());
+        let mut out = Headers::new();
+        assert!(d.decode(&Bytes::from(block), 1 << 16, &mut out).unwrap());
+        assert_eq!(out, headers);
+    }
+    // First: both spelled out and indexed. Then two indexed fields; a new value is sent
+    // with the name's index and not added (the table keeps the first value).
+    assert_eq!(sizes[1], 2, "{sizes:?}");
+    assert!(sizes[2] > 2 && sizes[2] < sizes[0] - 8, "{sizes:?}");
+    assert_eq!(sizes[3], 2, "{sizes:?}");
+    assert_eq!(table(&d).len(), 2);
+}
+
+#[test]
 fn table_size_update_is_announced_and_checked() {
     let mut e = Encoder::new();
     e.set_max_table_size(0);
