@@ -110,7 +110,7 @@ struct CachedHead {
     version: Option<Arc<str>>,
     group: Option<Arc<str>>,
     timeout: Duration,
-    fields: Headers,
+    fields: Arc<Headers>,
 }
 
 impl CachedHead {
@@ -336,7 +336,7 @@ impl Inner {
         }
     }
 
-    fn request(&self, inv: &Invocation, timeout: Duration) -> RpcResult<(Headers, Bytes)> {
+    fn request(&self, inv: &Invocation, timeout: Duration) -> RpcResult<(Arc<Headers>, Bytes)> {
         let frame = match &inv.args {
             Args::Message(m) => {
                 self.check_size(m.len())?;
@@ -363,24 +363,27 @@ impl Inner {
     }
 
     /// The request head of a call (path, content type, deadline, identity, attachments):
-    /// the part without attachments built once per (service, method, deadline).
-    fn head(&self, inv: &Invocation, timeout: Duration) -> Headers {
-        let mut h = self.cached_head(inv, timeout);
-        if !inv.attachments.is_empty() {
-            let mut map = HeaderMap::new();
-            headers::put_attachments(&mut map, inv.attachments.iter());
-            headers::append_fields(&mut h, &map);
+    /// the part without attachments built once per (service, method, deadline) and shared
+    /// as it is by the calls without attachments.
+    fn head(&self, inv: &Invocation, timeout: Duration) -> Arc<Headers> {
+        let cached = self.cached_head(inv, timeout);
+        if inv.attachments.is_empty() {
+            return cached;
         }
-        h
+        let mut h = Headers::clone(&cached);
+        let mut map = HeaderMap::new();
+        headers::put_attachments(&mut map, inv.attachments.iter());
+        headers::append_fields(&mut h, &map);
+        Arc::new(h)
     }
 
     /// The head of a call without its attachments, from the cache when it was built before.
-    fn cached_head(&self, inv: &Invocation, timeout: Duration) -> Headers {
+    fn cached_head(&self, inv: &Invocation, timeout: Duration) -> Arc<Headers> {
         let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = heads.iter().find(|c| c.is_for(inv, timeout)) {
             return c.fields.clone();
         }
-        let h = self.build_head(inv, timeout);
+        let h = Arc::new(self.build_head(inv, timeout));
         if heads.len() < MAX_HEADS {
             heads.push(CachedHead {
                 interface: inv.interface.clone(),
