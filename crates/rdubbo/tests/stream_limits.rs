@@ -115,8 +115,26 @@ listen = "127.0.0.1:0"
         .unwrap()
 }
 
-async fn consumer(toml: &str) -> Application {
-    Application::builder(Config::from_str(toml, Format::Toml, "consumer.toml").unwrap())
+/// The consumer application with its `ticker` reference: `registries` (a section, or
+/// nothing) and `reference` (the reference's own lines besides its interface and a 10 s
+/// timeout); metrics on, QoS off.
+async fn consumer(registries: &str, reference: &str) -> Application {
+    let toml = format!(
+        r#"
+[application]
+name = "ticker-consumer"
+{registries}
+[consumer.references.ticker]
+interface = "{IFACE}"
+timeout = "10s"
+{reference}
+[qos]
+enabled = false
+[metrics]
+listen = "127.0.0.1:0"
+"#
+    );
+    Application::builder(Config::from_str(&toml, Format::Toml, "consumer.toml").unwrap())
         .start()
         .await
         .unwrap()
@@ -185,21 +203,10 @@ async fn executes_and_the_access_log_count_a_stream_to_its_end() {
     )
     .await;
     let addr = provider.server_addrs()[0].1;
-    let consumer = consumer(&format!(
-        r#"
-[application]
-name = "ticker-consumer"
-[consumer.references.ticker]
-interface = "{IFACE}"
-url = "tri://{addr}/{IFACE}"
-timeout = "10s"
-params = {{ accesslog = "true" }}
-[qos]
-enabled = false
-[metrics]
-listen = "127.0.0.1:0"
-"#
-    ))
+    let consumer = consumer(
+        "",
+        &format!("url = \"tri://{addr}/{IFACE}\"\nparams = {{ accesslog = \"true\" }}"),
+    )
     .await;
     let ticker = consumer.reference("ticker").unwrap();
 
@@ -289,22 +296,7 @@ async fn actives_waits_for_a_stream_to_end() {
     let release = Arc::new(tokio::sync::Notify::new());
     let provider = provider("ticker-a", "", "", &release).await;
     let addr = provider.server_addrs()[0].1;
-    let consumer = consumer(&format!(
-        r#"
-[application]
-name = "ticker-consumer"
-[consumer.references.ticker]
-interface = "{IFACE}"
-url = "tri://{addr}/{IFACE}"
-timeout = "10s"
-actives = 1
-[qos]
-enabled = false
-[metrics]
-listen = "127.0.0.1:0"
-"#
-    ))
-    .await;
+    let consumer = consumer("", &format!("url = \"tri://{addr}/{IFACE}\"\nactives = 1")).await;
     let ticker = consumer.reference("ticker").unwrap();
 
     let (_, held) = first(&ticker, "hold").await.unwrap();
@@ -339,23 +331,7 @@ async fn least_active_counts_an_open_stream() {
     let registries = format!("[registries.main]\naddress = \"{reg}\"");
     let a = provider("ticker-a", "", &registries, &release).await;
     let b = provider("ticker-b", "", &registries, &release).await;
-    let consumer = consumer(&format!(
-        r#"
-[application]
-name = "ticker-consumer"
-[registries.main]
-address = "{reg}"
-[consumer.references.ticker]
-interface = "{IFACE}"
-timeout = "10s"
-loadbalance = "leastactive"
-[qos]
-enabled = false
-[metrics]
-listen = "127.0.0.1:0"
-"#
-    ))
-    .await;
+    let consumer = consumer(&registries, "loadbalance = \"leastactive\"").await;
     let ticker = consumer.reference("ticker").unwrap();
     let who = || {
         let ticker = ticker.clone();
