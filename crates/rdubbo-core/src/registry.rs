@@ -12,7 +12,7 @@
 //! The [`RegistryCache`] keeps the last notified list of each service in a file so that a
 //! consumer that starts while its registry is unreachable can still call.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -148,16 +148,32 @@ pub fn subscribed_categories(url: &Url) -> Vec<String> {
 /// thread (at most one write per 100 ms, none while nothing changed), so a burst of
 /// notifications costs one write, never one per notification. [`flush`](Self::flush)
 /// writes pending changes now; dropping the cache flushes too.
+///
+/// Several caches may share one file (registries of one URL in a process, a provider's and
+/// a consumer's): a write replaces only the categories this cache was told, on top of what
+/// the file holds then, so one never erases another's lists.
 pub struct RegistryCache {
     path: Option<PathBuf>,
     shared: Arc<CacheShared>,
 }
 
 struct CacheShared {
-    entries: Mutex<BTreeMap<String, Vec<String>>>,
+    entries: Mutex<Entries>,
     dirty: AtomicBool,
     writer_running: AtomicBool,
 }
+
+#[derive(Default, Clone)]
+struct Entries {
+    /// Service key → the URLs of all its categories (as written).
+    urls: BTreeMap<String, Vec<String>>,
+    /// The categories of each service this cache was told (what its writes replace).
+    told: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Writes of cache files in this process, one at a time (a read of the file, the merge and
+/// the rename make one step).
+static FILE_WRITES: Mutex<()> = Mutex::new(());
 
 /// Delay that gathers a burst of updates into one write.
 const CACHE_WRITE_DELAY: Duration = Duration::from_millis(100);
@@ -176,11 +192,14 @@ impl RegistryCache {
         RegistryCache::with(None, BTreeMap::new())
     }
 
-    fn with(path: Option<PathBuf>, entries: BTreeMap<String, Vec<String>>) -> RegistryCache {
+    fn with(path: Option<PathBuf>, urls: BTreeMap<String, Vec<String>>) -> RegistryCache {
         RegistryCache {
             path,
             shared: Arc::new(CacheShared {
-                entries: Mutex::new(entries),
+                entries: Mutex::new(Entries {
+                    urls,
+                    told: BTreeMap::new(),
+                }),
                 dirty: AtomicBool::new(false),
                 writer_running: AtomicBool::new(false),
             }),
@@ -191,20 +210,7 @@ impl RegistryCache {
     /// gives an empty cache (a cache is an optimisation, never a reason not to start).
     pub fn open(path: impl Into<PathBuf>) -> RegistryCache {
         let path = path.into();
-        let entries = std::fs::read_to_string(&path)
-            .map(|text| parse_properties(&text))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    k,
-                    v.split(' ')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
-                )
-            })
-            .collect();
+        let entries = read_entries(&path);
         RegistryCache::with(Some(path), entries)
     }
 
@@ -241,6 +247,7 @@ impl RegistryCache {
     pub fn get(&self, service_key: &str) -> Vec<Url> {
         let entries = self.shared.lock();
         entries
+            .urls
             .get(service_key)
             .map(|urls| urls.iter().filter_map(|u| Url::parse(u).ok()).collect())
             .unwrap_or_default()
@@ -250,13 +257,13 @@ impl RegistryCache {
     pub fn put(&self, service_key: &str, category: &str, urls: &[Url]) {
         {
             let mut entries = self.shared.lock();
-            let list = entries.entry(service_key.to_owned()).or_default();
-            list.retain(|u| {
-                Url::parse(u)
-                    .map(|u| u.category() != category)
-                    .unwrap_or(false)
-            });
-            list.extend(urls.iter().map(|u| u.to_string()));
+            let list = entries.urls.entry(service_key.to_owned()).or_default();
+            replace_category(list, category, urls.iter().map(|u| u.to_string()));
+            entries
+                .told
+                .entry(service_key.to_owned())
+                .or_default()
+                .insert(category.to_owned());
         }
         let Some(path) = self.path.clone() else {
             return;
@@ -305,16 +312,68 @@ impl Drop for RegistryCache {
 }
 
 impl CacheShared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<String>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Writes what this cache was told over what the file holds now.
     fn write(&self, path: &Path) {
-        let snapshot = self.lock().clone();
-        if let Err(e) = write_properties(path, &snapshot) {
+        let _one_at_a_time = FILE_WRITES.lock().unwrap_or_else(|e| e.into_inner());
+        let mut merged = read_entries(path);
+        {
+            let entries = self.lock();
+            for (key, categories) in &entries.told {
+                let ours = entries.urls.get(key).map(Vec::as_slice).unwrap_or_default();
+                let list = merged.entry(key.clone()).or_default();
+                list.retain(|u| !categories.contains(category_of(u).as_str()));
+                list.extend(
+                    ours.iter()
+                        .filter(|u| categories.contains(category_of(u).as_str()))
+                        .cloned(),
+                );
+            }
+        }
+        merged.retain(|_, urls| !urls.is_empty());
+        if let Err(e) = write_properties(path, &merged) {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the registry cache file");
         }
     }
+}
+
+/// The entries of a cache file (none when it is missing or unreadable).
+fn read_entries(path: &Path) -> BTreeMap<String, Vec<String>> {
+    std::fs::read_to_string(path)
+        .map(|text| parse_properties(&text))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k,
+                v.split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// The category of a cached URL (an unparsable one has none: it is dropped by the next
+/// write of its service).
+fn category_of(url: &str) -> String {
+    Url::parse(url)
+        .map(|u| u.category().to_owned())
+        .unwrap_or_default()
+}
+
+/// Replaces the URLs of `category` in `list` (unparsable entries go too).
+fn replace_category(list: &mut Vec<String>, category: &str, urls: impl Iterator<Item = String>) {
+    list.retain(|u| {
+        Url::parse(u)
+            .map(|u| u.category() != category)
+            .unwrap_or(false)
+    });
+    list.extend(urls);
 }
 
 fn write_properties(path: &Path, entries: &BTreeMap<String, Vec<String>>) -> std::io::Result<()> {
@@ -498,6 +557,41 @@ mod tests {
         cache.flush();
         let urls = RegistryCache::open(&path).get("g/demo.Api:1.0");
         assert_eq!(urls, vec![cfg]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn caches_sharing_a_file_keep_each_others_lists() {
+        let dir = std::env::temp_dir().join(format!("rdubbo-cache-shared-{}", std::process::id()));
+        let path = dir.join("registry.cache");
+        let _ = std::fs::remove_file(&path);
+        let provider_side = RegistryCache::open(&path);
+        let consumer_side = RegistryCache::open(&path);
+        let p1: Url = "jsonrpc://127.0.0.1:30880/demo.Api?interface=demo.Api"
+            .parse()
+            .unwrap();
+        let cfg: Url = "empty://127.0.0.1/demo.Api?category=configurators"
+            .parse()
+            .unwrap();
+        let other: Url = "jsonrpc://127.0.0.1:30881/demo.Other?interface=demo.Other"
+            .parse()
+            .unwrap();
+        // The provider's registry hears of its configurators, the consumer's of providers
+        // and another service; the provider's writes last, from what it opened (nothing).
+        provider_side.put("demo.Api", "configurators", std::slice::from_ref(&cfg));
+        consumer_side.put("demo.Api", "providers", std::slice::from_ref(&p1));
+        consumer_side.put("demo.Other", "providers", std::slice::from_ref(&other));
+        consumer_side.flush();
+        provider_side.flush();
+        let reopened = RegistryCache::open(&path);
+        let mut api = reopened.get("demo.Api");
+        api.sort_by_key(|u| u.to_string());
+        assert_eq!(api, vec![cfg.clone(), p1.clone()]);
+        assert_eq!(reopened.get("demo.Other"), vec![other]);
+        // A category told empty later is replaced, not kept from the file.
+        consumer_side.put("demo.Api", "providers", &[]);
+        consumer_side.flush();
+        assert_eq!(RegistryCache::open(&path).get("demo.Api"), vec![cfg]);
         std::fs::remove_dir_all(&dir).ok();
     }
 
