@@ -23,12 +23,12 @@ use tokio::time::Instant;
 
 use crate::codec::{self, Header, FLAG_REQUEST, FLAG_TWO_WAY, HESSIAN2};
 use crate::tls::{ClientTls, SharedTcp};
-use crate::wire::{FrameReader, ReadSocket, WriteSocket, Writer};
+use crate::wire::{FrameReader, ReadSocket, Readiness, WriteSocket, Writer};
 
 mod conn;
 mod reply;
 
-use conn::{background_reader, flusher, heartbeat_loop, WRITE_FAILED};
+use conn::{background_reader, flusher, heartbeat_loop, Turns, WRITE_FAILED};
 use reply::decode_reply;
 pub use reply::java_exception;
 
@@ -416,11 +416,14 @@ impl Inner {
                 (read, WriteSocket::Tls(write))
             }
         };
+        let reader = FrameReader::new(read, self.config.payload);
+        let socket = reader.socket();
         let writer = Arc::new(Writer::new(write, self.config.heartbeat * 3));
         let shared = Arc::new(ConnShared {
             addr: self.addr.clone(),
-            reader: tokio::sync::Mutex::new(FrameReader::new(read, self.config.payload)),
-            leading: AtomicBool::new(false),
+            socket,
+            reader: tokio::sync::Mutex::new(reader),
+            turns: Mutex::default(),
             leader_done: Notify::new(),
             pending: Mutex::default(),
             closed: AtomicBool::new(false),
@@ -459,13 +462,19 @@ impl Inner {
 /// one call at a time has no hand-off between tasks. Otherwise a background task reads
 /// whenever the socket is readable and no caller is reading: for the calls in flight, to
 /// answer heartbeats, and to notice the readonly event or a close. It never holds the
-/// reader while waiting, so a lone caller finds it free.
+/// reader while waiting, so a lone caller finds it free. On plain TCP only one of them
+/// waits in the socket's read slot at a time: while a caller reads, the background reader
+/// is not woken by the answers (the caller puts its waker back when it lets go), so a
+/// call alone on its connection wakes no other task.
 struct ConnShared {
     addr: String,
+    /// The socket read, to wait for it without holding `reader` (on plain TCP the readers
+    /// take turns in its read slot).
+    socket: Readiness,
     reader: tokio::sync::Mutex<FrameReader>,
-    /// A caller holds `reader` and reads.
-    leading: AtomicBool,
-    /// Signalled when a reading caller lets go.
+    /// Whether a caller reads, and the background reader's waker.
+    turns: Mutex<Turns>,
+    /// Signalled when a reading caller lets go (TLS: the background reader waits for it).
     leader_done: Notify,
     pending: Mutex<HashMap<i64, oneshot::Sender<Frame>>>,
     closed: AtomicBool,

@@ -347,12 +347,30 @@ pub(crate) enum Readiness {
 
 impl Readiness {
     /// Waits until the socket may be read.
+    ///
+    /// On plain TCP this waits in the socket's one read slot
+    /// ([`TcpStream::poll_read_ready`]): only the task that waited last is woken. A
+    /// connection's readers take turns in that slot (see the dubbo client's connection),
+    /// so bytes wake the one reader that will read them. On TLS any number of tasks may
+    /// wait; all are woken.
     pub(crate) async fn readable(&self) -> std::io::Result<()> {
         match self {
-            Readiness::Tcp(s) => s.readable().await,
+            Readiness::Tcp(s) => std::future::poll_fn(|cx| tcp_of(s).poll_read_ready(cx)).await,
             Readiness::Tls(s) => s.readable().await,
         }
     }
+
+    /// The plain TCP socket, whose read slot wakes one task (`None` on TLS).
+    pub(crate) fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Readiness::Tcp(s) => Some(tcp_of(s)),
+            Readiness::Tls(_) => None,
+        }
+    }
+}
+
+fn tcp_of(half: &OwnedReadHalf) -> &TcpStream {
+    half.as_ref()
 }
 
 /// Reads frames from a connection. [`FrameReader::next`] is cancel-safe: every byte read

@@ -461,3 +461,42 @@ async fn shutdown_sends_readonly_and_finishes_in_flight_calls() {
     assert_eq!(e.code(), codes::SHUTTING_DOWN);
     assert!(e.is_retryable());
 }
+
+/// Calls alone on the connection (the caller reads) and calls among others (the
+/// background reader reads) alternate on two threads: every one is answered, none waits
+/// for its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lone_and_concurrent_calls_alternate_without_losing_an_answer() {
+    let (server, _) = server().await;
+    let c = Arc::new(client(server.local_addr(), "timeout=5000"));
+    for round in 0..200u64 {
+        // One at a time …
+        for i in 0..5u64 {
+            let v = c.invoke(call("echo", vec![json!(round * 100 + i)])).await;
+            assert_eq!(v.unwrap().to_json().unwrap(), json!(round * 100 + i));
+        }
+        // … then several at once, some with a short pause at the provider.
+        let calls: Vec<_> = (0..1 + round % 7)
+            .map(|i| {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let inv = if i % 2 == 0 {
+                        call("echo", vec![json!(i)])
+                    } else {
+                        call("sleep", vec![json!(i % 3)])
+                    };
+                    c.invoke(inv).await
+                })
+            })
+            .collect();
+        for (i, t) in calls.into_iter().enumerate() {
+            let v = t.await.unwrap().unwrap().to_json().unwrap();
+            let i = i as u64;
+            assert_eq!(
+                v,
+                if i % 2 == 0 { json!(i) } else { json!(i % 3) },
+                "round {round}"
+            );
+        }
+    }
+}

@@ -2,12 +2,15 @@
 //! reading and routing answers (by a caller or the background reader), heartbeats, and
 //! failing every waiting call when the connection closes.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use rdubbo_core::RpcError;
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use crate::codec;
@@ -35,7 +38,44 @@ pub(super) async fn flusher(st: Arc<ConnShared>) {
     }
 }
 
+/// Whose turn it is to wait for the connection's bytes.
+#[derive(Default)]
+pub(super) struct Turns {
+    /// A caller holds the reader and reads.
+    pub(super) leading: bool,
+    /// The background reader's waker, once it has waited.
+    background: Option<Waker>,
+    /// A caller let go of the reader with bytes of other answers in its buffer (or
+    /// without knowing): the background reader reads without waiting for the socket.
+    buffered: bool,
+}
+
 impl ConnShared {
+    pub(super) fn turns(&self) -> std::sync::MutexGuard<'_, Turns> {
+        self.turns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The background reader's wait on plain TCP: in the socket's read slot while no
+    /// caller reads; while one does, nowhere (the caller re-arms it when it lets go), so
+    /// an answer wakes only the caller that reads it.
+    fn poll_background(&self, tcp: &TcpStream, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let mut turns = self.turns();
+        if !turns
+            .background
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            turns.background = Some(cx.waker().clone());
+        }
+        if turns.leading {
+            return Poll::Pending;
+        }
+        if std::mem::take(&mut turns.buffered) {
+            return Poll::Ready(Ok(()));
+        }
+        tcp.poll_read_ready(cx)
+    }
+
     pub(super) fn pending(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<i64, oneshot::Sender<Frame>>> {
@@ -68,24 +108,32 @@ impl ConnShared {
         if !alone {
             return rx.await.ok();
         }
-        let _done: LeaderDone<'_>;
+        let done: LeaderDone<'_>;
         let mut reader = tokio::select! {
             biased;
             reply = &mut rx => return reply.ok(),
             reader = self.reader.lock() => reader,
         };
-        self.leading.store(true, Ordering::SeqCst);
-        _done = LeaderDone(self);
+        self.turns().leading = true;
+        done = LeaderDone {
+            st: self,
+            buffered: Cell::new(true),
+        };
         loop {
-            match rx.try_recv() {
-                Ok(reply) => return Some(reply),
-                Err(oneshot::error::TryRecvError::Closed) => return None,
-                Err(oneshot::error::TryRecvError::Empty) => {}
-            }
-            let read = reader.next().await;
-            if let Err(reason) = self.dispatch(read).await {
-                self.close(&reason);
-            }
+            let reply = match rx.try_recv() {
+                Ok(reply) => Some(reply),
+                Err(oneshot::error::TryRecvError::Closed) => None,
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    let read = reader.next().await;
+                    if let Err(reason) = self.dispatch(read).await {
+                        self.close(&reason);
+                    }
+                    continue;
+                }
+            };
+            // Answers to other calls read with this one are for the background reader.
+            done.buffered.set(reader.has_buffered());
+            return reply;
         }
     }
 
@@ -163,33 +211,65 @@ fn fail_all(pending: &Mutex<HashMap<i64, oneshot::Sender<Frame>>>, addr: &str, r
     }
 }
 
-/// Marks the end of a caller's turn as reader (after the reader itself is released).
-struct LeaderDone<'a>(&'a ConnShared);
+/// Marks the end of a caller's turn as reader (after the reader itself is released) and
+/// hands the wait back to the background reader.
+struct LeaderDone<'a> {
+    st: &'a ConnShared,
+    /// Whether the reader may hold bytes of answers to other calls.
+    buffered: Cell<bool>,
+}
 
 impl Drop for LeaderDone<'_> {
     fn drop(&mut self) {
-        self.0.leading.store(false, Ordering::SeqCst);
-        self.0.leader_done.notify_waiters();
+        let st = self.st;
+        let mut turns = st.turns();
+        turns.leading = false;
+        let buffered = self.buffered.get();
+        turns.buffered = buffered;
+        match (st.socket.tcp(), &turns.background) {
+            // Back into the socket's read slot with the background reader's waker, without
+            // waking it unless there is something to read.
+            (Some(tcp), Some(waker)) => {
+                if buffered
+                    || tcp
+                        .poll_read_ready(&mut Context::from_waker(waker))
+                        .is_ready()
+                {
+                    waker.wake_by_ref();
+                }
+            }
+            // Not waited yet: it looks at `leading` and `buffered` before it does.
+            (Some(_), None) => {}
+            (None, _) => {
+                drop(turns);
+                st.leader_done.notify_waiters();
+            }
+        }
     }
 }
 
 /// Reads the connection while no caller does (see [`ConnShared`]).
 pub(super) async fn background_reader(st: Arc<ConnShared>) {
-    let socket = st.reader.lock().await.socket();
+    let socket = st.socket.clone();
     loop {
         if st.closed.load(Ordering::Relaxed) {
             return;
         }
-        if st.leading.load(Ordering::SeqCst) {
-            let done = st.leader_done.notified();
-            tokio::pin!(done);
-            done.as_mut().enable();
-            if st.leading.load(Ordering::SeqCst) {
-                done.await;
+        let ready = match socket.tcp() {
+            Some(tcp) => std::future::poll_fn(|cx| st.poll_background(tcp, cx)).await,
+            None => {
+                // TLS: every waiter is woken, so wait for the reading caller to let go.
+                let done = st.leader_done.notified();
+                tokio::pin!(done);
+                done.as_mut().enable();
+                if st.turns().leading {
+                    done.await;
+                    continue;
+                }
+                socket.readable().await
             }
-            continue;
-        }
-        if let Err(e) = socket.readable().await {
+        };
+        if let Err(e) = ready {
             st.close(&format!("connection lost: {e}"));
             return;
         }
