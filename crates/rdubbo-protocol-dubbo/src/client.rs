@@ -340,7 +340,11 @@ impl Inner {
 
     /// A live connection: the next slot's, connecting it if needed.
     async fn connection(&self) -> RpcResult<Arc<Conn>> {
-        let i = self.next_slot.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        // One connection (the default): no turn to take.
+        let i = match self.slots.len() {
+            1 => 0,
+            n => self.next_slot.fetch_add(1, Ordering::Relaxed) % n,
+        };
         let mut slot = self.slots[i].lock().await;
         let failures = match &*slot {
             Slot::Up(c) if !c.shared.closed.load(Ordering::Relaxed) => {
