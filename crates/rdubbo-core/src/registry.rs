@@ -523,17 +523,23 @@ mod tests {
         assert_eq!(subscribed_categories(&u), vec!["providers"]);
     }
 
+    /// A scratch folder of this test process, emptied, and the cache file in it.
+    fn scratch(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("rdubbo-cache-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("registry.cache");
+        (dir, path)
+    }
+
+    fn url(text: &str) -> Url {
+        text.parse().unwrap()
+    }
+
     #[test]
     fn cache_file_round_trips_in_java_properties_format() {
-        let dir = std::env::temp_dir().join(format!("rdubbo-cache-test-{}", std::process::id()));
-        let path = dir.join("registry.cache");
-        let _ = std::fs::remove_file(&path);
-        let p1: Url = "jsonrpc://127.0.0.1:30880/demo.Api?interface=demo.Api&side=provider"
-            .parse()
-            .unwrap();
-        let cfg: Url = "empty://127.0.0.1/demo.Api?category=configurators"
-            .parse()
-            .unwrap();
+        let (dir, path) = scratch("test");
+        let p1 = url("jsonrpc://127.0.0.1:30880/demo.Api?interface=demo.Api&side=provider");
+        let cfg = url("empty://127.0.0.1/demo.Api?category=configurators");
         {
             let cache = RegistryCache::open(&path);
             cache.put("g/demo.Api:1.0", "providers", std::slice::from_ref(&p1));
@@ -562,20 +568,12 @@ mod tests {
 
     #[test]
     fn caches_sharing_a_file_keep_each_others_lists() {
-        let dir = std::env::temp_dir().join(format!("rdubbo-cache-shared-{}", std::process::id()));
-        let path = dir.join("registry.cache");
-        let _ = std::fs::remove_file(&path);
+        let (dir, path) = scratch("shared");
         let provider_side = RegistryCache::open(&path);
         let consumer_side = RegistryCache::open(&path);
-        let p1: Url = "jsonrpc://127.0.0.1:30880/demo.Api?interface=demo.Api"
-            .parse()
-            .unwrap();
-        let cfg: Url = "empty://127.0.0.1/demo.Api?category=configurators"
-            .parse()
-            .unwrap();
-        let other: Url = "jsonrpc://127.0.0.1:30881/demo.Other?interface=demo.Other"
-            .parse()
-            .unwrap();
+        let p1 = url("jsonrpc://127.0.0.1:30880/demo.Api?interface=demo.Api");
+        let cfg = url("empty://127.0.0.1/demo.Api?category=configurators");
+        let other = url("jsonrpc://127.0.0.1:30881/demo.Other?interface=demo.Other");
         // The provider's registry hears of its configurators, the consumer's of providers
         // and another service; the provider's writes last, from what it opened (nothing).
         provider_side.put("demo.Api", "configurators", std::slice::from_ref(&cfg));
@@ -597,14 +595,12 @@ mod tests {
 
     #[test]
     fn a_burst_of_updates_reaches_the_file_without_a_flush() {
-        let dir = std::env::temp_dir().join(format!("rdubbo-cache-burst-{}", std::process::id()));
-        let path = dir.join("registry.cache");
-        let _ = std::fs::remove_file(&path);
+        let (dir, path) = scratch("burst");
         let cache = RegistryCache::open(&path);
         for port in 1..=200u16 {
-            let u: Url = format!("jsonrpc://127.0.0.1:{port}/demo.Api?interface=demo.Api")
-                .parse()
-                .unwrap();
+            let u = url(&format!(
+                "jsonrpc://127.0.0.1:{port}/demo.Api?interface=demo.Api"
+            ));
             cache.put("demo.Api", "providers", &[u]);
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
