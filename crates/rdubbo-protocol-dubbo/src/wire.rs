@@ -133,7 +133,25 @@ impl Writer {
 
     /// Queues `frame` and writes, unless another task is writing: that one writes it.
     /// Returns false once the connection failed.
+    ///
+    /// With nothing queued and the socket free, `frame` is written from where it is (no
+    /// copy into the queue, which on a connection among many is memory out of the cache).
     pub(crate) async fn send(&self, frame: &[u8]) -> bool {
+        if let Ok(mut socket) = self.socket.try_lock() {
+            if !self.is_failed() && self.queued().is_empty() {
+                // Frames queued from now on go after this one: the socket is held.
+                self.bytes.fetch_add(frame.len(), Ordering::Relaxed);
+                let written = self.write_batch(&mut socket, frame).await;
+                self.bytes.fetch_sub(frame.len(), Ordering::SeqCst);
+                if let Err(reason) = written {
+                    self.fail(&reason);
+                    return false;
+                }
+                self.wake_waiters();
+                drop(socket);
+                return self.queued().is_empty() || self.flush().await;
+            }
+        }
         self.queue(frame);
         self.flush().await
     }
@@ -214,9 +232,7 @@ impl Writer {
                     *self.spare() = batch;
                 }
                 if let Err(reason) = written {
-                    tracing::debug!(%reason, "write failed; the connection is done");
-                    self.failed.store(true, Ordering::SeqCst);
-                    self.written.notify_waiters();
+                    self.fail(&reason);
                     return false;
                 }
                 self.wake_waiters();
@@ -275,6 +291,13 @@ impl Writer {
             },
         };
         result.map_err(|e| e.to_string())
+    }
+
+    /// A write failed: the connection is done.
+    fn fail(&self, reason: &str) {
+        tracing::debug!(%reason, "write failed; the connection is done");
+        self.failed.store(true, Ordering::SeqCst);
+        self.written.notify_waiters();
     }
 
     fn wake_waiters(&self) {
@@ -390,6 +413,16 @@ pub(crate) struct FrameReader {
 
 const READ_CHUNK: usize = 64 * 1024;
 
+/// A read buffer larger than this is not kept for other connections.
+const KEEP_READ: usize = 256 * 1024;
+
+thread_local! {
+    /// The read buffer last let go of on this thread: connections that hold no partial
+    /// frame keep none of their own, and the next read on any of them reads into this one,
+    /// still in the cache (rather than into one of a thousand connections' buffers).
+    static SPARE_READ: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 impl FrameReader {
     pub(crate) fn new(socket: impl Into<ReadSocket>, payload: usize) -> FrameReader {
         let (socket, tls) = match socket.into() {
@@ -399,7 +432,7 @@ impl FrameReader {
         FrameReader {
             socket,
             tls,
-            buf: Vec::with_capacity(READ_CHUNK),
+            buf: Vec::new(),
             start: 0,
             skipping: None,
             payload,
@@ -447,6 +480,9 @@ impl FrameReader {
                 _ => 0,
             };
             let want = rest.max(READ_CHUNK);
+            if self.buf.capacity() == 0 {
+                self.buf = SPARE_READ.with(std::cell::Cell::take);
+            }
             if self.buf.capacity() - self.buf.len() < want {
                 self.buf.reserve(want);
             }
@@ -463,7 +499,10 @@ impl FrameReader {
                     };
                 }
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.release_if_empty();
+                    return Ok(None);
+                }
                 Err(e) => return Err(ReadError::Io(e)),
             }
         }
@@ -500,8 +539,19 @@ impl FrameReader {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
+            self.release_if_empty();
         }
         Ok(Some(Read::Frame(header, body)))
+    }
+
+    /// Gives the read buffer to the next reader on this thread when it holds nothing.
+    fn release_if_empty(&mut self) {
+        if self.buf.is_empty() && self.skipping.is_none() && self.buf.capacity() > 0 {
+            let buf = std::mem::take(&mut self.buf);
+            if buf.capacity() <= KEEP_READ {
+                SPARE_READ.with(|spare| spare.set(buf));
+            }
+        }
     }
 }
 
