@@ -621,6 +621,37 @@ mod tests {
         out
     }
 
+    /// Readers on one thread share the buffer of the one that let go last, never one that
+    /// holds part of a frame: frames split across reads on two connections, interleaved,
+    /// arrive whole and each on its own connection.
+    #[tokio::test]
+    async fn interleaved_partial_frames_on_two_connections_stay_apart() {
+        let (mut a, mut peer_a) = pair(1 << 20).await;
+        let (mut b, mut peer_b) = pair(1 << 20).await;
+        for round in 0..20i64 {
+            let (fa, fb) = (frame(round, 300 + round as usize), frame(100 + round, 5));
+            let cut = 3 + round as usize % 20;
+            peer_a.write_all(&fa[..cut]).await.unwrap();
+            peer_b.write_all(&fb).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            // a holds part of its frame; b reads (and lets go of) a whole one.
+            assert!(matches!(a.try_next(), Ok(None)));
+            match b.next().await {
+                Ok(Read::Frame(h, body)) => assert_eq!((h.id, body.len()), (100 + round, 5)),
+                _ => panic!("not the frame sent"),
+            }
+            peer_a.write_all(&fa[cut..]).await.unwrap();
+            let whole = tokio::time::timeout(Duration::from_secs(5), a.next()).await;
+            match whole.expect("the first connection's frame never completed") {
+                Ok(Read::Frame(h, body)) => {
+                    assert_eq!((h.id, body.len()), (round, 300 + round as usize));
+                    assert!(body.iter().all(|x| *x == 0x4e));
+                }
+                _ => panic!("not the frame sent"),
+            }
+        }
+    }
+
     /// A reader dropped between the pieces of a frame loses nothing: the next `next()`
     /// returns the whole frame. The client relies on this when a caller stops reading.
     #[tokio::test]
