@@ -325,10 +325,10 @@ impl CacheShared {
             for (key, categories) in &entries.told {
                 let ours = entries.urls.get(key).map(Vec::as_slice).unwrap_or_default();
                 let list = merged.entry(key.clone()).or_default();
-                list.retain(|u| !categories.contains(category_of(u).as_str()));
+                list.retain(|u| category_of(u).is_some_and(|c| !categories.contains(&c)));
                 list.extend(
                     ours.iter()
-                        .filter(|u| categories.contains(category_of(u).as_str()))
+                        .filter(|u| category_of(u).is_some_and(|c| categories.contains(&c)))
                         .cloned(),
                 );
             }
@@ -359,20 +359,14 @@ fn read_entries(path: &Path) -> BTreeMap<String, Vec<String>> {
 }
 
 /// The category of a cached URL (an unparsable one has none: it is dropped by the next
-/// write of its service).
-fn category_of(url: &str) -> String {
-    Url::parse(url)
-        .map(|u| u.category().to_owned())
-        .unwrap_or_default()
+/// change or write of its service).
+fn category_of(url: &str) -> Option<String> {
+    Url::parse(url).ok().map(|u| u.category().to_owned())
 }
 
 /// Replaces the URLs of `category` in `list` (unparsable entries go too).
 fn replace_category(list: &mut Vec<String>, category: &str, urls: impl Iterator<Item = String>) {
-    list.retain(|u| {
-        Url::parse(u)
-            .map(|u| u.category() != category)
-            .unwrap_or(false)
-    });
+    list.retain(|u| category_of(u).is_some_and(|c| c != category));
     list.extend(urls);
 }
 

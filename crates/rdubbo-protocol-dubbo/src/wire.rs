@@ -141,13 +141,9 @@ impl Writer {
             if !self.is_failed() && self.queued().is_empty() {
                 // Frames queued from now on go after this one: the socket is held.
                 self.bytes.fetch_add(frame.len(), Ordering::Relaxed);
-                let written = self.write_batch(&mut socket, frame).await;
-                self.bytes.fetch_sub(frame.len(), Ordering::SeqCst);
-                if let Err(reason) = written {
-                    self.fail(&reason);
+                if !self.write_out(&mut socket, frame).await {
                     return false;
                 }
-                self.wake_waiters();
                 drop(socket);
                 return self.queued().is_empty() || self.flush().await;
             }
@@ -224,18 +220,15 @@ impl Writer {
                 }
             };
             if !batch.is_empty() {
-                let written = self.write_batch(&mut socket, &batch).await;
+                let written = self.write_out(&mut socket, &batch).await;
                 let mut batch = batch;
-                self.bytes.fetch_sub(batch.len(), Ordering::SeqCst);
                 batch.clear();
                 if batch.capacity() <= KEEP_CAPACITY {
                     *self.spare() = batch;
                 }
-                if let Err(reason) = written {
-                    self.fail(&reason);
+                if !written {
                     return false;
                 }
-                self.wake_waiters();
             }
             drop(socket);
             if self.queued().is_empty() {
@@ -293,11 +286,19 @@ impl Writer {
         result.map_err(|e| e.to_string())
     }
 
-    /// A write failed: the connection is done.
-    fn fail(&self, reason: &str) {
-        tracing::debug!(%reason, "write failed; the connection is done");
-        self.failed.store(true, Ordering::SeqCst);
-        self.written.notify_waiters();
+    /// Writes `batch` (counted in `bytes`) on the held socket and takes it off the count;
+    /// false when the connection is done (the write failed).
+    async fn write_out(&self, socket: &mut WriteSocket, batch: &[u8]) -> bool {
+        let written = self.write_batch(socket, batch).await;
+        self.bytes.fetch_sub(batch.len(), Ordering::SeqCst);
+        if let Err(reason) = written {
+            tracing::debug!(%reason, "write failed; the connection is done");
+            self.failed.store(true, Ordering::SeqCst);
+            self.written.notify_waiters();
+            return false;
+        }
+        self.wake_waiters();
+        true
     }
 
     fn wake_waiters(&self) {

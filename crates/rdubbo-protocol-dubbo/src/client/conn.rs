@@ -42,7 +42,7 @@ pub(super) async fn flusher(st: Arc<ConnShared>) {
 #[derive(Default)]
 pub(super) struct Turns {
     /// A caller holds the reader and reads.
-    pub(super) leading: bool,
+    leading: bool,
     /// The background reader's waker, once it has waited.
     background: Option<Waker>,
     /// A caller let go of the reader with bytes of other answers in its buffer (or
