@@ -97,6 +97,10 @@ step() {
   "$@"
   echo "   ($name: $((SECONDS - start)) s)"
 }
+# One full run builds every test binary once: incremental caches would only double the disk
+# it takes (a developer's own `cargo test` keeps them).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+echo "== disk free before the build: $(df -h --output=avail "$PWD" 2>/dev/null | tail -1 || echo unknown)"
 step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 # Libraries only (the CLI's binary is also called rdubbo); every public item documented.
@@ -110,6 +114,7 @@ if [ -f ../shared/java-dubbo/apache-dubbo-2.7.23-loopback.jar ] || [ -n "${RDUBB
   export RDUBBO_REQUIRE_JAVA="${RDUBBO_REQUIRE_JAVA:-1}"
 fi
 step "cargo test" cargo test --workspace --locked --no-fail-fast
+echo "== disk free after the tests: $(df -h --output=avail "$PWD" 2>/dev/null | tail -1 || echo unknown)"
 # A program outside the workspace that adds a protocol, a registry, a balancer and a tower
 # layer through the public API only (it checks a call through all four and prints `ok`).
 step "extension example outside the workspace (examples/extend)" \
