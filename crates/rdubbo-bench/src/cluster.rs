@@ -11,7 +11,14 @@
 //!   call is the median over the rounds. Each round is measured twice, alternately: through
 //!   the reference (cluster layer included), and straight on the same providers' protocol
 //!   invokers picked at random (`transport only`: the same connections, no cluster code);
-//!   the difference is what the cluster layer costs per call.
+//!   the difference is what the cluster layer costs per call. A third measure, alternated
+//!   with both, is the floor (`raw TCP`): the same number of connections, one per provider
+//!   address, to a plain echo listener in the same child process; a call writes 32 bytes on
+//!   a connection picked at random and reads them back. It is what any client with one
+//!   connection per provider pays (syscalls, wake-ups, kernel socket state) with no
+//!   protocol at all, so its growth from 10 to 1,000 providers is the growth no protocol
+//!   can get under. With more calls in flight than connections, calls wait for one: read
+//!   the serial figures (`--concurrency 1`) for the floor of the growth.
 //! - `memory`: resident memory of a directory per provider (protocol invokers that hold
 //!   nothing), with routes and balancer tables made.
 //!
@@ -69,6 +76,10 @@ enum Cmd {
         /// does not go to. 0: no such rows.
         #[arg(long, default_value_t = 10)]
         route_to: usize,
+        /// Take only this measure (`reference`, `transport` or `floor`), to profile it
+        /// alone; the others' columns say NaN.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Resident memory of a directory per provider.
     Memory {
@@ -105,9 +116,15 @@ fn main() -> Result<()> {
             loadbalance,
             protocol,
             route_to,
+            only,
         } => {
             if !["jsonrpc", "dubbo"].contains(&protocol.as_str()) {
                 bail!("--protocol: jsonrpc or dubbo, not {protocol}");
+            }
+            if let Some(m) = only.as_deref() {
+                if !["reference", "transport", "floor"].contains(&m) {
+                    bail!("--only: reference, transport or floor, not {m}");
+                }
             }
             if concurrency == 0 || rounds == 0 || !seconds.is_finite() || seconds <= 0.0 {
                 bail!("--concurrency, --rounds and --seconds must be positive");
@@ -122,6 +139,7 @@ fn main() -> Result<()> {
                 &loadbalance,
                 &protocol,
                 route_to,
+                only.as_deref(),
             ));
             drop(zk);
             result
@@ -185,17 +203,31 @@ async fn serve(interfaces: Vec<String>, protocol: &str) -> Result<()> {
     };
     // Every 127.0.0.0/8 address reaches a listener on 0.0.0.0.
     let server = protocol.serve("0.0.0.0:0".parse()?, exports).await?;
-    println!("LISTENING {}", server.local_addr());
+    let raw = tokio::net::TcpListener::bind("0.0.0.0:0").await?;
+    println!("LISTENING {} {}", server.local_addr(), raw.local_addr()?);
+    tokio::spawn(raw_echo(raw));
     // Served until the process is killed.
     std::future::pending::<()>().await;
     drop(server);
     Ok(())
 }
 
+/// The floor's listener: every connection gets back what it sends.
+async fn raw_echo(listener: tokio::net::TcpListener) {
+    while let Ok((mut conn, _)) = listener.accept().await {
+        let _ = conn.set_nodelay(true);
+        tokio::spawn(async move {
+            let (mut rd, mut wr) = conn.split();
+            let _ = tokio::io::copy(&mut rd, &mut wr).await;
+        });
+    }
+}
+
 /// The echo server as a child process.
 struct ServerProcess {
     child: tokio::process::Child,
     port: u16,
+    raw_port: u16,
 }
 
 impl ServerProcess {
@@ -214,13 +246,15 @@ impl ServerProcess {
         .await
         .context("server did not start in 30 s")??
         .context("server exited")?;
-        let addr: SocketAddr = line
+        let (addr, raw) = line
             .strip_prefix("LISTENING ")
-            .context("unexpected server output")?
-            .parse()?;
+            .and_then(|rest| rest.split_once(' '))
+            .context("unexpected server output")?;
+        let (addr, raw): (SocketAddr, SocketAddr) = (addr.parse()?, raw.parse()?);
         Ok(ServerProcess {
             child,
             port: addr.port(),
+            raw_port: raw.port(),
         })
     }
 
@@ -258,6 +292,8 @@ struct Figures {
     server_cpu_us: f64,
     /// Consumer CPU per call on the same invokers without the cluster layer.
     direct_cpu_us: f64,
+    /// Consumer CPU per call of the raw TCP floor (NaN: not measured).
+    floor_cpu_us: f64,
 }
 
 /// The protocol invokers of the providers a call may go to, one picked at random per
@@ -268,18 +304,71 @@ struct Direct {
     seed: AtomicU64,
 }
 
+/// An index below `n`, uniform enough to spread calls: splitmix64 over a shared counter.
+fn spread(seed: &AtomicU64, n: usize) -> usize {
+    let mut z = seed
+        .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z % n as u64) as usize
+}
+
 impl Invoker for Direct {
     fn invoke(&self, inv: Invocation) -> BoxFuture<'static, RpcResult<Reply>> {
-        // splitmix64 over a shared counter: cheap and uniform enough to spread the calls.
-        let mut z = self
-            .seed
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        let i = (z % self.invokers.len() as u64) as usize;
-        self.invokers[i].invoke(inv)
+        self.invokers[spread(&self.seed, self.invokers.len())].invoke(inv)
+    }
+}
+
+/// The floor: one plain TCP connection per provider address; a call takes a connection
+/// picked at random (waiting while another call has it), writes 32 bytes and reads them
+/// back.
+struct Floor {
+    conns: Vec<tokio::sync::Mutex<tokio::net::TcpStream>>,
+    seed: AtomicU64,
+}
+
+impl Floor {
+    async fn connect(n: usize, port: u16) -> Result<Floor> {
+        let mut conns = Vec::with_capacity(n);
+        for i in 0..n {
+            let conn = tokio::net::TcpStream::connect((host(i).as_str(), port)).await?;
+            conn.set_nodelay(true)?;
+            conns.push(tokio::sync::Mutex::new(conn));
+        }
+        Ok(Floor {
+            conns,
+            seed: AtomicU64::new(0),
+        })
+    }
+
+    /// Keeps `concurrency` calls going until `duration` is up; returns the number of calls.
+    async fn load(self: &Arc<Self>, concurrency: usize, duration: Duration) -> Result<u64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let deadline = Instant::now() + duration;
+        let mut tasks = Vec::with_capacity(concurrency);
+        for _ in 0..concurrency {
+            let floor = self.clone();
+            tasks.push(tokio::spawn(async move {
+                let (request, mut answer) = ([7u8; 32], [0u8; 32]);
+                let mut done = 0u64;
+                while Instant::now() < deadline {
+                    let mut conn = floor.conns[spread(&floor.seed, floor.conns.len())]
+                        .lock()
+                        .await;
+                    conn.write_all(&request).await?;
+                    conn.read_exact(&mut answer).await?;
+                    done += 1;
+                }
+                Ok::<u64, std::io::Error>(done)
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await??;
+        }
+        Ok(total)
     }
 }
 
@@ -313,7 +402,9 @@ async fn run(
     loadbalance: &str,
     protocol: &str,
     route_to: usize,
+    only: Option<&str>,
 ) -> Result<()> {
+    let measure = |m: &str| only.is_none_or(|o| o == m);
     let mut cases: Vec<(usize, Option<usize>)> = sizes.iter().map(|n| (*n, None)).collect();
     if route_to > 0 {
         cases.extend(
@@ -392,20 +483,44 @@ async fn run(
                 .collect(),
             seed: AtomicU64::new(0),
         });
+        // The floor, for the sizes without a rule (with one, calls go to `route_to`).
+        let floor = match route {
+            None if measure("floor") => {
+                let floor = Arc::new(Floor::connect(n, server.raw_port).await?);
+                floor.load(concurrency, Duration::from_millis(200)).await?;
+                Some(floor)
+            }
+            _ => None,
+        };
         eprintln!("{iface}: warmed up, measuring");
         let mut samples = Vec::new();
         for _ in 0..rounds {
-            let (consumer_cpu_us, server_cpu_us, calls_per_s) =
-                round(&invoker, &iface, concurrency, seconds, &server).await?;
-            let (direct_cpu_us, _, _) =
-                round(&direct, &iface, concurrency, seconds, &server).await?;
+            let nan = (f64::NAN, f64::NAN, f64::NAN);
+            let (consumer_cpu_us, server_cpu_us, calls_per_s) = match measure("reference") {
+                true => round(&invoker, &iface, concurrency, seconds, &server).await?,
+                false => nan,
+            };
+            let (direct_cpu_us, _, _) = match measure("transport") {
+                true => round(&direct, &iface, concurrency, seconds, &server).await?,
+                false => nan,
+            };
+            let floor_cpu_us = match &floor {
+                Some(floor) => {
+                    let cpu0 = cpu_ms();
+                    let calls = floor.load(concurrency, seconds).await?;
+                    (cpu_ms() - cpu0) * 1e3 / calls as f64
+                }
+                None => f64::NAN,
+            };
             samples.push(Figures {
                 calls_per_s,
                 consumer_cpu_us,
                 server_cpu_us,
                 direct_cpu_us,
+                floor_cpu_us,
             });
         }
+        drop(floor);
         let median = |f: fn(&Figures) -> f64| {
             let mut v: Vec<f64> = samples.iter().map(f).collect();
             v.sort_by(|a, b| a.total_cmp(b));
@@ -425,6 +540,7 @@ async fn run(
             median(|f| f.server_cpu_us),
             median(|f| f.direct_cpu_us),
             median(|f| f.consumer_cpu_us - f.direct_cpu_us),
+            median(|f| f.floor_cpu_us),
             rss_kib(),
         ));
     }
@@ -436,15 +552,21 @@ async fn run(
     println!(
         "| providers | calls/s | consumer CPU µs/call | vs first | server CPU µs/call \
          | transport only: consumer CPU µs/call | vs first | cluster's share µs/call \
-         | consumer RSS MiB |"
+         | raw TCP floor: CPU µs/call | vs first | consumer RSS MiB |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let base = rows.first().map(|r| r.2).unwrap_or(1.0);
     let direct_base = rows.first().map(|r| r.4).unwrap_or(1.0);
-    for (label, rate, cpu, server_cpu, direct, share, rss) in &rows {
+    let floor_base = rows.first().map(|r| r.6).unwrap_or(1.0);
+    for (label, rate, cpu, server_cpu, direct, share, floor, rss) in &rows {
+        let floor = if floor.is_nan() {
+            "– | –".to_string()
+        } else {
+            format!("{floor:.1} | {:.2}×", floor / floor_base)
+        };
         println!(
             "| {label} | {rate:.0} | {cpu:.1} | {:.2}× | {server_cpu:.1} | {direct:.1} | {:.2}× \
-             | {share:.1} | {:.1} |",
+             | {share:.1} | {floor} | {:.1} |",
             cpu / base,
             direct / direct_base,
             rss / 1024.0
