@@ -123,6 +123,9 @@ struct Inner {
     /// The provider's `token` (from its URL), sent with every call as Java's consumer does.
     token: Option<String>,
     config: ClientConfig,
+    /// Each slot's connection while it is up: what a call reads, without a lock.
+    live: Vec<arc_swap::ArcSwapOption<Conn>>,
+    /// Each slot's state, locked to connect it (one connect at a time per slot).
     slots: Vec<tokio::sync::Mutex<Slot>>,
     next_slot: AtomicUsize,
     ids: Arc<AtomicI64>,
@@ -175,7 +178,7 @@ impl DubboClient {
         } else {
             None
         };
-        let slots = (0..config.connections.max(1))
+        let slots: Vec<_> = (0..config.connections.max(1))
             .map(|_| tokio::sync::Mutex::new(Slot::Empty))
             .collect();
         Ok(DubboClient {
@@ -183,6 +186,9 @@ impl DubboClient {
                 url: url.clone(),
                 addr,
                 token: url.param_non_empty("token").map(str::to_string),
+                live: (0..slots.len())
+                    .map(|_| arc_swap::ArcSwapOption::const_empty())
+                    .collect(),
                 config,
                 slots,
                 next_slot: AtomicUsize::new(0),
@@ -345,17 +351,14 @@ impl Inner {
             1 => 0,
             n => self.next_slot.fetch_add(1, Ordering::Relaxed) % n,
         };
+        if let Some(c) = &*self.live[i].load() {
+            if !c.shared.closed.load(Ordering::Relaxed) {
+                return self.usable(c);
+            }
+        }
         let mut slot = self.slots[i].lock().await;
         let failures = match &*slot {
-            Slot::Up(c) if !c.shared.closed.load(Ordering::Relaxed) => {
-                if c.shared.readonly.load(Ordering::Relaxed) {
-                    return Err(RpcError::remote(
-                        codes::SHUTTING_DOWN,
-                        format!("provider {} is shutting down (readonly)", self.addr),
-                    ));
-                }
-                return Ok(c.clone());
-            }
+            Slot::Up(c) if !c.shared.closed.load(Ordering::Relaxed) => return self.usable(c),
             Slot::Backoff { until, failures } => {
                 if Instant::now() < *until {
                     return Err(RpcError::Connect {
@@ -386,6 +389,7 @@ impl Inner {
             Ok(Ok(stream)) => {
                 let conn = Arc::new(self.start(stream));
                 *slot = Slot::Up(conn.clone());
+                self.live[i].store(Some(conn.clone()));
                 self.readonly.store(false, Ordering::Relaxed);
                 Ok(conn)
             }
@@ -395,6 +399,7 @@ impl Inner {
                     _ => format!("no answer within {:?}", self.config.connect_timeout),
                 };
                 self.failures.fetch_add(1, Ordering::Relaxed);
+                self.live[i].store(None);
                 let backoff =
                     Duration::from_millis(100u64 << failures.min(6)).min(Duration::from_secs(5));
                 *slot = Slot::Backoff {
@@ -407,6 +412,17 @@ impl Inner {
                 })
             }
         }
+    }
+
+    /// `c`, unless its provider said it is shutting down.
+    fn usable(&self, c: &Arc<Conn>) -> RpcResult<Arc<Conn>> {
+        if c.shared.readonly.load(Ordering::Relaxed) {
+            return Err(RpcError::remote(
+                codes::SHUTTING_DOWN,
+                format!("provider {} is shutting down (readonly)", self.addr),
+            ));
+        }
+        Ok(c.clone())
     }
 
     fn start(&self, stream: Transport) -> Conn {
