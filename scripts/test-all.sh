@@ -101,6 +101,11 @@ step() {
 # it takes (a developer's own `cargo test` keeps them).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 echo "== disk free before the build: $(df -h --output=avail "$PWD" 2>/dev/null | tail -1 || echo unknown)"
+# A whole run from a clean clone takes ~6.5 GB of target/.
+free_kib=$(df -k --output=avail "$PWD" 2>/dev/null | tail -1 | tr -d ' ' || true)
+if [ -n "$free_kib" ] && [ "$free_kib" -lt $((8 * 1024 * 1024)) ]; then
+  echo "WARNING: less than 8 GB of disk left here; a clean run needs ~6.5 GB of target/ and linking may fail (SIGBUS) when it runs out" >&2
+fi
 step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 # Libraries only (the CLI's binary is also called rdubbo); every public item documented.
