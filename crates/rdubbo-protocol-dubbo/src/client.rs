@@ -128,7 +128,6 @@ struct Inner {
     /// Each slot's state, locked to connect it (one connect at a time per slot).
     slots: Vec<tokio::sync::Mutex<Slot>>,
     next_slot: AtomicUsize,
-    ids: Arc<AtomicI64>,
     in_flight: AtomicUsize,
     /// Set when the provider sent the readonly event (it is shutting down).
     readonly: Arc<AtomicBool>,
@@ -192,7 +191,6 @@ impl DubboClient {
                 config,
                 slots,
                 next_slot: AtomicUsize::new(0),
-                ids: Arc::new(AtomicI64::new(1)),
                 in_flight: AtomicUsize::new(0),
                 readonly: Arc::new(AtomicBool::new(false)),
                 failures: AtomicU64::new(0),
@@ -237,7 +235,7 @@ impl Inner {
         }
         let _guard = InFlight(&self.in_flight);
         let timeout = inv.timeout.unwrap_or(self.config.timeout);
-        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let id = next_id();
         let frame = self.encode(id, &inv, timeout)?;
         let sink = inv.reply_attachments;
         let deadline = tokio::time::Instant::now() + timeout;
@@ -458,11 +456,7 @@ impl Inner {
         });
         let reader = tokio::spawn(background_reader(shared.clone()));
         let flusher = tokio::spawn(flusher(shared.clone()));
-        let heartbeat = tokio::spawn(heartbeat_loop(
-            self.config.heartbeat,
-            self.ids.clone(),
-            shared.clone(),
-        ));
+        let heartbeat = tokio::spawn(heartbeat_loop(self.config.heartbeat, shared.clone()));
         Conn {
             writer,
             shared,
@@ -509,6 +503,24 @@ struct ConnShared {
     writer: Arc<Writer>,
     /// Signalled when a request was queued for the flusher (see [`flusher`]).
     flush_soon: Notify,
+}
+
+/// A request id unique in this process (Java's consumer numbers all its requests from one
+/// counter too). Each thread takes ids in blocks from the shared counter, so a call reads
+/// and writes only its thread's own: no line of the provider's state to fetch for it.
+fn next_id() -> i64 {
+    const BLOCK: i64 = 1024;
+    static NEXT_BLOCK: AtomicI64 = AtomicI64::new(1);
+    thread_local!(static IDS: std::cell::Cell<(i64, i64)> = const { std::cell::Cell::new((0, 0)) });
+    IDS.with(|ids| {
+        let (mut next, mut end) = ids.get();
+        if next == end {
+            next = NEXT_BLOCK.fetch_add(BLOCK, Ordering::Relaxed);
+            end = next + BLOCK;
+        }
+        ids.set((next + 1, end));
+        next
+    })
 }
 
 /// `n` in decimal, written into `buf`.
@@ -608,5 +620,27 @@ fn coerce(v: &HValue, desc: &str) -> HValue {
             HValue::String(_) | HValue::Int(_) | HValue::Long(_) | HValue::Double(_),
         ) => json::to_value_as(&json::from_value(v), desc),
         _ => v.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_id;
+
+    #[test]
+    fn request_ids_are_unique_across_threads() {
+        // More than a block per thread, so every thread comes back to the shared counter.
+        let threads: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(|| (0..5_000).map(|_| next_id()).collect::<Vec<_>>()))
+            .collect();
+        let mut all: Vec<i64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("thread"))
+            .collect();
+        assert!(all.iter().all(|id| *id > 0));
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "an id was handed out twice");
     }
 }

@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -288,7 +288,7 @@ pub(super) async fn background_reader(st: Arc<ConnShared>) {
     }
 }
 
-pub(super) async fn heartbeat_loop(period: Duration, ids: Arc<AtomicI64>, st: Arc<ConnShared>) {
+pub(super) async fn heartbeat_loop(period: Duration, st: Arc<ConnShared>) {
     let tick = (period / 4).max(Duration::from_millis(10));
     let mut last_sent = Duration::ZERO;
     loop {
@@ -304,7 +304,7 @@ pub(super) async fn heartbeat_loop(period: Duration, ids: Arc<AtomicI64>, st: Ar
             return;
         }
         if idle >= period && now.saturating_sub(last_sent) >= period {
-            let id = ids.fetch_add(1, Ordering::Relaxed);
+            let id = super::next_id();
             st.writer.send(&codec::heartbeat_request(id)).await;
             last_sent = now;
         }
