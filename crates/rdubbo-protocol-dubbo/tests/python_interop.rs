@@ -21,24 +21,7 @@ const PACKAGE: &str = "python3-dubbo==0.0.8";
 /// Installs the client package (once) and returns the directory to put on PYTHONPATH.
 fn install_client() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python3-dubbo");
-    if dir.join("dubbo/client.py").exists() {
-        return dir;
-    }
-    let status = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--target",
-        ])
-        .arg(&dir)
-        .arg(PACKAGE)
-        .status()
-        .expect("python3 with pip");
-    assert!(status.success(), "pip install {PACKAGE} failed");
-    dir
+    rdubbo_testkit::pip_install(&dir, PACKAGE, "dubbo/client.py")
 }
 
 fn script() -> PathBuf {

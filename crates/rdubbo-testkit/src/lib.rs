@@ -421,6 +421,46 @@ pub fn npm_install(dir: &std::path::Path, packages: &[&str]) -> std::path::PathB
     dir.to_path_buf()
 }
 
+/// Installs a PyPI package (e.g. `python3-dubbo==0.0.8`) with pip's `--target` into `dir`
+/// unless `dir/<marker>` (a file the package ships) is already there, and returns `dir`.
+/// Serialized within the process; panics with pip's output when the install fails.
+///
+/// pip installs into a staging directory of this process that is renamed into place when
+/// complete, so an install cut short by an earlier run (which `--target` refuses to
+/// overwrite) is replaced, never reused half-done.
+pub fn pip_install(dir: &std::path::Path, package: &str, marker: &str) -> std::path::PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if dir.join(marker).exists() {
+        return dir.to_path_buf();
+    }
+    let staging = dir.with_extension(format!("partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let out = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-warn-conflicts",
+            "--target",
+        ])
+        .arg(&staging)
+        .arg(package)
+        .output()
+        .expect("run pip (python3 -m pip)");
+    assert!(
+        out.status.success(),
+        "pip install {package} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&staging, dir).expect("move the installed package into place");
+    dir.to_path_buf()
+}
+
 /// A child process that is killed (by its PID) when dropped, also when a test panics.
 ///
 /// No parent-death signal is set: Linux sends it when the spawning *thread* exits, and

@@ -39,33 +39,11 @@ fn dir() -> PathBuf {
 
 /// `nacos-sdk-python==2.0.11` in `<dir>/py` (pip's `--target`), installed on first use.
 fn pip_install(dir: &Path) -> PathBuf {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let target = dir.join("py");
-    if !target.join("nacos").join("client.py").exists() {
-        std::fs::create_dir_all(&target).unwrap();
-        let out = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-warn-conflicts",
-                "--target",
-            ])
-            .arg(&target)
-            .arg("nacos-sdk-python==2.0.11")
-            .output()
-            .expect("run pip (python3 -m pip)");
-        assert!(
-            out.status.success(),
-            "pip install nacos-sdk-python==2.0.11 failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    target
+    rdubbo_testkit::pip_install(
+        &dir.join("py"),
+        "nacos-sdk-python==2.0.11",
+        "nacos/client.py",
+    )
 }
 
 /// A foreign client driven by JSON commands on stdin, answering JSON lines on stdout.
