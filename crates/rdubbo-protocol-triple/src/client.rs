@@ -12,7 +12,7 @@ use rdubbo_core::{
     error::codes, Args, BoxFuture, Invocation, Invoker, MessageStream, Reply, RpcError, RpcResult,
     Url,
 };
-use rdubbo_http2::{Client, Headers, ResponseFuture, SendStream};
+use rdubbo_http2::{Client, Headers, Response, ResponseFuture, SendStream};
 
 use crate::codec::{self, grpc, Encoding, TripleResponseWrapper};
 use crate::headers;
@@ -512,14 +512,31 @@ impl Inner {
         }))
     }
 
+    /// Sends a unary request and waits for the response head. A stream the provider
+    /// refused (REFUSED_STREAM, or above the last stream of its GOAWAY: a connection it
+    /// was closing, idle, as the request left) was certainly not processed, so it is sent
+    /// once more, on a connection still open (gRPC's transparent retry does the same).
+    async fn round_trip(&self, head: &Headers, frame: &[u8]) -> RpcResult<Response> {
+        let mut retried = false;
+        loop {
+            let (response, mut send) = self.open(head, false).await?;
+            let sent = send.send_data(frame, true).await;
+            drop(send);
+            let answer = match sent {
+                Ok(()) => response.await,
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(resp) => return Ok(resp),
+                Err(e) if e.is_refused() && !retried => retried = true,
+                Err(e) => return Err(self.transport_error(e)),
+            }
+        }
+    }
+
     async fn exchange(&self, inv: &Invocation, timeout: Duration) -> RpcResult<Reply> {
         let (head, frame) = self.request(inv, timeout)?;
-        let (response, mut send) = self.open(&head, false).await?;
-        send.send_data(&frame, true)
-            .await
-            .map_err(|e| self.transport_error(e))?;
-        drop(send);
-        let mut resp = response.await.map_err(|e| self.transport_error(e))?;
+        let mut resp = self.round_trip(&head, &frame).await?;
         let h = &resp.headers;
         // Trailers-only: the status is in the headers.
         if let Some(status) = h.get_str(headers::GRPC_STATUS) {

@@ -648,6 +648,65 @@ async fn a_client_reconnects_after_the_server_closed_an_idle_connection() {
     server.shutdown(Duration::from_secs(1)).await;
 }
 
+/// A provider closing a connection as a request leaves (idle time, shutdown) answers it
+/// with GOAWAY and a last stream below it: the request was not processed, and the client
+/// sends it again on a new connection, once. Deterministic here: a listener in front of
+/// the server answers the first three connections' first request with GOAWAY(last
+/// stream 0) and hands later connections to the server.
+#[tokio::test]
+async fn a_request_refused_by_goaway_is_sent_again_once() {
+    let server = server(ServerConfig::default()).await;
+    let backend = server.local_addr();
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front_addr = front.local_addr().unwrap();
+    let refusing = Arc::new(std::sync::atomic::AtomicUsize::new(3));
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (left, seen) = (refusing.clone(), accepted.clone());
+    let front_task = tokio::spawn(async move {
+        use std::sync::atomic::Ordering::SeqCst;
+        loop {
+            let (mut conn, _) = front.accept().await.unwrap();
+            seen.fetch_add(1, SeqCst);
+            let refuse = left
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            tokio::spawn(async move {
+                if refuse {
+                    let mut preface = [0u8; 24];
+                    conn.read_exact(&mut preface).await.unwrap();
+                    conn.write_all(&h2_frame(4, 0, 0, &[])).await.unwrap();
+                    let (_, stream, _) = h2_read_until(&mut conn, |kind, _, _| kind == 1)
+                        .await
+                        .expect("the request's HEADERS");
+                    assert_eq!(stream, 1);
+                    let goaway = [0u8; 8]; // last stream 0, NO_ERROR
+                    conn.write_all(&h2_frame(7, 0, 0, &goaway)).await.unwrap();
+                    // Closed when the client closes it.
+                    let _ = h2_read_until(&mut conn, |_, _, _| false).await;
+                } else {
+                    let mut up = tokio::net::TcpStream::connect(backend).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
+                }
+            });
+        }
+    });
+    let url: Url = format!("tri://{front_addr}/com.example.UserService")
+        .parse()
+        .unwrap();
+    let users = UserServiceClient::new(Arc::new(TripleClient::new(&url).unwrap()));
+    // Refused on two connections in a row: sent twice, then the error is the caller's.
+    let e = users.inc(1).await.unwrap_err();
+    assert!(e.to_string().contains("REFUSED_STREAM"), "{e}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // Refused once (the remaining refusing connection), served on the next.
+    assert_eq!(users.inc(1).await.unwrap(), 2);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 4);
+    assert_eq!(users.inc(2).await.unwrap(), 3);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 4);
+    front_task.abort();
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
 /// What `grpcio` (Python, PyPI `grpcio`) does against the tri server, one line per call.
 const GRPCIO_SCRIPT: &str = r#"
 import sys, grpc
