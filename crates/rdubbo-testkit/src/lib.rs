@@ -405,17 +405,14 @@ pub fn npm_install(dir: &std::path::Path, packages: &[&str]) -> std::path::PathB
             std::fs::write(dir.join("package.json"), "{\"private\":true}\n")
                 .expect("write package.json");
         }
-        let out = std::process::Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+        let mut npm = std::process::Command::new("npm");
+        npm.args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
             .args(&missing)
-            .current_dir(dir)
-            .output()
-            .expect("run npm (is Node.js installed? scripts/test-all.sh installs it)");
-        assert!(
-            out.status.success(),
-            "npm install {missing:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            .current_dir(dir);
+        run_installer(
+            npm,
+            "run npm (is Node.js installed? scripts/test-all.sh installs it)",
+            &format!("npm install {missing:?}"),
         );
     }
     dir.to_path_buf()
@@ -436,29 +433,38 @@ pub fn pip_install(dir: &std::path::Path, package: &str, marker: &str) -> std::p
     }
     let staging = dir.with_extension(format!("partial-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
-    let out = std::process::Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-warn-conflicts",
-            "--target",
-        ])
-        .arg(&staging)
-        .arg(package)
-        .output()
-        .expect("run pip (python3 -m pip)");
-    assert!(
-        out.status.success(),
-        "pip install {package} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let mut pip = std::process::Command::new("python3");
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-warn-conflicts",
+        "--target",
+    ])
+    .arg(&staging)
+    .arg(package);
+    run_installer(
+        pip,
+        "run pip (python3 -m pip)",
+        &format!("pip install {package}"),
     );
     let _ = std::fs::remove_dir_all(dir);
     std::fs::rename(&staging, dir).expect("move the installed package into place");
     dir.to_path_buf()
+}
+
+/// Runs a package installer to its end; panics with `spawn_failed` when it cannot start,
+/// or with its output when `what` fails.
+fn run_installer(mut cmd: std::process::Command, spawn_failed: &str, what: &str) {
+    let out = cmd.output().expect(spawn_failed);
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A child process that is killed (by its PID) when dropped, also when a test panics.
