@@ -153,6 +153,15 @@ fn java_urlencoder_compatibility() {
     assert_eq!(decode("a+b%2Bc*d%7Ee%2ff").unwrap(), "a b+c*d~e/f");
 }
 
+#[test]
+fn white_space_around_a_host_is_not_part_of_it() {
+    // Kept, "A " would format as "A " and parse back as "A" (the input is trimmed).
+    let u = Url::parse("A /").unwrap();
+    assert_eq!(u.host(), "A");
+    assert_eq!(Url::parse(&u.to_string()).unwrap(), u);
+    assert_eq!(Url::parse("dubbo:// h :20880/x").unwrap().host(), "h");
+}
+
 proptest! {
     #[test]
     fn encode_decode_round_trip(s in "\\PC*") {

@@ -68,6 +68,9 @@ impl Url {
                 None => (hostport, None),
             }
         };
+        // A host has no white space; kept, a trailing one before an empty path ("h /")
+        // would end the formatted URL and be trimmed off the next parse.
+        let host = host.trim();
         let port = match port_text {
             None => None,
             Some(p) => Some(p.parse::<u16>().map_err(|_| UrlError::InvalidPort {
