@@ -150,8 +150,10 @@ pub fn subscribed_categories(url: &Url) -> Vec<String> {
 /// writes pending changes now; dropping the cache flushes too.
 ///
 /// Several caches may share one file (registries of one URL in a process, a provider's and
-/// a consumer's): a write replaces only the categories this cache was told, on top of what
-/// the file holds then, so one never erases another's lists.
+/// a consumer's, or instances of one application on one host): a write replaces only the
+/// categories this cache was told, on top of what the file holds then, so one never erases
+/// another's lists. Writes take turns, in a process and across processes (an exclusive
+/// `flock` of `<file>.lock`, as Java locks that file).
 pub struct RegistryCache {
     path: Option<PathBuf>,
     shared: Arc<CacheShared>,
@@ -319,6 +321,10 @@ impl CacheShared {
     /// Writes what this cache was told over what the file holds now.
     fn write(&self, path: &Path) {
         let _one_at_a_time = FILE_WRITES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _other_processes_wait = lock_file(path);
         let mut merged = read_entries(path);
         {
             let entries = self.lock();
@@ -338,6 +344,53 @@ impl CacheShared {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the registry cache file");
         }
     }
+}
+
+/// How long a write waits for another process to let go of the cache file.
+const FILE_LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// An exclusive lock on `<file>.lock`, held (until dropped) while this process reads the
+/// file, merges and replaces it, as Java's `AbstractRegistry` locks `<file>.lock`:
+/// processes sharing the file (instances of one application on one host share the default
+/// one) take turns instead of writing over each other's lists. After
+/// [`FILE_LOCK_WAIT`] or where the lock cannot be taken the write goes ahead without it
+/// (a process stuck with the lock must not stop this one's cache).
+#[cfg(unix)]
+fn lock_file(path: &Path) -> Option<std::fs::File> {
+    use rustix::fs::{flock, FlockOperation};
+    use rustix::io::Errno;
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let file = match std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&name)
+    {
+        Ok(file) => file,
+        Err(e) => {
+            tracing::debug!(path = ?name, error = %e, "cannot open the registry cache lock");
+            return None;
+        }
+    };
+    let deadline = std::time::Instant::now() + FILE_LOCK_WAIT;
+    loop {
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Some(file),
+            Err(Errno::WOULDBLOCK | Errno::INTR) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => {
+                tracing::warn!(path = ?name, error = %e, "registry cache file not locked; writing it anyway");
+                return None;
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn lock_file(_path: &Path) -> Option<std::fs::File> {
+    None
 }
 
 /// The entries of a cache file (none when it is missing or unreadable).
@@ -584,6 +637,71 @@ mod tests {
         consumer_side.put("demo.Api", "providers", &[]);
         consumer_side.flush();
         assert_eq!(RegistryCache::open(&path).get("demo.Api"), vec![cfg]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Writes done by each process of [`processes_sharing_a_file_keep_each_others_lists`].
+    const CHILD_WRITES: u16 = 150;
+
+    /// Not a test of its own: the body of the processes that
+    /// [`processes_sharing_a_file_keep_each_others_lists`] starts (it does nothing without
+    /// their environment).
+    #[test]
+    #[ignore = "run by processes_sharing_a_file_keep_each_others_lists"]
+    fn cache_writer_process() {
+        let (Ok(path), Ok(key)) = (
+            std::env::var("RDUBBO_CACHE_TEST_FILE"),
+            std::env::var("RDUBBO_CACHE_TEST_KEY"),
+        ) else {
+            return;
+        };
+        let cache = RegistryCache::open(&path);
+        for port in 1..=CHILD_WRITES {
+            let u = url(&format!("jsonrpc://127.0.0.1:{port}/{key}?interface={key}"));
+            cache.put(&key, "providers", &[u]);
+            cache.flush();
+        }
+    }
+
+    #[test]
+    fn processes_sharing_a_file_keep_each_others_lists() {
+        // Instances of one application on one host share the default cache file; each
+        // writes its lists over what the file holds, and none may erase another's.
+        let (dir, path) = scratch("processes");
+        let exe = std::env::current_exe().unwrap();
+        let keys: Vec<String> = (0..4).map(|i| format!("demo.Api{i}")).collect();
+        let children: Vec<_> = keys
+            .iter()
+            .map(|key| {
+                std::process::Command::new(&exe)
+                    .args([
+                        "--ignored",
+                        "--exact",
+                        "registry::tests::cache_writer_process",
+                    ])
+                    .args(["--test-threads=1", "--quiet"])
+                    .env("RDUBBO_CACHE_TEST_FILE", &path)
+                    .env("RDUBBO_CACHE_TEST_KEY", key)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut child in children {
+            assert!(child.wait().unwrap().success());
+        }
+        let cache = RegistryCache::open(&path);
+        for key in &keys {
+            let last = CHILD_WRITES;
+            assert_eq!(
+                cache.get(key),
+                vec![url(&format!(
+                    "jsonrpc://127.0.0.1:{last}/{key}?interface={key}"
+                ))],
+                "{key}: {}",
+                std::fs::read_to_string(&path).unwrap_or_default()
+            );
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 
