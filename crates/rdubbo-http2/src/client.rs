@@ -131,6 +131,9 @@ impl Client {
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut reader: Reader<R>) {
+    // However reading ends (a GOAWAY with an error code returns from the loop with nothing
+    // else to tell the flusher), the flusher ends too and lets the socket go.
+    let _close = conn::CloseOnDrop(shared.clone());
     if let Err(e) = shared.flush().await {
         conn::lost(&shared, e.to_string());
         return;

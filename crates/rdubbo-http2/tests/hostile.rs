@@ -1,6 +1,7 @@
 //! Hostile peers against our server: floods, rapid reset, oversized frames, CONTINUATION
 //! floods, garbage, limits. Each gets a clear GOAWAY (or RST_STREAM / 431) and the server
-//! goes on serving others.
+//! goes on serving others. And a server ending a connection with an error, against our
+//! client.
 
 mod common;
 
@@ -415,4 +416,39 @@ async fn malformed_requests_are_reset() {
         ]
     );
     still_serves(addr).await;
+}
+
+#[tokio::test]
+async fn a_client_told_goaway_with_an_error_closes_its_socket() {
+    // A server that answers the first request with GOAWAY(PROTOCOL_ERROR) and keeps its
+    // end open: the client's calls fail, and once the client is dropped its socket closes
+    // (its flusher used to wait forever, holding the socket).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut preface = [0u8; 24];
+        tcp.read_exact(&mut preface).await.unwrap();
+        assert_eq!(&preface, frame::PREFACE);
+        let mut out = Vec::new();
+        frame::put_settings(&mut out, &[]);
+        frame::put_goaway(&mut out, 0, Reason::PROTOCOL_ERROR, b"go away");
+        tcp.write_all(&out).await.unwrap();
+        // Read until the client closes its end (EOF), for 10 s at most.
+        let mut sink = [0u8; 4096];
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while tcp.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+        })
+        .await
+        .is_ok()
+    });
+    let c = Client::new(TcpStream::connect(addr).await.unwrap(), Config::default());
+    let failed = c.unary(&request("/x"), &grpc(b"hi"), 1024).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(c.is_closed());
+    drop(c);
+    assert!(
+        server.await.unwrap(),
+        "the client's socket stayed open 10 s after the client was dropped"
+    );
 }

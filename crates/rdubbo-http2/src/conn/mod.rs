@@ -175,8 +175,9 @@ impl Shared {
     }
 }
 
-/// Fails the connection when the future serving it is dropped (a server that stops
-/// waiting for it), so that its tasks end and the socket closes.
+/// Fails the connection when the future reading it ends or is dropped (a server that
+/// stops waiting for it, a client's reader done), so that its tasks end and the socket
+/// closes.
 pub(crate) struct CloseOnDrop(pub std::sync::Arc<Shared>);
 
 impl Drop for CloseOnDrop {
