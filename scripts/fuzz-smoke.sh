@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Bounded fuzzing of the decoders with cargo-fuzz (libFuzzer): the Hessian2 decoder and
-# the Dubbo frame/body decoder, each for FUZZ_SECONDS (default 30), starting from the seeds
-# in fuzz/seeds. Installs cargo-fuzz when missing. Works on the stable toolchain
-# (RUSTC_BOOTSTRAP lets cargo-fuzz pass its -Z flags; no sanitizer needed for safe code).
-# A crash fails the script and leaves the input under fuzz/artifacts/.
+# Bounded fuzzing with cargo-fuzz (libFuzzer): the Hessian2 decoder, the Dubbo frame/body
+# decoder, and the HTTP/2 server and client under tri:// (any bytes a hostile client sends
+# after the preface, or a hostile server answers to two calls), each for FUZZ_SECONDS
+# (default 30), starting from the seeds in fuzz/seeds. Installs cargo-fuzz when missing.
+# Works on the stable toolchain (RUSTC_BOOTSTRAP lets cargo-fuzz pass its -Z flags; no
+# sanitizer needed for safe code). A crash fails the script and leaves the input under
+# fuzz/artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${FUZZ_SECONDS:-30}"
@@ -11,7 +13,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "== installing cargo-fuzz"
   cargo install --locked cargo-fuzz >/dev/null
 fi
-for target in hessian_decode dubbo_frame; do
+for target in hessian_decode dubbo_frame http2_server http2_client; do
   echo "== fuzzing $target for ${secs}s"
   mkdir -p "fuzz/corpus/$target"
   set +e

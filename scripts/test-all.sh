@@ -12,7 +12,8 @@
 # toolchain (scripts/check-msrv.sh), licenses, bans, sources and advisories with cargo-deny
 # (scripts/check-deny.sh, deny.toml), then runs every test of the workspace (unit,
 # integration, interop, property tests, compile-fail tests of the macros, doc tests), then
-# fuzzes the Hessian2 and Dubbo frame decoders for a bounded time (scripts/fuzz-smoke.sh).
+# fuzzes the Hessian2 and Dubbo frame decoders and the HTTP/2 server and client for a bounded time
+# (scripts/fuzz-smoke.sh).
 # Servers the tests need are started and stopped by the tests. Each step prints its time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -125,4 +126,4 @@ echo "== disk free after the tests: $(df -h --output=avail "$PWD" 2>/dev/null | 
 step "extension example outside the workspace (examples/extend)" \
   env CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" \
   cargo run --locked --quiet --manifest-path examples/extend/Cargo.toml
-step "fuzz smoke run (cargo-fuzz, ${FUZZ_SECONDS:-30}s per decoder)" ./scripts/fuzz-smoke.sh
+step "fuzz smoke run (cargo-fuzz, ${FUZZ_SECONDS:-30}s per target)" ./scripts/fuzz-smoke.sh
