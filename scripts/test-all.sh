@@ -12,8 +12,8 @@
 # toolchain (scripts/check-msrv.sh), licenses, bans, sources and advisories with cargo-deny
 # (scripts/check-deny.sh, deny.toml), then runs every test of the workspace (unit,
 # integration, interop, property tests, compile-fail tests of the macros, doc tests), then
-# fuzzes the Hessian2 and Dubbo frame decoders and the HTTP/2 server and client for a bounded time
-# (scripts/fuzz-smoke.sh).
+# fuzzes the Hessian2 and Dubbo frame decoders and the Dubbo and HTTP/2 servers and clients
+# for a bounded time (scripts/fuzz-smoke.sh).
 # Servers the tests need are started and stopped by the tests. Each step prints its time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
