@@ -1,7 +1,7 @@
 //! Hostile peers against our server: floods, rapid reset, oversized frames, CONTINUATION
 //! floods, garbage, limits. Each gets a clear GOAWAY (or RST_STREAM / 431) and the server
-//! goes on serving others. And a server ending a connection with an error, against our
-//! client.
+//! goes on serving others; a failed connection's socket closes at once. And a server
+//! ending a connection with an error, against our client.
 
 mod common;
 
@@ -451,4 +451,32 @@ async fn a_client_told_goaway_with_an_error_closes_its_socket() {
         server.await.unwrap(),
         "the client's socket stayed open 10 s after the client was dropped"
     );
+}
+
+#[tokio::test]
+async fn a_failed_connection_closes_its_socket_while_its_handle_is_held() {
+    // A server that keeps its connections' shutdown handles (to drain them later) must
+    // not keep the socket of one that failed: the peer sees the end after the GOAWAY.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let (handle, conn) = rdubbo_http2::serve(tcp, Config::default(), common::echo);
+        let _ = conn.await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(handle);
+    });
+    let mut tcp = raw(addr).await;
+    let mut out = Vec::new();
+    frame::put_headers(&mut out, 1, &[0xff, 0x7f], true, 16_384);
+    tcp.write_all(&out).await.unwrap();
+    let (reason, _) = goaway(&frames_until_goaway(&mut tcp).await);
+    assert_eq!(reason, Reason::COMPRESSION_ERROR);
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the socket stayed open 10 s after the GOAWAY while the handle was held"
+    );
+    server.abort();
 }

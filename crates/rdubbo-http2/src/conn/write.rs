@@ -146,16 +146,23 @@ async fn write_bounded(
 }
 
 /// Writes what the flusher is told to, after letting every ready task queue its frames;
-/// ends with the connection.
+/// ends with the connection, shutting its write half down: the peer sees the end now, not
+/// when the last handle, stream or handler holding the connection lets go of it.
 pub(crate) async fn flusher(shared: std::sync::Arc<Shared>) {
     loop {
         shared.flush_soon.notified().await;
         if shared.state().error.is_some() {
-            return;
+            break;
         }
         tokio::task::yield_now().await;
         if shared.flush().await.is_err() {
-            return;
+            break;
         }
     }
+    let mut socket = shared.socket.lock().await;
+    let bound = shared
+        .config
+        .write_timeout
+        .unwrap_or(Duration::from_secs(30));
+    let _ = tokio::time::timeout(bound, socket.shutdown()).await;
 }
