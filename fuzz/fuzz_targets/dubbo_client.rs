@@ -8,31 +8,23 @@
 //! reach the answers' decoding and routing, not only unknown ids.
 #![no_main]
 
+mod common;
+
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use rdubbo_core::{Args, Invocation, Invoker, Url};
 use rdubbo_protocol_dubbo::codec::HEADER_LEN;
 use rdubbo_protocol_dubbo::DubboClient;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime")
-    })
-}
+use tokio::sync::Notify;
 
 /// The provider's port: every input is one connection to it.
 fn listener() -> &'static TcpListener {
     static LISTENER: OnceLock<TcpListener> = OnceLock::new();
     LISTENER.get_or_init(|| {
-        runtime().block_on(async {
+        common::runtime().block_on(async {
             TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind on loopback")
@@ -73,8 +65,9 @@ fn with_ids(data: &[u8], ids: &[[u8; 8]]) -> Vec<u8> {
 
 fuzz_target!(|data: &[u8]| {
     let listener = listener();
-    runtime().block_on(async {
+    common::runtime().block_on(async {
         let addr = listener.local_addr().expect("the listener's address");
+        // The calls' own timeout (20 s) is far off: they must end because the bytes did.
         let url: Url = format!("dubbo://{addr}/com.example.Echo?version=1.0.0&timeout=20000")
             .parse()
             .expect("a URL");
@@ -83,65 +76,23 @@ fuzz_target!(|data: &[u8]| {
             let inv = Invocation::new("com.example.Echo", "echo", Args::Json(vec!["hi".into()]));
             client.invoke(inv)
         };
-        let calls_done = tokio::sync::Notify::new();
+        let done = Notify::new();
+        let calls = async {
+            let _ = tokio::join!(call(), call());
+            done.notify_one();
+        };
         let provider = async {
             let (mut tcp, _) = listener.accept().await.expect("the client's connection");
-            let (mut from_client, mut to_client) = tcp.split();
+            let (mut from_client, to_client) = tcp.split();
             let ids = request_ids(&mut from_client).await;
             let answer = with_ids(data, &ids);
-            let send = async {
-                let _ = to_client.write_all(&answer).await;
-                let _ = to_client.shutdown().await;
-            };
-            // What the client sends until the calls end (it keeps its connection open
-            // for the next calls; the provider's end closes after that).
-            let receive = async {
-                let mut sink = [0u8; 8192];
-                loop {
-                    tokio::select! {
-                        read = from_client.read(&mut sink) => {
-                            if !matches!(read, Ok(n) if n > 0) {
-                                break;
-                            }
-                        }
-                        () = calls_done.notified() => break,
-                    }
-                }
-            };
-            tokio::join!(send, receive);
+            common::peer(from_client, to_client, &answer, &done).await;
         };
-        let calls = async {
-            tokio::join!(call(), call());
-            calls_done.notify_one();
-        };
-        // The calls' own timeout (20 s) is far off: they must end because the bytes did.
-        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        common::within_10s("a call did not end", async {
             tokio::join!(calls, provider)
         })
         .await;
-        assert!(
-            ended.is_ok(),
-            "a call did not end within 10 s of the provider's last byte"
-        );
         drop(client);
-        let tasks = || {
-            tokio::runtime::Handle::current()
-                .metrics()
-                .num_alive_tasks()
-        };
-        for i in 0..464 {
-            if tasks() == 0 {
-                return;
-            }
-            if i < 64 {
-                tokio::task::yield_now().await;
-            } else {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-        panic!(
-            "{} task(s) of the connection outlived the client by 2 s",
-            tasks()
-        );
+        common::assert_none_left("task(s)", common::tasks).await;
     })
 });

@@ -1,26 +1,15 @@
 //! Any bytes a server answers with, to rdubbo's HTTP/2 client (what `tri://` consumers
 //! call through) while two requests are in flight: frames, HPACK, stream states and flow
-//! control from a hostile provider. Never a panic, and both calls end once the server's
-//! bytes end, with an answer or an error, whatever the bytes were, and no task of the
-//! connection outlives it.
+//! control from a hostile provider. Never a panic, both calls end once the server's bytes
+//! end, with an answer or an error, whatever the bytes were, and no task of the
+//! connection outlives the client.
 #![no_main]
 
-use std::sync::OnceLock;
-use std::time::Duration;
+mod common;
 
 use libfuzzer_sys::fuzz_target;
 use rdubbo_http2::{Client, Config, Headers};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime")
-    })
-}
+use tokio::sync::Notify;
 
 fn request() -> Headers {
     let mut h = Headers::new();
@@ -33,30 +22,8 @@ fn request() -> Headers {
     h
 }
 
-/// Waits (2 s at most) for every task of the connection to end: one left would hold its
-/// socket and buffers forever.
-async fn assert_no_task_left() {
-    let tasks = || {
-        tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks()
-    };
-    for i in 0..464 {
-        if tasks() == 0 {
-            return;
-        }
-        // Ending tasks usually need only their turn to run; then wait in steps of 5 ms.
-        if i < 64 {
-            tokio::task::yield_now().await;
-        } else {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-    panic!("{} task(s) of the connection outlived it by 2 s", tasks());
-}
-
 fuzz_target!(|data: &[u8]| {
-    runtime().block_on(async {
+    common::runtime().block_on(async {
         let (client_io, server_io) = tokio::io::duplex(64 << 10);
         let (read, write) = tokio::io::split(client_io);
         // Small windows and limits, so that short inputs reach them.
@@ -69,31 +36,22 @@ fuzz_target!(|data: &[u8]| {
             ..Config::default()
         };
         let client = Client::with_io(read, write, config);
-        let (mut from_client, mut to_client) = tokio::io::split(server_io);
-        let drain = tokio::spawn(async move {
-            let mut sink = [0u8; 8192];
-            while matches!(from_client.read(&mut sink).await, Ok(n) if n > 0) {}
-        });
+        let (from_client, to_client) = tokio::io::split(server_io);
         let head = request();
+        let done = Notify::new();
         let calls = async {
             let body = [0u8, 0, 0, 0, 5, b'h', b'e', b'l', b'l', b'o'];
-            tokio::join!(
+            let _ = tokio::join!(
                 client.unary(&head, &body, 1 << 16),
                 client.unary(&head, &body, 1 << 16)
-            )
+            );
+            done.notify_one();
         };
-        let answer = async {
-            let _ = to_client.write_all(data).await;
-            let _ = to_client.shutdown().await;
-        };
-        let (ended, ()) =
-            tokio::join!(tokio::time::timeout(Duration::from_secs(10), calls), answer);
-        assert!(
-            ended.is_ok(),
-            "a call did not end within 10 s of the server's last byte"
-        );
-        drain.abort();
+        common::within_10s("a call did not end", async {
+            tokio::join!(calls, common::peer(from_client, to_client, data, &done))
+        })
+        .await;
         drop(client);
-        assert_no_task_left().await;
+        common::assert_none_left("task(s)", common::tasks).await;
     })
 });
