@@ -80,3 +80,16 @@ pub async fn assert_none_left(what: &str, left: impl Fn() -> usize) {
     }
     panic!("{} {what} left 2 s after the connection ended", left());
 }
+
+/// HTTP/2 limits and windows small enough for short inputs to reach them.
+pub fn small_http2_config() -> rdubbo_http2::Config {
+    rdubbo_http2::Config {
+        max_concurrent_streams: 8,
+        initial_stream_window: 1024,
+        connection_window: 4096,
+        max_header_list_size: 2048,
+        max_write_buffer: 16 << 10,
+        max_continuation_frames: 4,
+        ..rdubbo_http2::Config::default()
+    }
+}

@@ -8,7 +8,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use rdubbo_http2::{Client, Config, Headers};
+use rdubbo_http2::{Client, Headers};
 use tokio::sync::Notify;
 
 fn request() -> Headers {
@@ -26,15 +26,7 @@ fuzz_target!(|data: &[u8]| {
     common::runtime().block_on(async {
         let (client_io, server_io) = tokio::io::duplex(64 << 10);
         let (read, write) = tokio::io::split(client_io);
-        // Small windows and limits, so that short inputs reach them.
-        let config = Config {
-            initial_stream_window: 1024,
-            connection_window: 4096,
-            max_header_list_size: 2048,
-            max_write_buffer: 16 << 10,
-            max_continuation_frames: 4,
-            ..Config::default()
-        };
+        let config = common::small_http2_config();
         let client = Client::with_io(read, write, config);
         let (from_client, to_client) = tokio::io::split(server_io);
         let head = request();

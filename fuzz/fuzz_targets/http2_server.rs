@@ -8,7 +8,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use rdubbo_http2::{Config, Headers, Request};
+use rdubbo_http2::{Headers, Request};
 use tokio::sync::Notify;
 
 /// Answers as a gRPC service does: headers, every chunk echoed, trailers.
@@ -35,16 +35,7 @@ fuzz_target!(|data: &[u8]| {
     common::runtime().block_on(async {
         let (client, server) = tokio::io::duplex(64 << 10);
         let (read, write) = tokio::io::split(server);
-        // Small windows and limits, so that short inputs reach them.
-        let config = Config {
-            max_concurrent_streams: 8,
-            initial_stream_window: 1024,
-            connection_window: 4096,
-            max_header_list_size: 2048,
-            max_write_buffer: 16 << 10,
-            max_continuation_frames: 4,
-            ..Config::default()
-        };
+        let config = common::small_http2_config();
         let (_shutdown, conn) = rdubbo_http2::serve_io(read, write, config, echo);
         let input = [&rdubbo_http2::frame::PREFACE[..], data].concat();
         let (from_server, to_server) = tokio::io::split(client);

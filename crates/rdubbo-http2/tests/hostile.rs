@@ -72,6 +72,18 @@ async fn still_serves(addr: std::net::SocketAddr) {
     assert_eq!(&body[..], &grpc(b"still here")[..]);
 }
 
+/// Sends a HEADERS frame whose block refers to a table entry that does not exist; the
+/// server must answer GOAWAY(COMPRESSION_ERROR). Returns the connection.
+async fn bad_hpack_gets_compression_error(addr: std::net::SocketAddr) -> TcpStream {
+    let mut tcp = raw(addr).await;
+    let mut out = Vec::new();
+    frame::put_headers(&mut out, 1, &[0xff, 0x7f], true, 16_384);
+    tcp.write_all(&out).await.unwrap();
+    let (reason, _) = goaway(&frames_until_goaway(&mut tcp).await);
+    assert_eq!(reason, Reason::COMPRESSION_ERROR);
+    tcp
+}
+
 fn headers_frame(enc: &mut Encoder, stream: u32, end_stream: bool) -> Vec<u8> {
     let mut block = Vec::new();
     enc.encode(&request("/x"), &mut block);
@@ -177,13 +189,7 @@ async fn continuation_flood_gets_enhance_your_calm() {
 #[tokio::test]
 async fn garbage_and_bad_hpack_get_a_clear_goaway() {
     let addr = start(Config::default()).await;
-    // A HEADERS frame whose block refers to a table entry that does not exist.
-    let mut tcp = raw(addr).await;
-    let mut out = Vec::new();
-    frame::put_headers(&mut out, 1, &[0xff, 0x7f], true, 16_384);
-    tcp.write_all(&out).await.unwrap();
-    let (reason, _) = goaway(&frames_until_goaway(&mut tcp).await);
-    assert_eq!(reason, Reason::COMPRESSION_ERROR);
+    let _ = bad_hpack_gets_compression_error(addr).await;
     // Random bytes after the preface (a frame of an unknown type is ignored, so any
     // outcome but a panic or a hang is fine: GOAWAY or the connection left open).
     for seed in 0..20u64 {
@@ -466,12 +472,7 @@ async fn a_failed_connection_closes_its_socket_while_its_handle_is_held() {
         tokio::time::sleep(Duration::from_secs(60)).await;
         drop(handle);
     });
-    let mut tcp = raw(addr).await;
-    let mut out = Vec::new();
-    frame::put_headers(&mut out, 1, &[0xff, 0x7f], true, 16_384);
-    tcp.write_all(&out).await.unwrap();
-    let (reason, _) = goaway(&frames_until_goaway(&mut tcp).await);
-    assert_eq!(reason, Reason::COMPRESSION_ERROR);
+    let mut tcp = bad_hpack_gets_compression_error(addr).await;
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest)).await;
     assert!(
