@@ -1,7 +1,8 @@
 //! Hostile peers against our server: floods, rapid reset, oversized frames, CONTINUATION
 //! floods, garbage, limits. Each gets a clear GOAWAY (or RST_STREAM / 431) and the server
-//! goes on serving others; a failed connection's socket closes at once. And a server
-//! ending a connection with an error, against our client.
+//! goes on serving others; a failed connection's socket closes at once. And servers
+//! against our client: one ending the connection with an error, one resetting a stream
+//! it answered in full.
 
 mod common;
 
@@ -479,5 +480,56 @@ async fn a_failed_connection_closes_its_socket_while_its_handle_is_held() {
         closed.is_ok(),
         "the socket stayed open 10 s after the GOAWAY while the handle was held"
     );
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_complete_response_then_rst_stream_no_error_is_the_answer() {
+    // A server that answered in full before the request ended may reset the stream with
+    // NO_ERROR to stop the request (RFC 9113 §8.1; gRPC servers do it): the client keeps
+    // the answer, data and trailers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut preface = [0u8; 24];
+        tcp.read_exact(&mut preface).await.unwrap();
+        let mut enc = Encoder::new();
+        let mut head = Headers::new();
+        head.push_static(":status", "200");
+        head.push_static("content-type", "application/grpc");
+        let mut trailers = Headers::new();
+        trailers.push_static("grpc-status", "0");
+        let (mut head_block, mut trailer_block) = (Vec::new(), Vec::new());
+        enc.encode(&head, &mut head_block);
+        enc.encode(&trailers, &mut trailer_block);
+        let mut out = Vec::new();
+        frame::put_settings(&mut out, &[]);
+        frame::put_headers(&mut out, 1, &head_block, false, 16_384);
+        frame::put_data(&mut out, 1, &grpc(b"answer"), false, 16_384);
+        frame::put_headers(&mut out, 1, &trailer_block, true, 16_384);
+        frame::put_rst(&mut out, 1, Reason::NO_ERROR);
+        tcp.write_all(&out).await.unwrap();
+        // Keep the connection until the client is done.
+        let mut sink = [0u8; 4096];
+        while tcp.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+    });
+    let c = Client::new(TcpStream::connect(addr).await.unwrap(), Config::default());
+    // The request's body never ends: the server answers without waiting for it.
+    let (response, _send) = c.send_request(&request("/x"), false).await.unwrap();
+    let mut response = response.await.unwrap();
+    // Read once the whole answer and the reset are in (the stream no longer active).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while c.active_streams() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (body, trailers) = response.body.collect(1024).await.unwrap();
+    assert_eq!(&body[..], &grpc(b"answer")[..]);
+    assert_eq!(trailers.unwrap().get_str("grpc-status"), Some("0"));
+    drop(c);
     server.abort();
 }

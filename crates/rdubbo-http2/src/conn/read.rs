@@ -320,7 +320,12 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                     let Some(s) = st.streams.get_mut(&stream) else {
                         return Ok(());
                     };
-                    if s.error.is_none() {
+                    if shared.is_client && reason == Reason::NO_ERROR && s.recv_end {
+                        // A server that sent its whole response may stop the request this
+                        // way (RFC 9113 §8.1; gRPC servers do when the response ends first):
+                        // the response stands, only sending ends.
+                        s.send_end = true;
+                    } else if s.error.is_none() {
                         s.error = Some(Error::Reset {
                             reason,
                             remote: true,
